@@ -1,0 +1,56 @@
+# xdpshield: every target goes through the bootstrap (idempotent, quick when done).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+CLANG ?= clang
+ARCH_INC := /usr/include/$(shell uname -m)-linux-gnu
+OBJDIR := src/xdpshield/_obj
+BUILD := build
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -I$(ARCH_INC) -Ibpf/include -I$(BUILD)
+BPF_HDRS := $(wildcard bpf/include/*.h)
+
+SHIELD_OBJS := $(OBJDIR)/xdpshield.o $(OBJDIR)/xdpshield_debug.o
+TEST_OBJS := $(patsubst bpf/test/%.bpf.c,$(OBJDIR)/test_%.o,$(wildcard bpf/test/*.bpf.c))
+
+.PHONY: all bootstrap build test check demo bench clean
+all: build
+
+bootstrap: $(VENV)/.xdpshield-stamp
+$(VENV)/.xdpshield-stamp: pyproject.toml scripts/bootstrap.sh
+	@bash scripts/bootstrap.sh
+
+$(BUILD)/vmlinux.h:
+	@mkdir -p $(BUILD)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(OBJDIR)/xdpshield.o: bpf/xdpshield.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OBJDIR)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# The debug variant compiles bpf_printk tracing in; never loaded unless asked.
+$(OBJDIR)/xdpshield_debug.o: bpf/xdpshield.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OBJDIR)
+	$(CLANG) $(BPF_CFLAGS) -DXDPSHIELD_DEBUG -c $< -o $@
+
+$(OBJDIR)/test_%.o: bpf/test/%.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OBJDIR)
+	$(CLANG) $(BPF_CFLAGS) $(if $(findstring bad_,$*),-Wno-error) -c $< -o $@
+
+$(OBJDIR):
+	@mkdir -p $@
+
+build: bootstrap $(SHIELD_OBJS) $(TEST_OBJS)
+
+test: build
+	$(PY) -m pytest -q -ra
+
+check: build
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+demo: build
+	$(VENV)/bin/xdpshield demo --out out/demo
+
+bench: build
+	$(VENV)/bin/xdpshield bench --out out/bench
+
+clean:
+	rm -rf $(BUILD) $(OBJDIR)
