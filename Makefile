@@ -11,6 +11,8 @@ BPF_HDRS := $(wildcard bpf/include/*.h)
 
 SHIELD_OBJS := $(OBJDIR)/xdpshield.o $(OBJDIR)/xdpshield_debug.o
 TEST_OBJS := $(patsubst bpf/test/%.bpf.c,$(OBJDIR)/test_%.o,$(wildcard bpf/test/*.bpf.c))
+# Every other bpf/NAME.bpf.c (generators, baselines) becomes _obj/NAME.o.
+EXTRA_OBJS := $(patsubst bpf/%.bpf.c,$(OBJDIR)/%.o,$(filter-out bpf/xdpshield.bpf.c,$(wildcard bpf/*.bpf.c)))
 
 .PHONY: all bootstrap build test check demo bench clean
 all: build
@@ -30,13 +32,16 @@ $(OBJDIR)/xdpshield.o: bpf/xdpshield.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OB
 $(OBJDIR)/xdpshield_debug.o: bpf/xdpshield.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OBJDIR)
 	$(CLANG) $(BPF_CFLAGS) -DXDPSHIELD_DEBUG -c $< -o $@
 
+$(OBJDIR)/%.o: bpf/%.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OBJDIR)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
 $(OBJDIR)/test_%.o: bpf/test/%.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OBJDIR)
 	$(CLANG) $(BPF_CFLAGS) $(if $(findstring bad_,$*),-Wno-error) -c $< -o $@
 
 $(OBJDIR):
 	@mkdir -p $@
 
-build: bootstrap $(SHIELD_OBJS) $(TEST_OBJS)
+build: bootstrap $(SHIELD_OBJS) $(TEST_OBJS) $(EXTRA_OBJS)
 
 test: build
 	$(PY) -m pytest -q -ra

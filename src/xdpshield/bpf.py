@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 import struct
 import subprocess
 import weakref
@@ -677,12 +678,9 @@ class Collection:
 def ifindex_of(iface: str | int) -> int:
     if isinstance(iface, int):
         return iface
+    # Not /sys/class/net: sysfs shows the namespace it was mounted in, not ours.
     try:
-        return int(Path(f"/sys/class/net/{iface}/ifindex").read_text())
-    except (FileNotFoundError, NotADirectoryError):
-        pass
-    try:
-        return os.if_nametoindex(iface)
+        return socket.if_nametoindex(iface)
     except OSError:
         raise InterfaceNotFound(f"no network interface named {iface!r} in this namespace"
                                 ) from None
@@ -832,19 +830,34 @@ def _bpffs_mounted(mountinfo: Path, mountpoint: str) -> bool:
     return False
 
 
+def _ancestors() -> Iterator[int]:
+    pid = os.getppid()
+    while pid > 1:
+        yield pid
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return
+
+
 def bpffs_root() -> Path:
     """The BPF filesystem, found or mounted.
 
     ``ip netns exec`` remounts /sys in a private mount namespace, hiding the
-    host's bpffs; pins must still go to the host's, so that other processes and
-    the next command see them. PID 1's mount namespace is reached through
-    /proc/1/root. Only when no bpffs exists anywhere is one mounted.
+    host's bpffs; pins must still go to the host's so that the next command
+    sees them. An ancestor (the shell that ran ``ip``) still has it, reachable
+    through /proc/PID/root. Only when no bpffs is found is one mounted, and
+    then pins live only as long as this mount namespace.
     """
     if _bpffs_mounted(Path("/proc/self/mountinfo"), str(BPFFS_ROOT)):
         return BPFFS_ROOT
-    host = Path("/proc/1/root") / BPFFS_ROOT.relative_to("/")
-    if _bpffs_mounted(Path("/proc/1/mountinfo"), str(BPFFS_ROOT)):
-        return host
+    for pid in _ancestors():
+        host = Path(f"/proc/{pid}/root") / BPFFS_ROOT.relative_to("/")
+        if _bpffs_mounted(Path(f"/proc/{pid}/mountinfo"), str(BPFFS_ROOT)) and os.access(
+            host, os.W_OK
+        ):
+            return host
     BPFFS_ROOT.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(["mount", "-t", "bpf", "bpf", str(BPFFS_ROOT)],
                           capture_output=True, text=True, check=False)
