@@ -17,6 +17,14 @@ struct {
 	__type(value, struct xs_counter);
 } xs_stats SEC(".maps");
 
+/* Protected TCP ports (host order); changed live from userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u8);
+} xs_ports SEC(".maps");
+
 /* Keeps enum xs_reason in the object's BTF for Python to read. */
 enum xs_reason xs_reason_btf_anchor SEC(".rodata.btf") __attribute__((unused));
 
