@@ -322,8 +322,10 @@ class Lib:
     # -- small helpers the higher layers share ------------------------------------
     @staticmethod
     def buffer(data: bytes | int) -> Buffer:
-        return ctypes.create_string_buffer(data, len(data)) if isinstance(data, bytes) else (
-            ctypes.create_string_buffer(data)
+        return (
+            ctypes.create_string_buffer(data, len(data))
+            if isinstance(data, bytes)
+            else (ctypes.create_string_buffer(data))
         )
 
     @staticmethod

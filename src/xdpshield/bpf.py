@@ -67,8 +67,15 @@ BPFFS_ROOT = Path("/sys/fs/bpf")
 _PERCPU_TYPES = {5, 6, 10, 21}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP
 _ARRAY_TYPES = {2, 6}  # ARRAY, PERCPU_ARRAY: keys always exist, cannot be deleted
 MAP_TYPE_NAMES = {
-    1: "hash", 2: "array", 3: "prog_array", 4: "perf_event_array", 5: "percpu_hash",
-    6: "percpu_array", 9: "lru_hash", 10: "lru_percpu_hash", 11: "lpm_trie",
+    1: "hash",
+    2: "array",
+    3: "prog_array",
+    4: "perf_event_array",
+    5: "percpu_hash",
+    6: "percpu_array",
+    9: "lru_hash",
+    10: "lru_percpu_hash",
+    11: "lpm_trie",
     27: "ringbuf",
 }
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
@@ -145,11 +152,16 @@ def sum_percpu(values: Sequence[T], add: Callable[[T, T], T] | None = None) -> T
     if not values:
         raise ValueError("no per-CPU values")
     if add is None:
+
         def add(a: Any, b: Any) -> Any:
             if isinstance(a, tuple):
-                return type(a)(*(x + y for x, y in zip(a, b, strict=True))) if hasattr(
-                    a, "_fields") else tuple(x + y for x, y in zip(a, b, strict=True))
+                return (
+                    type(a)(*(x + y for x, y in zip(a, b, strict=True)))
+                    if hasattr(a, "_fields")
+                    else tuple(x + y for x, y in zip(a, b, strict=True))
+                )
             return a + b
+
     acc = values[0]
     for v in values[1:]:
         acc = add(acc, v)
@@ -161,8 +173,15 @@ class Map(Generic[K, V]):
     """A loaded (or pinned) map, typed by its key and value codecs."""
 
     def __init__(
-        self, fd: int, name: str, map_type: int, key_size: int, value_size: int,
-        max_entries: int, key: Codec[K], value: Codec[V],
+        self,
+        fd: int,
+        name: str,
+        map_type: int,
+        key_size: int,
+        value_size: int,
+        max_entries: int,
+        key: Codec[K],
+        value: Codec[V],
     ) -> None:
         self.fd = fd
         self.name = name
@@ -182,8 +201,14 @@ class Map(Generic[K, V]):
     def from_fd(cls, fd: int, name: str | None = None) -> Map[bytes, bytes]:
         info = lib().map_info(fd)
         return Map(
-            fd, name or info.name.decode(), info.type, info.key_size, info.value_size,
-            info.max_entries, Raw(info.key_size), Raw(info.value_size),
+            fd,
+            name or info.name.decode(),
+            info.type,
+            info.key_size,
+            info.value_size,
+            info.max_entries,
+            Raw(info.key_size),
+            Raw(info.value_size),
         )
 
     @classmethod
@@ -198,8 +223,7 @@ class Map(Generic[K, V]):
 
     def typed(self, key: Codec[T], value: Codec[Any]) -> Map[T, Any]:
         """A view of this map with other codecs (shares the fd)."""
-        for what, codec, size in (("key", key, self.key_size), ("value", value,
-                                                                 self.value_size)):
+        for what, codec, size in (("key", key, self.key_size), ("value", value, self.value_size)):
             if codec.size != size:
                 raise ValueError(f"map {self.name}: {what} is {size} bytes, codec {codec.size}")
         view: Map[T, Any] = Map.__new__(Map)
@@ -227,16 +251,15 @@ class Map(Generic[K, V]):
             for i in range(self.ncpus)
         ]
 
-    def _encode_value(self, value: V | Sequence[V]) -> bytes:
+    def _encode_value(self, value: V | list[V]) -> bytes:
+        """A per-CPU map takes a list (one value per CPU) or one value for all CPUs."""
         if not self.percpu:
             return self.value.encode(value)  # type: ignore[arg-type]
-        if not isinstance(value, list | tuple) or len(value) != self.ncpus or isinstance(
-            self.value, StructCodec
-        ) and not isinstance(value[0], tuple):
-            # One value for every CPU is the common wish (e.g. reset a counter).
-            value = [value] * self.ncpus  # type: ignore[assignment,list-item]
+        values: list[V] = value if isinstance(value, list) else [value] * self.ncpus
+        if len(values) != self.ncpus:
+            raise ValueError(f"map {self.name}: {len(values)} values for {self.ncpus} CPUs")
         pad = b"\0" * (self._stride - self.value_size)
-        return b"".join(self.value.encode(v) + pad for v in value)  # type: ignore[union-attr]
+        return b"".join(self.value.encode(v) + pad for v in values)
 
     def lookup(self, key: K) -> V:
         """The value (for a per-CPU map, use ``lookup_percpu``)."""
@@ -266,7 +289,7 @@ class Map(Generic[K, V]):
         except KeyNotFound:
             return default
 
-    def update(self, key: K, value: V | Sequence[V], flags: int = BPF_ANY) -> None:
+    def update(self, key: K, value: V | list[V], flags: int = BPF_ANY) -> None:
         k = lib().buffer(self.key.encode(key))
         v = lib().buffer(self._encode_value(value))
         try:
@@ -341,13 +364,14 @@ class Map(Generic[K, V]):
             vsz = self._stride * self.ncpus
             for i in range(count.value):
                 kraw = keys.raw[i * self.key_size : (i + 1) * self.key_size]
-                result.append((self.key.decode(kraw),
-                               self._decode_value(vals.raw[i * vsz : (i + 1) * vsz])))
+                result.append(
+                    (self.key.decode(kraw), self._decode_value(vals.raw[i * vsz : (i + 1) * vsz]))
+                )
             if done:
                 return result
             in_batch = L.buffer(out_batch.raw)
 
-    def update_batch(self, items: Sequence[tuple[K, V | Sequence[V]]]) -> None:
+    def update_batch(self, items: Sequence[tuple[K, V | list[V]]]) -> None:
         if not items:
             return
         L = lib()
@@ -357,8 +381,9 @@ class Map(Generic[K, V]):
         try:
             L.bpf.bpf_map_update_batch(self.fd, keys, vals, count, L.batch_opts())
         except OSError as exc:
-            raise from_oserror(exc, f"batch update of map {self.name} "
-                                    f"({count.value} of {len(items)} written)") from None
+            raise from_oserror(
+                exc, f"batch update of map {self.name} ({count.value} of {len(items)} written)"
+            ) from None
 
     def delete_batch(self, keys: Sequence[K]) -> None:
         if not keys:
@@ -370,8 +395,10 @@ class Map(Generic[K, V]):
             L.bpf.bpf_map_delete_batch(self.fd, kbuf, count, L.batch_opts())
         except OSError as exc:
             if exc.errno == errno.ENOENT:
-                raise KeyNotFound(f"map {self.name}: a key of the batch is absent "
-                                  f"({count.value} deleted)", exc.errno) from None
+                raise KeyNotFound(
+                    f"map {self.name}: a key of the batch is absent ({count.value} deleted)",
+                    exc.errno,
+                ) from None
             raise from_oserror(exc, f"batch delete from map {self.name}") from None
 
     def clear(self) -> None:
@@ -418,8 +445,26 @@ class Program:
     def id(self) -> int:
         return int(lib().prog_info(self.fd).id)
 
-    def run(self, frame: bytes, repeat: int = 1, *, ifindex: int = 0,
-            headroom: int = 256) -> RunResult:
+    def pin(self, path: str | Path) -> None:
+        try:
+            lib().bpf.bpf_obj_pin(self.fd, str(path).encode())
+        except OSError as exc:
+            raise from_oserror(exc, f"pin program {self.name} at {path}") from None
+
+    @classmethod
+    def open_pinned(cls, path: str | Path) -> Program:
+        try:
+            fd = lib().bpf.bpf_obj_get(str(path).encode())
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                raise ObjectNotFound(f"no pinned program at {path}") from None
+            raise from_oserror(exc, f"open pinned program {path}") from None
+        info = lib().prog_info(fd)
+        return cls(fd, info.name.decode(), "", info.type)
+
+    def run(
+        self, frame: bytes, repeat: int = 1, *, ifindex: int = 0, headroom: int = 256
+    ) -> RunResult:
         """Run the program on ``frame`` in the kernel (BPF_PROG_TEST_RUN).
 
         With ``repeat`` > 1 the kernel feeds the output back as the next input,
@@ -439,8 +484,7 @@ class Program:
             raise from_oserror(exc, f"test run of {self.name}") from None
         return RunResult(verdict, out or b"", ns)
 
-    def run_live(self, frame: bytes, repeat: int, *, ifindex: int,
-                 batch_size: int = 64) -> int:
+    def run_live(self, frame: bytes, repeat: int, *, ifindex: int, batch_size: int = 64) -> int:
         """Live-frames mode: XDP_TX/REDIRECT really transmit (an in-kernel generator).
 
         The frame is handed to the program ``repeat`` times on ``ifindex``; pages
@@ -449,8 +493,14 @@ class Program:
         """
         ctx = XdpMd(data=0, data_end=len(frame), ingress_ifindex=ifindex)
         try:
-            _, _, ns = lib().test_run(self.fd, frame, repeat=repeat, ctx=ctx,
-                                      flags=TEST_RUN_XDP_LIVE_FRAMES, batch_size=batch_size)
+            _, _, ns = lib().test_run(
+                self.fd,
+                frame,
+                repeat=repeat,
+                ctx=ctx,
+                flags=TEST_RUN_XDP_LIVE_FRAMES,
+                batch_size=batch_size,
+            )
         except OSError as exc:
             raise from_oserror(exc, f"live test run of {self.name}") from None
         return ns
@@ -470,9 +520,11 @@ class ObjectSpec:
                 self._obj: int | None = L.bpf.bpf_object__open_file(str(self.path).encode(), None)
             except OSError as exc:
                 detail = "; ".join(m.strip() for m in msgs[-3:])
-                raise BpfError(f"cannot open BPF object {self.path}: "
-                               f"{os.strerror(exc.errno or 0)} {detail}".strip(),
-                               exc.errno or 0) from None
+                raise BpfError(
+                    f"cannot open BPF object {self.path}: "
+                    f"{os.strerror(exc.errno or 0)} {detail}".strip(),
+                    exc.errno or 0,
+                ) from None
         self._rodata_vars: dict[str, tuple[int, int]] | None = None
         self._loaded = False
 
@@ -515,8 +567,15 @@ class ObjectSpec:
 
     def _rodata(self) -> tuple[int, dict[str, tuple[int, int]]]:
         L = lib()
-        ptr = next((m for m in self._maps() if L.bpf.bpf_map__is_internal(m)
-                    and L.bpf.bpf_map__name(m).decode().endswith(".rodata")), None)
+        ptr = next(
+            (
+                m
+                for m in self._maps()
+                if L.bpf.bpf_map__is_internal(m)
+                and L.bpf.bpf_map__name(m).decode().endswith(".rodata")
+            ),
+            None,
+        )
         if ptr is None:
             raise KeyError(f"{self.path.name} has no .rodata constants")
         if self._rodata_vars is None:
@@ -548,8 +607,11 @@ class ObjectSpec:
                 known = ", ".join(sorted(vars_)) or "none"
                 raise KeyError(f"{self.path.name} has no constant {name!r} (known: {known})")
             off, size = vars_[name]
-            raw = value if isinstance(value, bytes) else value.to_bytes(
-                size, "little", signed=value < 0)
+            raw = (
+                value
+                if isinstance(value, bytes)
+                else value.to_bytes(size, "little", signed=value < 0)
+            )
             if len(raw) != size:
                 raise ValueError(f"constant {name} is {size} bytes, got {len(raw)}")
             data[off : off + size] = raw
@@ -605,8 +667,11 @@ class ObjectSpec:
                 if err in (errno.EPERM, errno.EACCES):
                     raise from_oserror(exc, f"load {self.path.name}") from None
                 detail = "\n  ".join(m.rstrip() for m in msgs if m.strip())
-                raise BpfError(f"cannot load {self.path.name}: {os.strerror(err)}"
-                               + (f"\n  {detail}" if detail else ""), err) from None
+                raise BpfError(
+                    f"cannot load {self.path.name}: {os.strerror(err)}"
+                    + (f"\n  {detail}" if detail else ""),
+                    err,
+                ) from None
         self._loaded = True
         maps: dict[str, Map[bytes, bytes]] = {}
         for m in self._maps():
@@ -619,8 +684,12 @@ class ObjectSpec:
             except OSError:  # autoload disabled
                 continue
             name = L.bpf.bpf_program__name(p).decode()
-            progs[name] = Program(os.dup(fd), name, L.bpf.bpf_program__section_name(p).decode(),
-                                  L.bpf.bpf_program__type(p))
+            progs[name] = Program(
+                os.dup(fd),
+                name,
+                L.bpf.bpf_program__section_name(p).decode(),
+                L.bpf.bpf_program__type(p),
+            )
         return Collection(self, maps, progs)
 
     def close(self) -> None:
@@ -642,8 +711,12 @@ class ObjectSpec:
 class Collection:
     """Loaded maps and programs of one object; closing it closes them all."""
 
-    def __init__(self, spec: ObjectSpec, maps: Mapping[str, Map[bytes, bytes]],
-                 programs: Mapping[str, Program]) -> None:
+    def __init__(
+        self,
+        spec: ObjectSpec,
+        maps: Mapping[str, Map[bytes, bytes]],
+        programs: Mapping[str, Program],
+    ) -> None:
         self.spec = spec
         self.maps = dict(maps)
         self.programs = dict(programs)
@@ -682,8 +755,7 @@ def ifindex_of(iface: str | int) -> int:
     try:
         return socket.if_nametoindex(iface)
     except OSError:
-        raise InterfaceNotFound(f"no network interface named {iface!r} in this namespace"
-                                ) from None
+        raise InterfaceNotFound(f"no network interface named {iface!r} in this namespace") from None
 
 
 class XdpMode(Enum):
@@ -706,15 +778,19 @@ def query_xdp(iface: str | int) -> XdpAttachment | None:
         q = lib().xdp_query(idx)
     except OSError as exc:
         raise from_oserror(exc, f"query XDP on {iface}") from None
-    for pid, mode in ((q.drv_prog_id, "native"), (q.skb_prog_id, "generic"),
-                      (q.hw_prog_id, "offload")):
+    for pid, mode in (
+        (q.drv_prog_id, "native"),
+        (q.skb_prog_id, "generic"),
+        (q.hw_prog_id, "offload"),
+    ):
         if pid:
             return XdpAttachment(idx, pid, mode)
     return None
 
 
-def attach_xdp(prog: Program, iface: str | int, mode: XdpMode | str = XdpMode.AUTO,
-               *, replace: bool = False) -> XdpAttachment:
+def attach_xdp(
+    prog: Program, iface: str | int, mode: XdpMode | str = XdpMode.AUTO, *, replace: bool = False
+) -> XdpAttachment:
     """Attach through netlink, so the program stays after this process exits.
 
     ``auto`` tries native and falls back to generic where the driver has no XDP.
@@ -723,10 +799,14 @@ def attach_xdp(prog: Program, iface: str | int, mode: XdpMode | str = XdpMode.AU
     mode = XdpMode(mode)
     idx = ifindex_of(iface)
     if not replace and (cur := query_xdp(idx)) is not None:
-        raise AlreadyAttached(f"{iface} already has XDP program id {cur.prog_id} "
-                              f"({cur.mode}); unload it first")
-    tries = {XdpMode.NATIVE: [XDP_FLAGS_DRV_MODE], XdpMode.GENERIC: [XDP_FLAGS_SKB_MODE],
-             XdpMode.AUTO: [XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE]}[mode]
+        raise AlreadyAttached(
+            f"{iface} already has XDP program id {cur.prog_id} ({cur.mode}); unload it first"
+        )
+    tries = {
+        XdpMode.NATIVE: [XDP_FLAGS_DRV_MODE],
+        XdpMode.GENERIC: [XDP_FLAGS_SKB_MODE],
+        XdpMode.AUTO: [XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE],
+    }[mode]
     last: OSError | None = None
     for flags in tries:
         f = flags | (0 if replace else XDP_FLAGS_UPDATE_IF_NOEXIST)
@@ -736,8 +816,9 @@ def attach_xdp(prog: Program, iface: str | int, mode: XdpMode | str = XdpMode.AU
             except OSError as exc:
                 last = exc
                 if exc.errno == errno.EBUSY:
-                    raise AlreadyAttached(f"{iface}: an XDP program is already attached "
-                                          "(in another mode?)") from None
+                    raise AlreadyAttached(
+                        f"{iface}: an XDP program is already attached (in another mode?)"
+                    ) from None
                 continue
         got = query_xdp(idx)
         assert got is not None
@@ -752,8 +833,9 @@ def detach_xdp(iface: str | int, prog_id: int | None = None) -> None:
     if cur is None:
         raise NotAttached(f"no XDP program on {iface}")
     if prog_id is not None and cur.prog_id != prog_id:
-        raise NotAttached(f"{iface} runs XDP program id {cur.prog_id}, not ours ({prog_id}); "
-                          "left alone")
+        raise NotAttached(
+            f"{iface} runs XDP program id {cur.prog_id}, not ours ({prog_id}); left alone"
+        )
     flags = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}.get(cur.mode, 0)
     try:
         lib().bpf.bpf_xdp_detach(cur.ifindex, flags, None)
@@ -770,8 +852,9 @@ class TcAttachment:
     ingress: bool
 
 
-def attach_tc(prog: Program, iface: str | int, *, ingress: bool = True, handle: int = 1,
-              priority: int = 1) -> TcAttachment:
+def attach_tc(
+    prog: Program, iface: str | int, *, ingress: bool = True, handle: int = 1, priority: int = 1
+) -> TcAttachment:
     """Attach a direct-action classifier to clsact (created when absent)."""
     idx = ifindex_of(iface)
     L = lib()
@@ -786,14 +869,16 @@ def attach_tc(prog: Program, iface: str | int, *, ingress: bool = True, handle: 
         L.bpf.bpf_tc_attach(hook, opts)
     except OSError as exc:
         if exc.errno == errno.EEXIST:
-            raise AlreadyAttached(f"{iface}: a tc filter with handle {handle} priority "
-                                  f"{priority} exists") from None
+            raise AlreadyAttached(
+                f"{iface}: a tc filter with handle {handle} priority {priority} exists"
+            ) from None
         raise from_oserror(exc, f"attach tc program {prog.name} to {iface}") from None
     return TcAttachment(idx, opts.prog_id, handle, priority, ingress)
 
 
-def detach_tc(iface: str | int, *, ingress: bool = True, handle: int = 1,
-              priority: int = 1) -> None:
+def detach_tc(
+    iface: str | int, *, ingress: bool = True, handle: int = 1, priority: int = 1
+) -> None:
     idx = ifindex_of(iface)
     L = lib()
     hook = L.tc_hook(idx, ingress)
@@ -805,8 +890,9 @@ def detach_tc(iface: str | int, *, ingress: bool = True, handle: int = 1,
         raise from_oserror(exc, f"detach tc from {iface}") from None
 
 
-def query_tc(iface: str | int, *, ingress: bool = True, handle: int = 1,
-             priority: int = 1) -> int | None:
+def query_tc(
+    iface: str | int, *, ingress: bool = True, handle: int = 1, priority: int = 1
+) -> int | None:
     """Program id of our tc filter, or None."""
     L = lib()
     hook = L.tc_hook(ifindex_of(iface), ingress)
@@ -859,8 +945,9 @@ def bpffs_root() -> Path:
         ):
             return host
     BPFFS_ROOT.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "bpf", "bpf", str(BPFFS_ROOT)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["mount", "-t", "bpf", "bpf", str(BPFFS_ROOT)], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise BpfError(f"cannot mount bpffs at {BPFFS_ROOT}: {proc.stderr.strip()}")
     return BPFFS_ROOT

@@ -83,9 +83,7 @@ class VerifierError(BpfError):
         tail = [ln for ln in lines if not ln.startswith(("processed ", "verification time"))]
         reason = tail[-1] if tail else "(no verifier log)"
         source = next((ln for ln in reversed(lines) if ln.lstrip().startswith(";")), "")
-        insn = next(
-            (ln for ln in reversed(tail[:-1]) if ln[:1].isdigit() and ": (" in ln), ""
-        )
+        insn = next((ln for ln in reversed(tail[:-1]) if ln[:1].isdigit() and ": (" in ln), "")
         parts = [f"verifier rejected program '{program}' ({os.strerror(errno)}): {reason}"]
         if source:
             parts.append(f"  at source: {source.strip().lstrip('; ').strip()}")
@@ -99,7 +97,11 @@ class ConfigError(XdpShieldError, ValueError):
     """A configuration value is wrong; names the file, line and key where known."""
 
     def __init__(
-        self, message: str, *, file: str | None = None, line: int | None = None,
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
         key: str | None = None,
     ) -> None:
         self.file, self.line, self.key = file, line, key

@@ -1,0 +1,7 @@
+"""python -m xdpshield"""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,352 @@
+"""The shield as a whole: load, configure, attach, pin, reopen, unload.
+
+A loaded shield leaves three things behind for the next process (the CLI, the
+daemon): the XDP program attached to the interface (netlink, survives us), its
+maps and program pinned under ``/sys/fs/bpf/xdpshield/[netns-NAME/]IFACE/``,
+and a small JSON record of how it was loaded under ``/run/xdpshield/``
+(bpffs holds only BPF objects).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import datapath, netns
+from .bpf import (
+    Map,
+    ObjectSpec,
+    Program,
+    XdpMode,
+    attach_xdp,
+    bpffs_root,
+    detach_xdp,
+    ifindex_of,
+    query_xdp,
+)
+from .datapath import GuardOptions, Reason
+from .errors import (
+    AlreadyAttached,
+    ConfigError,
+    NotAttached,
+    NotPermitted,
+    ObjectNotFound,
+    XdpShieldError,
+)
+
+__all__ = [
+    "HANDSHAKE_MODES",
+    "Shield",
+    "ShieldStatus",
+    "check_privileges",
+    "list_shields",
+    "object_path",
+    "parse_ports",
+]
+
+RUN_DIR = Path("/run/xdpshield")
+HANDSHAKE_MODES = ("reset",)
+_CAP_NET_ADMIN, _CAP_SYS_ADMIN, _CAP_BPF = 12, 21, 39
+
+
+def object_path(debug: bool = False) -> Path:
+    """The built shield object, wherever the package is installed."""
+    override = os.environ.get("XDPSHIELD_OBJ_DIR")
+    base = Path(override) if override else Path(__file__).resolve().parent / "_obj"
+    path = base / ("xdpshield_debug.o" if debug else "xdpshield.o")
+    if not path.is_file():
+        raise ObjectNotFound(f"BPF object not found: {path} (run 'make build')")
+    return path
+
+
+def check_privileges() -> None:
+    """Fail early and clearly: BPF and XDP need CAP_BPF (or SYS_ADMIN) and NET_ADMIN."""
+    try:
+        caps = int(
+            next(
+                ln.split()[1]
+                for ln in Path("/proc/self/status").read_text().splitlines()
+                if ln.startswith("CapEff:")
+            ),
+            16,
+        )
+    except (OSError, StopIteration, ValueError):
+        return
+    has_bpf = bool(caps & (1 << _CAP_BPF) or caps & (1 << _CAP_SYS_ADMIN))
+    if not (has_bpf and caps & (1 << _CAP_NET_ADMIN)):
+        raise NotPermitted("xdpshield needs root (CAP_BPF and CAP_NET_ADMIN): run it with sudo")
+
+
+def parse_ports(text: str | Iterable[int]) -> list[int]:
+    """'22,80,8000-8010' -> sorted ports; names the bad token on error."""
+    if not isinstance(text, str):
+        ports = list(text)
+    else:
+        ports = []
+        for token in (t.strip() for t in text.split(",")):
+            if not token:
+                continue
+            lo, sep, hi = token.partition("-")
+            try:
+                a = int(lo)
+                b = int(hi) if sep else a
+            except ValueError:
+                raise ConfigError(
+                    f"{token!r} is not a port or a range like 8000-8010", key="ports"
+                ) from None
+            if a > b:
+                raise ConfigError(f"range {token!r} runs backwards", key="ports")
+            ports.extend(range(a, b + 1))
+    for p in ports:
+        if not 1 <= p <= 65535:
+            raise ConfigError(f"port {p} is outside 1-65535", key="ports")
+    return sorted(set(ports))
+
+
+def _scope() -> str:
+    """Pins of a named namespace live apart: interface names repeat across namespaces."""
+    name = netns.current_name()
+    return f"netns-{name}" if name else ""
+
+
+def _pin_dir(iface: str) -> Path:
+    return bpffs_root() / "xdpshield" / _scope() / iface
+
+
+def _meta_path(iface: str) -> Path:
+    return RUN_DIR / (_scope() or "host") / f"{iface}.json"
+
+
+@dataclass
+class ShieldStatus:
+    iface: str
+    attached: bool
+    prog_id: int
+    xdp_mode: str
+    handshake: str
+    ports: list[int]
+    loaded_at: float
+    pin_dir: str
+    debug: bool
+    netns: str | None
+    totals: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Shield:
+    """A shield on one interface of the current network namespace."""
+
+    def __init__(
+        self, iface: str, maps: dict[str, Map[Any, Any]], prog: Program, meta: dict[str, Any]
+    ) -> None:
+        self.iface = iface
+        self.maps = maps
+        self.program = prog
+        self.meta = meta
+
+    # -- lifecycle ----------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        iface: str,
+        *,
+        ports: Iterable[int] = (),
+        xdp_mode: XdpMode | str = XdpMode.AUTO,
+        handshake: str = "reset",
+        debug: bool = False,
+        options: GuardOptions | None = None,
+    ) -> Shield:
+        """Load the shield object, fill its maps, pin them, then attach.
+
+        Maps are filled before the attach so the first packet already meets the
+        configured ports. On any failure nothing is left attached or pinned.
+        """
+        check_privileges()
+        if handshake not in HANDSHAKE_MODES:
+            raise ConfigError(
+                f"unknown handshake mode {handshake!r} (choose from {', '.join(HANDSHAKE_MODES)})",
+                key="mode",
+            )
+        mode = XdpMode(xdp_mode)
+        port_list = parse_ports(ports)
+        ifindex_of(iface)  # InterfaceNotFound before any work
+        pin_dir = _pin_dir(iface)
+        if pin_dir.exists():
+            if _attached_is_ours(iface, pin_dir):
+                raise AlreadyAttached(
+                    f"xdpshield is already loaded on {iface}; 'xdpshield unload {iface}' first"
+                )
+            _remove_pins(iface)  # stale: the interface was recreated or detached by hand
+        if (cur := query_xdp(iface)) is not None:
+            raise AlreadyAttached(
+                f"{iface} already runs XDP program id {cur.prog_id} "
+                f"({cur.mode}) that is not xdpshield's; detach it first"
+            )
+        opts = options or GuardOptions(debug=debug)
+        spec = ObjectSpec(object_path(debug))
+        consts = datapath.constants(opts)
+        if consts:
+            spec.set_constants(**consts)
+        coll = spec.load()
+        try:
+            datapath.init_maps(coll.maps, port_list)
+            pin_dir.mkdir(parents=True, exist_ok=True)
+            maps: dict[str, Map[Any, Any]] = {}
+            for name in datapath.PIN_MAPS:
+                m = coll.map(name)
+                m.pin(pin_dir / name)
+                maps[name] = m
+            prog = coll.program("xdpshield_xdp")
+            prog.pin(pin_dir / "prog")
+            att = attach_xdp(prog, iface, mode)
+            meta = {
+                "iface": iface,
+                "prog_id": att.prog_id,
+                "xdp_mode": att.mode,
+                "handshake": handshake,
+                "debug": debug,
+                "loaded_at": time.time(),
+                "options": asdict(opts),
+                "netns": netns.current_name(),
+            }
+            path = _meta_path(iface)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(meta, indent=2))
+        except BaseException:
+            with contextlib.suppress(XdpShieldError, OSError):
+                _remove_pins(iface)
+            coll.close()
+            raise
+        # Keep the pinned maps and program; the object itself is no longer needed.
+        for name, m in coll.maps.items():
+            if name not in maps:
+                m.close()
+        return cls(iface, maps, prog, meta)
+
+    @classmethod
+    def open(cls, iface: str) -> Shield:
+        """Reopen a running shield from its pins (e.g. from the CLI)."""
+        check_privileges()
+        ifindex_of(iface)
+        pin_dir = _pin_dir(iface)
+        if not (pin_dir / "prog").exists():
+            raise NotAttached(f"xdpshield is not loaded on {iface}")
+        maps: dict[str, Map[Any, Any]] = {}
+        for name in datapath.PIN_MAPS:
+            maps[name] = Map.open_pinned(pin_dir / name)
+        prog = Program.open_pinned(pin_dir / "prog")
+        try:
+            meta = json.loads(_meta_path(iface).read_text())
+        except (OSError, ValueError):
+            meta = {"iface": iface, "handshake": "reset", "debug": False, "loaded_at": 0.0}
+        return cls(iface, maps, prog, meta)
+
+    def unload(self) -> None:
+        """Detach (only our program) and remove the pins."""
+        _detach_ours(self.iface, self.program.id)
+        self.close()
+        _remove_pins(self.iface)
+
+    def close(self) -> None:
+        for m in self.maps.values():
+            m.close()
+        self.program.close()
+
+    def __enter__(self) -> Shield:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- live configuration and state ---------------------------------------------
+    @property
+    def ports(self) -> list[int]:
+        return sorted(datapath.get_ports(self.maps))
+
+    def set_ports(self, ports: Iterable[int]) -> None:
+        datapath.set_ports(self.maps, parse_ports(ports))
+
+    def add_ports(self, ports: Iterable[int]) -> None:
+        self.set_ports(set(self.ports) | set(parse_ports(ports)))
+
+    def del_ports(self, ports: Iterable[int]) -> None:
+        gone = set(parse_ports(ports))
+        missing = gone - set(self.ports)
+        if missing:
+            raise ConfigError(f"not protected: {', '.join(map(str, sorted(missing)))}", key="ports")
+        self.set_ports(set(self.ports) - gone)
+
+    def stats(self) -> dict[Reason, tuple[int, int]]:
+        return datapath.read_stats(self.maps)
+
+    def status(self) -> ShieldStatus:
+        att = query_xdp(self.iface)
+        prog_id = self.program.id
+        stats = self.stats()
+        return ShieldStatus(
+            iface=self.iface,
+            attached=att is not None and att.prog_id == prog_id,
+            prog_id=prog_id,
+            xdp_mode=att.mode if att else "detached",
+            handshake=str(self.meta.get("handshake", "reset")),
+            ports=self.ports,
+            loaded_at=float(self.meta.get("loaded_at", 0.0)),
+            pin_dir=str(_pin_dir(self.iface)),
+            debug=bool(self.meta.get("debug", False)),
+            netns=netns.current_name(),
+            totals={
+                "packets": sum(p for p, _ in stats.values()),
+                "bytes": sum(b for _, b in stats.values()),
+            },
+        )
+
+
+def _attached_is_ours(iface: str, pin_dir: Path) -> bool:
+    try:
+        prog = Program.open_pinned(pin_dir / "prog")
+    except XdpShieldError:
+        return False
+    try:
+        att = query_xdp(iface)
+        return att is not None and att.prog_id == prog.id
+    finally:
+        prog.close()
+
+
+def _detach_ours(iface: str, prog_id: int) -> None:
+    with contextlib.suppress(NotAttached):
+        detach_xdp(iface, prog_id)
+
+
+def _remove_pins(iface: str) -> None:
+    pin_dir, meta = _pin_dir(iface), _meta_path(iface)
+    if pin_dir.exists():
+        shutil.rmtree(pin_dir)  # unlinking a pin drops that reference only
+    with contextlib.suppress(FileNotFoundError):
+        meta.unlink()
+    # Leave no empty per-namespace directories behind.
+    for d in (pin_dir.parent, meta.parent):
+        with contextlib.suppress(OSError):
+            if d.name.startswith("netns-"):
+                d.rmdir()
+
+
+def list_shields() -> list[str]:
+    """Interfaces of this namespace with a shield's pins (loaded or stale)."""
+    root = bpffs_root() / "xdpshield" / _scope()
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith("netns-") and (p / "prog").exists()
+    )
