@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Benchmark baselines and harness programs (used only by xdpshield.bench).
+ *
+ * bench_drop      bare XDP_DROP: the floor of BPF_PROG_TEST_RUN and of a live
+ *                 receiver (what every drop path is compared with).
+ * bench_tx        bare XDP_TX: the frame goes back out unchanged.
+ * bench_tx_swap   XDP_TX after swapping the MAC addresses: the cheapest
+ *                 "reply" a live receiver can make (the SYN-flood baseline).
+ * bench_restore   test-run harness: BPF_PROG_TEST_RUN with repeat > 1 runs
+ *                 every iteration on the frame the previous one left behind,
+ *                 so a program that rewrites (SYN -> SYN-ACK) would see its
+ *                 own reply from the 2nd run on. This program writes the
+ *                 original frame back (bench_frame) and tail-calls the
+ *                 program under test (bench_target[0]). Its own cost is
+ *                 measured in the same run by tail-calling bench_drop and
+ *                 subtracted by the Python side.
+ * bench_mark      test-run semantics probe: counts the frame's kind like
+ *                 bench_sink, then turns a SYN into a SYN-ACK (sets ACK) and
+ *                 drops it; the counts tell whether a run saw a fresh copy
+ *                 of the input or what an earlier run left behind.
+ * bench_sink      live receiver at the attacker side: counts frames by kind
+ *                 (bench_sink_stats) and drops them; a native XDP program on
+ *                 the peer is also what makes XDP_TX on veth deliver at all.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_ALEN 6
+#define BENCH_FRAME_MAX 256	/* bytes; larger than any benchmark frame */
+
+/* Frame restored before every run of bench_restore. */
+struct bench_frame {
+	__u32 len;		/* bytes of data[] in use, 1..BENCH_FRAME_MAX */
+	__u32 pad;
+	__u8 data[BENCH_FRAME_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bench_frame);
+} bench_frame SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} bench_target SEC(".maps");
+
+/* Kinds counted by bench_sink; mirrored by SinkKind in bench.py. */
+enum bench_sink_kind {
+	BENCH_SINK_OTHER = 0,
+	BENCH_SINK_SYNACK,	/* TCP SYN+ACK */
+	BENCH_SINK_RST,		/* TCP RST */
+	BENCH_SINK_TCP,		/* any other TCP */
+	BENCH_SINK_SYN,		/* bare SYN: a reflected, unchanged SYN */
+	BENCH_SINK__MAX,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BENCH_SINK__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} bench_sink_stats SEC(".maps");
+
+/* 1: bench_sink only counts and passes everything (legit clients share the
+ * interface); 0: TCP SYN, SYN-ACK and RST are dropped after counting.
+ */
+const volatile __u8 sink_pass_all = 0;
+
+SEC("xdp")
+int bench_drop(struct xdp_md *ctx)
+{
+	return XDP_DROP;
+}
+
+SEC("xdp")
+int bench_tx(struct xdp_md *ctx)
+{
+	return XDP_TX;
+}
+
+SEC("xdp")
+int bench_tx_swap(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u8 tmp[ETH_ALEN];
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(tmp, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, tmp, ETH_ALEN);
+	return XDP_TX;
+}
+
+/* Plain XDP_PASS, for the peer of a veth whose XDP_TX must be delivered. */
+SEC("xdp")
+int bench_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
+
+SEC("xdp")
+int bench_restore(struct xdp_md *ctx)
+{
+	__u32 key = 0;
+	struct bench_frame *f;
+	__u32 n;
+	int len;
+
+	f = bpf_map_lookup_elem(&bench_frame, &key);
+	if (!f)
+		return XDP_ABORTED;
+	/* Undo a length change of the previous run (e.g. options rewritten). */
+	len = (long)ctx->data_end - (long)ctx->data;
+	if (len != f->len && bpf_xdp_adjust_tail(ctx, (int)f->len - len))
+		return XDP_ABORTED;
+	/* The helper needs a length in [1, MAX]. Computed, not branched on:
+	 * clang 14 range-checks a sign-extended copy and passes the unchecked
+	 * register on. Python guarantees 1 <= len <= MAX, so this is len.
+	 */
+	n = ((f->len - 1) & (BENCH_FRAME_MAX - 1)) + 1;
+	if (bpf_xdp_store_bytes(ctx, 0, f->data, n))
+		return XDP_ABORTED;
+	bpf_tail_call(ctx, &bench_target, 0);
+	return XDP_ABORTED;	/* no target installed */
+}
+
+static __always_inline __u32 sink_kind(void *data, void *data_end)
+{
+	struct ethhdr *eth = data;
+	struct tcphdr *tcp;
+	__u8 proto;
+
+	if ((void *)(eth + 1) > data_end)
+		return BENCH_SINK_OTHER;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end || ip->ihl < 5)
+			return BENCH_SINK_OTHER;
+		proto = ip->protocol;
+		tcp = (void *)ip + ip->ihl * 4;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return BENCH_SINK_OTHER;
+		proto = ip6->nexthdr;
+		tcp = (void *)(ip6 + 1);
+	} else {
+		return BENCH_SINK_OTHER;
+	}
+	if (proto != IPPROTO_TCP || (void *)(tcp + 1) > data_end)
+		return BENCH_SINK_OTHER;
+	if (tcp->rst)
+		return BENCH_SINK_RST;
+	if (tcp->syn)
+		return tcp->ack ? BENCH_SINK_SYNACK : BENCH_SINK_SYN;
+	return BENCH_SINK_TCP;
+}
+
+SEC("xdp")
+int bench_sink(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 kind = sink_kind(data, data_end);
+	__u64 *n;
+
+	n = bpf_map_lookup_elem(&bench_sink_stats, &kind);
+	if (n)
+		*n += 1;
+	/* ARP/ND and the legit clients' traffic must reach the stack. */
+	if (sink_pass_all || kind == BENCH_SINK_OTHER || kind == BENCH_SINK_TCP)
+		return XDP_PASS;
+	return XDP_DROP;
+}
+
+SEC("xdp")
+int bench_mark(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 kind = sink_kind(data, data_end);
+	struct ethhdr *eth = data;
+	struct iphdr *ip;
+	struct tcphdr *tcp;
+	__u64 *n;
+
+	n = bpf_map_lookup_elem(&bench_sink_stats, &kind);
+	if (n)
+		*n += 1;
+	/* Only plain Eth/IPv4 (no options)/TCP frames are marked. */
+	ip = (void *)(eth + 1);
+	tcp = (void *)(ip + 1);
+	if ((void *)(tcp + 1) > data_end)
+		return XDP_DROP;
+	tcp->ack = 1;
+	return XDP_DROP;
+}
+
+char _license[] SEC("license") = "GPL";

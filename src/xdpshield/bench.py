@@ -1,0 +1,962 @@
+"""Benchmarks: every verdict path in the kernel's test run, and live floods on the stand.
+
+Every measurement is reported next to a baseline measured in the same run
+(bare XDP_DROP / XDP_TX programs from ``bpf/baseline.bpf.c``, the Linux stack,
+nftables synproxy, xdp-filter) and as a ratio to it; goals are reported, never
+asserted. Nothing here prints: progress goes through the ``progress`` callback
+and results come back as ``Result`` objects, written to ``bench.json``,
+``bench.md`` and PNG plots by ``write_outputs``.
+
+How the test-run numbers are taken (measured on Linux 6.18, see
+``bench/testrun_semantics.py``): BPF_PROG_TEST_RUN with ``repeat`` > 1 runs
+every iteration on the buffer the previous iteration left behind (and the
+live-frames mode recycles pages without copying the input again), so a program
+that rewrites the frame (SYN -> SYN-ACK, ACK -> RST) would be measured on its
+own reply from the 2nd iteration on. Paths that leave the frame alone run
+directly; paths that rewrite it run under ``bench_restore``, which writes the
+original frame back and tail-calls the shield, and the harness's own cost
+(restore + tail call into a bare XDP_DROP, same frame, same repetition) is
+subtracted. After every timed run the shield's per-reason counters must show
+that all ``repeat`` iterations took the path the row is named after;
+otherwise the row is reported as skipped, with what happened instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+from .bpf import Collection, Map, ObjectSpec, Program, StructCodec, UInt, sum_percpu
+
+__all__ = [
+    "OBJ_DIR",
+    "Case",
+    "Goal",
+    "MicroConfig",
+    "Progress",
+    "Result",
+    "SinkKind",
+    "format_markdown",
+    "read_sink",
+    "run_bench",
+    "run_microbench",
+    "write_outputs",
+]
+
+OBJ_DIR = Path(__file__).resolve().parent / "_obj"
+BASELINE_OBJ = "baseline.o"
+SHIELD_OBJ = "xdpshield.o"
+BENCH_FRAME_MAX = 256  # bytes; BENCH_FRAME_MAX in bpf/baseline.bpf.c
+
+XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX = 0, 1, 2, 3
+VERDICT_NAMES = {0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"}
+
+#: ``progress(what, fraction_done)``; fraction is in [0, 1].
+Progress = Callable[[str, float], None]
+
+
+class SinkKind(IntEnum):
+    """Mirrors ``enum bench_sink_kind`` in bpf/baseline.bpf.c."""
+
+    OTHER = 0
+    SYNACK = 1
+    RST = 2
+    TCP = 3
+    SYN = 4
+
+
+def read_sink(stats: Map[Any, Any]) -> dict[SinkKind, int]:
+    """Frames counted by ``bench_sink`` / ``bench_mark``, per kind, summed over CPUs."""
+    m = stats.typed(UInt(4), UInt(8))
+    return {k: int(sum_percpu(m.lookup_percpu(int(k)))) for k in SinkKind}
+
+
+# -- results -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Goal:
+    """A target for the ratio to the baseline, reported next to it (never asserted)."""
+
+    op: Literal["<=", ">="]
+    ratio: float
+    source: str = ""  # where the goal comes from, e.g. "issue 3"
+
+    def met(self, ratio: float | None) -> bool | None:
+        if ratio is None or math.isnan(ratio):
+            return None
+        return ratio <= self.ratio if self.op == "<=" else ratio >= self.ratio
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.ratio:g}x"
+
+
+def _median(xs: Sequence[float]) -> float | None:
+    return float(statistics.median(xs)) if xs else None
+
+
+@dataclass(frozen=True)
+class Result:
+    """One measurement: its samples (one per repetition) and its baseline's, same run.
+
+    ``skipped`` is set (and the samples empty) when the measurement could not run
+    here; it says why, so that a missing baseline never silently vanishes.
+    """
+
+    name: str
+    group: str
+    unit: str
+    samples: tuple[float, ...] = ()
+    baseline: str | None = None
+    baseline_samples: tuple[float, ...] = ()
+    goal: Goal | None = None
+    note: str = ""
+    skipped: str | None = None
+    higher_is_better: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def value(self) -> float | None:
+        """The median of the samples."""
+        return _median(self.samples)
+
+    @property
+    def spread(self) -> float | None:
+        """Half the range of the samples (value ± spread covers every repetition)."""
+        if not self.samples:
+            return None
+        return (max(self.samples) - min(self.samples)) / 2
+
+    @property
+    def spread_pct(self) -> float | None:
+        v, s = self.value, self.spread
+        if v is None or s is None or v == 0:
+            return None
+        return 100.0 * s / v
+
+    @property
+    def baseline_value(self) -> float | None:
+        return _median(self.baseline_samples)
+
+    @property
+    def ratio(self) -> float | None:
+        """value / baseline value (medians)."""
+        v, b = self.value, self.baseline_value
+        if v is None or b is None or b == 0:
+            return None
+        return v / b
+
+    @property
+    def ratio_range(self) -> tuple[float, float] | None:
+        """Min and max of the per-repetition ratios, when samples pair up."""
+        pairs = [s / b for s, b in zip(self.samples, self.baseline_samples, strict=False) if b]
+        if not pairs or len(self.samples) != len(self.baseline_samples):
+            return None
+        return min(pairs), max(pairs)
+
+    @property
+    def goal_met(self) -> bool | None:
+        return self.goal.met(self.ratio) if self.goal else None
+
+    @property
+    def status(self) -> str:
+        return "skipped" if self.skipped is not None else "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        rr = self.ratio_range
+        return {
+            "name": self.name,
+            "group": self.group,
+            "unit": self.unit,
+            "status": self.status,
+            "value": self.value,
+            "spread": self.spread,
+            "spread_pct": self.spread_pct,
+            "min": min(self.samples) if self.samples else None,
+            "max": max(self.samples) if self.samples else None,
+            "n": len(self.samples),
+            "samples": list(self.samples),
+            "baseline": self.baseline,
+            "baseline_value": self.baseline_value,
+            "baseline_samples": list(self.baseline_samples),
+            "ratio": self.ratio,
+            "ratio_min": rr[0] if rr else None,
+            "ratio_max": rr[1] if rr else None,
+            "higher_is_better": self.higher_is_better,
+            "goal": str(self.goal) if self.goal else None,
+            "goal_source": self.goal.source if self.goal else None,
+            "goal_met": self.goal_met,
+            "note": self.note,
+            "skipped": self.skipped,
+            **({"extra": dict(self.extra)} if self.extra else {}),
+        }
+
+
+def _fmt_num(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "—"
+    if unit == "ns/pkt":
+        return f"{x:.1f}"
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if abs(x) >= 1e3:
+        return f"{x / 1e3:.1f} k"
+    return f"{x:.3g}" if not float(x).is_integer() else f"{int(x)}"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def format_markdown(results: Sequence[Result], meta: Mapping[str, Any] | None = None) -> str:
+    """The results as Markdown tables, one per group."""
+    lines: list[str] = ["# xdpshield benchmarks", ""]
+    if meta:
+        lines += [", ".join(f"{k}: {v}" for k, v in meta.items()), ""]
+    groups: dict[str, list[Result]] = {}
+    for r in results:
+        groups.setdefault(r.group, []).append(r)
+    for group, rows in groups.items():
+        lines += [f"## {group}", ""]
+        lines.append(
+            "| measurement | unit | value | ± | baseline | baseline value | ratio | goal | met "
+            "| note |"
+        )
+        lines.append("|---|---|---:|---:|---|---:|---:|---|---|---|")
+        for r in rows:
+            if r.skipped is not None:
+                lines.append(
+                    f"| {_md_escape(r.name)} | {r.unit} | — | — | {r.baseline or '—'} | — | — "
+                    f"| {r.goal or '—'} | — | not run: {_md_escape(r.skipped)} |"
+                )
+                continue
+            pct = r.spread_pct
+            ratio = r.ratio
+            met = {True: "yes", False: "no", None: "—"}[r.goal_met]
+            lines.append(
+                f"| {_md_escape(r.name)} | {r.unit} | {_fmt_num(r.value, r.unit)} "
+                f"| {f'{pct:.1f}%' if pct is not None else '—'} | {r.baseline or '—'} "
+                f"| {_fmt_num(r.baseline_value, r.unit)} "
+                f"| {f'{ratio:.2f}x' if ratio is not None else '—'} | {r.goal or '—'} | {met} "
+                f"| {_md_escape(r.note)} |"
+            )
+        lines.append("")
+    lines += [
+        "value: median of the repetitions; ±: half their range; ratio: value / baseline "
+        "value, both measured in the same run. Goals are reported, not asserted.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _plot(results: Sequence[Result], out_dir: Path) -> list[Path]:
+    """One horizontal bar chart per group (value with min..max), baselines in grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, list[Result]] = {}
+    for r in results:
+        if r.skipped is None and r.value is not None:
+            groups.setdefault(r.group, []).append(r)
+    written: list[Path] = []
+    baselines = {r.baseline for r in results if r.baseline}
+    for group, rows in groups.items():
+        units = sorted({r.unit for r in rows})
+        fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
+        names = [r.name for r in rows]
+        vals = [r.value or 0.0 for r in rows]
+        lo = [v - min(r.samples) for v, r in zip(vals, rows, strict=True)]
+        hi = [max(r.samples) - v for v, r in zip(vals, rows, strict=True)]
+        colors = ["#9e9e9e" if r.name in baselines else "#1f77b4" for r in rows]
+        ax.barh(names, vals, xerr=[lo, hi], color=colors, capsize=3)
+        ax.invert_yaxis()
+        ax.set_xlabel(" / ".join(units))
+        ax.set_title(f"xdpshield — {group}")
+        for i, r in enumerate(rows):
+            if r.ratio is not None:
+                ax.annotate(f" {r.ratio:.2f}x {r.baseline}", (vals[i], i), va="center", fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"{_slug(group)}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+
+
+def write_outputs(
+    results: Sequence[Result], out_dir: Path, meta: Mapping[str, Any] | None = None
+) -> list[Path]:
+    """Write bench.json, bench.md and one PNG per group; returns the paths written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"meta": dict(meta or {}), "results": [r.to_json() for r in results]}
+    jpath, mpath = out_dir / "bench.json", out_dir / "bench.md"
+    jpath.write_text(json.dumps(doc, indent=2) + "\n")
+    mpath.write_text(format_markdown(results, meta))
+    return [jpath, mpath, *_plot(results, out_dir)]
+
+
+# -- frames --------------------------------------------------------------------------
+CLIENT_MAC, SERVER_MAC = "02:00:5e:10:00:01", "02:00:5e:10:00:02"
+CLIENT4, SERVER4 = "198.18.1.1", "198.18.0.2"
+CLIENT6, SERVER6 = "fd00:b::1", "fd00:b::2"
+PROTECTED_PORT, UNPROTECTED_PORT, CLIENT_PORT = 80, 9, 43210
+CLIENT_ISN = 0x1F2E3D4C
+# What a Linux client puts in its SYN, in its order: MSS, SACK-permitted,
+# timestamps, NOP, window scale (20 bytes of options).
+LINUX_SYN_OPTIONS: list[tuple[str, Any]] = [
+    ("MSS", 1460),
+    ("SAckOK", b""),
+    ("Timestamp", (0x5A5A0001, 0)),
+    ("NOP", None),
+    ("WScale", 7),
+]
+
+
+def _eth(v6: bool = False) -> Any:
+    from scapy.layers.l2 import Ether
+
+    return Ether(src=CLIENT_MAC, dst=SERVER_MAC, type=0x86DD if v6 else 0x0800)
+
+
+def _ip(v6: bool = False) -> Any:
+    if v6:
+        from scapy.layers.inet6 import IPv6
+
+        return IPv6(src=CLIENT6, dst=SERVER6, hlim=64)
+    from scapy.layers.inet import IP
+
+    return IP(src=CLIENT4, dst=SERVER4, ttl=64, id=1, flags="DF")
+
+
+def syn_frame(
+    v6: bool = False, dport: int = PROTECTED_PORT, options: list[tuple[str, Any]] | None = None
+) -> bytes:
+    from scapy.layers.inet import TCP
+
+    opts = LINUX_SYN_OPTIONS if options is None else options
+    return bytes(
+        _eth(v6)
+        / _ip(v6)
+        / TCP(sport=CLIENT_PORT, dport=dport, seq=CLIENT_ISN, flags="S", window=64240, options=opts)
+    )
+
+
+def ack_frame(
+    ack: int, v6: bool = False, tsecr: int = 0, flags: str = "A", payload: bytes = b""
+) -> bytes:
+    """The client's handshake ACK (timestamps echoed, as Linux sends it)."""
+    from scapy.layers.inet import TCP
+
+    opts = [("NOP", None), ("NOP", None), ("Timestamp", (0x5A5A0002, tsecr))]
+    return bytes(
+        _eth(v6)
+        / _ip(v6)
+        / TCP(
+            sport=CLIENT_PORT,
+            dport=PROTECTED_PORT,
+            seq=CLIENT_ISN + 1,
+            ack=ack,
+            flags=flags,
+            window=502,
+            options=opts,
+        )
+        / payload
+    )
+
+
+def udp_frame(v6: bool = False) -> bytes:
+    from scapy.layers.inet import UDP
+
+    return bytes(_eth(v6) / _ip(v6) / UDP(sport=CLIENT_PORT, dport=PROTECTED_PORT) / (b"x" * 18))
+
+
+def arp_frame() -> bytes:
+    from scapy.layers.l2 import ARP, Ether
+
+    return bytes(
+        Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff")
+        / ARP(op=1, hwsrc=CLIENT_MAC, psrc=CLIENT4, pdst=SERVER4)
+    )
+
+
+def malformed_frame() -> bytes:
+    """IPv4/TCP cut in the middle of the TCP header (IP total length says more)."""
+    return syn_frame()[: 14 + 20 + 10]
+
+
+def parse_synack(frame: bytes) -> tuple[int, int] | None:
+    """(cookie seq, TSval or 0) of a SYN-ACK the shield wrote, or None if it is not one."""
+    from scapy.layers.inet import TCP
+    from scapy.layers.l2 import Ether
+
+    pkt = Ether(frame)
+    if TCP not in pkt:
+        return None
+    tcp = pkt[TCP]
+    if (int(tcp.flags) & 0x12) != 0x12:
+        return None
+    tsval = next((v[0] for k, v in tcp.options if k == "Timestamp"), 0)
+    return int(tcp.seq), int(tsval)
+
+
+# -- test-run microbenchmarks --------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    """One verdict path: the frame, and what the shield must do with it to count.
+
+    ``reason`` is a ``datapath.Reason`` member name; ``rewrites`` selects the
+    restore harness (the program changes the frame, so repeat > 1 would otherwise
+    measure something else from the 2nd iteration on).
+    """
+
+    name: str
+    frame: bytes
+    verdicts: tuple[int, ...]
+    reason: str
+    rewrites: bool = False
+    goal: Goal | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class MicroConfig:
+    repeat: int = 5_000_000  # iterations per timed test run
+    reps: int = 7  # timed test runs per case (interleaved across cases)
+    cpu: int | None = None  # pin to this CPU while measuring (None: the last one)
+
+    @classmethod
+    def quick(cls) -> MicroConfig:
+        return cls(repeat=1_000_000, reps=3)
+
+
+GOAL_SYN = Goal("<=", 2.0, "issue 3: SYN path <= 2x XDP_DROP")
+GOAL_FORGED_ACK = Goal("<=", 2.5, "issue 3: forged-ACK drop <= 2.5x XDP_DROP")
+
+
+def _shield_stats_reader(coll: Collection) -> Callable[[], dict[str, int]]:
+    from . import datapath
+
+    def read() -> dict[str, int]:
+        return {r.name: pk for r, (pk, _) in datapath.read_stats(coll.maps).items()}
+
+    return read
+
+
+def _diff(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]:
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
+
+
+@contextlib.contextmanager
+def _pinned(cpu: int | None) -> Iterator[None]:
+    """Measure on one CPU (the kernel's test-run timer already excludes preemption)."""
+    try:
+        old = os.sched_getaffinity(0)
+    except OSError:
+        yield
+        return
+    target = cpu if cpu is not None else max(old)
+    try:
+        os.sched_setaffinity(0, {target})
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, old)
+
+
+def load_shield(ports: Sequence[int] = (PROTECTED_PORT,)) -> Collection:
+    """The shield object with its default options, protecting ``ports``."""
+    from . import datapath
+
+    spec = ObjectSpec(OBJ_DIR / SHIELD_OBJ)
+    consts = datapath.constants(datapath.GuardOptions())
+    if consts:
+        spec.set_constants(**consts)
+    coll = spec.load()
+    try:
+        datapath.init_maps(coll.maps, ports)
+    except BaseException:
+        coll.close()
+        raise
+    return coll
+
+
+class _Harness:
+    """Baselines, the restore harness, and the shield loaded once."""
+
+    def __init__(self, base: Collection, shield: Collection | None) -> None:
+        self.base = base
+        self.shield = shield
+        self.drop = base.program("bench_drop")
+        self.tx = base.program("bench_tx")
+        self.restore = base.program("bench_restore")
+        self.frame_map = base.map("bench_frame").typed(
+            UInt(4), StructCodec(f"=II{BENCH_FRAME_MAX}s")
+        )
+        self.target = base.map("bench_target").typed(UInt(4), UInt(4))
+        self.read_stats = _shield_stats_reader(shield) if shield else None
+        self.fixed_ns = 0.0
+
+    def arm(self, frame: bytes, target: Program) -> None:
+        if not 0 < len(frame) <= BENCH_FRAME_MAX:
+            raise ValueError(f"frame of {len(frame)} bytes does not fit the restore harness")
+        self.frame_map.update(0, (len(frame), 0, frame.ljust(BENCH_FRAME_MAX, b"\0")))
+        self.target.update(0, target.fd)
+
+    def run(self, prog: Program, frame: bytes, repeat: int, restore: bool) -> tuple[int, int]:
+        """(verdict, the kernel's integer ns per iteration) of ``prog`` on ``frame``."""
+        if restore:
+            self.arm(frame, prog)
+            res = self.restore.run(frame, repeat)
+        else:
+            res = prog.run(frame, repeat)
+        return res.verdict, res.ns
+
+    def calibrate(self, samples: int = 7) -> None:
+        """The fixed CPU cost of one test run with repeat > 1 (see ``timed``)."""
+        frame = syn_frame()
+        costs = []
+        for _ in range(samples):
+            t0 = time.thread_time_ns()
+            self.drop.run(frame, 2)
+            costs.append(time.thread_time_ns() - t0)
+        self.fixed_ns = float(statistics.median(costs))
+
+    def timed(self, prog: Program, frame: bytes, repeat: int, restore: bool) -> float:
+        """ns per iteration, with sub-ns resolution.
+
+        The kernel reports whole ns (an average, truncated: 1 ns is ~15% of a
+        bare XDP_DROP on this machine), so the time is this thread's CPU time
+        over the run (like the kernel's timer, it leaves out time preempted),
+        less the fixed cost of a test run with repeat > 1 (~0.3 ms: switching
+        the XDP dispatcher), measured by ``calibrate``.
+        """
+        if restore:
+            self.arm(frame, prog)
+            prog = self.restore
+        t0 = time.thread_time_ns()
+        prog.run(frame, repeat)
+        spent = time.thread_time_ns() - t0
+        return max(spent - self.fixed_ns, 0.0) / repeat
+
+
+def _cases(shield: Collection) -> tuple[list[Case], list[Result]]:
+    """The verdict paths, with frames that depend on the shield (a real cookie)."""
+    prog = shield.program("xdpshield_xdp")
+    cases: list[Case] = []
+    skipped: list[Result] = []
+    syn4, syn6 = syn_frame(), syn_frame(v6=True)
+    linux = "Linux client SYN options (MSS,SACK,TS,NOP,WS)"
+    cases.append(
+        Case(
+            "syn-ipv4",
+            syn4,
+            (XDP_TX,),
+            "SYN_COOKIE_SENT",
+            True,
+            GOAL_SYN,
+            f"SYN -> SYN-ACK, {linux}",
+        )
+    )
+    cases.append(
+        Case(
+            "syn-ipv6",
+            syn6,
+            (XDP_TX,),
+            "SYN_COOKIE_SENT",
+            True,
+            GOAL_SYN,
+            f"SYN -> SYN-ACK, {linux}",
+        )
+    )
+    cases.append(
+        Case(
+            "syn-ipv4-mss-only",
+            syn_frame(options=[("MSS", 1460)]),
+            (XDP_TX,),
+            "SYN_COOKIE_SENT",
+            True,
+            None,
+            "SYN with MSS only",
+        )
+    )
+    # A valid ACK needs a real cookie: ask the shield for a SYN-ACK first.
+    for v6 in (False, True):
+        fam = "ipv6" if v6 else "ipv4"
+        out = prog.run(syn6 if v6 else syn4, 1)
+        got = parse_synack(out.frame) if out.verdict == XDP_TX else None
+        if got is None:
+            skipped.append(
+                Result(
+                    f"ack-valid-{fam}",
+                    "test run: verdict paths",
+                    "ns/pkt",
+                    baseline="xdp-drop",
+                    skipped=f"no SYN-ACK from the shield to take a cookie from "
+                    f"(verdict {VERDICT_NAMES.get(out.verdict, out.verdict)})",
+                )
+            )
+            continue
+        cookie, tsval = got
+        cases.append(
+            Case(
+                f"ack-valid-{fam}",
+                ack_frame(cookie + 1, v6, tsval),
+                (XDP_PASS, XDP_TX),
+                "ACK_VALID",
+                True,
+                None,
+                "handshake ACK with a valid cookie",
+            )
+        )
+    cases.append(
+        Case(
+            "ack-invalid-ipv4",
+            ack_frame(0x0BADC0DE, tsecr=1),
+            (XDP_DROP,),
+            "ACK_INVALID",
+            False,
+            GOAL_FORGED_ACK,
+            "forged ACK (ACK flood) dropped",
+        )
+    )
+    cases.append(
+        Case(
+            "ack-invalid-ipv6",
+            ack_frame(0x0BADC0DE, True, tsecr=1),
+            (XDP_DROP,),
+            "ACK_INVALID",
+            False,
+            GOAL_FORGED_ACK,
+            "forged ACK (ACK flood) dropped",
+        )
+    )
+    cases.append(
+        Case(
+            "established-ipv4",
+            ack_frame(0x11111111, flags="PA", payload=b"GET / HTTP/1.1\r\n\r\n"),
+            (XDP_PASS,),
+            "VERIFIED_PASS",
+            False,
+            None,
+            "data segment from a verified client",
+        )
+    )
+    cases.append(
+        Case(
+            "malformed",
+            malformed_frame(),
+            (XDP_DROP,),
+            "MALFORMED",
+            False,
+            None,
+            "IPv4/TCP truncated inside the TCP header",
+        )
+    )
+    cases.append(
+        Case(
+            "non-ip-arp",
+            arp_frame(),
+            (XDP_PASS,),
+            "PASS_NON_IP",
+            False,
+            None,
+            "ARP request passes untouched",
+        )
+    )
+    cases.append(
+        Case(
+            "unprotected-port",
+            syn_frame(dport=UNPROTECTED_PORT),
+            (XDP_PASS,),
+            "PASS_UNPROTECTED",
+            False,
+            None,
+            "SYN to a port not protected",
+        )
+    )
+    cases.append(
+        Case(
+            "udp-ipv4",
+            udp_frame(),
+            (XDP_PASS, XDP_DROP),
+            "*",
+            False,
+            None,
+            "UDP datagram to the protected address (UDP flood frame)",
+        )
+    )
+    return cases, skipped
+
+
+def _check_case(h: _Harness, prog: Program, case: Case) -> str | None:
+    """Run once; None if the shield took the path, else what it did instead."""
+    assert h.read_stats is not None
+    before = h.read_stats()
+    verdict, _ = h.run(prog, case.frame, 1, case.rewrites)
+    seen = _diff(h.read_stats(), before)
+    vname = VERDICT_NAMES.get(verdict, str(verdict))
+    if verdict not in case.verdicts:
+        return f"shield answered {vname} ({', '.join(seen) or 'no reason counted'})"
+    if case.reason != "*" and seen.get(case.reason, 0) != 1:
+        return f"shield counted {', '.join(seen) or 'nothing'} ({vname}), not {case.reason}"
+    return None
+
+
+def _prime(h: _Harness, prog: Program, cases: Sequence[Case]) -> None:
+    """Make the established case hold: a valid handshake verifies the client first."""
+    for case in cases:
+        if case.name == "ack-valid-ipv4":
+            h.run(prog, case.frame, 1, case.rewrites)
+
+
+def run_microbench(
+    cfg: MicroConfig, progress: Progress | None = None, obj_dir: Path = OBJ_DIR
+) -> list[Result]:
+    """Every verdict path of the shield and the bare baselines, in ns per packet."""
+    group = "test run: verdict paths"
+    report = progress or (lambda _w, _f: None)
+    results: list[Result] = []
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(ObjectSpec(obj_dir / BASELINE_OBJ).load())
+        shield: Collection | None = None
+        shield_err = ""
+        try:
+            shield = stack.enter_context(load_shield())
+        except Exception as exc:  # any load failure is reported in the output
+            shield_err = f"shield object did not load: {exc}".splitlines()[0]
+        h = _Harness(base, shield)
+        cases: list[Case] = []
+        if shield is not None:
+            prog = shield.program("xdpshield_xdp")
+            cases, skipped = _cases(shield)
+            _prime(h, prog, cases)
+            runnable: list[Case] = []
+            for case in cases:
+                why = _check_case(h, prog, case)
+                if why is None:
+                    runnable.append(case)
+                else:
+                    skipped.append(
+                        Result(
+                            case.name,
+                            group,
+                            "ns/pkt",
+                            baseline="xdp-drop",
+                            goal=case.goal,
+                            note=case.note,
+                            skipped=f"{why}: path not implemented yet?",
+                        )
+                    )
+            cases = runnable
+        else:
+            skipped = [Result("shield", group, "ns/pkt", baseline="xdp-drop", skipped=shield_err)]
+
+        # Harness overhead per frame length: restore + tail call into XDP_DROP.
+        restore_lens = sorted({len(c.frame) for c in cases if c.rewrites})
+        samples: dict[str, list[float]] = {}
+        impure: dict[str, dict[str, int]] = {}
+        steps = cfg.reps * (2 + len(restore_lens) + len(cases))
+        done = 0
+        syn4 = syn_frame()
+        with _pinned(cfg.cpu):
+            h.calibrate()
+            for rep in range(cfg.reps):
+                order: list[tuple[str, Callable[[], float]]] = [
+                    ("xdp-drop", partial(h.timed, h.drop, syn4, cfg.repeat, False)),
+                    ("xdp-tx", partial(h.timed, h.tx, syn4, cfg.repeat, False)),
+                ]
+                for n in restore_lens:
+                    frame = next(c.frame for c in cases if len(c.frame) == n)
+                    order.append(
+                        (f"harness-{n}", partial(h.timed, h.drop, frame, cfg.repeat, True))
+                    )
+                for case in cases:
+                    order.append((case.name, partial(_timed_case, h, case, cfg.repeat, impure)))
+                random.Random(rep).shuffle(order)
+                for name, fn in order:
+                    report(f"test run {name} ({rep + 1}/{cfg.reps})", done / steps)
+                    samples.setdefault(name, []).append(float(fn()))
+                    done += 1
+        report("test run done", 1.0)
+
+        drop = tuple(samples.get("xdp-drop", ()))
+        results.append(
+            Result(
+                "xdp-drop",
+                group,
+                "ns/pkt",
+                tuple(drop),
+                note="bare XDP_DROP (baseline; the test-run loop itself)",
+            )
+        )
+        results.append(
+            Result(
+                "xdp-tx",
+                group,
+                "ns/pkt",
+                tuple(samples.get("xdp-tx", ())),
+                "xdp-drop",
+                drop,
+                note="bare XDP_TX (baseline)",
+            )
+        )
+        for case in cases:
+            raw = samples[case.name]
+            note = case.note
+            extra: dict[str, Any] = {"frame_bytes": len(case.frame)}
+            if case.rewrites:
+                over = samples[f"harness-{len(case.frame)}"]
+                extra["raw_ns"] = raw
+                extra["harness_ns"] = over
+                vals = tuple(r - o + d for r, o, d in zip(raw, over, drop, strict=True))
+                note += "; restore harness, its cost (measured same run) subtracted"
+            else:
+                vals = tuple(raw)
+            if case.name in impure:
+                bad = impure[case.name]
+                note += f"; WARNING other paths counted during timing: {bad}"
+                extra["other_paths"] = bad
+            results.append(
+                Result(
+                    case.name, group, "ns/pkt", vals, "xdp-drop", drop, case.goal, note, extra=extra
+                )
+            )
+        for n in restore_lens:
+            results.append(
+                Result(
+                    f"harness-restore-{n}B",
+                    group,
+                    "ns/pkt",
+                    tuple(samples[f"harness-{n}"]),
+                    "xdp-drop",
+                    drop,
+                    note=f"restore {n} B + tail call + XDP_DROP (subtracted from rewrite paths)",
+                )
+            )
+        results.extend(skipped)
+    return results
+
+
+def _timed_case(h: _Harness, case: Case, repeat: int, impure: dict[str, dict[str, int]]) -> float:
+    """One timed run; every iteration must be counted under the case's reason."""
+    assert h.shield is not None and h.read_stats is not None
+    prog = h.shield.program("xdpshield_xdp")
+    before = h.read_stats()
+    ns = h.timed(prog, case.frame, repeat, case.rewrites)
+    seen = _diff(h.read_stats(), before)
+    if case.reason != "*":
+        other = {k: v for k, v in seen.items() if k != case.reason}
+        if other or seen.get(case.reason, 0) != repeat:
+            acc = impure.setdefault(case.name, {})
+            for k, v in other.items():
+                acc[k] = acc.get(k, 0) + v
+    return ns
+
+
+# -- the whole benchmark ------------------------------------------------------------
+def _meta(quick: bool, cfg: MicroConfig) -> dict[str, Any]:
+    u = os.uname()
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "kernel": u.release,
+        "machine": u.machine,
+        "cpus": os.cpu_count(),
+        "quick": quick,
+        "test_run_repeat": cfg.repeat,
+        "repetitions": cfg.reps,
+    }
+
+
+def run_bench(
+    out_dir: Path,
+    quick: bool,
+    progress: Callable[[str, float], None] | None = None,
+    *,
+    live: bool = True,
+    micro: MicroConfig | None = None,
+) -> list[Result]:
+    """Run every benchmark, write DIR/bench.json, DIR/bench.md and plots, return the results.
+
+    ``quick`` keeps the whole run well under two minutes (CI); ``progress`` is
+    called as ``progress(what, fraction)`` with fraction in [0, 1]. ``live``
+    False leaves out the floods on the stand; ``micro`` overrides the test-run
+    settings.
+    """
+    report = progress or (lambda _w, _f: None)
+    cfg = micro or (MicroConfig.quick() if quick else MicroConfig())
+    micro_share = 0.3 if live else 1.0
+
+    def micro_progress(what: str, frac: float) -> None:
+        report(what, frac * micro_share)
+
+    results = run_microbench(cfg, micro_progress)
+    if live:
+        results += run_live(quick, lambda w, f: report(w, micro_share + f * (1 - micro_share)))
+    report("writing outputs", 1.0)
+    write_outputs(results, out_dir, _meta(quick, cfg))
+    return results
+
+
+def run_live(quick: bool, progress: Progress | None = None) -> list[Result]:
+    """Live floods on the stand (needs xdpshield.stand and xdpshield.traffic)."""
+    group_syn, group_drop = "live: SYN flood answered", "live: ACK/UDP flood dropped"
+    why = _live_unavailable()
+    if why is None:  # pragma: no cover - filled in once the stand exists
+        why = "live comparisons not wired yet"
+    rows: list[Result] = []
+    for name, base in (
+        ("xdpshield", "xdp-tx"),
+        ("xdp-tx", None),
+        ("linux-syncookies", None),
+        ("nftables-synproxy", None),
+    ):
+        rows.append(
+            Result(
+                f"syn-flood {name}",
+                group_syn,
+                "SYN-ACK/s",
+                baseline=base,
+                higher_is_better=True,
+                skipped=why,
+            )
+        )
+    for name, base in (("xdpshield", "xdp-drop"), ("xdp-drop", None), ("xdp-filter", None)):
+        rows.append(
+            Result(
+                f"ack-flood {name}",
+                group_drop,
+                "pkt/s",
+                baseline=base,
+                higher_is_better=True,
+                skipped=why,
+            )
+        )
+    return rows
+
+
+def _live_unavailable() -> str | None:
+    import importlib.util
+
+    for mod in ("xdpshield.stand", "xdpshield.traffic"):
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} does not exist yet (the stand and generators issue)"
+    return None

@@ -1,0 +1,91 @@
+"""The benchmark against the real kernel, shortened: it runs, numbers are sane, baselines exist.
+
+No speed is asserted here (speed is measured by ``make bench``, never asserted).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+
+from xdpshield.bench import (
+    BENCH_FRAME_MAX,
+    OBJ_DIR,
+    MicroConfig,
+    SinkKind,
+    read_sink,
+    run_bench,
+    syn_frame,
+)
+from xdpshield.bpf import ObjectSpec, StructCodec, UInt
+
+XDP_DROP, XDP_TX = 1, 3
+
+
+def test_baselines_do_what_they_say() -> None:
+    frame = syn_frame()
+    with ObjectSpec(OBJ_DIR / "baseline.o").load() as coll:
+        assert coll.program("bench_drop").run(frame).verdict == XDP_DROP
+        out = coll.program("bench_tx").run(frame)
+        assert out.verdict == XDP_TX and out.frame == frame
+        swap = coll.program("bench_tx_swap").run(frame)
+        assert swap.verdict == XDP_TX
+        assert Ether(swap.frame).dst == Ether(frame).src
+        assert Ether(swap.frame).src == Ether(frame).dst
+
+
+def test_restore_harness_gives_every_iteration_the_original_frame() -> None:
+    """Without it, the 2nd..Nth test-run iteration sees what the 1st wrote."""
+    frame = syn_frame()
+    with ObjectSpec(OBJ_DIR / "baseline.o").load() as coll:
+        mark, stats = coll.program("bench_mark"), coll.map("bench_sink_stats")
+        mark.run(frame, 100)
+        plain = read_sink(stats)
+        assert plain[SinkKind.SYN] + plain[SinkKind.SYNACK] == 100
+        stats.clear()
+        coll.map("bench_target").typed(UInt(4), UInt(4)).update(0, mark.fd)
+        coll.map("bench_frame").typed(UInt(4), StructCodec(f"=II{BENCH_FRAME_MAX}s")).update(
+            0, (len(frame), 0, frame.ljust(BENCH_FRAME_MAX, b"\0"))
+        )
+        coll.program("bench_restore").run(frame, 100)
+        assert read_sink(stats)[SinkKind.SYN] == 100
+
+
+def test_sink_counts_by_kind() -> None:
+    synack = Ether(syn_frame())
+    synack[TCP].flags = "SA"
+    with ObjectSpec(OBJ_DIR / "baseline.o").load() as coll:
+        sink = coll.program("bench_sink")
+        assert sink.run(bytes(synack), 1).verdict == XDP_DROP
+        assert read_sink(coll.map("bench_sink_stats"))[SinkKind.SYNACK] == 1
+        assert IP in synack
+
+
+def test_quick_microbench_produces_sane_numbers(tmp_path: Path) -> None:
+    seen: list[float] = []
+    results = run_bench(
+        tmp_path,
+        quick=True,
+        live=False,
+        micro=MicroConfig(repeat=100_000, reps=2),
+        progress=lambda _what, frac: seen.append(frac),
+    )
+    assert seen and all(0.0 <= f <= 1.0 for f in seen) and seen[-1] == 1.0
+    by_name = {r.name: r for r in results}
+    assert {"xdp-drop", "xdp-tx"} <= set(by_name)
+    for r in results:
+        if r.skipped is not None:
+            assert r.skipped.strip()  # says why
+            continue
+        assert r.value is not None and r.value > 0, r.name
+        assert len(r.samples) == 2
+        if r.name != "xdp-drop":
+            assert r.baseline == "xdp-drop", r.name
+            assert r.baseline_value is not None and r.baseline_value > 0
+            assert r.ratio is not None and r.ratio > 0
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert len(doc["results"]) == len(results)
+    assert (tmp_path / "bench.md").read_text().startswith("# xdpshield benchmarks")

@@ -1,0 +1,153 @@
+"""Benchmark results without the kernel: medians, spread, ratios, goals, JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import TCP
+from scapy.layers.l2 import Ether
+
+from xdpshield.bench import (
+    Goal,
+    Result,
+    format_markdown,
+    parse_synack,
+    syn_frame,
+    write_outputs,
+)
+
+GROUP = "test run: verdict paths"
+
+
+def row(**kw: object) -> Result:
+    args: dict[str, object] = {"name": "syn-ipv4", "group": GROUP, "unit": "ns/pkt"}
+    args.update(kw)
+    return Result(**args)  # type: ignore[arg-type]
+
+
+def test_value_is_the_median_and_spread_half_the_range() -> None:
+    r = row(samples=(12.0, 10.0, 30.0, 11.0, 13.0))
+    assert r.value == 12.0
+    assert r.spread == 10.0
+    assert r.spread_pct == pytest.approx(100 * 10 / 12)
+
+
+def test_even_count_median() -> None:
+    assert row(samples=(1.0, 2.0, 3.0, 10.0)).value == 2.5
+
+
+def test_ratio_is_median_over_baseline_median_with_per_repetition_range() -> None:
+    r = row(samples=(12.0, 14.0, 13.0), baseline="xdp-drop", baseline_samples=(6.0, 7.0, 6.5))
+    assert r.baseline_value == 6.5
+    assert r.ratio == pytest.approx(2.0)
+    lo, hi = r.ratio_range or (0.0, 0.0)
+    assert lo == pytest.approx(2.0) and hi == pytest.approx(2.0)
+
+
+def test_ratio_range_needs_paired_samples() -> None:
+    r = row(samples=(1.0, 2.0), baseline_samples=(1.0,))
+    assert r.ratio_range is None
+    assert r.ratio == pytest.approx(1.5)
+
+
+def test_no_samples_means_no_numbers() -> None:
+    r = row(skipped="nftables is not installed", baseline="xdp-tx")
+    assert r.value is None and r.spread is None and r.ratio is None
+    assert r.status == "skipped"
+
+
+@pytest.mark.parametrize(
+    ("goal", "ratio", "met"),
+    [
+        (Goal("<=", 2.0), 1.99, True),
+        (Goal("<=", 2.0), 2.0, True),
+        (Goal("<=", 2.0), 2.01, False),
+        (Goal(">=", 0.9), 0.95, True),
+        (Goal(">=", 0.9), 0.5, False),
+        (Goal(">=", 0.9), None, None),
+    ],
+)
+def test_goal(goal: Goal, ratio: float | None, met: bool | None) -> None:
+    assert goal.met(ratio) is met
+
+
+def test_goal_met_follows_the_ratio() -> None:
+    ok = row(samples=(10.0,), baseline_samples=(6.0,), goal=Goal("<=", 2.0))
+    bad = row(samples=(13.0,), baseline_samples=(6.0,), goal=Goal("<=", 2.0))
+    assert ok.goal_met is True and bad.goal_met is False
+    assert str(ok.goal) == "<= 2x"
+
+
+def test_json_has_every_field_the_issue_asks_for() -> None:
+    r = row(
+        samples=(10.0, 12.0),
+        baseline="xdp-drop",
+        baseline_samples=(5.0, 6.0),
+        goal=Goal("<=", 2.0, "issue 3"),
+        note="n",
+    )
+    j = r.to_json()
+    for key in ("name", "unit", "value", "baseline", "baseline_value", "ratio", "spread"):
+        assert key in j
+    assert j["value"] == 11.0 and j["baseline_value"] == 5.5 and j["ratio"] == pytest.approx(2.0)
+    assert j["goal"] == "<= 2x" and j["goal_met"] is True and j["status"] == "ok"
+    json.dumps(j)  # serialisable as is
+
+
+def test_markdown_table_shows_numbers_and_why_a_row_did_not_run() -> None:
+    rows = [
+        row(name="xdp-drop", samples=(6.0,)),
+        row(samples=(11.0,), baseline="xdp-drop", baseline_samples=(6.0,), goal=Goal("<=", 2)),
+        Result(
+            "syn-flood nftables-synproxy",
+            "live",
+            "SYN-ACK/s",
+            baseline="xdp-tx",
+            skipped="nft | missing",
+        ),
+    ]
+    md = format_markdown(rows, {"kernel": "6.18"})
+    lines = md.splitlines()
+    syn = next(line for line in lines if line.startswith("| syn-ipv4 "))
+    assert "11.0" in syn and "1.83x" in syn and "<= 2x" in syn and "| yes |" in syn
+    skipped = next(line for line in lines if "nftables" in line)
+    assert "not run: nft \\| missing" in skipped  # the pipe cannot break the table
+    assert "## test run: verdict paths" in md and "## live" in md
+    # Every table row has the same number of cells as the header.
+    widths = {line.count(" | ") for line in lines if line.startswith("| ") and "---" not in line}
+    assert len(widths) == 1
+
+
+def test_write_outputs(tmp_path: Path) -> None:
+    rows = [
+        row(name="xdp-drop", samples=(6.0, 6.2)),
+        row(samples=(11.0, 12.0), baseline="xdp-drop", baseline_samples=(6.0, 6.2)),
+        Result("x", "live", "pkt/s", skipped="no stand"),
+    ]
+    paths = write_outputs(rows, tmp_path / "out", {"quick": True})
+    names = {p.name for p in paths}
+    assert {"bench.json", "bench.md"} <= names
+    pngs = [p for p in paths if p.suffix == ".png"]
+    assert len(pngs) == 1 and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    doc = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert doc["meta"] == {"quick": True}
+    assert [r["name"] for r in doc["results"]] == ["xdp-drop", "syn-ipv4", "x"]
+    assert doc["results"][2]["skipped"] == "no stand"
+
+
+def test_syn_frame_carries_the_linux_option_layout() -> None:
+    tcp = Ether(syn_frame())[TCP]
+    assert [k for k, _ in tcp.options] == ["MSS", "SAckOK", "Timestamp", "NOP", "WScale"]
+    assert tcp.dataofs == 10 and int(tcp.flags) == 0x02
+
+
+def test_parse_synack() -> None:
+    frame = syn_frame()
+    assert parse_synack(frame) is None  # a SYN is not a SYN-ACK
+    pkt = Ether(frame)
+    pkt[TCP].flags = "SA"
+    pkt[TCP].seq = 0xDEADBEEF
+    pkt[TCP].options = [("MSS", 1460), ("Timestamp", (77, 0x5A5A0001))]
+    assert parse_synack(bytes(pkt)) == (0xDEADBEEF, 77)
