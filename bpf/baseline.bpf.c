@@ -4,8 +4,9 @@
  * bench_drop      bare XDP_DROP: the floor of BPF_PROG_TEST_RUN and of a live
  *                 receiver (what every drop path is compared with).
  * bench_tx        bare XDP_TX: the frame goes back out unchanged.
- * bench_tx_swap   XDP_TX after swapping the MAC addresses: the cheapest
- *                 "reply" a live receiver can make (the SYN-flood baseline).
+ * bench_reflect   XDP_TX after swapping MACs, addresses and ports: the
+ *                 cheapest reply a live receiver can make, and one that goes
+ *                 back to the (spoofed) sender (the SYN-flood baseline).
  * bench_restore   test-run harness: BPF_PROG_TEST_RUN with repeat > 1 runs
  *                 every iteration on the frame the previous one left behind,
  *                 so a program that rewrites (SYN -> SYN-ACK) would see its
@@ -86,19 +87,59 @@ int bench_tx(struct xdp_md *ctx)
 	return XDP_TX;
 }
 
+static __always_inline void swap_bytes(__u8 *a, __u8 *b, int n)
+{
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 16; i++) {
+		__u8 t;
+
+		if (i >= n)
+			break;
+		t = a[i];
+		a[i] = b[i];
+		b[i] = t;
+	}
+}
+
+/* Swaps MACs, addresses and TCP/UDP ports: the reply goes back where the
+ * frame came from, and no checksum changes (each sum is order-independent).
+ */
 SEC("xdp")
-int bench_tx_swap(struct xdp_md *ctx)
+int bench_reflect(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	__u8 tmp[ETH_ALEN];
+	__u16 *ports;
+	__u8 proto;
 
 	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;
-	__builtin_memcpy(tmp, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, tmp, ETH_ALEN);
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end)
+			return XDP_DROP;
+		swap_bytes((void *)&ip->saddr, (void *)&ip->daddr, 4);
+		proto = ip->protocol;
+		ports = (void *)ip + ip->ihl * 4;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return XDP_DROP;
+		swap_bytes((void *)&ip6->saddr, (void *)&ip6->daddr, 16);
+		proto = ip6->nexthdr;
+		ports = (void *)(ip6 + 1);
+	} else {
+		return XDP_PASS;
+	}
+	if ((proto == IPPROTO_TCP || proto == IPPROTO_UDP) &&
+	    (void *)(ports + 2) <= data_end)
+		swap_bytes((void *)&ports[0], (void *)&ports[1], 2);
+	swap_bytes(eth->h_dest, eth->h_source, ETH_ALEN);
 	return XDP_TX;
 }
 

@@ -507,6 +507,7 @@ class _Harness:
         self.shield = shield
         self.drop = base.program("bench_drop")
         self.tx = base.program("bench_tx")
+        self.reflect = base.program("bench_reflect")
         self.restore = base.program("bench_restore")
         self.frame_map = base.map("bench_frame").typed(
             UInt(4), StructCodec(f"=II{BENCH_FRAME_MAX}s")
@@ -774,7 +775,7 @@ def run_microbench(
         restore_lens = sorted({len(c.frame) for c in cases if c.rewrites})
         samples: dict[str, list[float]] = {}
         impure: dict[str, dict[str, int]] = {}
-        steps = cfg.reps * (2 + len(restore_lens) + len(cases))
+        steps = cfg.reps * (3 + len(restore_lens) + len(cases))
         done = 0
         syn4 = syn_frame()
         with _pinned(cfg.cpu):
@@ -783,6 +784,8 @@ def run_microbench(
                 order: list[tuple[str, Callable[[], float]]] = [
                     ("xdp-drop", partial(h.timed, h.drop, syn4, cfg.repeat, False)),
                     ("xdp-tx", partial(h.timed, h.tx, syn4, cfg.repeat, False)),
+                    # Swapping twice is the identity: no restore needed.
+                    ("xdp-reflect", partial(h.timed, h.reflect, syn4, cfg.repeat, False)),
                 ]
                 for n in restore_lens:
                     frame = next(c.frame for c in cases if len(c.frame) == n)
@@ -817,6 +820,17 @@ def run_microbench(
                 "xdp-drop",
                 drop,
                 note="bare XDP_TX (baseline)",
+            )
+        )
+        results.append(
+            Result(
+                "xdp-reflect",
+                group,
+                "ns/pkt",
+                tuple(samples.get("xdp-reflect", ())),
+                "xdp-drop",
+                drop,
+                note="XDP_TX after swapping MACs, addresses, ports (the live SYN-flood baseline)",
             )
         )
         for case in cases:
