@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The stand's traffic programs.
+ *
+ * xdp_flood: an in-kernel packet generator. Python runs it with
+ * BPF_PROG_TEST_RUN in live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES) on the
+ * attacker's uplink; every XDP_TX really leaves on that link. Python builds
+ * one correct frame (the template, with scapy) and says which 32-bit windows
+ * of it to randomise; each run copies the template, randomises the windows
+ * (spoofed source address, ports, sequence numbers, IP id, fragment offset)
+ * and recomputes the checksums.
+ *
+ * xdp_upstream: the native program on every link that faces the server, so
+ * that the server's XDP_TX replies are delivered at all (a veth drops them
+ * unless its peer runs a native XDP program). It also blackholes replies to
+ * spoofed sources, as the Internet would, instead of letting the attacker
+ * namespace's stack route millions of them to nowhere.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define ETH_HLEN 14
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IP4_HLEN 20
+#define IP6_HLEN 40
+#define UDP_PROTO 17
+
+/* Largest frame the generator writes (bytes). Every byte of the frame comes
+ * from the template on every run: live-frames pages are recycled and keep
+ * whatever the receiver wrote into them.
+ */
+#define TMPL_MAX 256
+/* Randomised 32-bit windows per frame: 4 for an IPv6 source, 4 for the rest. */
+#define NFIELDS 8
+
+const volatile __u32 tmpl[TMPL_MAX / 4];
+const volatile __u32 frame_len;		/* bytes, a multiple of 4, <= TMPL_MAX */
+const volatile __u32 ip_version;	/* 4 or 6 */
+const volatile __u32 l4_off;		/* from the frame start, bytes */
+const volatile __u32 l4_len;		/* bytes the L4 checksum covers, mult. of 4 */
+const volatile __u32 l4_csum_off;	/* checksum field within L4; 0: none */
+const volatile __u32 l4_pseudo;		/* L4 checksum includes a pseudo-header */
+const volatile __u32 l4_proto;		/* protocol number for the pseudo-header */
+/* A window at field_off[i] becomes (old & ~mask) | (random & mask); the mask
+ * is in the frame's byte order, so 0 marks an unused slot.
+ */
+const volatile __u32 field_off[NFIELDS];
+const volatile __u32 field_mask[NFIELDS];
+
+static __always_inline __u16 csum_fold(__u64 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+SEC("xdp")
+int xdp_flood(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 sum = 0;
+	int i;
+
+	/* frame_len is frozen .rodata, so the verifier knows it exactly and
+	 * this one check covers every access below.
+	 */
+	if (frame_len > TMPL_MAX || data + frame_len > data_end)
+		return XDP_ABORTED;
+
+#pragma unroll
+	for (i = 0; i < TMPL_MAX / 4; i++) {
+		if (i * 4 >= frame_len)
+			break;
+		((__u32 *)data)[i] = tmpl[i];
+	}
+
+#pragma unroll
+	for (i = 0; i < NFIELDS; i++) {
+		__u32 mask = field_mask[i];
+		__u32 off = field_off[i];
+		__u32 *p;
+
+		if (!mask)
+			continue;
+		if (off + 4 > frame_len)
+			return XDP_ABORTED;
+		p = data + off;
+		*p = (*p & ~mask) | (bpf_get_prandom_u32() & mask);
+	}
+
+	if (ip_version == 4) {
+		struct iphdr *iph = data + ETH_HLEN;
+
+		if ((void *)(iph + 1) > data_end)
+			return XDP_ABORTED;
+		iph->check = 0;
+		iph->check = csum_fold(bpf_csum_diff(0, 0, (void *)iph,
+						     IP4_HLEN, 0));
+	}
+
+	if (l4_csum_off) {
+		__u16 *check = data + l4_off + l4_csum_off;
+
+		if ((void *)(check + 1) > data_end ||
+		    data + l4_off + l4_len > data_end)
+			return XDP_ABORTED;
+		*check = 0;
+		if (l4_pseudo) {
+			/* The addresses are in the frame; length and protocol
+			 * are added as the 16-bit words they would be there.
+			 */
+			if (ip_version == 4)
+				sum = bpf_csum_diff(0, 0, data + ETH_HLEN + 12,
+						    8, 0);
+			else
+				sum = bpf_csum_diff(0, 0, data + ETH_HLEN + 8,
+						    32, 0);
+			sum += bpf_htons(l4_len) + bpf_htons(l4_proto);
+		}
+		sum = bpf_csum_diff(0, 0, data + l4_off, l4_len, 0) + sum;
+		*check = csum_fold(sum);
+		/* UDP sends a computed 0 as 0xffff: 0 means "no checksum". */
+		if (l4_proto == UDP_PROTO && !*check)
+			*check = 0xffff;
+	}
+	return XDP_TX;
+}
+
+/* Destinations that xdp_upstream delivers. A zero mask passes everything,
+ * which makes it a plain XDP_PASS. Both are in network byte order; for IPv6
+ * only the first 32 bits of the destination are compared.
+ */
+const volatile __u32 pass_net4;
+const volatile __u32 pass_mask4;
+const volatile __u32 pass_net6;
+const volatile __u32 pass_mask6;
+
+/* Key 0: frames passed, key 1: frames blackholed (replies to spoofed hosts). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} upstream_stats SEC(".maps");
+
+static __always_inline int upstream_verdict(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+	if (eth->h_proto == bpf_htons(ETH_P_IP) && pass_mask4) {
+		struct iphdr *iph = (void *)(eth + 1);
+
+		if ((void *)(iph + 1) > data_end)
+			return XDP_PASS;
+		if ((iph->daddr & pass_mask4) != pass_net4)
+			return XDP_DROP;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6) && pass_mask6) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		__u32 first;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return XDP_PASS;
+		first = ip6->daddr.in6_u.u6_addr32[0];
+		/* Link-local and multicast carry neighbour discovery. */
+		if (ip6->daddr.in6_u.u6_addr8[0] == 0xff ||
+		    (first & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000))
+			return XDP_PASS;
+		if ((first & pass_mask6) != pass_net6)
+			return XDP_DROP;
+	}
+	return XDP_PASS;
+}
+
+SEC("xdp")
+int xdp_upstream(struct xdp_md *ctx)
+{
+	int verdict = upstream_verdict(ctx);
+	__u32 key = verdict == XDP_DROP;
+	__u64 *n = bpf_map_lookup_elem(&upstream_stats, &key);
+
+	if (n)
+		*n += 1;
+	return verdict;
+}
+
+char _license[] SEC("license") = "GPL";
