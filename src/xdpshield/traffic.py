@@ -1,0 +1,888 @@
+"""Traffic for the stand: in-kernel floods and a legitimate HTTP load.
+
+Floods: ``xdp_flood`` (bpf/traffic.bpf.c) runs under BPF_PROG_TEST_RUN in
+live-frames mode on the attacker's uplink, so every XDP_TX leaves on the wire.
+Python builds one correct frame (the template) and tells the program which
+32-bit windows of it to randomise; the program rewrites the whole frame each
+run (live-frames pages are recycled) and fixes the checksums. Workers are
+threads: the test-run syscall releases the GIL, and each thread enters the
+attacker's namespace with setns(), which is per thread.
+
+Legit load: a small asyncio HTTP server in the server namespace and an
+asyncio client pool in the client namespace, both this module run as
+``python -m xdpshield.traffic`` through ``ip netns exec``. The client connects,
+asks for a body of known bytes, verifies every byte, and reports each second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import XdpShieldError
+
+if TYPE_CHECKING:
+    from .bpf import Program
+    from .stand import Stand
+
+__all__ = [
+    "KINDS",
+    "FloodFrame",
+    "FloodKind",
+    "FloodResult",
+    "FloodTarget",
+    "HttpServer",
+    "LegitResult",
+    "LegitSample",
+    "TrafficError",
+    "body_bytes",
+    "build_flood_frame",
+    "flood",
+    "legit_load",
+    "serve_http",
+]
+
+FloodKind = Literal["syn", "ack", "udp", "icmp", "frag"]
+KINDS: tuple[FloodKind, ...] = ("syn", "ack", "udp", "icmp", "frag")
+
+OBJ = Path(__file__).resolve().parent / "_obj" / "traffic.o"
+TMPL_MAX = 256  # bpf/traffic.bpf.c
+NFIELDS = 8  # bpf/traffic.bpf.c
+ETH_HLEN = 14
+MAX_DURATION_S = 3600.0
+MAX_COUNT = 10**12
+
+
+class TrafficError(XdpShieldError):
+    """A flood or a load cannot be built, started or completed."""
+
+
+# -- flood frames ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class FloodTarget:
+    """Where a flood goes: the sending interface (in ``ns``) and the victim."""
+
+    ns: str | None
+    ifname: str
+    src_mac: str
+    dst_mac: str
+    dst4: str | None = None
+    dst6: str | None = None
+
+    @classmethod
+    def of_stand(cls, stand: Stand) -> FloodTarget:
+        """From the attacker's end of the uplink to the server's protected link."""
+        return cls(
+            stand.ns("attacker"),
+            stand.uplink_if,
+            stand.mac("attacker"),
+            stand.mac("server"),
+            stand.server4,
+            stand.server6,
+        )
+
+
+@dataclass(frozen=True)
+class FloodFrame:
+    """One frame of a flood and how the generator varies it (the program's constants)."""
+
+    kind: FloodKind
+    frame: bytes
+    constants: dict[str, int | bytes]
+
+    def to_scapy(self) -> Any:
+        from scapy.layers.l2 import Ether
+
+        return Ether(self.frame)
+
+
+def _window_mask(mask: bytes) -> int:
+    """A 4-byte mask in frame order as the u32 the program loads (host order)."""
+    return int.from_bytes(mask, sys.byteorder)
+
+
+def _addr_windows(
+    offset: int, net: ipaddress.IPv4Network | ipaddress.IPv6Network
+) -> list[tuple[int, int]]:
+    host = int(net.hostmask).to_bytes(net.max_prefixlen // 8, "big")
+    return [
+        (offset + i, _window_mask(host[i : i + 4]))
+        for i in range(0, len(host), 4)
+        if any(host[i : i + 4])
+    ]
+
+
+def build_flood_frame(
+    kind: FloodKind,
+    target: FloodTarget,
+    *,
+    sources: str | None = None,
+    dport: int = 80,
+    size: int = 60,
+) -> FloodFrame:
+    """The template frame of a flood and the constants that make the program vary it.
+
+    ``sources`` is a CIDR of spoofed sources (IPv4 or IPv6: the flood's family);
+    ``size`` the frame length without FCS (rounded up to a multiple of 4, at
+    least what the headers need, at most 256).
+    """
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    from .stand import DEFAULT_SOURCES4
+
+    if kind not in KINDS:
+        raise TrafficError(f"unknown flood kind {kind!r}; kinds: {', '.join(KINDS)}")
+    try:
+        net = ipaddress.ip_network(sources or DEFAULT_SOURCES4, strict=False)
+    except ValueError as exc:
+        raise TrafficError(f"sources: {exc}") from None
+    v6 = net.version == 6
+    dst = target.dst6 if v6 else target.dst4
+    if dst is None:
+        raise TrafficError(f"the target has no IPv{net.version} address for sources {net}")
+    if not 0 < dport < 65536:
+        raise TrafficError(f"destination port {dport} is not in 1..65535")
+
+    ip_hlen = 40 if v6 else 20
+    l3_off = ETH_HLEN
+    frag_hlen = 8 if (v6 and kind == "frag") else 0
+    l4_off = l3_off + ip_hlen + frag_hlen
+    l4_fixed = {"syn": 24, "ack": 20, "udp": 8, "icmp": 8, "frag": 8}[kind]
+    need = l4_off + l4_fixed
+    frame_len = max(size, need, 60)
+    frame_len = (frame_len + 3) & ~3
+    if frame_len > TMPL_MAX:
+        raise TrafficError(f"frame size {frame_len} exceeds the generator's {TMPL_MAX} bytes")
+    # L4 length: what fits, a multiple of 4 (the checksum helper's unit).
+    l4_len = l4_fixed if kind in ("syn", "ack") else (frame_len - l4_off) & ~3
+    payload = Raw(bytes(l4_len - l4_fixed))
+
+    src = str(net.network_address)
+    ip: Any = (
+        IPv6(src=src, dst=dst, hlim=64)
+        if v6
+        else IP(src=src, dst=dst, ttl=64, id=0, flags="DF" if kind != "frag" else "MF")
+    )
+    l4: Any
+    if kind == "syn":
+        l4 = TCP(sport=1024, dport=dport, flags="S", seq=0, window=64240, options=[("MSS", 1460)])
+    elif kind == "ack":
+        l4 = TCP(sport=1024, dport=dport, flags="A", seq=0, ack=0, window=502)
+    elif kind == "icmp":
+        l4 = (ICMPv6EchoRequest(id=0, seq=0) if v6 else ICMP(type=8, id=0, seq=0)) / payload
+    else:
+        l4 = UDP(sport=1024, dport=dport) / payload
+    if kind == "frag" and v6:
+        ip = ip / IPv6ExtHdrFragment(offset=0, m=1, id=0, nh=17)
+    pkt = Ether(src=target.src_mac, dst=target.dst_mac) / ip / l4
+    raw = bytes(pkt)
+    if len(raw) > frame_len:  # pragma: no cover - sizes above guarantee it
+        raise TrafficError(f"{kind} headers need {len(raw)} bytes")
+    raw = raw + bytes(frame_len - len(raw))
+
+    windows: list[tuple[int, int]] = _addr_windows(l3_off + (8 if v6 else 12), net)
+    if not v6:
+        # IP id (and, for fragments, the 13-bit offset; MF stays set).
+        windows.append(
+            (l3_off + 4, _window_mask(b"\xff\xff" + (b"\x1f\xff" if kind == "frag" else b"\0\0")))
+        )
+    if kind == "frag" and v6:
+        fh = l3_off + 40
+        windows.append((fh, _window_mask(b"\0\0\xff\xf8")))  # offset; M stays set
+        windows.append((fh + 4, _window_mask(b"\xff\xff\xff\xff")))  # identification
+    if kind in ("syn", "ack", "udp"):
+        windows.append((l4_off, _window_mask(b"\xff\xff\0\0")))  # source port
+    if kind in ("syn", "ack"):
+        windows.append((l4_off + 4, _window_mask(b"\xff" * 4)))  # seq
+    if kind == "ack":
+        windows.append((l4_off + 8, _window_mask(b"\xff" * 4)))  # ack_seq
+    if kind == "icmp":
+        windows.append((l4_off + 4, _window_mask(b"\xff" * 4)))  # echo id and seq
+    if len(windows) > NFIELDS:
+        raise TrafficError(
+            f"{kind} from {net} needs {len(windows)} random fields; the generator has {NFIELDS}"
+        )
+    windows += [(0, 0)] * (NFIELDS - len(windows))
+
+    proto = {"syn": 6, "ack": 6, "udp": 17, "icmp": 58 if v6 else 1, "frag": 17}[kind]
+    csum_off = {"syn": 16, "ack": 16, "udp": 6, "icmp": 2, "frag": 0}[kind]
+    constants: dict[str, int | bytes] = {
+        "tmpl": raw + bytes(TMPL_MAX - frame_len),
+        "frame_len": frame_len,
+        "ip_version": 6 if v6 else 4,
+        "l4_off": l4_off,
+        "l4_len": l4_len,
+        "l4_csum_off": csum_off,
+        "l4_pseudo": int(not (kind == "icmp" and not v6)),
+        "l4_proto": proto,
+        "field_off": b"".join(o.to_bytes(4, sys.byteorder) for o, _ in windows),
+        "field_mask": b"".join(m.to_bytes(4, sys.byteorder) for _, m in windows),
+    }
+    return FloodFrame(kind, raw, constants)
+
+
+def load_flood_program(frame: FloodFrame) -> Program:
+    """Load ``xdp_flood`` with the frame's constants (the caller closes the program)."""
+    from .bpf import ObjectSpec
+
+    spec = ObjectSpec(OBJ)
+    spec.set_constants(**frame.constants)
+    spec.set_autoload("xdp_upstream", False)
+    coll = spec.load()
+    prog = coll.program("xdp_flood")
+    # The program keeps its own fd; the rest of the collection can go.
+    coll.programs.pop("xdp_flood")
+    coll.close()
+    return prog
+
+
+# -- flood ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FloodResult:
+    """What a flood achieved: frames handed to the link, in how long, at what rate."""
+
+    kind: FloodKind
+    sent: int
+    seconds: float
+    pps: float
+    workers: int
+    per_worker: tuple[int, ...]
+    frame_len: int
+    family: int
+    tx_errors: int | None = None  # frames the link refused (veth stats), None if unknown
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ProgressFn = Callable[[int, float], None]
+
+
+@dataclass
+class _Worker:
+    index: int
+    quota: int
+    rate: float | None
+    cpu: int | None
+    sent: int = 0
+    ended: float = 0.0
+    error: BaseException | None = None
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+
+# Each live-frames test run costs a fixed ~24 ms here (the kernel sets up and
+# tears down a page pool per call, quantised to timer ticks), so frames go in
+# large calls: the open rate aims each call at _CALL_S (shorter for short
+# floods, to stop near the deadline); a held rate sends one call per _TICK_S.
+_FIRST_BATCH = 1 << 16
+_CALL_S = (0.05, 0.25)
+_TICK_S = 0.1
+_MAX_BATCH = 1 << 24
+# Frames per kernel flush in live-frames mode (the kernel allows up to 256);
+# the receiving veth's ring holds 256.
+_LIVE_BATCH = 64
+
+
+def _run_worker(
+    w: _Worker,
+    prog: Program,
+    frame: bytes,
+    target: FloodTarget,
+    start: threading.Barrier,
+    t0: list[float],
+    deadline_s: float,
+    stop: threading.Event,
+) -> None:
+    from pyroute2 import netns as pyroute2_netns
+
+    try:
+        if target.ns is not None:
+            # setns() moves this thread only; the ifindex is looked up in it.
+            pyroute2_netns.setns(target.ns, flags=0)
+        if w.cpu is not None:
+            os.sched_setaffinity(0, {w.cpu})
+        ifindex = socket.if_nametoindex(target.ifname)
+    except BaseException as exc:
+        w.error = exc
+        start.abort()
+        return
+    try:
+        start.wait()
+    except threading.BrokenBarrierError:
+        return
+    begin = t0[0]
+    deadline = begin + deadline_s
+    call_s = min(_CALL_S[1], max(_CALL_S[0], deadline_s / 20))
+    batch = _FIRST_BATCH
+    if w.rate is not None:
+        batch = max(1, min(_MAX_BATCH, int(w.rate * _TICK_S)))
+    try:
+        while w.sent < w.quota and not stop.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if w.rate is not None:
+                due = begin + w.sent / w.rate
+                if due > now:
+                    time.sleep(min(due - now, deadline - now))
+                    continue
+            n = min(batch, w.quota - w.sent)
+            t = time.monotonic()
+            prog.run_live(frame, n, ifindex=ifindex, batch_size=_LIVE_BATCH)
+            took = time.monotonic() - t
+            w.sent += n
+            if w.rate is None and took > 0:
+                # The observed rate includes the per-call cost, so it grows
+                # as calls grow; never aim past the deadline.
+                est = n / took
+                left = max(0.0, deadline - time.monotonic())
+                want = int(est * min(call_s, left))
+                batch = max(1, min(_MAX_BATCH, batch * 8, want))
+    except BaseException as exc:
+        w.error = exc
+    finally:
+        w.ended = time.monotonic()
+
+
+def _veth_tx_errors(target: FloodTarget) -> int | None:
+    """Frames the receiving veth refused: the sum of the *xdp_xmit_errors counters."""
+    argv = ["ethtool", "-S", target.ifname]
+    if target.ns is not None:
+        argv = ["ip", "netns", "exec", target.ns, *argv]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    total = 0
+    for line in out.stdout.splitlines():
+        name, _, value = line.strip().partition(":")
+        if name.endswith("xdp_xmit_errors") and value.strip().isdigit():
+            total += int(value)
+    return total
+
+
+def flood(
+    kind: FloodKind,
+    *,
+    stand: Stand | None = None,
+    target: FloodTarget | None = None,
+    rate_pps: float | None = None,
+    duration_s: float = 10.0,
+    count: int = 10**9,
+    sources: str | None = None,
+    dport: int = 80,
+    size: int = 60,
+    workers: int = 1,
+    pin: bool = True,
+    on_progress: ProgressFn | None = None,
+    progress_interval_s: float = 1.0,
+) -> FloodResult:
+    """Flood the stand's server (or ``target``) with ``kind`` frames; block until done.
+
+    Bounded twice: it stops after ``count`` frames or ``duration_s`` seconds,
+    whichever comes first. ``rate_pps`` None sends as fast as the machine
+    can; otherwise the total rate is held by sleeping between batches.
+    ``workers`` threads (each pinned to its own CPU when ``pin``) share the
+    count and the rate. ``on_progress(sent, elapsed_s)`` is called from this
+    thread about every ``progress_interval_s``.
+    """
+    from .stand import DEFAULT_SOURCES4
+
+    if (stand is None) == (target is None):
+        raise TrafficError("give either a stand or a target")
+    if target is None:
+        assert stand is not None
+        target = FloodTarget.of_stand(stand)
+    if not 0 < duration_s <= MAX_DURATION_S:
+        raise TrafficError(f"duration {duration_s} s: must be in (0, {MAX_DURATION_S:.0f}]")
+    if not 0 < count <= MAX_COUNT:
+        raise TrafficError(f"count {count}: must be in 1..{MAX_COUNT}")
+    if rate_pps is not None and not rate_pps > 0:
+        raise TrafficError(f"rate {rate_pps} pps: must be positive (or None: unbounded)")
+    ncpu = len(os.sched_getaffinity(0))
+    if not 1 <= workers <= max(ncpu, 1) * 4:
+        raise TrafficError(f"workers {workers}: must be in 1..{ncpu * 4}")
+    ff = build_flood_frame(
+        kind, target, sources=sources or DEFAULT_SOURCES4, dport=dport, size=size
+    )
+    prog = load_flood_program(ff)
+    cpus = sorted(os.sched_getaffinity(0))
+    pool = [
+        _Worker(
+            i,
+            count // workers + (1 if i < count % workers else 0),
+            rate_pps / workers if rate_pps is not None else None,
+            cpus[i % len(cpus)] if pin else None,
+        )
+        for i in range(workers)
+    ]
+    pool = [w for w in pool if w.quota > 0]
+    errors_before = _veth_tx_errors(target)
+    t0 = [0.0]
+    start = threading.Barrier(len(pool) + 1)
+    stop = threading.Event()
+    try:
+        for w in pool:
+            w.thread = threading.Thread(
+                target=_run_worker,
+                args=(w, prog, ff.frame, target, start, t0, duration_s, stop),
+                name=f"xdpshield-flood-{w.index}",
+                daemon=True,
+            )
+            w.thread.start()
+        t0[0] = time.monotonic()
+        with contextlib.suppress(threading.BrokenBarrierError):
+            start.wait()
+        last = t0[0]
+        try:
+            for w in pool:
+                assert w.thread is not None
+                while w.thread.is_alive():
+                    w.thread.join(timeout=min(0.1, progress_interval_s))
+                    now = time.monotonic()
+                    if on_progress is not None and now - last >= progress_interval_s:
+                        last = now
+                        on_progress(sum(x.sent for x in pool), now - t0[0])
+        except BaseException:
+            stop.set()  # Ctrl-C: the workers end after their current batch
+            for w in pool:
+                if w.thread is not None:
+                    w.thread.join()
+            raise
+    finally:
+        prog.close()
+    failed = [w.error for w in pool if w.error is not None]
+    if failed:
+        exc = failed[0]
+        raise TrafficError(f"flood worker failed: {exc}") from exc
+    sent = sum(w.sent for w in pool)
+    seconds = max((w.ended for w in pool), default=t0[0]) - t0[0]
+    errors_after = _veth_tx_errors(target)
+    tx_errors = (
+        errors_after - errors_before
+        if errors_before is not None and errors_after is not None
+        else None
+    )
+    return FloodResult(
+        kind=kind,
+        sent=sent,
+        seconds=seconds,
+        pps=sent / seconds if seconds > 0 else 0.0,
+        workers=len(pool),
+        per_worker=tuple(w.sent for w in pool),
+        frame_len=len(ff.frame),
+        family=int(ff.constants["ip_version"]),
+        tx_errors=tx_errors,
+    )
+
+
+# -- legit load -----------------------------------------------------------------------
+BODY_SEED = 0x5EED
+
+
+def body_bytes(size: int) -> bytes:
+    """The body the stand's HTTP server sends: known, non-periodic bytes."""
+    import random
+
+    return random.Random(BODY_SEED).randbytes(size)
+
+
+@dataclass(frozen=True)
+class LegitSample:
+    """One second of the legit load: connections finished in [t, t+1) s."""
+
+    t: int
+    completed: int
+    failed: int
+    p50_ms: float | None
+
+
+@dataclass(frozen=True)
+class LegitResult:
+    attempted: int
+    completed: int
+    failed: int
+    p50_ms: float | None
+    p99_ms: float | None
+    bytes_verified: int
+    seconds: float
+    failures: dict[str, int]
+    series: tuple[LegitSample, ...]
+
+    @property
+    def success(self) -> float:
+        """Completed share of the attempted connections (1.0 when none were attempted)."""
+        return self.completed / self.attempted if self.attempted else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["success"] = self.success
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LegitResult:
+        return cls(
+            attempted=int(d["attempted"]),
+            completed=int(d["completed"]),
+            failed=int(d["failed"]),
+            p50_ms=d["p50_ms"],
+            p99_ms=d["p99_ms"],
+            bytes_verified=int(d["bytes_verified"]),
+            seconds=float(d["seconds"]),
+            failures={str(k): int(v) for k, v in d["failures"].items()},
+            series=tuple(LegitSample(**s) for s in d["series"]),
+        )
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
+    return round(ordered[k], 3)
+
+
+class HttpServer:
+    """The stand's HTTP server: a subprocess in the server namespace, ended by PID."""
+
+    def __init__(self, proc: subprocess.Popen[str], port: int, body_size: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.body_size = body_size
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> HttpServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _module_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "xdpshield.traffic", *args]
+
+
+def serve_http(
+    stand: Stand, *, port: int = 80, body_size: int = 4096, ready_timeout_s: float = 15.0
+) -> HttpServer:
+    """Start the HTTP server in the stand's server namespace; returns once it listens."""
+    proc = stand.popen(
+        "server",
+        _module_argv("serve", "--port", str(port), "--body-size", str(body_size)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    server = HttpServer(proc, port, body_size)
+    assert proc.stdout is not None
+    line = _readline_timeout(proc, ready_timeout_s)
+    if line.strip() != "ready":
+        server.stop()
+        err = proc.stderr.read() if proc.stderr is not None else ""
+        raise TrafficError(
+            f"HTTP server in {stand.ns('server')} did not start: {(line + err).strip()[-500:]}"
+        )
+    return server
+
+
+def _readline_timeout(proc: subprocess.Popen[str], timeout_s: float) -> str:
+    got: list[str] = []
+    t = threading.Thread(
+        target=lambda: got.append(proc.stdout.readline() if proc.stdout else ""), daemon=True
+    )
+    t.start()
+    t.join(timeout_s)
+    return got[0] if got else ""
+
+
+def legit_load(
+    stand: Stand,
+    *,
+    n_clients: int = 16,
+    duration_s: float = 5.0,
+    count: int | None = None,
+    port: int = 80,
+    body_size: int = 4096,
+    family: int = 4,
+    connect_timeout_s: float = 3.0,
+    server: bool = True,
+    on_sample: Callable[[LegitSample], None] | None = None,
+) -> LegitResult:
+    """``n_clients`` concurrent HTTP clients in the client namespace, for ``duration_s``.
+
+    Each client loops: connect (timed), GET, read the whole response, verify
+    every byte of the known body. Bounded by ``duration_s`` (no new connection
+    after it; one in flight may take ``connect_timeout_s`` more, plus as long
+    again to read) and by ``count`` connections when given. With ``server``
+    the HTTP server is started for the run and stopped after it; otherwise
+    one must be listening on ``port`` (``serve_http``). ``on_sample`` gets
+    each second's numbers as they come.
+    """
+    if not 0 < duration_s <= MAX_DURATION_S:
+        raise TrafficError(f"duration {duration_s} s: must be in (0, {MAX_DURATION_S:.0f}]")
+    if not 1 <= n_clients <= 10000:
+        raise TrafficError(f"clients {n_clients}: must be in 1..10000")
+    if count is not None and count < 1:
+        raise TrafficError(f"count {count}: must be at least 1")
+    if family not in (4, 6):
+        raise TrafficError(f"family {family}: 4 or 6")
+    host = stand.addr("server", family)
+    srv = serve_http(stand, port=port, body_size=body_size) if server else None
+    try:
+        argv = _module_argv(
+            "client",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--clients",
+            str(n_clients),
+            "--duration",
+            str(duration_s),
+            "--body-size",
+            str(body_size),
+            "--timeout",
+            str(connect_timeout_s),
+        )
+        if count is not None:
+            argv += ["--count", str(count)]
+        proc = stand.popen("client", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        result: LegitResult | None = None
+        limit = time.monotonic() + duration_s + 2 * connect_timeout_s + 30
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                msg = json.loads(line)
+                if "sample" in msg and on_sample is not None:
+                    on_sample(LegitSample(**msg["sample"]))
+                elif "result" in msg:
+                    result = LegitResult.from_dict(msg["result"])
+                if time.monotonic() > limit:
+                    break
+            proc.wait(timeout=max(1.0, limit - time.monotonic()))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            err = proc.stderr.read() if proc.stderr is not None else ""
+            for f in (proc.stdout, proc.stderr):
+                if f is not None:
+                    f.close()
+        if result is None:
+            raise TrafficError(
+                f"legit clients in {stand.ns('client')} gave no result "
+                f"(exit {proc.returncode}): {err.strip()[-500:]}"
+            )
+        return result
+    finally:
+        if srv is not None:
+            srv.stop()
+
+
+# -- the processes behind serve_http() and legit_load() ---------------------------------
+async def _serve(port: int, body_size: int) -> None:
+    body = body_bytes(body_size)
+    head = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+        f"Content-Length: {body_size}\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            writer.write(head + body)
+            await asyncio.wait_for(writer.drain(), 10)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    # Both families; a deep backlog so the accept queue is not what fails.
+    servers = [
+        await asyncio.start_server(handle, host, port, backlog=4096, reuse_address=True)
+        for host in ("0.0.0.0", "::")
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+    for s in servers:
+        s.close()
+
+
+async def _client(
+    host: str,
+    port: int,
+    clients: int,
+    duration: float,
+    count: int | None,
+    body_size: int,
+    timeout: float,
+) -> dict[str, Any]:
+    expected = body_bytes(body_size)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    deadline = start + duration
+    attempted = completed = failed = verified = 0
+    latencies: list[float] = []
+    failures: dict[str, int] = {}
+    per_sec: dict[int, list[Any]] = {}
+    request = f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+
+    def record(ok: bool, connect_ms: float | None, why: str = "") -> None:
+        nonlocal completed, failed
+        sec = int(loop.time() - start)
+        slot = per_sec.setdefault(sec, [0, 0, []])
+        if ok:
+            completed += 1
+            slot[0] += 1
+        else:
+            failed += 1
+            slot[1] += 1
+            failures[why] = failures.get(why, 0) + 1
+        if connect_ms is not None and ok:
+            latencies.append(connect_ms)
+            slot[2].append(connect_ms)
+
+    async def one() -> None:
+        nonlocal verified
+        t0 = loop.time()
+        writer: asyncio.StreamWriter | None = None
+        connect_ms: float | None = None
+        try:
+            reader, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            writer = w
+            connect_ms = (loop.time() - t0) * 1000
+            w.write(request)
+            data = await asyncio.wait_for(reader.read(), timeout)
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if not sep or not head.startswith(b"HTTP/1.1 200"):
+                record(False, connect_ms, "bad_response")
+            elif body != expected:
+                record(False, connect_ms, "bad_body")
+            else:
+                verified += len(body)
+                record(True, connect_ms)
+        except TimeoutError:
+            record(False, connect_ms, "timeout" if connect_ms is None else "read_timeout")
+        except ConnectionRefusedError:
+            record(False, connect_ms, "refused")
+        except ConnectionResetError:
+            record(False, connect_ms, "reset")
+        except OSError as exc:
+            record(False, connect_ms, type(exc).__name__)
+        finally:
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+
+    async def worker() -> None:
+        nonlocal attempted
+        while loop.time() < deadline and (count is None or attempted < count):
+            attempted += 1
+            await one()
+
+    async def reporter() -> None:
+        sec = 0
+        while True:
+            await asyncio.sleep(max(0.0, start + sec + 1 - loop.time()))
+            slot = per_sec.get(sec, [0, 0, []])
+            sample = LegitSample(sec, slot[0], slot[1], _percentile(slot[2], 50))
+            print(json.dumps({"sample": asdict(sample)}), flush=True)
+            sec += 1
+
+    rep = asyncio.create_task(reporter())
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    rep.cancel()
+    seconds = loop.time() - start
+    last = max(per_sec, default=-1)
+    series = [
+        asdict(
+            LegitSample(
+                s,
+                per_sec.get(s, [0, 0, []])[0],
+                per_sec.get(s, [0, 0, []])[1],
+                _percentile(per_sec.get(s, [0, 0, []])[2], 50),
+            )
+        )
+        for s in range(last + 1)
+    ]
+    return {
+        "attempted": attempted,
+        "completed": completed,
+        "failed": failed,
+        "p50_ms": _percentile(latencies, 50),
+        "p99_ms": _percentile(latencies, 99),
+        "bytes_verified": verified,
+        "seconds": seconds,
+        "failures": failures,
+        "series": series,
+    }
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    """Entry of the stand's helper processes (``python -m xdpshield.traffic``)."""
+    p = argparse.ArgumentParser(prog="python -m xdpshield.traffic")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--port", type=int, default=80)
+    s.add_argument("--body-size", type=int, default=4096)
+    c = sub.add_parser("client")
+    c.add_argument("--host", required=True)
+    c.add_argument("--port", type=int, default=80)
+    c.add_argument("--clients", type=int, default=16)
+    c.add_argument("--duration", type=float, default=5.0)
+    c.add_argument("--count", type=int, default=None)
+    c.add_argument("--body-size", type=int, default=4096)
+    c.add_argument("--timeout", type=float, default=3.0)
+    a = p.parse_args(argv)
+    if a.cmd == "serve":
+        asyncio.run(_serve(a.port, a.body_size))
+        return 0
+    res = asyncio.run(
+        _client(a.host, a.port, a.clients, a.duration, a.count, a.body_size, a.timeout)
+    )
+    print(json.dumps({"result": res}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
