@@ -5,54 +5,93 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "consts.h"
 #include "shared.h"
+#include "maps.h"
+#include "parse.h"
+#include "guard.h"
 
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XS_R__MAX);
-	__type(key, __u32);
-	__type(value, struct xs_counter);
-} xs_stats SEC(".maps");
-
-/* Protected TCP ports (host order); changed live from userspace. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u16);
-	__type(value, __u8);
-} xs_ports SEC(".maps");
+#ifdef XDPSHIELD_DEBUG
+#define xs_debug(fmt, ...) bpf_printk(fmt, ##__VA_ARGS__)
+#else
+#define xs_debug(fmt, ...) do { } while (0)
+#endif
 
 /* Keeps enum xs_reason in the object's BTF for Python to read. */
 enum xs_reason xs_reason_btf_anchor SEC(".rodata.btf") __attribute__((unused));
 
-SEC("xdp")
-int xdpshield_xdp(struct xdp_md *ctx)
+/* Parse down to L4 and decide. Returns XS_V(action, reason). */
+static __always_inline __u32 xs_classify(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	__u32 reason = XS_R_PASS_NON_IP;
-	int action = XDP_PASS;
-	struct xs_counter *c;
+	struct xs_cursor c = { .pos = data, .end = data_end };
+	struct xs_l3 l3 = {};
+	struct tcphdr *th;
+	int proto;
 
-	if ((void *)(eth + 1) > data_end) {
-		reason = XS_R_MALFORMED;
-		action = XDP_DROP;
-		goto out;
+	proto = xs_parse_eth(&c);
+	if (proto < 0)
+		return XS_V(XDP_DROP, XS_R_MALFORMED);
+	l3.l3off = c.pos - data;
+	if (proto == bpf_htons(XS_ETH_P_IP))
+		proto = xs_parse_ipv4(&c, &l3);
+	else if (proto == bpf_htons(XS_ETH_P_IPV6))
+		proto = xs_parse_ipv6(&c, &l3);
+	else
+		return XS_V(XDP_PASS, XS_R_PASS_NON_IP);
+	if (proto < 0)
+		return XS_V(XDP_DROP, XS_R_MALFORMED);
+	/* XXX: non-first fragments pass unjudged (no ports to look at); the
+	 * kernel reassembles them, so a fragmented segment reaches the stack
+	 * unguarded. The first fragment, which carries the TCP header, is
+	 * judged like any segment.
+	 */
+	if (l3.nonfirst)
+		return XS_V(XDP_PASS, XS_R_PASS_FRAGMENT);
+
+	switch (proto) {
+	case IPPROTO_TCP:
+		th = xs_parse_tcp(&c, &l3);
+		if (!th || (void *)th - data > XS_MAX_L4_OFF)
+			return XS_V(XDP_DROP, XS_R_MALFORMED);
+		if (!xs_port_protected(th->dest))
+			return XS_V(XDP_PASS, XS_R_PASS_UNPROTECTED);
+		return xs_guard_tcp(ctx, l3.l3off, (void *)th - data, l3.v6);
+	case IPPROTO_UDP:
+		if (xs_parse_udp(&c, &l3) < 0)
+			return XS_V(XDP_DROP, XS_R_MALFORMED);
+		break;
+	case IPPROTO_ICMP:
+	case XS_IPPROTO_ICMPV6:
+		/* ICMPv6 includes neighbour discovery, which must pass. */
+		if (xs_parse_icmp(&c, &l3) < 0)
+			return XS_V(XDP_DROP, XS_R_MALFORMED);
+		break;
+	default:
+		/* XXX: other protocols (tunnels included) pass uninspected. */
+		break;
 	}
-	if (eth->h_proto == bpf_htons(ETH_P_IP) ||
-	    eth->h_proto == bpf_htons(ETH_P_IPV6))
-		reason = XS_R_PASS_UNPROTECTED;
-out:
-	c = bpf_map_lookup_elem(&xs_stats, &reason);
-	if (c) {
-		c->packets++;
-		c->bytes += data_end - data;
+	return XS_V(XDP_PASS, XS_R_PASS_UNPROTECTED);
+}
+
+SEC("xdp")
+int xdpshield_xdp(struct xdp_md *ctx)
+{
+	__u32 frame_len = ctx->data_end - ctx->data;
+	__u32 verdict = xs_classify(ctx);
+	__u32 reason = XS_V_REASON(verdict);
+	struct xs_counter *cnt;
+
+	xs_debug("xdpshield: len %u action %u reason %u", frame_len,
+		 XS_V_ACT(verdict), reason);
+	/* The one exit: every verdict is counted with its reason. */
+	cnt = bpf_map_lookup_elem(&xs_stats, &reason);
+	if (cnt) {
+		cnt->packets++;
+		cnt->bytes += frame_len;
 	}
-	return action;
+	return XS_V_ACT(verdict);
 }
 
 char _license[] SEC("license") = "GPL";

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Types and numbers read by both the BPF object and Python. Python reads the
  * reason numbers from the object's BTF (enum xs_reason), and a test checks
- * that xdpshield.stats.Reason agrees with it.
+ * that xdpshield.datapath.Reason agrees with it. Map value layouts here are
+ * mirrored by the StructCodec formats in datapath.py.
  */
 #ifndef XDPSHIELD_SHARED_H
 #define XDPSHIELD_SHARED_H
 
+/* Why a frame got its verdict. Append only: the numbers are an ABI with
+ * pinned maps and with Python.
+ */
 enum xs_reason {
 	XS_R_PASS_NON_IP = 0,	/* ARP, LLDP, anything not IPv4/IPv6 */
 	XS_R_MALFORMED,		/* truncated or inconsistent headers */
@@ -15,12 +19,36 @@ enum xs_reason {
 	XS_R_ACK_INVALID,	/* ACK whose cookie does not check out */
 	XS_R_VERIFIED_PASS,	/* from a verified client */
 	XS_R_NOT_VERIFIED,	/* non-SYN/ACK segment from an unverified source */
+	XS_R_PASS_FRAGMENT,	/* non-first IP fragment: no L4 header to judge */
+	XS_R_NO_KEY,		/* no live cookie key yet: guarded SYN/ACK dropped */
+	XS_R_REPLY_FAILED,	/* the frame could not be resized for a reply */
 	XS_R__MAX,
 };
 
 struct xs_counter {
 	__u64 packets;
 	__u64 bytes;
+};
+
+/* One cookie key slot of xs_keys. The slot index is epoch & 1, so a rotation
+ * overwrites only the slot of the key that is two epochs old. The epoch is
+ * the cookie's time counter: userspace bumps it on every rotation.
+ */
+struct xs_key {
+	__u64 k[2];		/* SipHash-2-4 key: bytes 0..7 and 8..15 */
+	__u32 epoch;		/* rotation counter this key was made for */
+	__u32 live;		/* 0 until userspace has written a key */
+};
+
+/* Key of xs_verified: the source address, IPv4 as ::ffff:a.b.c.d. */
+struct xs_vkey {
+	__u32 addr[4];		/* network order */
+};
+
+struct xs_verified {
+	__u64 expires_ns;	/* CLOCK_MONOTONIC; refreshed while active */
+	__u32 budget;		/* new connections left before re-verifying */
+	__u32 pad;
 };
 
 #endif

@@ -3,29 +3,50 @@
 This module is the one contract between the BPF object (bpf/) and the rest of
 the package: map names, key/value layouts, ``.rodata`` constants and the
 verdict reasons. ``shield.py`` and ``cli.py`` call only what is here.
+
+Layouts mirror bpf/include/shared.h and maps.h:
+
+- ``xs_stats``: per-CPU array, reason -> (packets, bytes).
+- ``xs_ports``: array of 65536 u8, port -> protected (non-zero).
+- ``xs_keys``: array of 2 ``struct xs_key`` (16-byte SipHash key, epoch,
+  live), slot = epoch & 1. The highest live epoch is the current key, the
+  other live slot the previous one.
+- ``xs_verified``: LRU hash, source address (IPv4 as ::ffff:a.b.c.d) ->
+  (expires_ns on CLOCK_MONOTONIC, budget of new connections).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, cast
 
-from .bpf import Map, StructCodec, UInt, sum_percpu
+from .bpf import Map, Raw, StructCodec, UInt, sum_percpu
+from .errors import ConfigError
 
 __all__ = [
+    "DEFAULT_KEY_ROTATION_S",
     "PIN_MAPS",
     "GuardOptions",
     "Reason",
+    "VerifiedEntry",
+    "age_verified",
     "constants",
+    "current_epoch",
     "get_ports",
     "init_maps",
     "read_stats",
+    "rotate_keys",
+    "set_keys",
     "set_ports",
+    "verified_sources",
 ]
 
 Maps = Mapping[str, Map[Any, Any]]
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Reason(IntEnum):
@@ -39,48 +60,213 @@ class Reason(IntEnum):
     ACK_INVALID = 5
     VERIFIED_PASS = 6
     NOT_VERIFIED = 7
+    PASS_FRAGMENT = 8
+    NO_KEY = 9
+    REPLY_FAILED = 10
 
     @property
     def label(self) -> str:
         return self.name.lower().replace("_", "-")
 
 
-#: Maps pinned under the shield's directory, so other processes can reopen them.
-PIN_MAPS = ("xs_stats", "xs_ports")
+#: Maps pinned under the shield's directory, so other processes can reopen them
+#: (the daemon rotates xs_keys and ages xs_verified through the pins).
+PIN_MAPS = ("xs_stats", "xs_ports", "xs_keys", "xs_verified")
+
+#: How often the daemon should call :func:`rotate_keys` unless configured.
+DEFAULT_KEY_ROTATION_S = 60.0
+
+_NS = 1_000_000_000
+_PORTS = 65536
+_KEY = StructCodec("=16sII")  # struct xs_key: k[2], epoch, live
+_VKEY = Raw(16)  # struct xs_vkey: the address, network order
+_VERIFIED = StructCodec("=QII")  # struct xs_verified: expires_ns, budget, pad
+_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 
 
 @dataclass(frozen=True)
 class GuardOptions:
-    """Settings fixed at load time (become ``.rodata`` constants)."""
+    """Settings fixed at load time (most become ``.rodata`` constants).
+
+    ``key_rotation_s`` is not in the object: it tells the daemon how often to
+    call :func:`rotate_keys`. A cookie stays valid for one to two periods.
+    ``fixed_now_ns`` is for tests only: a frozen data-path clock.
+    """
 
     debug: bool = False
+    verified_ttl_s: float = 300.0
+    verified_budget: int = 32
+    key_rotation_s: float = DEFAULT_KEY_ROTATION_S
+    wscale: int = 7
+    mss4: int = 1460
+    mss6: int = 1440
+    fixed_now_ns: int = 0
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("verified_ttl_s", 0 < self.verified_ttl_s <= 7 * 86400, "in (0, 604800] seconds"),
+            ("verified_budget", 0 <= self.verified_budget < 2**32, "in [0, 2^32)"),
+            ("key_rotation_s", 1 <= self.key_rotation_s <= 86400, "in [1, 86400] seconds"),
+            ("wscale", 0 <= self.wscale <= 14, "in [0, 14] (RFC 7323)"),
+            ("mss4", 536 <= self.mss4 <= 65495, "in [536, 65495]"),
+            ("mss6", 1220 <= self.mss6 <= 65475, "in [1220, 65475]"),
+            ("fixed_now_ns", 0 <= self.fixed_now_ns < 2**64, "in [0, 2^64)"),
+        )
+        for key, ok, want in checks:
+            if not ok:
+                raise ConfigError(f"must be {want}, got {getattr(self, key)!r}", key=key)
 
 
 def constants(opts: GuardOptions) -> dict[str, int]:
     """``.rodata`` values for ObjectSpec.set_constants()."""
-    return {}
+    return {
+        "xs_verified_ttl_ns": int(opts.verified_ttl_s * _NS),
+        "xs_verified_budget": opts.verified_budget,
+        "xs_wscale": opts.wscale,
+        "xs_mss4": opts.mss4,
+        "xs_mss6": opts.mss6,
+        "xs_fixed_now_ns": opts.fixed_now_ns,
+    }
 
 
+# -- ports ------------------------------------------------------------------------
 def _ports(maps: Maps) -> Map[int, int]:
-    return maps["xs_ports"].typed(UInt(2), UInt(1))
+    return maps["xs_ports"].typed(UInt(4), UInt(1))
 
 
 def get_ports(maps: Maps) -> set[int]:
-    return set(_ports(maps).keys())
+    return {port for port, on in _ports(maps).lookup_batch(chunk=_PORTS) if on}
 
 
 def set_ports(maps: Maps, ports: Iterable[int]) -> None:
     """Make the protected set exactly ``ports`` (adds first, so nothing is unguarded)."""
-    m, want = _ports(maps), set(ports)
-    for port in want:
-        m.update(port, 1)
-    for port in set(m.keys()) - want:
-        m.delete(port)
+    want = set(ports)
+    bad = sorted(p for p in want if not 0 <= p < _PORTS)
+    if bad:
+        raise ValueError(f"not a TCP port: {bad[0]}")
+    m = _ports(maps)
+    have = get_ports(maps)
+    m.update_batch([(p, 1) for p in sorted(want - have)])
+    m.update_batch([(p, 0) for p in sorted(have - want)])
 
 
+# -- cookie keys ------------------------------------------------------------------
+def _keys(maps: Maps) -> Map[int, tuple[bytes, int, int]]:
+    return maps["xs_keys"].typed(UInt(4), _KEY)
+
+
+def _live_epochs(maps: Maps) -> dict[int, int]:
+    """slot -> epoch of the live key slots."""
+    m = _keys(maps)
+    out: dict[int, int] = {}
+    for slot in (0, 1):
+        _, epoch, live = m.lookup(slot)
+        if live:
+            out[slot] = epoch
+    return out
+
+
+def current_epoch(maps: Maps) -> int | None:
+    """Epoch of the current cookie key (None before any key was set)."""
+    live = _live_epochs(maps)
+    if not live:
+        return None
+    if len(live) == 1:
+        return next(iter(live.values()))
+    a, b = live[0], live[1]
+    # Serial-number order, as the data path compares them.
+    return b if 0 < (b - a) & 0xFFFFFFFF < 0x80000000 else a
+
+
+def rotate_keys(maps: Maps) -> None:
+    """A fresh current key; the current one becomes the previous one.
+
+    The new key (from os.urandom) goes into the slot of the key two epochs
+    old, so cookies issued under the current key stay valid for one more
+    period. The key is written before its epoch in the value, so a data path
+    reading the slot mid-update still sees the old epoch and picks the other
+    slot. Keys are never returned, printed or logged.
+    """
+    epoch = current_epoch(maps)
+    new = 0 if epoch is None else (epoch + 1) & 0xFFFFFFFF
+    _keys(maps).update(new & 1, (os.urandom(16), new, 1))
+
+
+def set_keys(maps: Maps, current: bytes, previous: bytes | None = None, epoch: int = 1) -> None:
+    """Install known keys (tests, or restoring state): ``current`` at ``epoch``,
+    ``previous`` at ``epoch - 1`` (or that slot emptied)."""
+    if len(current) != 16 or (previous is not None and len(previous) != 16):
+        raise ValueError("cookie keys are 16 bytes")
+    epoch &= 0xFFFFFFFF
+    m = _keys(maps)
+    prev_epoch = (epoch - 1) & 0xFFFFFFFF
+    if previous is None:
+        m.update(prev_epoch & 1, (b"\0" * 16, prev_epoch, 0))
+    else:
+        m.update(prev_epoch & 1, (previous, prev_epoch, 1))
+    m.update(epoch & 1, (current, epoch, 1))
+
+
+# -- verified sources --------------------------------------------------------------
+@dataclass(frozen=True)
+class VerifiedEntry:
+    expires_ns: int
+    budget: int
+
+
+def _verified(maps: Maps) -> Map[bytes, tuple[int, int, int]]:
+    return maps["xs_verified"].typed(_VKEY, _VERIFIED)
+
+
+def _verified_items(maps: Maps) -> list[tuple[bytes, tuple[int, int, int]]]:
+    # One syscall per 256 entries; not per-CPU, so every value is one tuple.
+    return cast(list[tuple[bytes, tuple[int, int, int]]], _verified(maps).lookup_batch())
+
+
+def _addr_of(key: bytes) -> Address:
+    if key.startswith(_V4_MAPPED):
+        return ipaddress.IPv4Address(key[12:])
+    return ipaddress.IPv6Address(key)
+
+
+def vkey(addr: str | Address) -> bytes:
+    """The xs_verified key of a source address."""
+    ip = ipaddress.ip_address(addr)
+    return _V4_MAPPED + ip.packed if ip.version == 4 else ip.packed
+
+
+def verified_sources(maps: Maps) -> dict[Address, VerifiedEntry]:
+    """Every entry of the verified table, expired ones included."""
+    out: dict[Address, VerifiedEntry] = {}
+    for key, (expires, budget, _) in _verified_items(maps):
+        out[_addr_of(key)] = VerifiedEntry(expires, budget)
+    return out
+
+
+def age_verified(maps: Maps, now_ns: int) -> int:
+    """Remove entries expired at ``now_ns`` (CLOCK_MONOTONIC, as time.monotonic_ns()).
+
+    Returns how many were removed. The data path already ignores expired
+    entries; ageing frees their room before the LRU has to.
+    """
+    m = _verified(maps)
+    expired = [k for k, v in _verified_items(maps) if v[0] <= now_ns]
+    removed = 0
+    for key in expired:
+        try:
+            m.delete(key)
+        except KeyError:  # evicted or removed meanwhile
+            continue
+        removed += 1
+    return removed
+
+
+# -- lifecycle and stats ------------------------------------------------------------
 def init_maps(maps: Maps, ports: Iterable[int]) -> None:
-    """Fill a freshly loaded shield's maps."""
+    """Fill a freshly loaded shield's maps: ports, and a first cookie key."""
     set_ports(maps, ports)
+    if current_epoch(maps) is None:
+        rotate_keys(maps)
 
 
 def read_stats(maps: Maps) -> dict[Reason, tuple[int, int]]:

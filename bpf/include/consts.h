@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Every limit and protocol number the data path uses. vmlinux.h carries the
+ * kernel's types and enums but none of its #defines, so the few we need are
+ * spelled out here. Limits are #ifndef so a build can override them.
+ */
+#ifndef XDPSHIELD_CONSTS_H
+#define XDPSHIELD_CONSTS_H
+
+/* Ethertypes (host order; compare against bpf_htons()). */
+#define XS_ETH_P_IP		0x0800
+#define XS_ETH_P_IPV6		0x86DD
+#define XS_ETH_P_8021Q		0x8100
+#define XS_ETH_P_8021AD		0x88A8
+
+/* IP protocol / IPv6 next-header numbers that vmlinux.h lacks as enums. */
+#define XS_IPPROTO_HOPOPTS	0
+#define XS_IPPROTO_ROUTING	43
+#define XS_IPPROTO_FRAGMENT	44
+#define XS_IPPROTO_AH		51
+#define XS_IPPROTO_ICMPV6	58
+#define XS_IPPROTO_DSTOPTS	60
+
+/* IPv4 frag_off bits (host order). */
+#define XS_IP_MF		0x2000
+#define XS_IP_DF		0x4000
+#define XS_IP_OFFMASK		0x1fff
+
+/* TCP flag bits, as in byte 13 of the header. */
+#define XS_TCP_FIN		0x01
+#define XS_TCP_SYN		0x02
+#define XS_TCP_RST		0x04
+#define XS_TCP_PSH		0x08
+#define XS_TCP_ACK		0x10
+#define XS_TCP_URG		0x20
+#define XS_TCP_ECE		0x40
+#define XS_TCP_CWR		0x80
+
+/* TCP option kinds. */
+#define XS_TCPOPT_EOL		0
+#define XS_TCPOPT_NOP		1
+#define XS_TCPOPT_MSS		2
+#define XS_TCPOPT_WSCALE	3
+#define XS_TCPOPT_SACK_PERM	4
+#define XS_TCPOPT_TIMESTAMP	8
+
+/* VLAN tags walked before giving up (802.1ad outer + 802.1Q inner). */
+#ifndef XS_MAX_VLAN
+#define XS_MAX_VLAN		2
+#endif
+
+/* IPv6 extension headers walked; more than this is dropped as malformed
+ * (real traffic carries one or two; a long chain only hides the L4 header).
+ */
+#ifndef XS_MAX_EXTHDR
+#define XS_MAX_EXTHDR		6
+#endif
+
+/* The TCP header must start within this many bytes of the frame; deeper is
+ * dropped as malformed (only an absurd IPv6 extension chain gets there).
+ */
+#define XS_MAX_L4_OFF		1024
+
+/* Bytes of TCP options the general parser walks: the most a header holds. */
+#define XS_TCPOPT_MAXLEN	40
+
+/* Protected-port map: one u8 per port, indexed by the port (host order). */
+#define XS_PORTS_MAX		65536
+
+/* Verified sources kept (LRU: the least recently seen is evicted). */
+#ifndef XS_VERIFIED_MAX
+#define XS_VERIFIED_MAX		65536
+#endif
+
+/* Cookie key slots: the current and the previous key. */
+#define XS_KEY_SLOTS		2
+
+/* Cookie layout: low 2 bits MSS index, bit 2 the key slot, rest the hash. */
+#define XS_COOKIE_MSS_MASK	0x3
+#define XS_COOKIE_SLOT_SHIFT	2
+#define XS_COOKIE_HASH_MASK	(~(__u32)0x7)
+
+/* TSval low bits, as Linux's cookie_init_timestamp() lays them out. */
+#define XS_TS_BITS		6
+#define XS_TS_WSCALE_MASK	0xf	/* 0xf: the client sent no wscale */
+#define XS_TS_SACK		0x10
+#define XS_TS_ECN		0x20
+#define XS_MAX_WSCALE		14	/* RFC 7323 2.3 */
+
+/* TSval clock: ns >> 20, a tick of 1.05 ms (RFC 7323 asks for 1 ms..1 s);
+ * a shift instead of a division by 10^6 keeps a 64-bit div off the SYN path.
+ */
+#define XS_TS_SHIFT		20
+
+/* Replies: hop limit, and the window a cookie SYN-ACK offers (unscaled, as
+ * in any SYN-ACK).
+ */
+#define XS_REPLY_TTL		64
+#define XS_SYNACK_WINDOW	65535
+
+#endif

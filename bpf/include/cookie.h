@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* SYN cookies: SipHash-2-4 and the cookie layout. src/xdpshield/cookie.py is
+ * the reference this must agree with, bit for bit.
+ *
+ * The hashed message is a byte string: saddr, daddr (as in the header),
+ * sport, dport, the client's ISN (network order), the key's epoch (4 bytes
+ * little-endian) and the MSS index (1 byte): 21 bytes for IPv4, 45 for IPv6.
+ * SipHash reads little-endian 64-bit words, and the BPF target here is
+ * little-endian (bpfel), so header fields loaded as raw integers can be fed
+ * in without byte swapping: that is why no bpf_ntohl appears below.
+ *
+ * The 32-bit cookie: hash bits 31..3, bit 2 = the key slot (epoch & 1), bits
+ * 1..0 = the MSS index. The slot bit lets an ACK be checked with one hash
+ * instead of one per live key: a forged-ACK flood costs one SipHash each.
+ * The epoch is the cookie's time counter: userspace bumps it on every key
+ * rotation, so a cookie lives for one to two rotation periods.
+ */
+#ifndef XDPSHIELD_COOKIE_H
+#define XDPSHIELD_COOKIE_H
+
+#include "consts.h"
+#include "maps.h"
+
+#define XS_ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+
+struct xs_sip {
+	__u64 v0, v1, v2, v3;
+};
+
+static __always_inline void xs_sipround(struct xs_sip *s)
+{
+	s->v0 += s->v1;
+	s->v1 = XS_ROTL(s->v1, 13);
+	s->v1 ^= s->v0;
+	s->v0 = XS_ROTL(s->v0, 32);
+	s->v2 += s->v3;
+	s->v3 = XS_ROTL(s->v3, 16);
+	s->v3 ^= s->v2;
+	s->v0 += s->v3;
+	s->v3 = XS_ROTL(s->v3, 21);
+	s->v3 ^= s->v0;
+	s->v2 += s->v1;
+	s->v1 = XS_ROTL(s->v1, 17);
+	s->v1 ^= s->v2;
+	s->v2 = XS_ROTL(s->v2, 32);
+}
+
+static __always_inline void xs_sip_init(struct xs_sip *s, const __u64 *k)
+{
+	s->v0 = k[0] ^ 0x736f6d6570736575ULL;
+	s->v1 = k[1] ^ 0x646f72616e646f6dULL;
+	s->v2 = k[0] ^ 0x6c7967656e657261ULL;
+	s->v3 = k[1] ^ 0x7465646279746573ULL;
+}
+
+/* One 8-byte block, two compression rounds (the "2" of 2-4). */
+static __always_inline void xs_sip_block(struct xs_sip *s, __u64 m)
+{
+	s->v3 ^= m;
+	xs_sipround(s);
+	xs_sipround(s);
+	s->v0 ^= m;
+}
+
+/* The last block (tail bytes and the length in the top byte), then the four
+ * finalisation rounds.
+ */
+static __always_inline __u64 xs_sip_final(struct xs_sip *s, __u64 last)
+{
+	xs_sip_block(s, last);
+	s->v2 ^= 0xff;
+	xs_sipround(s);
+	xs_sipround(s);
+	xs_sipround(s);
+	xs_sipround(s);
+	return s->v0 ^ s->v1 ^ s->v2 ^ s->v3;
+}
+
+/* Tail block: epoch (4 bytes), MSS index (1 byte), message length on top. */
+static __always_inline __u64 xs_sip_tail(__u32 epoch, __u32 mss_idx, __u64 len)
+{
+	return (__u64)epoch | (__u64)mss_idx << 32 | len << 56;
+}
+
+/* ports: the raw first 4 bytes of the TCP header (sport, dport);
+ * isn_be: the client's ISN in network order.
+ */
+static __always_inline __u32 xs_hash4(const struct xs_key *key, __u32 saddr,
+				      __u32 daddr, __u32 ports, __u32 isn_be,
+				      __u32 mss_idx)
+{
+	struct xs_sip s;
+
+	xs_sip_init(&s, key->k);
+	xs_sip_block(&s, (__u64)saddr | (__u64)daddr << 32);
+	xs_sip_block(&s, (__u64)ports | (__u64)isn_be << 32);
+	return (__u32)xs_sip_final(&s, xs_sip_tail(key->epoch, mss_idx, 21));
+}
+
+static __always_inline __u32 xs_hash6(const struct xs_key *key,
+				      const __u32 *saddr, const __u32 *daddr,
+				      __u32 ports, __u32 isn_be, __u32 mss_idx)
+{
+	struct xs_sip s;
+
+	xs_sip_init(&s, key->k);
+	xs_sip_block(&s, (__u64)saddr[0] | (__u64)saddr[1] << 32);
+	xs_sip_block(&s, (__u64)saddr[2] | (__u64)saddr[3] << 32);
+	xs_sip_block(&s, (__u64)daddr[0] | (__u64)daddr[1] << 32);
+	xs_sip_block(&s, (__u64)daddr[2] | (__u64)daddr[3] << 32);
+	xs_sip_block(&s, (__u64)ports | (__u64)isn_be << 32);
+	return (__u32)xs_sip_final(&s, xs_sip_tail(key->epoch, mss_idx, 45));
+}
+
+/* MSS classes a cookie can remember, as Linux's msstab: the largest entry
+ * not above the client's MSS is encoded.
+ */
+static __always_inline __u32 xs_mss_index(__u32 mss, int v6)
+{
+	if (v6) {
+		if (mss >= 8940)
+			return 3;
+		if (mss >= 1440)
+			return 2;
+		if (mss >= 1420)
+			return 1;
+		return 0;
+	}
+	if (mss >= 1460)
+		return 3;
+	if (mss >= 1440)
+		return 2;
+	if (mss >= 1300)
+		return 1;
+	return 0;
+}
+
+static __always_inline __u32 xs_cookie_pack(__u32 hash, __u32 slot,
+					    __u32 mss_idx)
+{
+	return (hash & XS_COOKIE_HASH_MASK) | slot << XS_COOKIE_SLOT_SHIFT |
+	       mss_idx;
+}
+
+/* The live key of the newest epoch, or NULL before userspace wrote one. */
+static __always_inline const struct xs_key *xs_current_key(void)
+{
+	__u32 k0 = 0, k1 = 1;
+	struct xs_key *a = bpf_map_lookup_elem(&xs_keys, &k0);
+	struct xs_key *b = bpf_map_lookup_elem(&xs_keys, &k1);
+
+	if (!a || !b)
+		return NULL;
+	if (!a->live)
+		return b->live ? b : NULL;
+	if (!b->live)
+		return a;
+	/* Serial-number compare, so a wrapping epoch keeps working. */
+	return (__s32)(b->epoch - a->epoch) > 0 ? b : a;
+}
+
+/* The key an ACK's cookie names by its slot bit, or NULL. */
+static __always_inline const struct xs_key *xs_slot_key(__u32 cookie)
+{
+	__u32 slot = (cookie >> XS_COOKIE_SLOT_SHIFT) & 1;
+	struct xs_key *k = bpf_map_lookup_elem(&xs_keys, &slot);
+
+	if (!k || !k->live)
+		return NULL;
+	return k;
+}
+
+#endif

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Every map of the shield, and the load-time knobs. Python's view of these
+ * (names, key and value layouts) is src/xdpshield/datapath.py.
+ */
+#ifndef XDPSHIELD_MAPS_H
+#define XDPSHIELD_MAPS_H
+
+#include "consts.h"
+#include "shared.h"
+
+/* Verdict counters by reason: per CPU, so the hot path never needs an atomic. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XS_R__MAX);
+	__type(key, __u32);
+	__type(value, struct xs_counter);
+} xs_stats SEC(".maps");
+
+/* Protected TCP ports: index = port (host order), value != 0 = protected.
+ * An array, not a hash: the verifier inlines array lookups to a bounds check
+ * and an add, and every TCP segment does one.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XS_PORTS_MAX);
+	__type(key, __u32);
+	__type(value, __u8);
+} xs_ports SEC(".maps");
+
+/* Cookie keys: slot epoch & 1. Written only by userspace (rotate_keys). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XS_KEY_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xs_key);
+} xs_keys SEC(".maps");
+
+/* Sources that completed a cookie handshake (reset mode). LRU so that a
+ * flood of valid handshakes from many real hosts evicts the idle ones
+ * instead of failing inserts.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XS_VERIFIED_MAX);
+	__type(key, struct xs_vkey);
+	__type(value, struct xs_verified);
+} xs_verified SEC(".maps");
+
+/* Load-time knobs (const volatile: the verifier sees the values and prunes
+ * what they switch off). datapath.constants() fills them.
+ */
+const volatile __u64 xs_verified_ttl_ns = 300ULL * 1000000000ULL;
+const volatile __u32 xs_verified_budget = 32;
+const volatile __u32 xs_wscale = 7;	/* window scale our SYN-ACK offers */
+const volatile __u32 xs_mss4 = 1460;	/* MSS our SYN-ACK offers, IPv4 */
+const volatile __u32 xs_mss6 = 1440;	/* and IPv6 */
+/* Tests only: a fixed clock (ns), so cookies' TSval and expiry are
+ * reproducible. 0 (always, in production) reads the kernel's clock.
+ */
+const volatile __u64 xs_fixed_now_ns = 0;
+
+#endif

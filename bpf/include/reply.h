@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Replies built in place: the cookie SYN-ACK and the RST of reset mode.
+ *
+ * Everything a reply needs is first copied out of the frame into struct
+ * xs_reply; then the frame is resized to exactly the reply's length (this
+ * also drops any payload and Ethernet padding), and the IP and TCP headers
+ * are written afresh after the untouched VLAN tags. Writing fresh headers
+ * instead of editing the received ones is what drops IPv4 options and IPv6
+ * extension headers, and lets the checksums be computed over known bytes.
+ */
+#ifndef XDPSHIELD_REPLY_H
+#define XDPSHIELD_REPLY_H
+
+#include "consts.h"
+
+/* Layouts of the reply's TCP options (bytes): none, MSS, MSS + SACK-permitted
+ * or NOP NOP + timestamps, and that + NOP + window scale. The order is
+ * Linux's, so a reply looks like the kernel's own SYN-ACK.
+ */
+#define XS_OPTLEN_NONE		0
+#define XS_OPTLEN_MSS		4
+#define XS_OPTLEN_TS		16
+#define XS_OPTLEN_TS_WS		20
+
+struct xs_reply {
+	__u32 saddr[4];		/* as received; the reply swaps them */
+	__u32 daddr[4];
+	__u16 sport;		/* as received, network order */
+	__u16 dport;
+	__u32 seq;		/* the reply's, network order */
+	__u32 ack;
+	__u32 tsval;		/* network order */
+	__u32 tsecr;
+	__u16 l3off;
+	__u16 mss;		/* host order */
+	__u8 v6;
+	__u8 flags;
+	__u8 optlen;
+	__u8 sack;
+	__u8 wscale;
+	__u8 pad[3];
+	__u16 window;		/* host order */
+};
+
+static __always_inline __u16 xs_csum_fold(__u64 sum)
+{
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* Resize the frame to the reply and write it. Returns 0, or -1 when the
+ * frame cannot be resized (the caller drops it).
+ */
+static __always_inline int xs_reply_write(struct xdp_md *ctx,
+					  const struct xs_reply *r,
+					  __u32 old_len)
+{
+	__u32 iphlen = r->v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
+	__u32 tcplen = sizeof(struct tcphdr) + r->optlen;
+	__u32 new_len = r->l3off + iphlen + tcplen;
+	void *data, *data_end, *l3;
+	struct tcphdr *th;
+	__u32 *w, mac[3];
+	__u8 *o;
+	__u64 sum;
+	int i;
+
+	if (new_len != old_len &&
+	    bpf_xdp_adjust_tail(ctx, (int)new_len - (int)old_len))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+
+	/* Swap the MACs; VLAN tags and ethertypes stay as they are. */
+	if (data + 14 > data_end)
+		return -1;
+	__builtin_memcpy(mac, data, 12);
+	__builtin_memcpy(data, (__u8 *)mac + 6, 6);
+	__builtin_memcpy(data + 6, mac, 6);
+
+	/* l3off is at most 22 (Ethernet + two tags); saying so keeps the
+	 * verifier's view of the packet offsets below small and exact.
+	 */
+	if (r->l3off > 14 + 4 * XS_MAX_VLAN)
+		return -1;
+	l3 = data + r->l3off;
+	if (r->v6) {
+		struct ipv6hdr *ip6 = l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		*(__u32 *)ip6 = bpf_htonl(0x60000000);
+		ip6->payload_len = bpf_htons(tcplen);
+		ip6->nexthdr = IPPROTO_TCP;
+		ip6->hop_limit = XS_REPLY_TTL;
+		__builtin_memcpy(&ip6->saddr, r->daddr, 16);
+		__builtin_memcpy(&ip6->daddr, r->saddr, 16);
+		sum = bpf_htonl(tcplen) + bpf_htonl(IPPROTO_TCP);
+#pragma unroll
+		for (i = 0; i < 4; i++)
+			sum += (__u64)r->saddr[i] + r->daddr[i];
+		th = (void *)(ip6 + 1);
+	} else {
+		struct iphdr *iph = l3;
+
+		if ((void *)(iph + 1) > data_end)
+			return -1;
+		*(__u16 *)iph = bpf_htons(0x4500);
+		iph->tot_len = bpf_htons(iphlen + tcplen);
+		iph->id = 0;
+		iph->frag_off = bpf_htons(XS_IP_DF);
+		iph->ttl = XS_REPLY_TTL;
+		iph->protocol = IPPROTO_TCP;
+		iph->check = 0;
+		iph->saddr = r->daddr[0];
+		iph->daddr = r->saddr[0];
+		w = (__u32 *)iph;
+		iph->check = xs_csum_fold((__u64)w[0] + w[1] + w[2] + w[3] +
+					  w[4]);
+		sum = (__u64)r->saddr[0] + r->daddr[0] +
+		      bpf_htonl(IPPROTO_TCP << 16 | tcplen);
+		th = (void *)(iph + 1);
+	}
+
+	if ((void *)(th + 1) > data_end)
+		return -1;
+	th->source = r->dport;
+	th->dest = r->sport;
+	th->seq = r->seq;
+	th->ack_seq = r->ack;
+	/* Data offset and flags are one 16-bit word; bitfields would cost a
+	 * read-modify-write per field.
+	 */
+	*((__u16 *)th + 6) = bpf_htons((tcplen / 4) << 12 | r->flags);
+	th->window = bpf_htons(r->window);
+	th->check = 0;
+	th->urg_ptr = 0;
+
+	o = (__u8 *)(th + 1);
+	if (r->optlen >= XS_OPTLEN_MSS) {
+		if ((void *)(o + XS_OPTLEN_MSS) > data_end)
+			return -1;
+		*(__u32 *)o = bpf_htonl(XS_TCPOPT_MSS << 24 | 4 << 16 | r->mss);
+	}
+	if (r->optlen >= XS_OPTLEN_TS) {
+		if ((void *)(o + XS_OPTLEN_TS) > data_end)
+			return -1;
+		*(__u32 *)(o + 4) = r->sack ?
+			bpf_htonl(XS_TCPOPT_SACK_PERM << 24 | 2 << 16 |
+				  XS_TCPOPT_TIMESTAMP << 8 | 10) :
+			bpf_htonl(XS_TCPOPT_NOP << 24 | XS_TCPOPT_NOP << 16 |
+				  XS_TCPOPT_TIMESTAMP << 8 | 10);
+		*(__u32 *)(o + 8) = r->tsval;
+		*(__u32 *)(o + 12) = r->tsecr;
+	}
+	if (r->optlen >= XS_OPTLEN_TS_WS) {
+		if ((void *)(o + XS_OPTLEN_TS_WS) > data_end)
+			return -1;
+		*(__u32 *)(o + 16) = bpf_htonl(XS_TCPOPT_NOP << 24 |
+					       XS_TCPOPT_WSCALE << 16 | 3 << 8 |
+					       r->wscale);
+	}
+
+	/* The frame now ends exactly where the TCP header does, so summing
+	 * 32-bit words up to data_end covers the header and nothing else; the
+	 * bound is the longest header we write (40 bytes).
+	 */
+	w = (__u32 *)th;
+#pragma unroll
+	for (i = 0; i < (20 + XS_OPTLEN_TS_WS) / 4; i++) {
+		if ((void *)(w + i + 1) > data_end)
+			break;
+		sum += w[i];
+	}
+	th->check = xs_csum_fold(sum);
+	return 0;
+}
+
+#endif
