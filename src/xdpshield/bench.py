@@ -268,7 +268,8 @@ def _plot(results: Sequence[Result], out_dir: Path) -> list[Path]:
 
     groups: dict[str, list[Result]] = {}
     for r in results:
-        if r.skipped is None and r.value is not None:
+        # "A vs B" rows repeat A's samples against another baseline: one bar is enough.
+        if r.skipped is None and r.value is not None and " vs " not in r.name:
             groups.setdefault(r.group, []).append(r)
     written: list[Path] = []
     baselines = {r.baseline for r in results if r.baseline}
@@ -279,14 +280,18 @@ def _plot(results: Sequence[Result], out_dir: Path) -> list[Path]:
         vals = [r.value or 0.0 for r in rows]
         lo = [v - min(r.samples) for v, r in zip(vals, rows, strict=True)]
         hi = [max(r.samples) - v for v, r in zip(vals, rows, strict=True)]
-        colors = ["#9e9e9e" if r.name in baselines else "#1f77b4" for r in rows]
+        grey = [r.name in baselines or r.name.startswith(("xdp-", "harness")) for r in rows]
+        colors = ["#9e9e9e" if g else "#1f77b4" for g in grey]
         ax.barh(names, vals, xerr=[lo, hi], color=colors, capsize=3)
         ax.invert_yaxis()
-        ax.set_xlabel(" / ".join(units))
+        ax.set_xlabel(" / ".join(units) + "  (grey: baselines; whiskers: min..max)")
         ax.set_title(f"xdpshield — {group}")
+        right = max(max(r.samples) for r in rows)
         for i, r in enumerate(rows):
             if r.ratio is not None:
-                ax.annotate(f" {r.ratio:.2f}x {r.baseline}", (vals[i], i), va="center", fontsize=8)
+                ax.annotate(f"  {r.ratio:.2f}x {r.baseline}", (max(r.samples), i),
+                            va="center", fontsize=8)  # fmt: skip
+        ax.set_xlim(0, right * 1.45 if right > 0 else 1)
         fig.tight_layout()
         path = out_dir / f"{_slug(group)}.png"
         fig.savefig(path, dpi=110)

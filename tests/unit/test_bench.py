@@ -10,8 +10,13 @@ from scapy.layers.inet import TCP
 from scapy.layers.l2 import Ether
 
 from xdpshield.bench import (
+    DROP_KINDS,
+    DROP_RECEIVERS,
     Goal,
+    LiveConfig,
     Result,
+    _live_results,
+    _live_skipped,
     format_markdown,
     parse_synack,
     syn_frame,
@@ -151,3 +156,36 @@ def test_parse_synack() -> None:
     pkt[TCP].seq = 0xDEADBEEF
     pkt[TCP].options = [("MSS", 1460), ("Timestamp", (77, 0x5A5A0001))]
     assert parse_synack(bytes(pkt)) == (0xDEADBEEF, 77)
+
+
+def test_live_rows_carry_goals_baselines_and_why_a_receiver_did_not_run() -> None:
+    syn = {"xdpshield": [3.2e6, 3.3e6], "xdp-reflect": [3.4e6, 3.5e6],
+           "linux-syncookies": [3.0e5, 3.1e5], "nftables-synproxy": []}  # fmt: skip
+    legit = {r: [(100, 99), (100, 100)] for r in syn}
+    drop = {(k, r): [4.0e6, 4.1e6] for k in DROP_KINDS for r in DROP_RECEIVERS}
+    drop[("ack", "xdp-filter")] = []
+    why = {"nftables-synproxy": "nft: no synproxy", "ack xdp-filter": "xdp-filter: EPERM"}
+    rows = {r.name: r for r in _live_results(LiveConfig(), 2, syn, legit, drop, {}, why, {})}
+    vs_tx = rows["syn-flood xdpshield vs xdp-reflect (2 queues)"]
+    assert vs_tx.goal is not None and vs_tx.goal.ratio == 0.9 and vs_tx.goal_met is True
+    vs_linux = rows["syn-flood xdpshield vs linux-syncookies (2 queues)"]
+    assert vs_linux.ratio == pytest.approx(3.25e6 / 3.05e5) and vs_linux.goal_met is True
+    assert rows["syn-flood nftables-synproxy (2 queues)"].skipped == "nft: no synproxy"
+    assert rows["syn-flood xdpshield vs nftables-synproxy (2 queues)"].skipped == (
+        "nft: no synproxy"
+    )
+    assert rows["ack-flood xdp-filter (2 queues)"].skipped == "xdp-filter: EPERM"
+    ack = rows["ack-flood xdpshield (2 queues)"]
+    assert ack.baseline == "ack-flood xdp-drop (2 queues)" and ack.ratio == pytest.approx(1.0)
+    assert rows["legit during SYN flood: xdpshield (2 queues)"].value == 99.5
+    assert all(r.higher_is_better for r in rows.values())
+
+
+def test_live_without_the_stand_says_why_for_every_row() -> None:
+    rows = _live_skipped(LiveConfig.quick(), "needs root")
+    assert rows and all(r.skipped == "needs root" for r in rows)
+    assert {r.name for r in rows} >= {
+        "syn-flood xdp-reflect (1 queue)", "syn-flood linux-syncookies (1 queue)",
+        "syn-flood nftables-synproxy (1 queue)", "ack-flood xdp-filter (1 queue)",
+        "udp-flood xdp-drop (1 queue)",
+    }  # fmt: skip
