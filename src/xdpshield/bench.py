@@ -24,6 +24,7 @@ otherwise the row is reported as skipped, with what happened instead.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -692,7 +693,10 @@ def run_microbench(
         restore_lens = sorted({len(c.frame) for c in cases if c.rewrites})
         samples: dict[str, list[float]] = {}
         impure: dict[str, dict[str, int]] = {}
-        steps = cfg.reps * (3 + len(restore_lens) + len(cases))
+        # The harness checked on a path that does not rewrite: measured directly
+        # and through the harness (its cost subtracted), the two should agree.
+        check = next((c for c in cases if not c.rewrites and c.reason == "ACK_INVALID"), None)
+        steps = cfg.reps * (3 + len(restore_lens) + len(cases) + (2 if check else 0))
         done = 0
         syn4 = syn_frame()
         with _pinned(cfg.cpu):
@@ -711,6 +715,12 @@ def run_microbench(
                     )
                 for case in cases:
                     order.append((case.name, partial(_timed_case, h, case, cfg.repeat, impure)))
+                if check is not None:
+                    via = dataclasses.replace(check, name="harness-check", rewrites=True)
+                    order.append(("harness-check", partial(_timed_case, h, via, cfg.repeat,
+                                                           impure)))  # fmt: skip
+                    order.append(("harness-check-cost", partial(h.timed, h.drop, check.frame,
+                                                                cfg.repeat, True)))  # fmt: skip
                 random.Random(rep).shuffle(order)
                 for name, fn in order:
                     report(f"test run {name} ({rep + 1}/{cfg.reps})", done / steps)
@@ -794,6 +804,25 @@ def run_microbench(
                     "xdp-drop",
                     drop,
                     note=f"restore {n} B + tail call + XDP_DROP (subtracted from rewrite paths)",
+                )
+            )
+        if check is not None:
+            corrected = tuple(
+                r - o + d
+                for r, o, d in zip(
+                    samples["harness-check"], samples["harness-check-cost"], drop, strict=True
+                )
+            )
+            results.append(
+                Result(
+                    f"harness-check: {check.name} through the harness",
+                    group,
+                    "ns/pkt",
+                    corrected,
+                    check.name,
+                    tuple(samples[check.name]),
+                    note="validates the restore harness: a path that needs none, measured "
+                    "through it (cost subtracted) vs directly; should be ~1.00x",
                 )
             )
         results.extend(skipped)
