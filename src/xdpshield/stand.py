@@ -149,6 +149,12 @@ class Stand:
     queues: int = 0
     syncookies: int = 2
     upstream_mode: Literal["native", "generic"] = "native"
+    # Run the server link's NAPI in kernel threads pinned to this CPU. The
+    # generator's frames are then received on another CPU than they are sent
+    # from: an open loop, as on a real link, where a receiver that is too slow
+    # drops (ring overflow) instead of slowing the sender down. None: NAPI
+    # runs in the sender's softirq (closed loop: a flood can never overload).
+    server_napi_cpu: int | None = None
     _queues: int = field(init=False, repr=False, default=1)
 
     def __post_init__(self) -> None:
@@ -212,6 +218,8 @@ class Stand:
             self._sysctls()
             self._pin_neighbours()
             self._attach_upstream()
+            if self.server_napi_cpu is not None:
+                self._threaded_napi(self.server_napi_cpu)
         except BaseException:
             self.down()
             raise
@@ -363,6 +371,26 @@ class Stand:
             with spec.load() as coll:
                 # The netlink attachment holds the program; our fds may close.
                 attach_xdp(coll.program("xdp_upstream"), self.uplink_if, self.upstream_mode)
+
+    def _threaded_napi(self, cpu: int) -> None:
+        ifname = self.server_if
+        proc = self.exec(
+            "server", ["sh", "-c", f"echo 1 > /sys/class/net/{ifname}/threaded"], check=False
+        )
+        if proc.returncode != 0:
+            raise StandError(f"threaded NAPI on {ifname}: {proc.stderr.strip()}")
+        # The kernel names the threads napi/<ifname>-<napi id> (comm may be cut).
+        stem = f"napi/{ifname}-"
+        pids: list[int] = []
+        for comm in Path("/proc").glob("[0-9]*/comm"):
+            with contextlib.suppress(OSError):
+                name = comm.read_text().strip()
+                if name.startswith(stem[: len(name)]) and len(name) >= len(stem) - 1:
+                    pids.append(int(comm.parent.name))
+        if not pids:
+            raise StandError(f"no NAPI threads found for {ifname}")
+        for pid in pids:
+            os.sched_setaffinity(pid, {cpu})
 
     # -- processes ------------------------------------------------------------------------
     @staticmethod

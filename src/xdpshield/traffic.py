@@ -267,7 +267,11 @@ class FloodResult:
     per_worker: tuple[int, ...]
     frame_len: int
     family: int
-    tx_errors: int | None = None  # frames the link refused (veth stats), None if unknown
+    # From the veth's counters (None when unknown, e.g. not a veth): frames the
+    # receiving end took into its ring, and the rest of ``sent``, which it
+    # refused (ring full, or no NAPI: neither XDP nor GRO on the receiver).
+    delivered: int | None = None
+    tx_errors: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -310,6 +314,7 @@ def _run_worker(
     t0: list[float],
     deadline_s: float,
     stop: threading.Event,
+    live_batch: int,
 ) -> None:
     from pyroute2 import netns as pyroute2_netns
 
@@ -346,7 +351,7 @@ def _run_worker(
                     continue
             n = min(batch, w.quota - w.sent)
             t = time.monotonic()
-            prog.run_live(frame, n, ifindex=ifindex, batch_size=_LIVE_BATCH)
+            prog.run_live(frame, n, ifindex=ifindex, batch_size=live_batch)
             took = time.monotonic() - t
             w.sent += n
             if w.rate is None and took > 0:
@@ -362,8 +367,8 @@ def _run_worker(
         w.ended = time.monotonic()
 
 
-def _veth_tx_errors(target: FloodTarget) -> int | None:
-    """Frames the receiving veth refused: the sum of the *xdp_xmit_errors counters."""
+def _veth_xmit(target: FloodTarget) -> int | None:
+    """Frames the receiving veth took (sum of its tx_queue_*_xdp_xmit), or None."""
     argv = ["ethtool", "-S", target.ifname]
     if target.ns is not None:
         argv = ["ip", "netns", "exec", target.ns, *argv]
@@ -373,12 +378,13 @@ def _veth_tx_errors(target: FloodTarget) -> int | None:
         return None
     if out.returncode != 0:
         return None
-    total = 0
+    total, seen = 0, False
     for line in out.stdout.splitlines():
         name, _, value = line.strip().partition(":")
-        if name.endswith("xdp_xmit_errors") and value.strip().isdigit():
+        if name.startswith("tx_queue_") and name.endswith("_xdp_xmit"):
             total += int(value)
-    return total
+            seen = True
+    return total if seen else None
 
 
 def flood(
@@ -394,6 +400,7 @@ def flood(
     size: int = 60,
     workers: int = 1,
     pin: bool = True,
+    cpus: Sequence[int] | None = None,
     on_progress: ProgressFn | None = None,
     progress_interval_s: float = 1.0,
 ) -> FloodResult:
@@ -401,10 +408,11 @@ def flood(
 
     Bounded twice: it stops after ``count`` frames or ``duration_s`` seconds,
     whichever comes first. ``rate_pps`` None sends as fast as the machine
-    can; otherwise the total rate is held by sleeping between batches.
-    ``workers`` threads (each pinned to its own CPU when ``pin``) share the
-    count and the rate. ``on_progress(sent, elapsed_s)`` is called from this
-    thread about every ``progress_interval_s``.
+    can; otherwise the total rate is held by sleeping between calls (each
+    call goes at line rate: the rate is an average over ~0.1 s). ``workers``
+    threads (pinned round-robin to ``cpus``, default: every CPU we may use,
+    when ``pin``) share the count and the rate. ``on_progress(sent,
+    elapsed_s)`` is called from this thread about every ``progress_interval_s``.
     """
     from .stand import DEFAULT_SOURCES4
 
@@ -425,19 +433,23 @@ def flood(
     ff = build_flood_frame(
         kind, target, sources=sources or DEFAULT_SOURCES4, dport=dport, size=size
     )
-    prog = load_flood_program(ff)
-    cpus = sorted(os.sched_getaffinity(0))
+    allowed = sorted(os.sched_getaffinity(0))
+    use = sorted(set(cpus)) if cpus else allowed
+    if not use or not set(use) <= set(allowed):
+        raise TrafficError(f"cpus {list(cpus or [])}: must be among {allowed}")
     pool = [
         _Worker(
             i,
             count // workers + (1 if i < count % workers else 0),
             rate_pps / workers if rate_pps is not None else None,
-            cpus[i % len(cpus)] if pin else None,
+            use[i % len(use)] if pin else None,
         )
         for i in range(workers)
     ]
     pool = [w for w in pool if w.quota > 0]
-    errors_before = _veth_tx_errors(target)
+    live_batch = _LIVE_BATCH
+    prog = load_flood_program(ff)
+    xmit_before = _veth_xmit(target)
     t0 = [0.0]
     start = threading.Barrier(len(pool) + 1)
     stop = threading.Event()
@@ -445,7 +457,7 @@ def flood(
         for w in pool:
             w.thread = threading.Thread(
                 target=_run_worker,
-                args=(w, prog, ff.frame, target, start, t0, duration_s, stop),
+                args=(w, prog, ff.frame, target, start, t0, duration_s, stop, live_batch),
                 name=f"xdpshield-flood-{w.index}",
                 daemon=True,
             )
@@ -477,11 +489,9 @@ def flood(
         raise TrafficError(f"flood worker failed: {exc}") from exc
     sent = sum(w.sent for w in pool)
     seconds = max((w.ended for w in pool), default=t0[0]) - t0[0]
-    errors_after = _veth_tx_errors(target)
-    tx_errors = (
-        errors_after - errors_before
-        if errors_before is not None and errors_after is not None
-        else None
+    xmit_after = _veth_xmit(target)
+    delivered = (
+        xmit_after - xmit_before if xmit_before is not None and xmit_after is not None else None
     )
     return FloodResult(
         kind=kind,
@@ -492,7 +502,8 @@ def flood(
         per_worker=tuple(w.sent for w in pool),
         frame_len=len(ff.frame),
         family=int(ff.constants["ip_version"]),
-        tx_errors=tx_errors,
+        delivered=delivered,
+        tx_errors=sent - delivered if delivered is not None else None,
     )
 
 

@@ -164,3 +164,15 @@ def test_bad_prefix_and_missing_stand() -> None:
     with pytest.raises(StandError, match="does not exist"):
         absent.exec("client", ["true"])
     assert absent.status().absent
+
+
+def test_threaded_server_napi() -> None:
+    s = Stand(netns.unique_prefix("xs"), server_napi_cpu=0)
+    try:
+        assert s.up().up
+        out = s.exec("server", ["cat", f"/sys/class/net/{s.server_if}/threaded"], check=True)
+        assert out.stdout.strip() == "1"
+        assert ping(s, s.server4).returncode == 0
+    finally:
+        s.down()
+    assert leftovers(s.prefix) == []

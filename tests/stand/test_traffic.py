@@ -135,7 +135,7 @@ def test_count_bound_matches_receiver(
     assert res.sent == 200_000
     assert res.family == family and res.kind == kind
     assert 0 <= got - res.sent <= STRAY, (got, res)
-    assert res.tx_errors == 0
+    assert (res.delivered, res.tx_errors) == (res.sent, 0)
     assert res.seconds < 30 and res.pps == pytest.approx(res.sent / res.seconds)
 
 
@@ -238,3 +238,12 @@ def test_legit_load_counts_failures(stand: Stand) -> None:
     assert (res.attempted, res.completed, res.failed) == (10, 0, 10)
     assert res.failures == {"refused": 10}
     assert res.bytes_verified == 0 and res.p50_ms is None
+
+
+def test_refused_frames_are_reported(stand: Stand) -> None:
+    # Without GRO and without XDP the server's veth has no NAPI and takes no XDP
+    # frame: the flood must say so instead of claiming them sent.
+    stand.exec("server", ["ethtool", "-K", stand.server_if, "gro", "off"], check=True)
+    res = flood("syn", stand=stand, count=10_000, duration_s=10)
+    assert res.sent == 10_000
+    assert (res.delivered, res.tx_errors) == (0, 10_000)
