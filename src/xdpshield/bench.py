@@ -242,19 +242,24 @@ def format_markdown(results: Sequence[Result], meta: Mapping[str, Any] | None = 
                 )
                 continue
             pct = r.spread_pct
-            ratio = r.ratio
+            ratio, rr = r.ratio, r.ratio_range
+            rtext = f"{ratio:.2f}x" if ratio is not None else "—"
+            if ratio is not None and rr is not None and len(r.samples) > 1:
+                rtext += f" ({rr[0]:.2f}..{rr[1]:.2f})"
             met = {True: "yes", False: "no", None: "—"}[r.goal_met]
             lines.append(
                 f"| {_md_escape(r.name)} | {r.unit} | {_fmt_num(r.value, r.unit)} "
                 f"| {f'{pct:.1f}%' if pct is not None else '—'} | {r.baseline or '—'} "
                 f"| {_fmt_num(r.baseline_value, r.unit)} "
-                f"| {f'{ratio:.2f}x' if ratio is not None else '—'} | {r.goal or '—'} | {met} "
+                f"| {rtext} | {r.goal or '—'} | {met} "
                 f"| {_md_escape(r.note)} |"
             )
         lines.append("")
     lines += [
         "value: median of the repetitions; ±: half their range; ratio: value / baseline "
-        "value, both measured in the same run. Goals are reported, not asserted.",
+        "value, both measured in the same run (in brackets: the lowest and highest ratio of "
+        "one repetition to the same repetition of the baseline). Goals are reported, not "
+        "asserted.",
         "",
     ]
     return "\n".join(lines)

@@ -189,3 +189,9 @@ def test_live_without_the_stand_says_why_for_every_row() -> None:
         "syn-flood nftables-synproxy (1 queue)", "ack-flood xdp-filter (1 queue)",
         "udp-flood xdp-drop (1 queue)",
     }  # fmt: skip
+
+
+def test_markdown_shows_the_per_repetition_ratio_range() -> None:
+    r = row(samples=(10.0, 12.0, 14.0), baseline="xdp-drop", baseline_samples=(5.0, 5.0, 5.0))
+    line = next(ln for ln in format_markdown([r]).splitlines() if ln.startswith("| syn-ipv4"))
+    assert "| 2.40x (2.00..2.80) |" in line
