@@ -1232,6 +1232,7 @@ def _drop_flood_once(
     info = {
         "xdp_packets_per_s": seen / fr.seconds if fr.seconds else 0.0,
         "generator_tx_errors": fr.tx_errors,
+        "generator_delivered": fr.delivered,
     }
     return dropped / fr.seconds if fr.seconds else 0.0, fr.pps, info
 
