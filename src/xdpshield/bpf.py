@@ -28,6 +28,7 @@ from .errors import (
     InterfaceNotFound,
     KeyNotFound,
     NotAttached,
+    ObjectMismatch,
     ObjectNotFound,
     VerifierError,
     XdpShieldError,
@@ -563,7 +564,7 @@ class ObjectSpec:
         for m in self._maps():
             if lib().bpf.bpf_map__name(m).decode() == name:
                 return m
-        raise KeyError(f"{self.path.name} has no map {name!r}")
+        raise ObjectMismatch(f"{self.path.name} has no map {name!r}")
 
     def _rodata(self) -> tuple[int, dict[str, tuple[int, int]]]:
         L = lib()
@@ -577,7 +578,7 @@ class ObjectSpec:
             None,
         )
         if ptr is None:
-            raise KeyError(f"{self.path.name} has no .rodata constants")
+            raise ObjectMismatch(f"{self.path.name} has no .rodata constants")
         if self._rodata_vars is None:
             btf = L.bpf.bpf_object__btf(self._require_open())
             self._rodata_vars = L.btf_datasec_vars(btf, ".rodata") if btf else {}
@@ -605,7 +606,7 @@ class ObjectSpec:
         for name, value in values.items():
             if name not in vars_:
                 known = ", ".join(sorted(vars_)) or "none"
-                raise KeyError(f"{self.path.name} has no constant {name!r} (known: {known})")
+                raise ObjectMismatch(f"{self.path.name} has no constant {name!r} (known: {known})")
             off, size = vars_[name]
             raw = (
                 value
@@ -636,14 +637,14 @@ class ObjectSpec:
             if lib().bpf.bpf_program__name(p).decode() == program:
                 lib().bpf.bpf_program__set_autoload(p, autoload)
                 return self
-        raise KeyError(f"{self.path.name} has no program {program!r}")
+        raise ObjectMismatch(f"{self.path.name} has no program {program!r}")
 
     def btf_enum(self, name: str) -> dict[str, int]:
         """Members of an enum in the object's BTF (e.g. the verdict reasons)."""
         btf = lib().bpf.bpf_object__btf(self._require_open())
         found = lib().btf_enum(btf, name) if btf else None
         if found is None:
-            raise KeyError(f"{self.path.name} has no enum {name!r} in its BTF")
+            raise ObjectMismatch(f"{self.path.name} has no enum {name!r} in its BTF")
         return found
 
     def load(self, log_size: int = 1 << 22) -> Collection:
@@ -725,13 +726,15 @@ class Collection:
         try:
             return self.maps[name]
         except KeyError:
-            raise KeyError(f"no map {name!r}; maps: {', '.join(self.maps)}") from None
+            raise ObjectMismatch(f"no map {name!r}; maps: {', '.join(self.maps)}") from None
 
     def program(self, name: str) -> Program:
         try:
             return self.programs[name]
         except KeyError:
-            raise KeyError(f"no program {name!r}; programs: {', '.join(self.programs)}") from None
+            raise ObjectMismatch(
+                f"no program {name!r}; programs: {', '.join(self.programs)}"
+            ) from None
 
     def close(self) -> None:
         for m in self.maps.values():

@@ -14,6 +14,7 @@ __all__ = [
     "MapFull",
     "NotAttached",
     "NotPermitted",
+    "ObjectMismatch",
     "ObjectNotFound",
     "VerifierError",
     "XdpShieldError",
@@ -50,6 +51,13 @@ class MapFull(BpfError):
 
 class ObjectNotFound(XdpShieldError, FileNotFoundError):
     """A BPF object file or a pinned object is missing."""
+
+
+class ObjectMismatch(XdpShieldError, KeyError):
+    """The object lacks a map, program or constant the caller asked for."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "object mismatch"
 
 
 class InterfaceNotFound(XdpShieldError):

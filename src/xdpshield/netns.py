@@ -24,6 +24,7 @@ __all__ = [
     "current_name",
     "enter",
     "exists",
+    "ipr",
     "link_up",
     "remove",
     "set_sysctl",
@@ -67,11 +68,18 @@ def enter(name: str | None) -> Iterator[None]:
         return
     if not exists(name):
         raise XdpShieldError(f"network namespace {name!r} does not exist")
-    netns.pushns(name)
+    # setns() moves only the calling thread, so save *this thread's* namespace
+    # (pyroute2's pushns saves /proc/self, the main thread's), and never let
+    # pyroute2 create a namespace that is missing (flags=0, not O_CREAT).
+    saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        yield
+        netns.setns(name, flags=0)
+        try:
+            yield
+        finally:
+            netns.setns(saved, flags=0)
     finally:
-        netns.popns()
+        os.close(saved)
 
 
 def current_inode() -> int:
@@ -92,37 +100,41 @@ def current_name() -> str | None:
     return None
 
 
-def _ipr(ns: str | None) -> IPRoute | NetNS:
-    return NetNS(ns) if ns else IPRoute()
+def ipr(ns: str | None) -> IPRoute | NetNS:
+    if ns and not exists(ns):
+        raise XdpShieldError(f"network namespace {ns!r} does not exist")
+    return NetNS(ns, flags=0) if ns else IPRoute()  # flags=0: never create it
 
 
-def veth_pair(a: str, b: str, ns_a: str | None, ns_b: str | None) -> None:
-    """Create veth ``a``<->``b`` and move each end into its namespace, both up."""
-    with IPRoute() as ipr:
-        ipr.link("add", ifname=a, kind="veth", peer={"ifname": b})
+def veth_pair(a: str, b: str, ns_a: str | None, ns_b: str | None, *, queues: int = 1) -> None:
+    """Create veth ``a``<->``b`` (``queues`` rx/tx queues each), move each end
+    into its namespace, bring both up."""
+    q = {"num_tx_queues": queues, "num_rx_queues": queues}
+    with IPRoute() as nl:
+        nl.link("add", ifname=a, kind="veth", peer={"ifname": b, **q}, **q)
         for name, ns in ((a, ns_a), (b, ns_b)):
             if ns:
-                idx = ipr.link_lookup(ifname=name)[0]
-                ipr.link("set", index=idx, net_ns_fd=ns)
+                idx = nl.link_lookup(ifname=name)[0]
+                nl.link("set", index=idx, net_ns_fd=ns)
     for name, ns in ((a, ns_a), (b, ns_b)):
         link_up(name, ns)
 
 
 def link_up(ifname: str, ns: str | None) -> None:
-    with _ipr(ns) as ipr:
-        idx = ipr.link_lookup(ifname=ifname)
+    with ipr(ns) as nl:
+        idx = nl.link_lookup(ifname=ifname)
         if not idx:
             raise XdpShieldError(f"no interface {ifname} in namespace {ns or '(host)'}")
-        ipr.link("set", index=idx[0], state="up")
+        nl.link("set", index=idx[0], state="up")
 
 
 def add_address(ifname: str, cidr: str, ns: str | None) -> None:
     """Add ``addr/len`` (IPv4 or IPv6; IPv6 without duplicate address detection)."""
     addr, _, plen = cidr.partition("/")
-    with _ipr(ns) as ipr:
-        idx = ipr.link_lookup(ifname=ifname)[0]
+    with ipr(ns) as nl:
+        idx = nl.link_lookup(ifname=ifname)[0]
         kw = {"flags": 0x80} if ":" in addr else {}  # IFA_F_NODAD: usable at once
-        ipr.addr("add", index=idx, address=addr, prefixlen=int(plen), **kw)
+        nl.addr("add", index=idx, address=addr, prefixlen=int(plen), **kw)
 
 
 def set_sysctl(ns: str | None, key: str, value: str | int) -> None:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pyroute2 import NetlinkError, NetNS
+from pyroute2 import NetlinkError
 
 from . import netns
 from .bpf import ObjectSpec, XdpAttachment, attach_xdp, query_xdp
@@ -258,7 +258,7 @@ class Stand:
         # Created inside the namespace, never in the host's: if we crash now,
         # removing the namespaces removes the links too.
         name_a, name_b = self.ifname(a), self.ifname(b)
-        with NetNS(self.ns(role_a)) as ipr:
+        with netns.ipr(self.ns(role_a)) as ipr:
             if ipr.link_lookup(ifname=name_a):
                 return
             ipr.link(
@@ -277,7 +277,7 @@ class Stand:
 
     def _configure_link(self, link: _Link) -> None:
         name = self.ifname(link.suffix)
-        with NetNS(self.ns(link.role)) as ipr:
+        with netns.ipr(self.ns(link.role)) as ipr:
             found = ipr.link_lookup(ifname=name)
             if not found:
                 raise StandError(f"{name} is missing in {self.ns(link.role)}")
@@ -308,7 +308,7 @@ class Stand:
             ("server", "198.18.0.1", "fd00:18::1"),
         )
         for role, gw4, gw6 in gateways:
-            with NetNS(self.ns(role)) as ipr:
+            with netns.ipr(self.ns(role)) as ipr:
                 ipr.route("replace", dst="0.0.0.0/0", gateway=gw4)
                 ipr.route("replace", dst="::/0", gateway=gw6, family=10)
 
@@ -321,7 +321,7 @@ class Stand:
         netns.set_sysctl(self.ns("client"), "net.ipv4.ip_local_port_range", "1024 65535")
 
     def _mac(self, role: Role, ifname: str) -> str:
-        with NetNS(self.ns(role)) as ipr:
+        with netns.ipr(self.ns(role)) as ipr:
             found = ipr.link_lookup(ifname=ifname)
             if not found:
                 raise StandError(f"{ifname} is missing in {self.ns(role)}")
@@ -344,7 +344,7 @@ class Stand:
         for one, other in pairs:
             for (role, ifname, _, _), (prole, pif, p4, p6) in ((one, other), (other, one)):
                 mac = self._mac(prole, pif)
-                with NetNS(self.ns(role)) as ipr:
+                with netns.ipr(self.ns(role)) as ipr:
                     idx = ipr.link_lookup(ifname=ifname)[0]
                     for ip in (p4, p6):
                         ipr.neigh(
@@ -458,7 +458,7 @@ class Stand:
         return StandStatus(self.prefix, present, tuple(links))
 
     def _link_status(self, role: Role, name: str) -> LinkStatus:
-        with NetNS(self.ns(role)) as ipr:
+        with netns.ipr(self.ns(role)) as ipr:
             found = ipr.link_lookup(ifname=name)
             if not found:
                 return LinkStatus(role, name, False)

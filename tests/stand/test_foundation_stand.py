@@ -198,11 +198,11 @@ def test_missing_object_file(veth: VethPair, tmp_path: Path) -> None:
 
 
 def test_verifier_rejection_leaves_nothing(veth: VethPair, tmp_path: Path) -> None:
-    shutil.copy(OBJ / "test_bad_oob.o", tmp_path / "xdpshield.o")
+    shutil.copy(OBJ / "test_bad_shield.o", tmp_path / "xdpshield.o")
     r = cli(veth, "load", veth.inner, env={"XDPSHIELD_OBJ_DIR": str(tmp_path)})
     assert r.returncode != 0
     assert "verifier rejected program 'xdp_bad'" in r.stderr
-    assert "bad_oob.bpf.c:" in r.stderr
+    assert "bad_shield.bpf.c:" in r.stderr
     nothing_left(veth)
 
 
