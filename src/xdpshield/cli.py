@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -131,6 +133,49 @@ def cmd_ports(a: argparse.Namespace) -> int:
         else:
             s.del_ports(parse_ports(a.ports))
         out.print(f"{a.iface}: protecting {_ports_text(s.ports)}")
+    return 0
+
+
+def _listen_addr(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    try:
+        return (host.strip("[]") if sep else "127.0.0.1"), int(port)
+    except ValueError:
+        raise XdpShieldError(f"--metrics {text!r}: expected [HOST:]PORT, e.g. :9435") from None
+
+
+def cmd_daemon(a: argparse.Namespace) -> int:
+    from prometheus_client import start_http_server
+
+    from .daemon import Daemon, DaemonEvent
+    from .metrics import registry_for
+
+    shield = Shield.open(a.iface)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def log(ev: DaemonEvent) -> None:
+        what = f"key epoch {ev.epoch}" if ev.what == "rotated" else f"{ev.removed} expired"
+        out.print(f"{time.strftime('%H:%M:%S')} {a.iface}: {ev.what} ({what})")
+
+    daemon = Daemon(shield, rotate_s=a.rotate_keys, on_event=log)
+    if a.metrics:
+        host, port = _listen_addr(a.metrics)
+        start_http_server(port, addr=host or "0.0.0.0", registry=registry_for([shield]))
+        out.print(f"metrics on http://{host or '0.0.0.0'}:{port}/metrics")
+    out.print(f"xdpshield daemon on {a.iface}: keys rotate every {daemon.rotate_s:g} s")
+    daemon.run(stop)
+    return 0
+
+
+def cmd_metrics(a: argparse.Namespace) -> int:
+    from prometheus_client import generate_latest
+
+    from .metrics import registry_for
+
+    shields = [Shield.open(i) for i in ([a.iface] if a.iface else list_shields())]
+    sys.stdout.write(generate_latest(registry_for(shields)).decode())
     return 0
 
 
@@ -374,6 +419,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("action", choices=["add", "del", "list"])
     sp.add_argument("ports", nargs="?", default="")
     sp.add_argument("--json", action="store_true")
+
+    sp = add("daemon", cmd_daemon, "rotate cookie keys, age verified sources, serve metrics")
+    sp.add_argument("iface")
+    sp.add_argument(
+        "--rotate-keys",
+        type=float,
+        default=None,
+        metavar="S",
+        help="key rotation period (default: as loaded, 60 s)",
+    )
+    sp.add_argument(
+        "--metrics", default="", metavar="[HOST:]PORT", help="serve Prometheus metrics (e.g. :9435)"
+    )
+
+    sp = add("metrics", cmd_metrics, "print the shields' metrics in Prometheus text format")
+    sp.add_argument("iface", nargs="?", default=None)
 
     sp = add("stand", cmd_stand, "the test stand: client, attacker, server namespaces")
     common = argparse.ArgumentParser(add_help=False)
