@@ -63,9 +63,6 @@
 /* Bytes of TCP options the general parser walks: the most a header holds. */
 #define XS_TCPOPT_MAXLEN	40
 
-/* Protected-port map: one u8 per port, indexed by the port (host order). */
-#define XS_PORTS_MAX		65536
-
 /* Verified sources kept (LRU: the least recently seen is evicted). */
 #ifndef XS_VERIFIED_MAX
 #define XS_VERIFIED_MAX		65536

@@ -16,15 +16,16 @@ struct {
 	__type(value, struct xs_counter);
 } xs_stats SEC(".maps");
 
-/* Protected TCP ports: index = port (host order), value != 0 = protected.
- * An array, not a hash: the verifier inlines array lookups to a bounds check
- * and an add, and every TCP segment does one.
+/* Protected TCP ports: one bitmap in a one-element array. An array lookup is
+ * inlined by the verifier (a hash lookup is a call and a hash per segment),
+ * and one 8 KiB value lets userspace read or replace the whole set in one
+ * syscall.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XS_PORTS_MAX);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, struct xs_portset);
 } xs_ports SEC(".maps");
 
 /* Cookie keys: slot epoch & 1. Written only by userspace (rotate_keys). */

@@ -10,10 +10,12 @@
 
 static __always_inline int xs_port_protected(__u16 dport_be)
 {
-	__u32 port = bpf_ntohs(dport_be);
-	__u8 *on = bpf_map_lookup_elem(&xs_ports, &port);
+	__u32 zero = 0, port = bpf_ntohs(dport_be) & 0xffff;
+	struct xs_portset *ps = bpf_map_lookup_elem(&xs_ports, &zero);
 
-	return on && *on;
+	if (!ps)
+		return 0;
+	return (ps->bits[port >> 6] >> (port & 63)) & 1;
 }
 
 static __always_inline __u64 xs_now(void)

@@ -30,6 +30,11 @@ struct xs_counter {
 	__u64 bytes;
 };
 
+/* The protected TCP ports: bit (port & 63) of bits[port >> 6]. */
+struct xs_portset {
+	__u64 bits[1024];
+};
+
 /* One cookie key slot of xs_keys. The slot index is epoch & 1, so a rotation
  * overwrites only the slot of the key that is two epochs old. The epoch is
  * the cookie's time counter: userspace bumps it on every rotation.

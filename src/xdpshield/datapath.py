@@ -7,7 +7,7 @@ verdict reasons. ``shield.py`` and ``cli.py`` call only what is here.
 Layouts mirror bpf/include/shared.h and maps.h:
 
 - ``xs_stats``: per-CPU array, reason -> (packets, bytes).
-- ``xs_ports``: array of 65536 u8, port -> protected (non-zero).
+- ``xs_ports``: one 8 KiB bitmap, bit ``port`` set = protected.
 - ``xs_keys``: array of 2 ``struct xs_key`` (16-byte SipHash key, epoch,
   live), slot = epoch & 1. The highest live epoch is the current key, the
   other live slot the previous one.
@@ -130,24 +130,31 @@ def constants(opts: GuardOptions) -> dict[str, int]:
 
 
 # -- ports ------------------------------------------------------------------------
-def _ports(maps: Maps) -> Map[int, int]:
-    return maps["xs_ports"].typed(UInt(4), UInt(1))
+def _ports(maps: Maps) -> Map[int, bytes]:
+    return maps["xs_ports"].typed(UInt(4), Raw(_PORTS // 8))
 
 
 def get_ports(maps: Maps) -> set[int]:
-    return {port for port, on in _ports(maps).lookup_batch(chunk=_PORTS) if on}
+    raw = _ports(maps).lookup(0)
+    return {i * 8 + b for i, byte in enumerate(raw) if byte for b in range(8) if byte >> b & 1}
 
 
 def set_ports(maps: Maps, ports: Iterable[int]) -> None:
-    """Make the protected set exactly ``ports`` (adds first, so nothing is unguarded)."""
+    """Make the protected set exactly ``ports``.
+
+    One write of the whole bitmap: a port in both the old and the new set
+    keeps its bit throughout, so it is never unguarded. Two processes editing
+    the set at once can lose one's change (read-modify-write), as with any
+    unlocked map.
+    """
     want = set(ports)
     bad = sorted(p for p in want if not 0 <= p < _PORTS)
     if bad:
         raise ValueError(f"not a TCP port: {bad[0]}")
-    m = _ports(maps)
-    have = get_ports(maps)
-    m.update_batch([(p, 1) for p in sorted(want - have)])
-    m.update_batch([(p, 0) for p in sorted(have - want)])
+    bits = 0
+    for port in want:
+        bits |= 1 << port
+    _ports(maps).update(0, bits.to_bytes(_PORTS // 8, "little"))
 
 
 # -- cookie keys ------------------------------------------------------------------

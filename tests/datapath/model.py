@@ -1,0 +1,300 @@
+"""A Python model of the data path's verdict, and the replies it should send.
+
+Written from the rules of issue 3, not from the C: a byte-level parser (no
+scapy leniency) decides verdict and reason; replies are built with scapy and
+``xdpshield.cookie``. The guard tests compare the kernel's reply bytes with
+:func:`synack` / :func:`rst`, the differential test compares every verdict.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
+from scapy.packet import Packet
+
+import xdpshield
+from xdpshield import cookie
+from xdpshield.datapath import Reason
+
+OBJ = Path(xdpshield.__file__).parent / "_obj" / "xdpshield.o"
+XDP_DROP, XDP_PASS, XDP_TX = 1, 2, 3
+TTL = 64
+SYNACK_WINDOW = 65535
+MAX_L4_OFF = 1024
+FIN, SYN, RST, ACK, ECE, CWR = 0x01, 0x02, 0x04, 0x10, 0x40, 0x80
+
+
+@dataclass
+class SynOptions:
+    """What a client's SYN offered, as Linux's tcp_parse_options() reads it."""
+
+    mss: int | None = None
+    wscale: int | None = None
+    sack: bool = False
+    ts: int | None = None  # the client's TSval
+
+
+def parse_tcp_options(opts: bytes) -> SynOptions:
+    out = SynOptions()
+    i = 0
+    while i < len(opts):
+        kind = opts[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 2 > len(opts):
+            break
+        olen = opts[i + 1]
+        if olen < 2 or i + olen > len(opts):
+            break
+        body = opts[i + 2 : i + olen]
+        if kind == 2 and olen == 4:
+            mss = int.from_bytes(body, "big")
+            if mss:
+                out.mss = mss
+        elif kind == 3 and olen == 3:
+            out.wscale = min(body[0], cookie.MAX_WSCALE)
+        elif kind == 4 and olen == 2:
+            out.sack = True
+        elif kind == 8 and olen == 10:
+            out.ts = int.from_bytes(body[:4], "big")
+        i += olen
+    return out
+
+
+@dataclass
+class Config:
+    """The shield's settings and state, as the model needs them."""
+
+    ports: set[int]
+    keys: dict[int, tuple[bytes, int]]  # slot -> (key, epoch), live ones only
+    now_ns: int
+    ttl_ns: int = 300 * 1_000_000_000
+    budget: int = 32
+    wscale: int = 7
+    mss4: int = 1460
+    mss6: int = 1440
+    verified: dict[bytes, list[int]] = field(default_factory=dict)  # vkey -> [expires, budget]
+
+    def current_key(self) -> tuple[bytes, int] | None:
+        if not self.keys:
+            return None
+        return max(self.keys.values(), key=lambda ke: ke[1])
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: int
+    reason: Reason
+    reply: bytes | None = None  # the frame after the program, for XDP_TX
+
+
+def _drop(reason: Reason) -> Decision:
+    return Decision(XDP_DROP, reason)
+
+
+def _pass(reason: Reason) -> Decision:
+    return Decision(XDP_PASS, reason)
+
+
+def swap_l2(l2: bytes) -> bytes:
+    return l2[6:12] + l2[0:6] + l2[12:]
+
+
+def synack(
+    l2: bytes,
+    v6: bool,
+    saddr: str,
+    daddr: str,
+    sport: int,
+    dport: int,
+    isn: int,
+    opts: SynOptions,
+    ecn: bool,
+    key: bytes,
+    epoch: int,
+    now_ns: int,
+    wscale: int = 7,
+    mss: int | None = None,
+) -> bytes:
+    """The cookie SYN-ACK for a client SYN; ``l2`` is the SYN's Ethernet + tags."""
+    idx = cookie.mss_index(opts.mss, v6)
+    seq = cookie.make_cookie(key, epoch, saddr, daddr, sport, dport, isn, idx)
+    tcp_opts: list[tuple[str, object]] = [("MSS", mss or (1440 if v6 else 1460))]
+    if opts.ts is not None:
+        ts = cookie.tsval(now_ns, cookie.ts_options(opts.wscale, opts.sack, ecn))
+        if opts.sack:
+            tcp_opts += [("SAckOK", b"")]
+        else:
+            tcp_opts += [("NOP", None), ("NOP", None)]
+        tcp_opts += [("Timestamp", (ts, opts.ts))]
+        if opts.wscale is not None:
+            tcp_opts += [("NOP", None), ("WScale", wscale)]
+    tcp = TCP(
+        sport=dport,
+        dport=sport,
+        seq=seq,
+        ack=(isn + 1) & 0xFFFFFFFF,
+        flags="SA",
+        window=SYNACK_WINDOW,
+        options=tcp_opts,
+    )
+    return swap_l2(l2) + bytes(_ip(v6, daddr, saddr) / tcp)
+
+
+def rst(l2: bytes, v6: bool, saddr: str, daddr: str, sport: int, dport: int, ack: int) -> bytes:
+    """Reset mode's answer to a valid handshake ACK (seq taken from its ack)."""
+    tcp = TCP(sport=dport, dport=sport, seq=ack, ack=0, flags="R", window=0)
+    return swap_l2(l2) + bytes(_ip(v6, daddr, saddr) / tcp)
+
+
+def _ip(v6: bool, src: str, dst: str) -> Packet:
+    if v6:
+        return IPv6(src=src, dst=dst, tc=0, fl=0, hlim=TTL)
+    return IP(src=src, dst=dst, id=0, flags="DF", ttl=TTL, tos=0)
+
+
+def vkey(v6: bool, saddr: bytes) -> bytes:
+    return saddr if v6 else b"\0" * 10 + b"\xff\xff" + saddr
+
+
+def decide(frame: bytes, cfg: Config) -> Decision:
+    """The verdict the data path should give ``frame``; updates ``cfg.verified``."""
+    n = len(frame)
+    if n < 14:
+        return _drop(Reason.MALFORMED)
+    proto = int.from_bytes(frame[12:14], "big")
+    off = 14
+    for _ in range(2):
+        if proto not in (0x8100, 0x88A8):
+            break
+        if off + 4 > n:
+            return _drop(Reason.MALFORMED)
+        proto = int.from_bytes(frame[off + 2 : off + 4], "big")
+        off += 4
+    l3off = off
+    first_frag = nonfirst = False
+    if proto == 0x0800:
+        if off + 20 > n:
+            return _drop(Reason.MALFORMED)
+        ver, ihl = frame[off] >> 4, frame[off] & 0xF
+        if ver != 4 or ihl < 5:
+            return _drop(Reason.MALFORMED)
+        tot = int.from_bytes(frame[off + 2 : off + 4], "big")
+        if tot < ihl * 4 or off + tot > n:
+            return _drop(Reason.MALFORMED)
+        frag = int.from_bytes(frame[off + 6 : off + 8], "big")
+        nonfirst = bool(frag & 0x1FFF)
+        first_frag = not nonfirst and bool(frag & 0x2000)
+        l4proto, l4off, l4len = frame[off + 9], off + ihl * 4, tot - ihl * 4
+        v6 = False
+        saddr, daddr = frame[off + 12 : off + 16], frame[off + 16 : off + 20]
+    elif proto == 0x86DD:
+        if off + 40 > n or frame[off] >> 4 != 6:
+            return _drop(Reason.MALFORMED)
+        plen = int.from_bytes(frame[off + 4 : off + 6], "big")
+        if off + 40 + plen > n:
+            return _drop(Reason.MALFORMED)
+        nh, pos = frame[off + 6], off + 40
+        saddr, daddr = frame[off + 8 : off + 24], frame[off + 24 : off + 40]
+        v6 = True
+        for _ in range(6):
+            if nh in (0, 43, 60, 51):
+                if pos + 8 > n or plen < 8:
+                    return _drop(Reason.MALFORMED)
+                hl = (frame[pos + 1] + 2) * 4 if nh == 51 else (frame[pos + 1] + 1) * 8
+                if hl > plen:
+                    return _drop(Reason.MALFORMED)
+                nh, pos, plen = frame[pos], pos + hl, plen - hl
+            elif nh == 44:
+                if pos + 8 > n or plen < 8:
+                    return _drop(Reason.MALFORMED)
+                fo = int.from_bytes(frame[pos + 2 : pos + 4], "big")
+                nh, pos, plen = frame[pos], pos + 8, plen - 8
+                if fo & 0xFFF8:
+                    nonfirst = True
+                    break
+                first_frag = first_frag or bool(fo & 1)
+            else:
+                break
+        else:
+            return _drop(Reason.MALFORMED)
+        l4proto, l4off, l4len = nh, pos, plen
+    else:
+        return _pass(Reason.PASS_NON_IP)
+
+    if nonfirst:
+        return _pass(Reason.PASS_FRAGMENT)
+    if l4proto == 6:
+        if l4off + 20 > n or l4len < 20:
+            return _drop(Reason.MALFORMED)
+        doff = frame[l4off + 12] >> 4
+        if doff < 5 or doff * 4 > l4len or l4off > MAX_L4_OFF:
+            return _drop(Reason.MALFORMED)
+        dport = int.from_bytes(frame[l4off + 2 : l4off + 4], "big")
+        if dport not in cfg.ports:
+            return _pass(Reason.PASS_UNPROTECTED)
+        th = frame[l4off : l4off + doff * 4]
+        return _guard(frame[:l3off], v6, saddr, daddr, th, cfg)
+    if l4proto == 17:
+        if l4off + 8 > n or l4len < 8:
+            return _drop(Reason.MALFORMED)
+        ulen = int.from_bytes(frame[l4off + 4 : l4off + 6], "big")
+        if ulen < 8 or (ulen > l4len and not first_frag):
+            return _drop(Reason.MALFORMED)
+    elif l4proto in (1, 58) and (l4off + 8 > n or l4len < 8):
+        return _drop(Reason.MALFORMED)
+    return _pass(Reason.PASS_UNPROTECTED)
+
+
+def _guard(l2: bytes, v6: bool, saddr: bytes, daddr: bytes, th: bytes, cfg: Config) -> Decision:
+    sport, dport, seq, ack = struct.unpack_from("!HHII", th)
+    tcpflags = th[13]
+    flags = tcpflags & (SYN | ACK | RST | FIN)
+    s = str(ipaddress.ip_address(saddr))
+    d = str(ipaddress.ip_address(daddr))
+    vk = vkey(v6, saddr)
+    entry = cfg.verified.get(vk)
+    if entry is not None and entry[0] <= cfg.now_ns:
+        entry = None
+
+    def touch() -> None:
+        assert entry is not None
+        if entry[0] < cfg.now_ns + cfg.ttl_ns // 2:
+            entry[0] = cfg.now_ns + cfg.ttl_ns
+
+    if flags == SYN:
+        if entry is not None and entry[1]:
+            entry[1] -= 1
+            touch()
+            return _pass(Reason.VERIFIED_PASS)
+        cur = cfg.current_key()
+        if cur is None:
+            return _drop(Reason.NO_KEY)
+        opts = parse_tcp_options(th[20:])
+        ecn = tcpflags & (ECE | CWR) == ECE | CWR
+        mss = cfg.mss6 if v6 else cfg.mss4
+        reply = synack(
+            l2, v6, s, d, sport, dport, seq, opts, ecn, *cur, cfg.now_ns, cfg.wscale, mss
+        )
+        return Decision(XDP_TX, Reason.SYN_COOKIE_SENT, reply)
+    if flags == ACK:
+        if entry is not None:
+            if entry[1] or not cookie.cookie_valid(cfg.keys, s, d, sport, dport, seq, ack):
+                touch()
+                return _pass(Reason.VERIFIED_PASS)
+        elif not cookie.cookie_valid(cfg.keys, s, d, sport, dport, seq, ack):
+            return _drop(Reason.ACK_INVALID)
+        cfg.verified[vk] = [cfg.now_ns + cfg.ttl_ns, cfg.budget]
+        return Decision(XDP_TX, Reason.ACK_VALID, rst(l2, v6, s, d, sport, dport, ack))
+    if entry is not None:
+        touch()
+        return _pass(Reason.VERIFIED_PASS)
+    return _drop(Reason.NOT_VERIFIED)
