@@ -169,6 +169,23 @@ def sum_percpu(values: Sequence[T], add: Callable[[T, T], T] | None = None) -> T
     return acc
 
 
+def _obj_pin(fd: int, path: str | Path, what: str) -> None:
+    try:
+        lib().bpf.bpf_obj_pin(fd, str(path).encode())
+    except OSError as exc:
+        raise from_oserror(exc, f"pin {what} at {path}") from None
+
+
+def _obj_get(path: str | Path, what: str) -> int:
+    """A new fd for the object pinned at ``path``."""
+    try:
+        return int(lib().bpf.bpf_obj_get(str(path).encode()))
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise ObjectNotFound(f"no pinned {what} at {path}") from None
+        raise from_oserror(exc, f"open pinned {what} {path}") from None
+
+
 # -- maps ---------------------------------------------------------------------------
 class Map(Generic[K, V]):
     """A loaded (or pinned) map, typed by its key and value codecs."""
@@ -214,13 +231,7 @@ class Map(Generic[K, V]):
 
     @classmethod
     def open_pinned(cls, path: str | Path) -> Map[bytes, bytes]:
-        try:
-            fd = lib().bpf.bpf_obj_get(str(path).encode())
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                raise ObjectNotFound(f"no pinned map at {path}") from None
-            raise from_oserror(exc, f"open pinned map {path}") from None
-        return cls.from_fd(fd, Path(path).name)
+        return cls.from_fd(_obj_get(path, "map"), Path(path).name)
 
     def typed(self, key: Codec[T], value: Codec[Any]) -> Map[T, Any]:
         """A view of this map with other codecs (shares the fd)."""
@@ -413,10 +424,7 @@ class Map(Generic[K, V]):
                 self.delete(k)
 
     def pin(self, path: str | Path) -> None:
-        try:
-            lib().bpf.bpf_obj_pin(self.fd, str(path).encode())
-        except OSError as exc:
-            raise from_oserror(exc, f"pin map {self.name} at {path}") from None
+        _obj_pin(self.fd, path, f"map {self.name}")
 
 
 # -- programs ---------------------------------------------------------------------
@@ -447,19 +455,11 @@ class Program:
         return int(lib().prog_info(self.fd).id)
 
     def pin(self, path: str | Path) -> None:
-        try:
-            lib().bpf.bpf_obj_pin(self.fd, str(path).encode())
-        except OSError as exc:
-            raise from_oserror(exc, f"pin program {self.name} at {path}") from None
+        _obj_pin(self.fd, path, f"program {self.name}")
 
     @classmethod
     def open_pinned(cls, path: str | Path) -> Program:
-        try:
-            fd = lib().bpf.bpf_obj_get(str(path).encode())
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                raise ObjectNotFound(f"no pinned program at {path}") from None
-            raise from_oserror(exc, f"open pinned program {path}") from None
+        fd = _obj_get(path, "program")
         info = lib().prog_info(fd)
         return cls(fd, info.name.decode(), "", info.type)
 
