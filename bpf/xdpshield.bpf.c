@@ -10,6 +10,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "guard.h"
+#include "handoff.h"
 
 #ifdef XDPSHIELD_DEBUG
 #define xs_debug(fmt, ...) bpf_printk(fmt, ##__VA_ARGS__)
@@ -92,6 +93,27 @@ int xdpshield_xdp(struct xdp_md *ctx)
 		cnt->bytes += frame_len;
 	}
 	return XS_V_ACT(verdict);
+}
+
+/* Transparent mode only (Python switches it off otherwise): the handoff of
+ * verified handshakes to the kernel. Counts only what it acts on.
+ */
+SEC("tc")
+int xdpshield_tc(struct __sk_buff *skb)
+{
+	__u32 verdict = xs_tc_handoff(skb);
+	__u32 reason = XS_V_REASON(verdict);
+	struct xs_counter *cnt;
+
+	if (reason < XS_R__MAX) {
+		cnt = bpf_map_lookup_elem(&xs_stats, &reason);
+		if (cnt) {
+			cnt->packets++;
+			cnt->bytes += skb->len;
+		}
+	}
+	/* Back from a byte to the tc action: 0xff is TC_ACT_UNSPEC (-1). */
+	return (int)(__s8)XS_V_ACT(verdict);
 }
 
 char _license[] SEC("license") = "GPL";

@@ -94,4 +94,21 @@
 #define XS_REPLY_TTL		64
 #define XS_SYNACK_WINDOW	65535
 
+/* Transparent mode: struct xs_meta's opts bits and magic. The magic tells
+ * our metadata from another XDP program's (and from none at all).
+ */
+#define XS_META_TS		0x01
+#define XS_META_SACK		0x02
+#define XS_META_WS		0x04
+#define XS_META_ECN		0x08
+#define XS_META_MAGIC		0x78736d31	/* "xsm1" */
+
+/* tc verdicts (linux/pkt_cls.h: #defines, so not in vmlinux.h). */
+#define XS_TC_ACT_OK		0
+#define XS_TC_ACT_SHOT		2
+/* TC_ACT_UNSPEC is -1; verdicts keep the action in a byte, so 0xff stands
+ * for it until the exit converts it back.
+ */
+#define XS_TC_ACT_UNSPEC	0xff
+
 #endif

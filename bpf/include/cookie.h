@@ -135,6 +135,21 @@ static __always_inline __u32 xs_mss_index(__u32 mss, int v6)
 	return 0;
 }
 
+/* The MSS an index stands for (the inverse of xs_mss_index()). */
+static __always_inline __u16 xs_mss_of_index(__u32 idx, int v6)
+{
+	switch (idx & 3) {
+	case 0:
+		return v6 ? 1220 : 536;
+	case 1:
+		return v6 ? 1420 : 1300;
+	case 2:
+		return 1440;
+	default:
+		return v6 ? 8940 : 1460;
+	}
+}
+
 static __always_inline __u32 xs_cookie_pack(__u32 hash, __u32 slot,
 					    __u32 mss_idx)
 {

@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* The TCP guard, reset mode: SYN -> cookie SYN-ACK, handshake ACK -> cookie
- * check -> verified + RST, later segments pass only from verified sources.
+/* The TCP guard. Both modes answer a SYN with a cookie SYN-ACK.
+ * Reset mode: handshake ACK -> cookie check -> verified + RST, later
+ * segments pass only from verified sources.
+ * Transparent mode: a segment of a socket the kernel has passes; a handshake
+ * ACK with a valid cookie passes with the decoded cookie as XDP metadata, and
+ * the tc program (handoff.h) makes the kernel create the connection.
  * Each function returns a verdict: XDP action in the low byte, reason above.
  */
 #ifndef XDPSHIELD_GUARD_H
@@ -206,6 +210,139 @@ static __always_inline __u32 xs_ack_reset(struct xdp_md *ctx,
 	return XS_V(XDP_TX, XS_R_ACK_VALID);
 }
 
+/* The client's TSval and TSecr (host order) from a non-SYN segment; 0 when
+ * it carries no timestamps option. The layout Linux, BSD and Windows send
+ * (NOP NOP TS, 12 bytes) is two compares; anything else is the general walk.
+ */
+static __always_inline int xs_ack_timestamps(struct xdp_md *ctx,
+					     struct tcphdr *th, __u64 l4off,
+					     __u32 *tsval, __u32 *tsecr)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 optlen = th->doff * 4 - sizeof(*th);
+	__u8 *o = (__u8 *)(th + 1);
+	__u64 off;
+
+	if (!optlen)
+		return 0;
+	if (optlen == 12 && (void *)(o + 12) <= data_end &&
+	    *(__u32 *)o == bpf_htonl(XS_TCPOPT_NOP << 24 | XS_TCPOPT_NOP << 16 |
+				     XS_TCPOPT_TIMESTAMP << 8 | 10)) {
+		*tsval = bpf_ntohl(*(__u32 *)(o + 4));
+		*tsecr = bpf_ntohl(*(__u32 *)(o + 8));
+		return 1;
+	}
+	off = xs_find_tsopt(ctx, l4off + sizeof(*th), optlen);
+	if (!off || off > XS_MAX_L4_OFF + 60)
+		return 0;
+	o = (void *)(long)ctx->data + off;
+	/* Verifier: as for th in xs_guard_tcp(), keep clang from redoing
+	 * data + off after the check.
+	 */
+	barrier_var(o);
+	if ((void *)(o + 10) > data_end)
+		return 0;
+	*tsval = bpf_ntohl(*(__u32 *)(o + 2));
+	*tsecr = bpf_ntohl(*(__u32 *)(o + 6));
+	return 1;
+}
+
+/* Transparent mode's handshake ACK, cookie already checked: decode what the
+ * cookie and the echoed TSval carry, as Linux's cookie_timestamp_decode()
+ * does, into XDP metadata for the tc program, and pass.
+ */
+static __always_inline __u32 xs_ack_pass_meta(struct xdp_md *ctx,
+					      const struct xs_l3 *l3,
+					      struct tcphdr *th, __u64 l4off)
+{
+	__u32 cookie = bpf_ntohl(th->ack_seq) - 1;
+	struct xs_meta m = {
+		.mss = xs_mss_of_index(cookie & XS_COOKIE_MSS_MASK, l3->v6),
+		.magic = XS_META_MAGIC,
+	};
+	struct xs_meta *mp;
+	__u32 tsopt;
+
+	if (xs_ack_timestamps(ctx, th, l4off, &m.tsval, &m.tsecr)) {
+		/* Without timestamps the SYN-ACK offered neither window
+		 * scale nor SACK, so there is nothing more to decode.
+		 */
+		tsopt = m.tsecr & ((1U << XS_TS_BITS) - 1);
+		m.opts = XS_META_TS;
+		if (tsopt & XS_TS_SACK)
+			m.opts |= XS_META_SACK;
+		if (tsopt & XS_TS_ECN)
+			m.opts |= XS_META_ECN;
+		if ((tsopt & XS_TS_WSCALE_MASK) != XS_TS_WSCALE_MASK) {
+			m.opts |= XS_META_WS;
+			m.snd_wscale = tsopt & XS_TS_WSCALE_MASK;
+		}
+	}
+	if (xs_force_nometa || bpf_xdp_adjust_meta(ctx, -(int)sizeof(m))) {
+		/* No metadata on this driver: tc re-checks the cookie. */
+		if (!xs_nometa_seen)
+			xs_nometa_seen = 1;
+		return XS_V(XDP_PASS, XS_R_ACK_VALID);
+	}
+	mp = (void *)(long)ctx->data_meta;
+	if ((void *)(mp + 1) > (void *)(long)ctx->data)
+		return XS_V(XDP_PASS, XS_R_ACK_VALID);
+	*mp = m;
+	return XS_V(XDP_PASS, XS_R_ACK_VALID);
+}
+
+/* Transparent mode, any non-SYN segment to a protected port.
+ *
+ * The socket lookup comes first: established traffic, the bulk of what a
+ * guarded port sees, then costs one lookup and no hash. A forged ACK costs
+ * the lookup and one SipHash whatever the order (it must be tried against
+ * both), and a genuine handshake ACK is rare.
+ */
+static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
+						    const struct xs_l3 *l3,
+						    struct tcphdr *th,
+						    __u64 l4off)
+{
+	struct bpf_sock_tuple t;
+	struct bpf_sock *sk;
+	__u32 tlen;
+	int listener;
+
+	if (l3->v6) {
+		struct ipv6hdr *ip6 = l3->iph;
+
+		__builtin_memcpy(t.ipv6.saddr, &ip6->saddr, 16);
+		__builtin_memcpy(t.ipv6.daddr, &ip6->daddr, 16);
+		t.ipv6.sport = th->source;
+		t.ipv6.dport = th->dest;
+		tlen = sizeof(t.ipv6);
+	} else {
+		struct iphdr *iph = l3->iph;
+
+		t.ipv4.saddr = iph->saddr;
+		t.ipv4.daddr = iph->daddr;
+		t.ipv4.sport = th->source;
+		t.ipv4.dport = th->dest;
+		tlen = sizeof(t.ipv4);
+	}
+	sk = bpf_skc_lookup_tcp(ctx, &t, tlen, BPF_F_CURRENT_NETNS, 0);
+	if (sk) {
+		listener = sk->state == BPF_TCP_LISTEN;
+		bpf_sk_release(sk);
+		/* Established, closing, time-wait or a request socket: the
+		 * kernel's own state machine judges it.
+		 */
+		if (!listener)
+			return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
+	}
+	if ((XS_TCP_FLAGS(th) & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) !=
+	    XS_TCP_ACK)
+		return XS_V(XDP_DROP, XS_R_NOT_VERIFIED);
+	if (!xs_ack_cookie_ok(l3, th))
+		return XS_V(XDP_DROP, XS_R_ACK_INVALID);
+	return xs_ack_pass_meta(ctx, l3, th, l4off);
+}
+
 /* A TCP segment to a protected port.
  *
  * Verifier: a global (non-static, noinline) function, verified once. Inlined,
@@ -253,6 +390,11 @@ __attribute__((noinline)) __u32 xs_guard_tcp(struct xdp_md *ctx, __u64 l3off,
 		return XS_V(XDP_DROP, XS_R_MALFORMED);
 
 	flags = XS_TCP_FLAGS(th) & XS_HANDSHAKE_MASK;
+	if (xs_transparent) {
+		if (flags == XS_TCP_SYN)
+			return xs_syn_cookie(ctx, &l3, th, data_end, frame_len);
+		return xs_transparent_segment(ctx, &l3, th, l4off);
+	}
 	xs_vkey_of(&vk, &l3);
 	now = xs_now();
 	v = xs_verified_get(&vk, now);

@@ -55,6 +55,18 @@ const volatile __u32 xs_verified_budget = 32;
 const volatile __u32 xs_wscale = 7;	/* window scale our SYN-ACK offers */
 const volatile __u32 xs_mss4 = 1460;	/* MSS our SYN-ACK offers, IPv4 */
 const volatile __u32 xs_mss6 = 1440;	/* and IPv6 */
+/* Transparent handshake: a valid handshake ACK passes to the kernel (with
+ * its decoded cookie as XDP metadata, for the tc program) instead of being
+ * answered with an RST; the verified table is not used.
+ */
+const volatile __u32 xs_transparent = 0;
+/* Tests only: behave as on a driver without XDP metadata support. */
+const volatile __u32 xs_force_nometa = 0;
+/* Set by XDP when the driver gave no room for metadata: from then on tc
+ * re-checks cookies itself. A plain global: one writer value, no race that
+ * matters (it only ever goes from 0 to 1).
+ */
+__u32 xs_nometa_seen = 0;
 /* Tests only: a fixed clock (ns), so cookies' TSval and expiry are
  * reproducible. 0 (always, in production) reads the kernel's clock.
  */

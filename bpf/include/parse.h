@@ -287,4 +287,48 @@ __attribute__((noinline)) __u64 xs_parse_tcpopts(struct xdp_md *ctx,
 	}
 	return res;
 }
+
+/* Where the timestamps option of a non-SYN segment starts (frame offset), or
+ * 0. For the ACKs whose options are not the NOP NOP TS layout every common
+ * stack sends; the walk and its verifier notes are xs_parse_tcpopts()'s.
+ * Like Linux, a later duplicate wins.
+ */
+__attribute__((noinline)) __u64 xs_find_tsopt(struct xdp_md *ctx, __u64 off,
+					      __u64 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 stop, found = 0;
+	__u32 kind, olen;
+	__u8 *p;
+	int i;
+
+	if (off > 0x3fff || len > XS_TCPOPT_MAXLEN)
+		return 0;
+	stop = off + len;
+	for (i = 0; i < XS_TCPOPT_MAXLEN; i++) {
+		asm volatile("%[off] &= 0x7fff" : [off] "+r"(off));
+		if (off >= stop)
+			break;
+		p = data + off;
+		if ((void *)(p + 1) > data_end)
+			break;
+		kind = p[0];
+		if (kind == XS_TCPOPT_EOL)
+			break;
+		if (kind == XS_TCPOPT_NOP) {
+			off++;
+			continue;
+		}
+		if (off + 2 > stop || (void *)(p + 2) > data_end)
+			break;
+		olen = p[1];
+		if (olen < 2 || off + olen > stop)
+			break;
+		if (kind == XS_TCPOPT_TIMESTAMP && olen == 10)
+			found = off;
+		off += olen;
+	}
+	return found;
+}
 #endif

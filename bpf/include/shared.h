@@ -22,6 +22,14 @@ enum xs_reason {
 	XS_R_PASS_FRAGMENT,	/* non-first IP fragment: no L4 header to judge */
 	XS_R_NO_KEY,		/* no live cookie key yet: guarded SYN/ACK dropped */
 	XS_R_REPLY_FAILED,	/* the frame could not be resized for a reply */
+	/* Transparent mode (the ACK_VALID reason counts the handshake ACKs
+	 * passed on to tc; ACK_INVALID the ACKs with neither socket nor cookie).
+	 */
+	XS_R_ESTABLISHED_PASS,	/* segment of a socket the kernel already has */
+	XS_R_HANDOFF,		/* tc: connection handed to the kernel (kfunc) */
+	XS_R_HANDOFF_FAILED,	/* tc: the kfunc refused; segment dropped */
+	XS_R_HANDOFF_NO_LISTENER, /* tc: nothing listens; the kernel answers */
+	XS_R_HANDOFF_BAD_COOKIE, /* tc, no XDP metadata: cookie re-check failed */
 	XS_R__MAX,
 };
 
@@ -54,6 +62,20 @@ struct xs_verified {
 	__u64 expires_ns;	/* CLOCK_MONOTONIC; refreshed while active */
 	__u32 budget;		/* new connections left before re-verifying */
 	__u32 pad;
+};
+
+/* What XDP tells tc about a handshake ACK whose cookie checked out, in the
+ * 16 bytes of XDP metadata in front of the frame (skb->data_meta in tc).
+ * Only what the cookie and the ACK's timestamps decode to: tc re-parses the
+ * headers itself, because the stack may have moved them (VLAN untagging).
+ */
+struct xs_meta {
+	__u32 tsval;		/* the client's TSval, host order */
+	__u32 tsecr;		/* the ACK's TSecr: our SYN-ACK's TSval */
+	__u16 mss;		/* from the cookie's MSS index */
+	__u8 opts;		/* XS_META_* */
+	__u8 snd_wscale;	/* the client's window scale */
+	__u32 magic;		/* XS_META_MAGIC */
 };
 
 #endif

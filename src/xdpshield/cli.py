@@ -42,7 +42,7 @@ def _human(n: float) -> str:
 def cmd_load(a: argparse.Namespace) -> int:
     handshake = a.handshake
     xdp_mode = a.mode
-    if xdp_mode in HANDSHAKE_MODES:  # `--mode reset` reads naturally; accept it
+    if xdp_mode in ("reset", "transparent"):  # `--mode reset` reads naturally; accept it
         handshake, xdp_mode = xdp_mode, "auto"
     ports = parse_ports(a.protect) if a.protect else []
     shield = Shield.load(
@@ -55,6 +55,7 @@ def cmd_load(a: argparse.Namespace) -> int:
         f"{st.prog_id}, handshake {st.handshake}); protecting "
         f"{_ports_text(st.ports)}"
     )
+    out.print(f"handshake {st.handshake}: {st.handshake_why}")
     return 0
 
 
@@ -100,6 +101,18 @@ def cmd_status(a: argparse.Namespace) -> int:
             f"{up:.0f}s",
         )
     out.print(t)
+    for r in rows:
+        if "error" in r:
+            continue
+        out.print(f"{r['iface']}: handshake {r['handshake']} ({r.get('handshake_why') or '-'})")
+        if r["handshake"] == "transparent":
+            if not r.get("tc_attached"):
+                out.print(f"[red]{r['iface']}: the tc handoff program is not attached[/]")
+            if r.get("syncookies") == 0:
+                out.print(
+                    f"[red]{r['iface']}: net.ipv4.tcp_syncookies is 0: the kernel answers "
+                    "handed-over connections with RST; set it to 1[/]"
+                )
     return 0
 
 
@@ -291,7 +304,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
             "phase",
             "t",
             "flood",
-            "legit ok/s",
+            "legit ok/s (1st try)",
             "legit fail/s",
             "p50 ms",
             "shield verdicts/s",
@@ -303,8 +316,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
                 tick.phase,
                 f"{tick.t}s",
                 f"{_human(tick.flood_pps)}pps",
-                str(tick.legit_completed),
-                str(tick.legit_failed),
+                "-" if tick.legit_t is None else f"{tick.legit_completed} ({tick.legit_first_try})",
+                "-" if tick.legit_t is None else str(tick.legit_failed),
                 f"{tick.legit_p50_ms:.1f}" if tick.legit_p50_ms is not None else "-",
                 verdicts or "-",
             )
@@ -325,12 +338,17 @@ def cmd_demo(a: argparse.Namespace) -> int:
     t = Table("", *[p.name for p in result.phases], title="demo summary")
     rows = [p.summary() for p in result.phases]
     for key, label in (
-        ("legit_success_pct", "legit success %"),
+        ("legit_first_try_pct", "legit success %, first try"),
+        ("legit_success_pct", "legit success %, one retry"),
         ("legit_completed", "legit connections completed"),
         ("connect_p50_ms", "connect p50 ms"),
         ("connect_p99_ms", "connect p99 ms"),
         ("flood_pps", "SYN flood sent (pps)"),
-        ("syn_cookies_per_s", "SYN cookies answered from XDP (/s)"),
+        ("flood_delivered_pps", "SYN flood taken by the server's ring (pps)"),
+        ("flood_refused_pct", "SYN flood refused at the ring %"),
+        ("xdp_syn_cookies_per_s", "SYN cookies answered from XDP (/s)"),
+        ("kernel_syn_cookies_per_s", "SYN cookies sent by the kernel (/s)"),
+        ("server_cpu_busy_pct", "server CPU busy %"),
         ("softirq_cpu_pct", "softirq CPU % (host)"),
     ):
         t.add_row(label, *[_fmt(r[key]) for r in rows])
@@ -387,14 +405,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--mode",
         default="auto",
-        choices=[m.value for m in XdpMode] + list(HANDSHAKE_MODES),
+        choices=[m.value for m in XdpMode] + ["reset", "transparent"],
         help="XDP attach mode (auto tries native, then generic)",
     )
     sp.add_argument(
         "--handshake",
-        default="reset",
+        default="auto",
         choices=HANDSHAKE_MODES,
-        help="what a verified handshake gets (reset: RST, client retries)",
+        help="what a verified handshake gets (transparent: handed to the kernel, "
+        "the client connects at once; reset: RST, the client retries; auto: "
+        "transparent where the kernel supports it)",
     )
     sp.add_argument(
         "--protect",

@@ -29,8 +29,10 @@ from .errors import ConfigError
 
 __all__ = [
     "DEFAULT_KEY_ROTATION_S",
+    "META",
     "PIN_MAPS",
     "GuardOptions",
+    "Meta",
     "Reason",
     "VerifiedEntry",
     "age_verified",
@@ -63,6 +65,11 @@ class Reason(IntEnum):
     PASS_FRAGMENT = 8
     NO_KEY = 9
     REPLY_FAILED = 10
+    ESTABLISHED_PASS = 11
+    HANDOFF = 12
+    HANDOFF_FAILED = 13
+    HANDOFF_NO_LISTENER = 14
+    HANDOFF_BAD_COOKIE = 15
 
     @property
     def label(self) -> str:
@@ -90,7 +97,10 @@ class GuardOptions:
 
     ``key_rotation_s`` is not in the object: it tells the daemon how often to
     call :func:`rotate_keys`. A cookie stays valid for one to two periods.
-    ``fixed_now_ns`` is for tests only: a frozen data-path clock.
+    ``transparent`` selects the transparent handshake (valid handshake ACKs
+    pass to the kernel, the tc program hands them over; see shield.py), else
+    reset mode. ``fixed_now_ns`` and ``force_nometa`` (act as if the driver
+    gave no XDP metadata) are for tests only.
     """
 
     debug: bool = False
@@ -101,6 +111,8 @@ class GuardOptions:
     mss4: int = 1460
     mss6: int = 1440
     fixed_now_ns: int = 0
+    transparent: bool = False
+    force_nometa: bool = False
 
     def __post_init__(self) -> None:
         checks = (
@@ -126,7 +138,46 @@ def constants(opts: GuardOptions) -> dict[str, int]:
         "xs_mss4": opts.mss4,
         "xs_mss6": opts.mss6,
         "xs_fixed_now_ns": opts.fixed_now_ns,
+        "xs_transparent": int(opts.transparent),
+        "xs_force_nometa": int(opts.force_nometa),
     }
+
+
+# -- transparent mode's XDP metadata ---------------------------------------------------
+META = StructCodec("=IIHBBI")  # struct xs_meta: tsval, tsecr, mss, opts, snd_wscale, magic
+META_MAGIC = 0x78736D31
+META_TS, META_SACK, META_WS, META_ECN = 0x01, 0x02, 0x04, 0x08
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What XDP hands tc for a verified handshake ACK (``struct xs_meta``)."""
+
+    tsval: int
+    tsecr: int
+    mss: int
+    timestamps: bool
+    sack: bool
+    wscale: int | None  # the client's, None when it offered none
+    ecn: bool
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Meta:
+        """From the 16 metadata bytes; ValueError when they are not ours."""
+        if len(raw) != META.size:
+            raise ValueError(f"metadata is {META.size} bytes, got {len(raw)}")
+        tsval, tsecr, mss, opts, ws, magic = META.decode(raw)
+        if magic != META_MAGIC:
+            raise ValueError(f"not xdpshield metadata (magic {magic:#x})")
+        return cls(
+            tsval=tsval,
+            tsecr=tsecr,
+            mss=mss,
+            timestamps=bool(opts & META_TS),
+            sack=bool(opts & META_SACK),
+            wscale=ws if opts & META_WS else None,
+            ecn=bool(opts & META_ECN),
+        )
 
 
 # -- ports ------------------------------------------------------------------------

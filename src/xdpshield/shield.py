@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,13 @@ from .bpf import (
     ObjectSpec,
     Program,
     XdpMode,
+    attach_tc,
     attach_xdp,
     bpffs_root,
+    detach_tc,
     detach_xdp,
     ifindex_of,
+    query_tc,
     query_xdp,
 )
 from .datapath import GuardOptions, Reason
@@ -49,10 +52,16 @@ __all__ = [
     "list_shields",
     "object_path",
     "parse_ports",
+    "probe_handoff",
+    "resolve_handshake",
+    "syncookies_setting",
 ]
 
 RUN_DIR = Path("/run/xdpshield")
-HANDSHAKE_MODES = ("reset",)
+#: auto: transparent where the kernel can take the handoff, else reset.
+HANDSHAKE_MODES = ("auto", "transparent", "reset")
+# Our tc filter on the protected link's clsact ingress ("xs").
+TC_HANDLE, TC_PRIORITY = 0x7873, 1
 _CAP_NET_ADMIN, _CAP_SYS_ADMIN, _CAP_BPF = 12, 21, 39
 
 
@@ -110,6 +119,59 @@ def parse_ports(text: str | Iterable[int]) -> list[int]:
     return sorted(set(ports))
 
 
+def probe_handoff() -> str | None:
+    """None when this kernel lets tc hand a connection over (the kfunc
+    ``bpf_sk_assign_tcp_reqsk``), else why not. Asks the verifier by loading a
+    tiny program: feature listings over-report on this kernel.
+    """
+    path = object_path().parent / "probe_reqsk.o"
+    if not path.is_file():
+        return f"probe object missing: {path} (run 'make build')"
+    try:
+        with ObjectSpec(path) as spec, spec.load():
+            return None
+    except XdpShieldError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"the kernel refused bpf_sk_assign_tcp_reqsk: {first}"
+
+
+def syncookies_setting() -> int | None:
+    """net.ipv4.tcp_syncookies of the current network namespace (None: unreadable)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/tcp_syncookies").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+_SYNCOOKIES_OFF = (
+    "net.ipv4.tcp_syncookies is 0 in this namespace: the kernel would answer every "
+    "handed-over connection with an RST (set it to 1)"
+)
+
+
+def resolve_handshake(requested: str) -> tuple[str, str]:
+    """(mode, why) for a requested handshake mode, in the current namespace.
+
+    ``transparent`` fails loudly when it cannot work; ``auto`` falls back to
+    reset mode and says why.
+    """
+    if requested not in HANDSHAKE_MODES:
+        raise ConfigError(
+            f"unknown handshake mode {requested!r} (choose from {', '.join(HANDSHAKE_MODES)})",
+            key="mode",
+        )
+    if requested == "reset":
+        return "reset", "requested"
+    problem = probe_handoff()
+    if problem is None and syncookies_setting() == 0:
+        problem = _SYNCOOKIES_OFF
+    if problem is None:
+        return "transparent", f"{requested}: the kernel has bpf_sk_assign_tcp_reqsk"
+    if requested == "transparent":
+        raise ConfigError(f"transparent handshake unavailable: {problem}", key="mode")
+    return "reset", f"auto: fell back to reset ({problem})"
+
+
 def _scope() -> str:
     """Pins of a named namespace live apart: interface names repeat across namespaces."""
     name = netns.current_name()
@@ -131,6 +193,9 @@ class ShieldStatus:
     prog_id: int
     xdp_mode: str
     handshake: str
+    handshake_why: str
+    tc_attached: bool
+    syncookies: int | None
     ports: list[int]
     loaded_at: float
     pin_dir: str
@@ -168,14 +233,17 @@ class Shield:
         """Load the shield object, fill its maps, pin them, then attach.
 
         Maps are filled before the attach so the first packet already meets the
-        configured ports. On any failure nothing is left attached or pinned.
+        configured ports. In transparent mode the tc program is attached before
+        XDP starts passing handshakes to it. On any failure nothing is left
+        attached or pinned.
+
+        ``handshake``: ``reset``, ``transparent`` or ``auto`` (transparent when
+        the kernel supports it, see :func:`resolve_handshake`). The library's
+        default stays ``reset`` for existing callers; the CLI defaults to auto.
         """
         check_privileges()
-        if handshake not in HANDSHAKE_MODES:
-            raise ConfigError(
-                f"unknown handshake mode {handshake!r} (choose from {', '.join(HANDSHAKE_MODES)})",
-                key="mode",
-            )
+        handshake, why = resolve_handshake(handshake)
+        transparent = handshake == "transparent"
         mode = XdpMode(xdp_mode)
         port_list = parse_ports(ports)
         ifindex_of(iface)  # InterfaceNotFound before any work
@@ -185,18 +253,21 @@ class Shield:
                 raise AlreadyAttached(
                     f"xdpshield is already loaded on {iface}; 'xdpshield unload {iface}' first"
                 )
+            _detach_tc_ours(iface, pin_dir / "tc")
             _remove_pins(iface)  # stale: the interface was recreated or detached by hand
         if (cur := query_xdp(iface)) is not None:
             raise AlreadyAttached(
                 f"{iface} already runs XDP program id {cur.prog_id} "
                 f"({cur.mode}) that is not xdpshield's; detach it first"
             )
-        opts = options or GuardOptions(debug=debug)
+        opts = replace(options or GuardOptions(debug=debug), transparent=transparent)
         spec = ObjectSpec(object_path(debug))
         consts = datapath.constants(opts)
         if consts:
             spec.set_constants(**consts)
+        spec.set_autoload("xdpshield_tc", transparent)
         coll = spec.load()
+        tc_attached = False
         try:
             datapath.init_maps(coll.maps, port_list)
             pin_dir.mkdir(parents=True, exist_ok=True)
@@ -207,12 +278,18 @@ class Shield:
                 maps[name] = m
             prog = coll.program("xdpshield_xdp")
             prog.pin(pin_dir / "prog")
+            if transparent:
+                tc = coll.program("xdpshield_tc")
+                tc.pin(pin_dir / "tc")
+                attach_tc(tc, iface, handle=TC_HANDLE, priority=TC_PRIORITY)
+                tc_attached = True
             att = attach_xdp(prog, iface, mode)
             meta = {
                 "iface": iface,
                 "prog_id": att.prog_id,
                 "xdp_mode": att.mode,
                 "handshake": handshake,
+                "handshake_why": why,
                 "debug": debug,
                 "loaded_at": time.time(),
                 "options": asdict(opts),
@@ -222,6 +299,9 @@ class Shield:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(meta, indent=2))
         except BaseException:
+            if tc_attached:
+                with contextlib.suppress(XdpShieldError, OSError):
+                    detach_tc(iface, handle=TC_HANDLE, priority=TC_PRIORITY)
             with contextlib.suppress(XdpShieldError, OSError):
                 _remove_pins(iface)
             coll.close()
@@ -251,8 +331,12 @@ class Shield:
         return cls(iface, maps, prog, meta)
 
     def unload(self) -> None:
-        """Detach (only our program) and remove the pins."""
+        """Detach (only our programs) and remove the pins.
+
+        XDP goes first, so no handshake is passed on after tc has gone.
+        """
         _detach_ours(self.iface, self.program.id)
+        _detach_tc_ours(self.iface, _pin_dir(self.iface) / "tc")
         self.close()
         _remove_pins(self.iface)
 
@@ -298,6 +382,9 @@ class Shield:
             prog_id=prog_id,
             xdp_mode=att.mode if att else "detached",
             handshake=str(self.meta.get("handshake", "reset")),
+            handshake_why=str(self.meta.get("handshake_why", "")),
+            tc_attached=query_tc(self.iface, handle=TC_HANDLE, priority=TC_PRIORITY) is not None,
+            syncookies=syncookies_setting(),
             ports=self.ports,
             loaded_at=float(self.meta.get("loaded_at", 0.0)),
             pin_dir=str(_pin_dir(self.iface)),
@@ -325,6 +412,22 @@ def _attached_is_ours(iface: str, pin_dir: Path) -> bool:
 def _detach_ours(iface: str, prog_id: int) -> None:
     with contextlib.suppress(NotAttached):
         detach_xdp(iface, prog_id)
+
+
+def _detach_tc_ours(iface: str, pin: Path) -> None:
+    """Remove our tc filter, if the one attached is the pinned program."""
+    if not pin.exists():
+        return
+    try:
+        prog = Program.open_pinned(pin)
+    except XdpShieldError:
+        return
+    try:
+        if query_tc(iface, handle=TC_HANDLE, priority=TC_PRIORITY) == prog.id:
+            with contextlib.suppress(NotAttached):
+                detach_tc(iface, handle=TC_HANDLE, priority=TC_PRIORITY)
+    finally:
+        prog.close()
 
 
 def _remove_pins(iface: str) -> None:

@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Transparent mode, tc ingress: hand a cookie-verified handshake to the
+ * kernel. XDP passed the handshake ACK with the decoded cookie as metadata
+ * (guard.h, xs_ack_pass_meta()); here the listener is found and the kfunc
+ * bpf_sk_assign_tcp_reqsk() attaches a request socket built from it to the
+ * skb, so the TCP stack creates the connection as if it had answered the SYN
+ * itself, with the options the client offered.
+ *
+ * Every segment without our metadata leaves at once, uncounted, unless XDP
+ * has found that this driver gives no metadata room (xs_nometa_seen): then
+ * tc re-parses and re-checks the cookie of every handshake-like ACK itself.
+ */
+#ifndef XDPSHIELD_HANDOFF_H
+#define XDPSHIELD_HANDOFF_H
+
+#include "consts.h"
+#include "maps.h"
+#include "parse.h"
+#include "cookie.h"
+#include "policy.h"
+#include "guard.h"
+
+/* Declared against this kernel's BTF types: the kfunc takes the UAPI
+ * struct __sk_buff (struct sk_buff * is refused as "func_proto incompatible
+ * with kernel"). Weak, so that on a kernel without it the object still loads
+ * with the tc program switched off (reset mode).
+ */
+extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk,
+				   struct bpf_tcp_req_attrs *attrs,
+				   int attrs__sz) __ksym __weak;
+
+/* A tc result that is not counted: the ordinary segment that tc leaves alone
+ * (counting it would add a map write to every packet the server receives).
+ * TC_ACT_UNSPEC, so that other filters on the hook still see it.
+ */
+#define XS_TC_QUIET		XS_V(XS_TC_ACT_UNSPEC, XS_R__MAX)
+
+/* No metadata (the driver gave none): decode the ACK's timestamps from the
+ * common layouts only.
+ * XXX: an ACK with any other option layout is dropped on such drivers (its
+ * window scale cannot be known without the general walk, which exists for
+ * XDP only); the client's retransmissions meet the same fate.
+ */
+static __always_inline int xs_tc_decode(struct tcphdr *th, void *data_end,
+					const struct xs_l3 *l3,
+					struct xs_meta *m)
+{
+	__u32 optlen = th->doff * 4 - sizeof(*th);
+	__u8 *o = (__u8 *)(th + 1);
+	__u32 cookie = bpf_ntohl(th->ack_seq) - 1, tsopt;
+
+	m->mss = xs_mss_of_index(cookie & XS_COOKIE_MSS_MASK, l3->v6);
+	m->opts = 0;
+	m->snd_wscale = 0;
+	if (!optlen)
+		return 0;
+	if (optlen != 12 || (void *)(o + 12) > data_end ||
+	    *(__u32 *)o != bpf_htonl(XS_TCPOPT_NOP << 24 |
+				     XS_TCPOPT_NOP << 16 |
+				     XS_TCPOPT_TIMESTAMP << 8 | 10))
+		return -1;
+	m->tsval = bpf_ntohl(*(__u32 *)(o + 4));
+	m->tsecr = bpf_ntohl(*(__u32 *)(o + 8));
+	tsopt = m->tsecr & ((1U << XS_TS_BITS) - 1);
+	m->opts = XS_META_TS;
+	if (tsopt & XS_TS_SACK)
+		m->opts |= XS_META_SACK;
+	if (tsopt & XS_TS_ECN)
+		m->opts |= XS_META_ECN;
+	if ((tsopt & XS_TS_WSCALE_MASK) != XS_TS_WSCALE_MASK) {
+		m->opts |= XS_META_WS;
+		m->snd_wscale = tsopt & XS_TS_WSCALE_MASK;
+	}
+	return 0;
+}
+
+/* Returns XS_V(tc action, reason), or XS_TC_QUIET. */
+static __always_inline __u32 xs_tc_handoff(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct xs_meta *mp = (void *)(long)skb->data_meta;
+	struct xs_cursor c = { .pos = data, .end = data_end };
+	struct bpf_tcp_req_attrs attrs = {};
+	struct bpf_sock_tuple t;
+	struct xs_l3 l3 = {};
+	struct bpf_sock *skc;
+	struct tcp_sock *tp;
+	struct tcphdr *th;
+	struct xs_meta m = {};
+	int proto, have_meta, ret;
+	__u32 tlen;
+
+	if ((void *)(mp + 1) <= data) {
+		if (mp->magic != XS_META_MAGIC)
+			return XS_TC_QUIET;
+		m = *mp;
+		have_meta = 1;
+	} else {
+		/* The common case, every segment but a handshake ACK. */
+		if (!xs_nometa_seen)
+			return XS_TC_QUIET;
+		have_meta = 0;
+	}
+
+	/* Parse again rather than trust offsets from XDP: the stack may have
+	 * moved the headers since (VLAN tags are pulled out of the frame
+	 * before tc sees it).
+	 */
+	proto = xs_parse_eth(&c);
+	if (proto == bpf_htons(XS_ETH_P_IP))
+		proto = xs_parse_ipv4(&c, &l3);
+	else if (proto == bpf_htons(XS_ETH_P_IPV6))
+		proto = xs_parse_ipv6(&c, &l3);
+	else
+		return XS_TC_QUIET;
+	if (proto != IPPROTO_TCP || l3.nonfirst)
+		return XS_TC_QUIET;
+	th = xs_parse_tcp(&c, &l3);
+	if (!th)
+		return XS_TC_QUIET;
+	if (!have_meta) {
+		if ((XS_TCP_FLAGS(th) & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) !=
+			    XS_TCP_ACK ||
+		    !xs_port_protected(th->dest))
+			return XS_TC_QUIET;
+	}
+
+	if (l3.v6) {
+		struct ipv6hdr *ip6 = l3.iph;
+
+		__builtin_memcpy(t.ipv6.saddr, &ip6->saddr, 16);
+		__builtin_memcpy(t.ipv6.daddr, &ip6->daddr, 16);
+		t.ipv6.sport = th->source;
+		t.ipv6.dport = th->dest;
+		tlen = sizeof(t.ipv6);
+	} else {
+		struct iphdr *iph = l3.iph;
+
+		t.ipv4.saddr = iph->saddr;
+		t.ipv4.daddr = iph->daddr;
+		t.ipv4.sport = th->source;
+		t.ipv4.dport = th->dest;
+		tlen = sizeof(t.ipv4);
+	}
+	skc = bpf_skc_lookup_tcp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
+	if (!skc)
+		/* Nothing listens: the kernel answers with an RST, as it
+		 * would for any closed port.
+		 */
+		return XS_V(XS_TC_ACT_OK, XS_R_HANDOFF_NO_LISTENER);
+	if (skc->state != BPF_TCP_LISTEN) {
+		/* The connection exists already (a retransmitted third ACK
+		 * raced the first): the kernel has it.
+		 */
+		bpf_sk_release(skc);
+		return XS_TC_QUIET;
+	}
+	if (!have_meta) {
+		if (!xs_ack_cookie_ok(&l3, th) ||
+		    xs_tc_decode(th, data_end, &l3, &m)) {
+			bpf_sk_release(skc);
+			return XS_V(XS_TC_ACT_SHOT, XS_R_HANDOFF_BAD_COOKIE);
+		}
+	}
+
+	attrs.mss = m.mss;
+	attrs.sack_ok = !!(m.opts & XS_META_SACK);
+	attrs.ecn_ok = !!(m.opts & XS_META_ECN);
+	if (m.opts & XS_META_TS) {
+		attrs.tstamp_ok = 1;
+		/* The kernel derives its timestamp offset from the TSval it
+		 * "sent" (our SYN-ACK's, echoed in TSecr).
+		 */
+		attrs.rcv_tsval = m.tsval;
+		attrs.rcv_tsecr = m.tsecr;
+	}
+	if (m.opts & XS_META_WS) {
+		attrs.wscale_ok = 1;
+		attrs.snd_wscale = m.snd_wscale;
+		/* The scale our SYN-ACK advertised; the kernel does not
+		 * recompute it for a BPF cookie.
+		 */
+		attrs.rcv_wscale = xs_wscale;
+	}
+	/* The kfunc wants the full socket, taken while skc's reference is
+	 * still held.
+	 * XXX: the server namespace's tcp_timestamps/sack/window_scaling
+	 * sysctls are not known here; with one of them off while the client
+	 * offered it, the kfunc refuses (-EINVAL) and the handshake fails.
+	 */
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp) {
+		bpf_sk_release(skc);
+		return XS_V(XS_TC_ACT_SHOT, XS_R_HANDOFF_FAILED);
+	}
+	ret = bpf_sk_assign_tcp_reqsk(skb, (struct sock *)tp, &attrs,
+				      sizeof(attrs));
+	bpf_sk_release(skc);
+	/* Dropped on failure: passed on, the kernel would run its own cookie
+	 * check on our cookie, fail it and answer with an RST.
+	 */
+	if (ret)
+		return XS_V(XS_TC_ACT_SHOT, XS_R_HANDOFF_FAILED);
+	return XS_V(XS_TC_ACT_OK, XS_R_HANDOFF);
+}
+
+#endif
