@@ -315,6 +315,7 @@ def _run_worker(
     deadline_s: float,
     stop: threading.Event,
     live_batch: int,
+    tick_s: float = _TICK_S,
 ) -> None:
     from pyroute2 import netns as pyroute2_netns
 
@@ -338,7 +339,7 @@ def _run_worker(
     call_s = min(_CALL_S[1], max(_CALL_S[0], deadline_s / 20))
     batch = _FIRST_BATCH
     if w.rate is not None:
-        batch = max(1, min(_MAX_BATCH, int(w.rate * _TICK_S)))
+        batch = max(1, min(_MAX_BATCH, int(w.rate * tick_s)))
     try:
         while w.sent < w.quota and not stop.is_set():
             now = time.monotonic()
@@ -403,6 +404,8 @@ def flood(
     cpus: Sequence[int] | None = None,
     on_progress: ProgressFn | None = None,
     progress_interval_s: float = 1.0,
+    tick_s: float = _TICK_S,
+    live_batch: int = _LIVE_BATCH,
 ) -> FloodResult:
     """Flood the stand's server (or ``target``) with ``kind`` frames; block until done.
 
@@ -447,7 +450,10 @@ def flood(
         for i in range(workers)
     ]
     pool = [w for w in pool if w.quota > 0]
-    live_batch = _LIVE_BATCH
+    if not 0.001 <= tick_s <= 1.0:
+        raise TrafficError(f"tick {tick_s} s: must be in [0.001, 1]")
+    if not 1 <= live_batch <= 256:
+        raise TrafficError(f"live batch {live_batch}: must be in 1..256")
     prog = load_flood_program(ff)
     xmit_before = _veth_xmit(target)
     t0 = [0.0]
@@ -457,7 +463,7 @@ def flood(
         for w in pool:
             w.thread = threading.Thread(
                 target=_run_worker,
-                args=(w, prog, ff.frame, target, start, t0, duration_s, stop, live_batch),
+                args=(w, prog, ff.frame, target, start, t0, duration_s, stop, live_batch, tick_s),
                 name=f"xdpshield-flood-{w.index}",
                 daemon=True,
             )
@@ -520,16 +526,32 @@ def body_bytes(size: int) -> bytes:
 
 @dataclass(frozen=True)
 class LegitSample:
-    """One second of the legit load: connections finished in [t, t+1) s."""
+    """One second of the legit load: connections finished in [t, t+1) s.
+
+    ``completed`` counts those that completed (after retries, if any),
+    ``first_try`` those of them that completed on their first attempt.
+    """
 
     t: int
     completed: int
     failed: int
     p50_ms: float | None
+    first_try: int = 0
 
 
 @dataclass(frozen=True)
 class LegitResult:
+    """What the legit clients saw.
+
+    ``attempted`` counts connections a user asked for; each may take up to
+    ``1 + retries`` TCP connections (``retried`` of them were retries, by the
+    reason the one before failed). ``completed`` counts those that got the
+    whole body in the end, ``first_try`` those that got it on the first
+    connection; ``failed`` = attempted - completed, by the reason of the last
+    attempt in ``failures``. Latencies are from the first SYN of a connection
+    to the handshake of the attempt that completed (a retry's cost included).
+    """
+
     attempted: int
     completed: int
     failed: int
@@ -539,15 +561,24 @@ class LegitResult:
     seconds: float
     failures: dict[str, int]
     series: tuple[LegitSample, ...]
+    first_try: int = 0
+    retries: int = 0
+    retried: dict[str, int] = field(default_factory=dict)
 
     @property
     def success(self) -> float:
         """Completed share of the attempted connections (1.0 when none were attempted)."""
         return self.completed / self.attempted if self.attempted else 1.0
 
+    @property
+    def first_try_success(self) -> float:
+        """Share completed on the first attempt (1.0 when none were attempted)."""
+        return self.first_try / self.attempted if self.attempted else 1.0
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["success"] = self.success
+        d["first_try_success"] = self.first_try_success
         return d
 
     @classmethod
@@ -562,6 +593,9 @@ class LegitResult:
             seconds=float(d["seconds"]),
             failures={str(k): int(v) for k, v in d["failures"].items()},
             series=tuple(LegitSample(**s) for s in d["series"]),
+            first_try=int(d.get("first_try", 0)),
+            retries=int(d.get("retries", 0)),
+            retried={str(k): int(v) for k, v in d.get("retried", {}).items()},
         )
 
 
@@ -607,13 +641,32 @@ def _module_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "xdpshield.traffic", *args]
 
 
+def _cpus_args(cpus: Sequence[int] | None) -> list[str]:
+    if cpus is None:
+        return []
+    allowed = os.sched_getaffinity(0)
+    if not cpus or not set(cpus) <= allowed:
+        raise TrafficError(f"cpus {list(cpus)}: must be among {sorted(allowed)}")
+    return ["--cpus", ",".join(str(c) for c in sorted(set(cpus)))]
+
+
 def serve_http(
-    stand: Stand, *, port: int = 80, body_size: int = 4096, ready_timeout_s: float = 15.0
+    stand: Stand,
+    *,
+    port: int = 80,
+    body_size: int = 4096,
+    ready_timeout_s: float = 15.0,
+    cpus: Sequence[int] | None = None,
 ) -> HttpServer:
-    """Start the HTTP server in the stand's server namespace; returns once it listens."""
+    """Start the HTTP server in the stand's server namespace; returns once it listens.
+
+    ``cpus``: run the server process only there (default: anywhere).
+    """
     proc = stand.popen(
         "server",
-        _module_argv("serve", "--port", str(port), "--body-size", str(body_size)),
+        _module_argv(
+            "serve", "--port", str(port), "--body-size", str(body_size), *_cpus_args(cpus)
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -649,7 +702,9 @@ def legit_load(
     body_size: int = 4096,
     family: int = 4,
     connect_timeout_s: float = 3.0,
+    retries: int = 0,
     server: bool = True,
+    cpus: Sequence[int] | None = None,
     on_sample: Callable[[LegitSample], None] | None = None,
 ) -> LegitResult:
     """``n_clients`` concurrent HTTP clients in the client namespace, for ``duration_s``.
@@ -661,6 +716,13 @@ def legit_load(
     the HTTP server is started for the run and stopped after it; otherwise
     one must be listening on ``port`` (``serve_http``). ``on_sample`` gets
     each second's numbers as they come.
+
+    ``retries``: a connection that is reset (at any point) or refused is
+    retried at once, on a new connection, up to this many times, as a
+    browser does; the shield's reset mode resets the first attempt by design
+    (see ``LegitResult``). Timeouts are not retried: they already took
+    ``connect_timeout_s``. ``cpus``: run the clients (and the server, when
+    started here) only there.
     """
     if not 0 < duration_s <= MAX_DURATION_S:
         raise TrafficError(f"duration {duration_s} s: must be in (0, {MAX_DURATION_S:.0f}]")
@@ -670,8 +732,11 @@ def legit_load(
         raise TrafficError(f"count {count}: must be at least 1")
     if family not in (4, 6):
         raise TrafficError(f"family {family}: 4 or 6")
+    if not 0 <= retries <= 10:
+        raise TrafficError(f"retries {retries}: must be in 0..10")
     host = stand.addr("server", family)
-    srv = serve_http(stand, port=port, body_size=body_size) if server else None
+    cpu_args = _cpus_args(cpus)
+    srv = serve_http(stand, port=port, body_size=body_size, cpus=cpus) if server else None
     try:
         argv = _module_argv(
             "client",
@@ -687,12 +752,15 @@ def legit_load(
             str(body_size),
             "--timeout",
             str(connect_timeout_s),
+            "--retries",
+            str(retries),
+            *cpu_args,
         )
         if count is not None:
             argv += ["--count", str(count)]
         proc = stand.popen("client", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         result: LegitResult | None = None
-        limit = time.monotonic() + duration_s + 2 * connect_timeout_s + 30
+        limit = time.monotonic() + duration_s + 2 * (1 + retries) * connect_timeout_s + 30
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -758,6 +826,10 @@ async def _serve(port: int, body_size: int) -> None:
         s.close()
 
 
+# Failures that a client retries at once (the server, or a shield, said "again").
+_RETRYABLE = frozenset({"reset", "refused", "broken_pipe"})
+
+
 async def _client(
     host: str,
     port: int,
@@ -766,78 +838,103 @@ async def _client(
     count: int | None,
     body_size: int,
     timeout: float,
+    retries: int = 0,
 ) -> dict[str, Any]:
     expected = body_bytes(body_size)
     loop = asyncio.get_running_loop()
     start = loop.time()
     deadline = start + duration
-    attempted = completed = failed = verified = 0
+    attempted = completed = first_try = failed = verified = retried_n = 0
     latencies: list[float] = []
     failures: dict[str, int] = {}
+    retried: dict[str, int] = {}
+    # second -> [completed, failed, connect latencies, first try]
     per_sec: dict[int, list[Any]] = {}
     request = f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
 
-    def record(ok: bool, connect_ms: float | None, why: str = "") -> None:
-        nonlocal completed, failed
-        sec = int(loop.time() - start)
-        slot = per_sec.setdefault(sec, [0, 0, []])
+    def slot_of(sec: int) -> list[Any]:
+        return per_sec.setdefault(sec, [0, 0, [], 0])
+
+    def record(ok: bool, first: bool, connect_ms: float | None, why: str = "") -> None:
+        nonlocal completed, failed, first_try
+        slot = slot_of(int(loop.time() - start))
         if ok:
             completed += 1
             slot[0] += 1
+            if first:
+                first_try += 1
+                slot[3] += 1
+            if connect_ms is not None:
+                latencies.append(connect_ms)
+                slot[2].append(connect_ms)
         else:
             failed += 1
             slot[1] += 1
             failures[why] = failures.get(why, 0) + 1
-        if connect_ms is not None and ok:
-            latencies.append(connect_ms)
-            slot[2].append(connect_ms)
 
-    async def one() -> None:
+    async def one(t_first: float) -> tuple[str, float | None]:
+        """One TCP connection: ("", connect ms since ``t_first``) or (why, ...)."""
         nonlocal verified
-        t0 = loop.time()
         writer: asyncio.StreamWriter | None = None
         connect_ms: float | None = None
         try:
             reader, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
             writer = w
-            connect_ms = (loop.time() - t0) * 1000
+            connect_ms = (loop.time() - t_first) * 1000
             w.write(request)
             data = await asyncio.wait_for(reader.read(), timeout)
             head, sep, body = data.partition(b"\r\n\r\n")
             if not sep or not head.startswith(b"HTTP/1.1 200"):
-                record(False, connect_ms, "bad_response")
-            elif body != expected:
-                record(False, connect_ms, "bad_body")
-            else:
-                verified += len(body)
-                record(True, connect_ms)
+                return "bad_response", connect_ms
+            if body != expected:
+                return "bad_body", connect_ms
+            verified += len(body)
+            return "", connect_ms
         except TimeoutError:
-            record(False, connect_ms, "timeout" if connect_ms is None else "read_timeout")
+            return ("timeout" if connect_ms is None else "read_timeout"), connect_ms
         except ConnectionRefusedError:
-            record(False, connect_ms, "refused")
+            return "refused", connect_ms
         except ConnectionResetError:
-            record(False, connect_ms, "reset")
+            return "reset", connect_ms
+        except BrokenPipeError:
+            return "broken_pipe", connect_ms
         except OSError as exc:
-            record(False, connect_ms, type(exc).__name__)
+            return type(exc).__name__, connect_ms
         finally:
             if writer is not None:
                 writer.close()
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
 
+    async def connection() -> None:
+        nonlocal retried_n
+        t_first = loop.time()
+        for attempt in range(retries + 1):
+            why, connect_ms = await one(t_first)
+            if not why:
+                record(True, attempt == 0, connect_ms)
+                return
+            if why not in _RETRYABLE or attempt == retries:
+                record(False, False, None, why)
+                return
+            retried_n += 1
+            retried[why] = retried.get(why, 0) + 1
+
     async def worker() -> None:
         nonlocal attempted
         while loop.time() < deadline and (count is None or attempted < count):
             attempted += 1
-            await one()
+            await connection()
+
+    def sample(sec: int) -> LegitSample:
+        slot = per_sec.get(sec, [0, 0, [], 0])
+        return LegitSample(sec, slot[0], slot[1], _percentile(slot[2], 50), slot[3])
 
     async def reporter() -> None:
         sec = 0
         while True:
             await asyncio.sleep(max(0.0, start + sec + 1 - loop.time()))
-            slot = per_sec.get(sec, [0, 0, []])
-            sample = LegitSample(sec, slot[0], slot[1], _percentile(slot[2], 50))
-            print(json.dumps({"sample": asdict(sample)}), flush=True)
+            print(json.dumps({"sample": asdict(sample(sec))}), flush=True)
             sec += 1
 
     rep = asyncio.create_task(reporter())
@@ -845,17 +942,6 @@ async def _client(
     rep.cancel()
     seconds = loop.time() - start
     last = max(per_sec, default=-1)
-    series = [
-        asdict(
-            LegitSample(
-                s,
-                per_sec.get(s, [0, 0, []])[0],
-                per_sec.get(s, [0, 0, []])[1],
-                _percentile(per_sec.get(s, [0, 0, []])[2], 50),
-            )
-        )
-        for s in range(last + 1)
-    ]
     return {
         "attempted": attempted,
         "completed": completed,
@@ -865,7 +951,10 @@ async def _client(
         "bytes_verified": verified,
         "seconds": seconds,
         "failures": failures,
-        "series": series,
+        "series": [asdict(sample(s)) for s in range(last + 1)],
+        "first_try": first_try,
+        "retries": retried_n,
+        "retried": retried,
     }
 
 
@@ -884,12 +973,17 @@ def _main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--count", type=int, default=None)
     c.add_argument("--body-size", type=int, default=4096)
     c.add_argument("--timeout", type=float, default=3.0)
+    c.add_argument("--retries", type=int, default=0)
+    for sp in (s, c):
+        sp.add_argument("--cpus", default=None, help="comma-separated CPUs to run on")
     a = p.parse_args(argv)
+    if a.cpus:
+        os.sched_setaffinity(0, {int(x) for x in a.cpus.split(",")})
     if a.cmd == "serve":
         asyncio.run(_serve(a.port, a.body_size))
         return 0
     res = asyncio.run(
-        _client(a.host, a.port, a.clients, a.duration, a.count, a.body_size, a.timeout)
+        _client(a.host, a.port, a.clients, a.duration, a.count, a.body_size, a.timeout, a.retries)
     )
     print(json.dumps({"result": res}), flush=True)
     return 0

@@ -247,3 +247,45 @@ def test_refused_frames_are_reported(stand: Stand) -> None:
     res = flood("syn", stand=stand, count=10_000, duration_s=10)
     assert res.sent == 10_000
     assert (res.delivered, res.tx_errors) == (0, 10_000)
+
+
+def test_legit_retries_a_reset_first_attempt(stand: Stand) -> None:
+    """The shield in reset mode resets a new source's first connection by design: with
+    retries=1 the retry completes (and counts as completed, not first try); without
+    retries that connection is a failure, counted as a reset."""
+    from xdpshield.shield import Shield
+
+    with netns.enter(stand.ns("server")):
+        shield = Shield.load(stand.server_if, ports=[80], xdp_mode="native")
+    try:
+        once = legit_load(stand, n_clients=1, duration_s=10, count=10, retries=1)
+        assert (once.attempted, once.completed, once.failed) == (10, 10, 0), once.failures
+        assert once.first_try < once.completed
+        assert once.retries >= 1 and once.retried.get("reset", 0) == once.retries
+        assert once.first_try_success == once.first_try / 10 < once.success == 1.0
+        assert once.bytes_verified == 10 * 4096
+        assert sum(s.first_try for s in once.series) == once.first_try
+    finally:
+        with netns.enter(stand.ns("server")):
+            shield.unload()
+    with netns.enter(stand.ns("server")):
+        shield = Shield.load(stand.server_if, ports=[80], xdp_mode="native")
+    try:
+        never = legit_load(stand, n_clients=1, duration_s=10, count=10, retries=0)
+        assert never.failures.get("reset", 0) >= 1 and never.retries == 0
+        assert never.completed == never.first_try == 10 - never.failed
+    finally:
+        with netns.enter(stand.ns("server")):
+            shield.unload()
+
+
+def test_legit_retries_are_bounded(stand: Stand) -> None:
+    # Refused every time: each connection is tried 1 + retries times, then fails.
+    res = legit_load(
+        stand, n_clients=1, duration_s=2.0, count=5, port=8081, server=False, retries=2
+    )
+    assert (res.attempted, res.completed, res.first_try, res.failed) == (5, 0, 0, 5)
+    assert res.retries == 10 and res.retried == {"refused": 10}
+    assert res.failures == {"refused": 5}
+    with pytest.raises(TrafficError, match="retries"):
+        legit_load(stand, count=1, retries=-1)
