@@ -23,6 +23,39 @@ GRO on: that gives a veth NAPI, the only other way it accepts the generator's
 XDP frames, so the flood also reaches a server that runs no XDP program (the
 "without the shield" baseline). Neighbours on the uplink are pinned, so a
 shield that drops ARP/ND cannot cut the stand in two.
+
+Overload model (opt-in; the demo uses it, the defaults are unchanged)
+----------------------------------------------------------------------
+By default the stand is a *closed loop*: ``veth_xdp_xmit`` schedules the
+receiver's NAPI on the sending CPU, so the server's whole receive cost is
+charged to the generator and a flood slows down to what the server can
+process. A real link is an open loop. Three options make it one:
+
+* ``server_napi_cpu``: the server link's NAPI runs in a kernel thread pinned
+  to that CPU, so the generator's frames are received on another CPU than
+  they are sent from; a receiver that is too slow overflows its ring (256
+  frames) and the rest is refused, as a NIC's RX ring drops.
+* ``upstream_napi_cpu``: the same for the upstream's end (``P-a0``), where
+  the server's replies (the shield's SYN-ACKs) are received and blackholed:
+  that work belongs to the Internet's side, not to the server's CPU.
+* ``shared_rx_ring``: ``tso off gso off`` on ``P-a0``. veth puts a forwarded
+  skb into the receiver's ring only if it is eligible for GRO, which it is
+  not while the sender has TSO (``veth_skb_is_eligible_for_gro``); such skbs
+  go through ``netif_rx`` on the sending CPU and bypass the ring the flood
+  fills. Attaching a native XDP program to ``P-s0`` (the shield) clears
+  those features of ``P-a0`` by itself, so without this option legit
+  traffic shares the ring with the flood only *with* the shield: an unfair
+  comparison. With it, both phases share the ring, as on a NIC's RX queue.
+
+What it does not model: the flood is sent in calls of the live-frames
+generator (a fixed ~24 ms per call, line rate within a call), so it is
+burstier than a real one; the stand has two CPUs, so the demo gives one to
+the Internet (generator, upstream NAPI, legit clients) and one to the server
+(its NAPI thread and its HTTP server). Measured on the 2-core VM: the kernel
+stack (tcp_syncookies=2) takes ~0.2-0.35 Mpps of a ~2 Mpps SYN flood into
+the stack and the ring refuses the rest; the shield answers ~1.3-1.7 Mpps
+from XDP. The kernel's own SYN cookies still complete the legit clients'
+connections (the ring's drops fall mostly on the flood's frames).
 """
 
 from __future__ import annotations
@@ -155,6 +188,11 @@ class Stand:
     # drops (ring overflow) instead of slowing the sender down. None: NAPI
     # runs in the sender's softirq (closed loop: a flood can never overload).
     server_napi_cpu: int | None = None
+    # Legit traffic takes the server link's receive ring, as the flood does.
+    # See the module docstring ("Overload model").
+    shared_rx_ring: bool = False
+    # Likewise for the upstream's end (P-a0), where the server's replies land.
+    upstream_napi_cpu: int | None = None
     _queues: int = field(init=False, repr=False, default=1)
 
     def __post_init__(self) -> None:
@@ -220,6 +258,10 @@ class Stand:
             self._attach_upstream()
             if self.server_napi_cpu is not None:
                 self._threaded_napi(self.server_napi_cpu)
+            if self.upstream_napi_cpu is not None:
+                self._threaded_napi(self.upstream_napi_cpu, "attacker")
+            if self.shared_rx_ring:
+                self._offloads_off(self.uplink_if)
         except BaseException:
             self.down()
             raise
@@ -302,6 +344,14 @@ class Stand:
         if proc.returncode != 0:
             raise StandError(f"ethtool -K {self.ifname(link.suffix)} gro on: {proc.stderr.strip()}")
 
+    def _offloads_off(self, ifname: str) -> None:
+        # What attaching a native XDP program to the peer does by itself (veth
+        # drops the software GSO features of the peer): forwarded skbs are then
+        # eligible for the receiver's GRO and enter its ring, beside the flood.
+        proc = self.exec("attacker", ["ethtool", "-K", ifname, "tso", "off", "gso", "off"])
+        if proc.returncode != 0:
+            raise StandError(f"ethtool -K {ifname} tso off gso off: {proc.stderr.strip()}")
+
     def _routes(self) -> None:
         gateways: tuple[tuple[Role, str, str], ...] = (
             ("client", "198.18.1.1", "fd00:18:1::1"),
@@ -372,10 +422,10 @@ class Stand:
                 # The netlink attachment holds the program; our fds may close.
                 attach_xdp(coll.program("xdp_upstream"), self.uplink_if, self.upstream_mode)
 
-    def _threaded_napi(self, cpu: int) -> None:
-        ifname = self.server_if
+    def _threaded_napi(self, cpu: int, role: Role = "server") -> None:
+        ifname = self.server_if if role == "server" else self.uplink_if
         proc = self.exec(
-            "server", ["sh", "-c", f"echo 1 > /sys/class/net/{ifname}/threaded"], check=False
+            role, ["sh", "-c", f"echo 1 > /sys/class/net/{ifname}/threaded"], check=False
         )
         if proc.returncode != 0:
             raise StandError(f"threaded NAPI on {ifname}: {proc.stderr.strip()}")

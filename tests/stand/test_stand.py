@@ -176,3 +176,31 @@ def test_threaded_server_napi() -> None:
     finally:
         s.down()
     assert leftovers(s.prefix) == []
+
+
+def test_open_loop_options() -> None:
+    """The overload model's options: both uplink ends threaded, the upstream's
+    offloads off so forwarded skbs share the server's ring, and TCP still works."""
+    s = Stand(
+        netns.unique_prefix("xs"),
+        queues=1,
+        server_napi_cpu=0,
+        upstream_napi_cpu=0,
+        shared_rx_ring=True,
+    )
+    try:
+        assert s.up().up
+        for role, ifname in (("server", s.server_if), ("attacker", s.uplink_if)):
+            out = s.exec(role, ["cat", f"/sys/class/net/{ifname}/threaded"], check=True)  # type: ignore[arg-type]
+            assert out.stdout.strip() == "1"
+        feats = s.exec("attacker", ["ethtool", "-k", s.uplink_if], check=True).stdout
+        assert "tcp-segmentation-offload: off" in feats
+        assert "generic-segmentation-offload: off" in feats
+        before = ethtool_sum(s, "server", s.server_if, "_xdp_packets")
+        load = legit_load(s, n_clients=2, duration_s=5, count=20)
+        assert (load.attempted, load.completed) == (20, 20)
+        # Legit skbs went through the server's ring (its NAPI counts them).
+        assert ethtool_sum(s, "server", s.server_if, "_xdp_packets") - before >= 20 * 3
+    finally:
+        s.down()
+    assert leftovers(s.prefix) == []
