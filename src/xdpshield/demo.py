@@ -7,7 +7,9 @@ creates is removed in a ``finally``, so Ctrl-C leaves nothing behind.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,16 +27,26 @@ from .traffic import FloodResult, LegitResult, LegitSample, flood, legit_load, s
 __all__ = ["DemoResult", "DemoTick", "PhaseResult", "plot_demo", "run_demo"]
 
 PORT = 80
+RETRIES = 1  # reset mode resets a first attempt by design; a browser retries
+CONNECT_TIMEOUT_S = 3.0
+# Frames per kernel flush of the generator: one is its slowest, steadiest pace.
+FLOOD_LIVE_BATCH = 1
 
 
 @dataclass(frozen=True)
 class DemoTick:
-    """One second of one phase, for a live view."""
+    """One second of one phase, for a live view.
+
+    ``legit_*`` are the latest second the clients reported (``legit_t``, in
+    seconds since the clients started; None before the first report).
+    """
 
     phase: str
     t: int
     flood_pps: float
+    legit_t: int | None
     legit_completed: int
+    legit_first_try: int
     legit_failed: int
     legit_p50_ms: float | None
     shield: dict[str, int]  # reason label -> packets in this second (empty without)
@@ -49,23 +61,48 @@ class PhaseResult:
     softirq_cpu_pct: float
     verdicts: dict[str, int] = field(default_factory=dict)
     series: list[dict[str, Any]] = field(default_factory=list)
+    # Seconds between the clients' start and the flood's start.
+    flood_offset_s: float = 0.0
+    # (seconds since the clients started, flood pps) from the flood's progress.
+    flood_series: list[tuple[float, float]] = field(default_factory=list)
+    server_cpu: int | None = None
+    server_cpu_busy_pct: float | None = None
+    # SYN cookies the server's kernel sent (TcpExt SyncookiesSent) in the phase.
+    kernel_syncookies: int = 0
 
     @property
     def legit_success_pct(self) -> float:
         return 100.0 * float(self.legit["success"])
 
+    @property
+    def legit_first_try_pct(self) -> float:
+        return 100.0 * float(self.legit["first_try_success"])
+
     def summary(self) -> dict[str, Any]:
+        secs = max(float(self.flood["seconds"]), 1e-9)
+        delivered = self.flood.get("delivered")
+        sent = int(self.flood["sent"])
         return {
             "phase": self.name,
+            "legit_first_try_pct": round(self.legit_first_try_pct, 2),
             "legit_success_pct": round(self.legit_success_pct, 2),
             "legit_attempted": self.legit["attempted"],
             "legit_completed": self.legit["completed"],
             "connect_p50_ms": self.legit["p50_ms"],
             "connect_p99_ms": self.legit["p99_ms"],
-            "flood_pps": round(float(self.flood["pps"])),
-            "syn_cookies_per_s": round(
-                self.verdicts.get(Reason.SYN_COOKIE_SENT.label, 0)
-                / max(float(self.flood["seconds"]), 1e-9)
+            "flood_pps": round(sent / secs),
+            "flood_delivered_pps": round(delivered / secs) if delivered is not None else None,
+            "flood_refused_pct": (
+                round(100.0 * (sent - delivered) / sent, 1)
+                if delivered is not None and sent
+                else None
+            ),
+            "xdp_syn_cookies_per_s": round(
+                self.verdicts.get(Reason.SYN_COOKIE_SENT.label, 0) / secs
+            ),
+            "kernel_syn_cookies_per_s": round(self.kernel_syncookies / secs),
+            "server_cpu_busy_pct": (
+                round(self.server_cpu_busy_pct, 1) if self.server_cpu_busy_pct is not None else None
             ),
             "softirq_cpu_pct": round(self.softirq_cpu_pct, 1),
         }
@@ -77,25 +114,84 @@ class DemoResult:
     seconds_per_phase: float
     handshake: str
     phases: list[PhaseResult]
+    stand: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "quick": self.quick,
             "seconds_per_phase": self.seconds_per_phase,
             "handshake": self.handshake,
+            "stand": self.stand,
             "summary": [p.summary() for p in self.phases],
             "phases": [asdict(p) for p in self.phases],
         }
 
 
-def _cpu_times() -> tuple[int, int]:
-    """(softirq, total) jiffies over all CPUs: the stand shares the host's CPUs."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return fields[6], sum(fields[:8])
+def _cpu_times() -> dict[str, list[int]]:
+    """/proc/stat CPU lines: name ('cpu', 'cpu0', ...) -> jiffies by field."""
+    out: dict[str, list[int]] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu"):
+            name, *rest = line.split()
+            out[name] = [int(x) for x in rest]
+    return out
+
+
+def _softirq_pct(a: dict[str, list[int]], b: dict[str, list[int]]) -> float:
+    """softirq share of all CPUs' time (the stand shares the host's CPUs)."""
+    d = [y - x for x, y in zip(a["cpu"], b["cpu"], strict=False)]
+    total = sum(d[:8])
+    return 100.0 * d[6] / total if total else 0.0
+
+
+def _busy_pct(a: dict[str, list[int]], b: dict[str, list[int]], cpu: int) -> float | None:
+    """Non-idle share of one CPU (threaded NAPI counts as system time, not softirq)."""
+    key = f"cpu{cpu}"
+    if key not in a or key not in b:
+        return None
+    d = [y - x for x, y in zip(a[key], b[key], strict=False)]
+    total = sum(d[:8])
+    return 100.0 * (total - d[3] - d[4]) / total if total else None
+
+
+def _kernel_syncookies(stand: Stand) -> int:
+    """TcpExt SyncookiesSent of the server namespace."""
+    proc = stand.exec("server", ["cat", "/proc/net/netstat"], check=False)
+    lines = [line.split() for line in proc.stdout.splitlines() if line.startswith("TcpExt:")]
+    if len(lines) >= 2 and "SyncookiesSent" in lines[0]:
+        return int(lines[1][lines[0].index("SyncookiesSent")])
+    return 0
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Which CPU does what (see stand.py, "Overload model")."""
+
+    internet_cpu: int | None  # generator, upstream NAPI, legit clients
+    server_cpu: int | None  # server NAPI thread, HTTP server
+
+    def stand(self, prefix: str) -> Stand:
+        if self.server_cpu is None:
+            return Stand(prefix=prefix, queues=1)
+        return Stand(
+            prefix=prefix,
+            queues=1,
+            server_napi_cpu=self.server_cpu,
+            upstream_napi_cpu=self.internet_cpu,
+            shared_rx_ring=True,
+        )
+
+
+def _layout() -> _Layout:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return _Layout(None, None)
+    return _Layout(cpus[0], cpus[1])
 
 
 def _run_phase(
     stand: Stand,
+    layout: _Layout,
     name: str,
     with_shield: bool,
     seconds: float,
@@ -107,38 +203,48 @@ def _run_phase(
         with netns.enter(stand.ns("server")):
             shield = Shield.load(stand.server_if, ports=[PORT], xdp_mode="native")
     try:
-        return _measure(stand, name, shield, seconds, clients, on_tick)
+        return _measure(stand, layout, name, shield, seconds, clients, on_tick)
     finally:
         if shield is not None:
             with netns.enter(stand.ns("server")):
                 shield.unload()
 
 
+def _one(cpu: int | None) -> list[int] | None:
+    return None if cpu is None else [cpu]
+
+
 def _measure(
     stand: Stand,
+    layout: _Layout,
     name: str,
     shield: Shield | None,
     seconds: float,
     clients: int,
     on_tick: Callable[[DemoTick], None] | None,
 ) -> PhaseResult:
-    samples: dict[int, LegitSample] = {}
+    latest: list[LegitSample] = []
     flood_sent: list[tuple[float, int]] = [(0.0, 0)]
     out: dict[str, Any] = {}
     errors: list[BaseException] = []
     # The flood starts a second after the clients and stops a second before
     # them, so the plot shows the service before, during and after it.
     flood_s = max(1.0, seconds - 2.0)
+    started: dict[str, float] = {}
 
     def legit() -> None:
         try:
+            started["legit"] = time.monotonic()
             out["legit"] = legit_load(
                 stand,
                 n_clients=clients,
                 duration_s=seconds,
                 port=PORT,
                 server=False,
-                on_sample=lambda s: samples.__setitem__(s.t, s),
+                retries=RETRIES,
+                connect_timeout_s=CONNECT_TIMEOUT_S,
+                cpus=_one(layout.internet_cpu),
+                on_sample=latest.append,
             )
         except BaseException as exc:
             errors.append(exc)
@@ -146,12 +252,15 @@ def _measure(
     def attack() -> None:
         try:
             time.sleep(1.0)
+            started["flood"] = time.monotonic()
             out["flood"] = flood(
                 "syn",
                 stand=stand,
                 duration_s=flood_s,
                 dport=PORT,
                 workers=1,
+                cpus=_one(layout.internet_cpu),
+                live_batch=FLOOD_LIVE_BATCH,
                 on_progress=lambda sent, el: flood_sent.append((el, sent)),
                 progress_interval_s=0.5,
             )
@@ -159,8 +268,9 @@ def _measure(
             errors.append(exc)
 
     before = shield.stats() if shield else {}
+    cookies0 = _kernel_syncookies(stand)
     cpu0 = _cpu_times()
-    with serve_http(stand, port=PORT):
+    with serve_http(stand, port=PORT, cpus=_one(layout.server_cpu)):
         threads = [threading.Thread(target=f, daemon=True) for f in (legit, attack)]
         for t in threads:
             t.start()
@@ -177,12 +287,14 @@ def _measure(
             now = shield.stats() if shield else {}
             delta = {r.label: now[r][0] - last_stats.get(r, (0, 0))[0] for r in now}
             last_stats = now
-            s = samples.get(sec)
+            s = latest[-1] if latest else None
             tick = DemoTick(
                 name,
                 sec,
                 pps,
+                s.t if s else None,
                 s.completed if s else 0,
+                s.first_try if s else 0,
                 s.failed if s else 0,
                 s.p50_ms if s else None,
                 {k: v for k, v in delta.items() if v},
@@ -194,21 +306,34 @@ def _measure(
             if time.monotonic() - t0 > seconds + 60:  # both are bounded; belt and braces
                 raise XdpShieldError(f"demo phase {name} overran its time")
     cpu1 = _cpu_times()
+    cookies1 = _kernel_syncookies(stand)
     if errors:
         raise errors[0]
     after = shield.stats() if shield else {}
     verdicts = {r.label: after[r][0] - before.get(r, (0, 0))[0] for r in after}
     legit_res: LegitResult = out["legit"]
     flood_res: FloodResult = out["flood"]
-    d_soft, d_total = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    offset = started["flood"] - started["legit"]
+    flood_series = [
+        (round(offset + (t_a + t_b) / 2, 3), float(round((n_b - n_a) / (t_b - t_a))))
+        for (t_a, n_a), (t_b, n_b) in itertools.pairwise(flood_sent)
+        if t_b > t_a
+    ]
     return PhaseResult(
         name=name,
         shield=shield is not None,
         legit=legit_res.to_dict(),
         flood=flood_res.to_dict(),
-        softirq_cpu_pct=100.0 * d_soft / d_total if d_total else 0.0,
+        softirq_cpu_pct=_softirq_pct(cpu0, cpu1),
         verdicts=verdicts,
         series=series,
+        flood_offset_s=round(offset, 3),
+        flood_series=flood_series,
+        server_cpu=layout.server_cpu,
+        server_cpu_busy_pct=(
+            _busy_pct(cpu0, cpu1, layout.server_cpu) if layout.server_cpu is not None else None
+        ),
+        kernel_syncookies=cookies1 - cookies0,
     )
 
 
@@ -220,10 +345,19 @@ def run_demo(
     on_tick: Callable[[DemoTick], None] | None = None,
     on_phase: Callable[[str], None] | None = None,
 ) -> DemoResult:
-    """Bring a stand up, run both phases, write demo.json and demo.png, tear down."""
+    """Bring a stand up, run both phases, write demo.json and demo.png, tear down.
+
+    The stand is the open-loop overload model of stand.py: one CPU is the
+    Internet (generator, upstream, clients), the other the server. Both
+    phases run the same flood: the generator at its own speed, one frame per
+    flush (about 2 Mpps here: above what the kernel stack takes, within what
+    XDP answers). The clients retry a reset connection once, as the shield's
+    reset mode requires.
+    """
     seconds = 8.0 if quick else 25.0
     clients = 8 if quick else 16
-    stand = Stand(prefix=prefix or netns.unique_prefix("xsdemo"))
+    layout = _layout()
+    stand = layout.stand(prefix or netns.unique_prefix("xsdemo"))
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         if on_phase:
@@ -233,52 +367,85 @@ def run_demo(
         for name, with_shield in (("without shield", False), ("with shield", True)):
             if on_phase:
                 on_phase(name)
-            phases.append(_run_phase(stand, name, with_shield, seconds, clients, on_tick))
+            phases.append(_run_phase(stand, layout, name, with_shield, seconds, clients, on_tick))
     finally:
         stand.down()
-    result = DemoResult(quick, seconds, "reset", phases)
+    result = DemoResult(
+        quick,
+        seconds,
+        "reset",
+        phases,
+        stand={
+            "queues": stand.queues,
+            "server_napi_cpu": stand.server_napi_cpu,
+            "upstream_napi_cpu": stand.upstream_napi_cpu,
+            "shared_rx_ring": stand.shared_rx_ring,
+            "internet_cpu": layout.internet_cpu,
+            "server_cpu": layout.server_cpu,
+            "clients": clients,
+            "retries": RETRIES,
+            "connect_timeout_s": CONNECT_TIMEOUT_S,
+            "flood_live_batch": FLOOD_LIVE_BATCH,
+        },
+    )
     (out_dir / "demo.json").write_text(json.dumps(result.to_dict(), indent=2))
     plot_demo(result, out_dir / "demo.png")
     return result
 
 
 def plot_demo(result: DemoResult, path: Path) -> None:
-    """Legit connections per second and flood rate over time, both runs side by side."""
+    """Legit connections per second and flood rate over time, both runs side by side.
+
+    Time is seconds since the clients started; the flood starts about a
+    second later (its progress reports are shifted by the measured offset).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(result.phases), figsize=(12, 4.5), sharey=True, squeeze=False)
+    n = len(result.phases)
+    fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 4.8), sharey=True, squeeze=False)
+    top = max((float(f) for p in result.phases for _, f in p.flood_series), default=0.0)
     twins = []
     for ax, phase in zip(axes[0], result.phases, strict=True):
-        t = [s["t"] for s in phase.series]
-        ok = [s["legit_completed"] for s in phase.series]
-        bad = [s["legit_failed"] for s in phase.series]
-        ax.plot(t, ok, color="tab:green", label="legit connections completed /s")
-        ax.plot(t, bad, color="tab:red", label="legit connections failed /s")
-        ax.set_xlabel("seconds")
-        ax.set_title(f"{phase.name}: {phase.legit_success_pct:.1f}% legit success")
-        ax2 = ax.twinx()
-        ax2.fill_between(
+        legit = phase.legit["series"]
+        t = [s["t"] + 0.5 for s in legit]
+        ax.plot(t, [s["completed"] for s in legit], "o-", color="tab:green", label="completed /s")
+        ax.plot(
             t,
-            [s["flood_pps"] / 1e6 for s in phase.series],
-            color="tab:gray",
-            alpha=0.25,
-            step="mid",
-            label="SYN flood (Mpps)",
+            [s.get("first_try", 0) for s in legit],
+            "--",
+            color="tab:olive",
+            label="of them on the first try /s",
         )
-        ax2.set_ylabel("flood Mpps")
+        ax.plot(t, [s["failed"] for s in legit], "x-", color="tab:red", label="failed /s")
+        ax.set_xlabel("seconds since the clients started")
+        summ = phase.summary()
+        ax.set_title(
+            f"{phase.name}\nlegit success {summ['legit_success_pct']:.1f}% "
+            f"(first try {summ['legit_first_try_pct']:.1f}%), "
+            f"{summ['legit_completed']:,} connections",
+            fontsize=10,
+        )
+        ax2 = ax.twinx()
+        if phase.flood_series:
+            ft = [0.0, *[x for x, _ in phase.flood_series]]
+            fr = [0.0, *[y / 1e6 for _, y in phase.flood_series]]
+            ax2.fill_between(ft, fr, color="tab:gray", alpha=0.25, step="mid", label="SYN flood")
+        ax2.set_ylim(0, max(top / 1e6 * 1.15, 0.1))
+        ax2.set_ylabel("SYN flood sent (Mpps)")
         twins.append(ax2)
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("connections per second")
+    axes[0][0].set_ylabel("legit connections per second")
     handles, labels = [], []
     for a in (axes[0][0], twins[0]):
         h, lab = a.get_legend_handles_labels()
         handles += h
         labels += lab
-    fig.legend(handles, labels, loc="lower center", ncol=3)
-    fig.suptitle("xdpshield demo: spoofed SYN flood against a real HTTP server")
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9)
+    fig.suptitle("xdpshield demo: spoofed SYN flood against a real HTTP server (same flood twice)")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

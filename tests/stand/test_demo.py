@@ -1,0 +1,46 @@
+"""The quick demo, headless, as CI runs it: files, both phases, and what the shield changes.
+
+What the JSON must show (repeated runs on the 2-core VM, see the report in the
+commit): the same open-loop SYN flood in both phases; without the shield the
+kernel's own SYN cookies answer a few hundred thousand per second and the ring
+refuses most of the flood; with it, XDP answers several times more, and the
+legit clients (one retry: reset mode resets a first attempt by design) still
+complete almost every connection.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from xdpshield import netns
+from xdpshield.demo import run_demo
+
+from .test_stand import leftovers
+
+
+def test_quick_demo(tmp_path: Path) -> None:
+    prefix = netns.unique_prefix("xsd")
+    ticks: list[object] = []
+    result = run_demo(tmp_path, quick=True, prefix=prefix, on_tick=ticks.append)
+    assert leftovers(prefix) == []
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
+    data = json.loads((tmp_path / "demo.json").read_text())
+    without, with_ = data["summary"]
+    assert (without["phase"], with_["phase"]) == ("without shield", "with shield")
+    assert [p["shield"] for p in data["phases"]] == [False, True]
+    assert ticks and len(result.phases) == 2
+    for s in (without, with_):
+        assert s["legit_attempted"] > 0 and s["flood_pps"] > 0
+        assert s["flood_delivered_pps"] is not None
+    # The same flood reached the server in both phases, far above what the kernel
+    # stack takes (measured ~0.3 Mpps): the ring refuses much of it without the shield.
+    assert without["flood_refused_pct"] > 30, without
+    # The shield answers the flood from XDP, several times what the kernel managed
+    # (measured 3-5x; asserted 2x for a shared machine) ...
+    assert with_["xdp_syn_cookies_per_s"] > 2 * without["kernel_syn_cookies_per_s"], data["summary"]
+    assert with_["kernel_syn_cookies_per_s"] < 0.01 * with_["xdp_syn_cookies_per_s"]
+    # ... and legit clients get through it: reset mode resets some first attempts,
+    # the one retry completes them.
+    assert with_["legit_success_pct"] >= 95.0, with_
+    assert with_["legit_first_try_pct"] < with_["legit_success_pct"]
