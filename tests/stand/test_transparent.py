@@ -1,0 +1,400 @@
+"""Transparent handshake on the stand: real clients connect on the first try.
+
+XDP answers the SYN with a cookie, the tc program hands the verified
+handshake to the kernel (bpf_sk_assign_tcp_reqsk), and the server's socket
+carries the options the client offered. Nothing else stands in the path: no
+netfilter, no RST, no retry. The handoff itself cannot run under
+BPF_PROG_TEST_RUN (the kfunc refuses it there), so it is tested here, live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from xdpshield import netns
+from xdpshield import shield as shield_mod
+from xdpshield.datapath import Reason
+from xdpshield.errors import ConfigError
+from xdpshield.shield import Shield, probe_handoff
+from xdpshield.stand import DEFAULT_SOURCES4, DEFAULT_SOURCES6, Stand
+from xdpshield.traffic import FloodResult, flood, legit_load, serve_http
+
+BODY = 4096
+HTTP, ECHO = 80, 7
+TCPI_OPT_TIMESTAMPS, TCPI_OPT_SACK, TCPI_OPT_WSCALE = 1, 2, 4
+
+_PROBE = probe_handoff()
+needs_handoff = pytest.mark.skipif(
+    _PROBE is not None, reason=f"KERNEL LACKS THE HANDOFF KFUNC: {_PROBE}"
+)
+
+
+@pytest.fixture
+def stand() -> Iterator[Stand]:
+    s = Stand(prefix=netns.unique_prefix("xt"))
+    try:
+        s.up()
+        yield s
+    finally:
+        s.down()
+
+
+@contextlib.contextmanager
+def shielded(stand: Stand, xdp_mode: str = "native", **kw: object) -> Iterator[Shield]:
+    with netns.enter(stand.ns("server")):
+        sh = Shield.load(stand.server_if, ports=[HTTP, ECHO], xdp_mode=xdp_mode, **kw)  # type: ignore[arg-type]
+    try:
+        yield sh
+    finally:
+        with netns.enter(stand.ns("server")):
+            sh.unload()
+
+
+@dataclass(frozen=True)
+class TcpInfo:
+    options: int
+    snd_wscale: int
+    rcv_wscale: int
+    snd_mss: int
+    advmss: int
+
+
+def tcp_info(sock: socket.socket) -> TcpInfo:
+    raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    b = struct.unpack_from("=8B", raw)
+    u = struct.unpack_from("=20I", raw, 8)
+    return TcpInfo(b[5], b[6] & 0xF, b[6] >> 4, u[2], u[19])
+
+
+class EchoServer:
+    """A TCP echo server in the server namespace; keeps TCP_INFO of what it accepted."""
+
+    def __init__(self, stand: Stand, family: int) -> None:
+        af = socket.AF_INET6 if family == 6 else socket.AF_INET
+        with netns.enter(stand.ns("server")):
+            self.sock = socket.socket(af, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("::" if family == 6 else "0.0.0.0", ECHO))
+            self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.infos: list[TcpInfo] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                self.infos.append(tcp_info(conn))
+                with contextlib.suppress(OSError):
+                    while data := conn.recv(65536):
+                        conn.sendall(data)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+def echo(stand: Stand, family: int, payload: bytes) -> tuple[bytes, TcpInfo]:
+    """One connection from the client namespace: no retry; returns the echo."""
+    af = socket.AF_INET6 if family == 6 else socket.AF_INET
+    with netns.enter(stand.ns("client")):
+        s = socket.socket(af, socket.SOCK_STREAM)
+    with s:
+        s.settimeout(5)
+        s.connect((stand.addr("server", family), ECHO))
+        info = tcp_info(s)
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+    return got, info
+
+
+@contextlib.contextmanager
+def rst_capture(stand: Stand) -> Iterator[list[str]]:
+    """RSTs seen on the client's link while the block runs (tcpdump, by PID)."""
+    found: list[str] = []
+    flt = "(tcp[tcpflags] & tcp-rst != 0) or (ip6 and ip6[6] == 6 and ip6[53] & 4 != 0)"
+    with tempfile.TemporaryDirectory() as tmp:
+        pcap = Path(tmp) / "rst.pcap"
+        proc = subprocess.Popen(
+            [
+                *_in(stand, "client"),
+                "tcpdump",
+                "-i",
+                stand.client_if,
+                "-nn",
+                "-U",
+                "-w",
+                str(pcap),
+                flt,
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stderr is not None
+            line = proc.stderr.readline()  # "listening on ...": capture is live
+            assert "listening" in line, line
+            yield found
+            time.sleep(0.3)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        out = subprocess.run(
+            ["tcpdump", "-nn", "-r", str(pcap)], capture_output=True, text=True, check=True
+        )
+        found.extend(ln for ln in out.stdout.splitlines() if ln.strip())
+
+
+CURL = ("curl", "-sS", "--fail", "--retry", "0", "--max-time", "5", "-o", "/dev/null")
+
+
+def _in(stand: Stand, role: str) -> list[str]:
+    return ["ip", "netns", "exec", stand.ns(role)]  # type: ignore[arg-type]
+
+
+def status(stand: Stand, sh: Shield) -> shield_mod.ShieldStatus:
+    with netns.enter(stand.ns("server")):
+        return sh.status()
+
+
+def nstat(stand: Stand, counter: str) -> int:
+    out = stand.exec("server", ["nstat", "-az", counter], check=True).stdout
+    return next((int(ln.split()[1]) for ln in out.splitlines() if ln.startswith(counter)), 0)
+
+
+def server_sockets(stand: Stand) -> list[str]:
+    """Every TCP socket of the server namespace but the listeners."""
+    out = stand.exec("server", ["ss", "-Htan"], check=True).stdout
+    return [ln for ln in out.splitlines() if ln.strip() and not ln.startswith("LISTEN")]
+
+
+def url(stand: Stand, family: int) -> str:
+    host = stand.addr("server", family)
+    return f"http://[{host}]:{HTTP}/" if family == 6 else f"http://{host}:{HTTP}/"
+
+
+# -- real clients, first try ------------------------------------------------------------
+@needs_handoff
+@pytest.mark.parametrize("xdp_mode", ["native", "generic"])
+@pytest.mark.parametrize("family", [4, 6])
+def test_real_clients_connect_on_the_first_try(stand: Stand, xdp_mode: str, family: int) -> None:
+    payload = bytes(range(256)) * 400  # 100 KiB each way
+    with shielded(stand, xdp_mode, handshake="transparent") as sh:
+        st = status(stand, sh)
+        assert (st.handshake, st.tc_attached, st.xdp_mode) == ("transparent", True, xdp_mode)
+        srv = EchoServer(stand, family)
+        try:
+            with rst_capture(stand) as rsts, serve_http(stand, port=HTTP, body_size=BODY):
+                # Python sockets: one connection, data both ways.
+                got, client = echo(stand, family, payload)
+                assert got == payload
+                # curl: no retry allowed; the body arrives whole.
+                r = stand.exec(
+                    "client",
+                    [*CURL, "-w", "%{http_code} %{size_download}", url(stand, family)],
+                )
+                assert (r.returncode, r.stdout) == (0, f"200 {BODY}"), r.stderr
+                # nc (OpenBSD): sends, half-closes, prints the echo.
+                r = stand.exec(
+                    "client",
+                    ["nc", "-N", "-w", "5", stand.addr("server", family), str(ECHO)],
+                    input="hello through the shield\n",
+                )
+                assert (r.returncode, r.stdout) == (0, "hello through the shield\n"), r.stderr
+        finally:
+            srv.close()
+        stats = sh.stats()
+    assert rsts == []
+    # Three handshakes, each answered by XDP and handed over by tc.
+    assert stats[Reason.SYN_COOKIE_SENT][0] == 3
+    assert stats[Reason.HANDOFF][0] == 3
+    assert stats[Reason.HANDOFF_FAILED][0] == 0
+    assert stats[Reason.ESTABLISHED_PASS][0] > 0
+    # The server's socket carries the options the client offered.
+    (server, _) = srv.infos[:2]
+    want = TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE
+    assert server.options & want == want
+    assert client.options & want == want
+    assert server.snd_wscale == client.rcv_wscale  # the client's own scale
+    assert server.rcv_wscale == client.snd_wscale == 7  # the one our SYN-ACK offered
+    # The client's MSS (1460 / 1440 on this link) is a cookie table entry, so
+    # the server sends exactly what the client announced (both net of options).
+    assert server.snd_mss == client.advmss
+
+
+@needs_handoff
+@pytest.mark.parametrize("family", [4, 6])
+def test_without_client_timestamps_only_mss(stand: Stand, family: int) -> None:
+    stand.exec("client", ["sysctl", "-qw", "net.ipv4.tcp_timestamps=0"], check=True)
+    with shielded(stand, handshake="transparent") as sh:
+        srv = EchoServer(stand, family)
+        try:
+            got, client = echo(stand, family, b"x" * 5000)
+        finally:
+            srv.close()
+        stats = sh.stats()
+    assert got == b"x" * 5000
+    assert stats[Reason.HANDOFF][0] == 1
+    (server,) = srv.infos
+    # As with Linux cookies: no timestamps to carry them, so no scale, no SACK.
+    assert server.options & (TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE) == 0
+    assert client.options & (TCPI_OPT_TIMESTAMPS | TCPI_OPT_WSCALE) == 0
+    assert server.snd_mss == client.advmss
+
+
+@needs_handoff
+@pytest.mark.parametrize("family", [4, 6])
+def test_lost_third_ack_first_data_segment_completes(stand: Stand, family: int) -> None:
+    # Drop exactly the client's first pure ACK (the handshake's third segment):
+    # the quota is one byte more than that segment.
+    first_ack_len = (20 if family == 4 else 40) + 32
+    nft = (
+        "table inet xs_lossy {\n chain out {\n  type filter hook output priority 0;\n"
+        f"  tcp dport {ECHO} tcp flags == ack quota until {first_ack_len + 1} bytes counter drop\n"
+        " }\n}\n"
+    )
+    stand.exec("client", ["nft", "-f", "-"], input=nft, check=True)
+    with shielded(stand, handshake="transparent") as sh:
+        srv = EchoServer(stand, family)
+        try:
+            got, _ = echo(stand, family, b"first data completes the handshake")
+        finally:
+            srv.close()
+        stats = sh.stats()
+    rules = stand.exec("client", ["nft", "list", "table", "inet", "xs_lossy"], check=True).stdout
+    assert "counter packets 1 " in rules  # the third ACK really was lost
+    assert got == b"first data completes the handshake"
+    assert stats[Reason.HANDOFF][0] == 1  # made by the data segment
+    assert stats[Reason.ACK_VALID][0] == 1
+
+
+# -- floods ---------------------------------------------------------------------------------
+def _floods(
+    stand: Stand, family: int, seconds: float
+) -> tuple[list[threading.Thread], list[FloodResult]]:
+    sources = DEFAULT_SOURCES6 if family == 6 else DEFAULT_SOURCES4
+    results: list[FloodResult] = []
+    threads = [
+        threading.Thread(
+            target=lambda k=kind: results.append(  # type: ignore[misc]
+                flood(k, stand=stand, duration_s=seconds, dport=HTTP, sources=sources)
+            )
+        )
+        for kind in ("syn", "ack")
+    ]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
+@needs_handoff
+def test_ack_flood_creates_nothing(stand: Stand) -> None:
+    with (
+        shielded(stand, handshake="transparent") as sh,
+        serve_http(stand, port=HTTP, body_size=BODY),
+    ):
+        rsts_before = nstat(stand, "TcpOutRsts")
+        threads, results = _floods(stand, 4, 3.0)
+        for t in threads:
+            t.join(30)
+        time.sleep(0.5)
+        leftovers = server_sockets(stand)
+        stats = sh.stats()
+        rsts = nstat(stand, "TcpOutRsts") - rsts_before
+    acks = next(r for r in results if r.kind == "ack")
+    assert acks.sent > 100_000
+    assert leftovers == []
+    assert rsts == 0
+    # Both floods share the link (its counters mix them): compare with what was sent.
+    assert stats[Reason.ACK_INVALID][0] >= 0.99 * acks.sent
+    assert stats[Reason.HANDOFF][0] == stats[Reason.ACK_VALID][0] == 0
+
+
+@needs_handoff
+@pytest.mark.parametrize("family", [4, 6])
+def test_legit_clients_first_try_under_syn_and_ack_flood(stand: Stand, family: int) -> None:
+    with shielded(stand, handshake="transparent") as sh:
+        threads, results = _floods(stand, family, 25.0)
+        try:
+            time.sleep(0.5)
+            legit = legit_load(
+                stand, n_clients=16, duration_s=25.0, count=1000, family=family, retries=0
+            )
+        finally:
+            for t in threads:
+                t.join(40)
+        stats = sh.stats()
+    assert {r.kind for r in results} == {"syn", "ack"}
+    assert all(r.sent > 100_000 for r in results)
+    assert legit.attempted == 1000, legit.failures
+    assert legit.first_try >= 999, legit.failures
+    assert legit.bytes_verified >= legit.first_try * BODY
+    assert stats[Reason.HANDOFF][0] >= legit.first_try
+    assert stats[Reason.HANDOFF_FAILED][0] == 0
+
+
+# -- mode selection ----------------------------------------------------------------------------
+def test_auto_falls_back_to_reset_without_the_kfunc(
+    stand: Stand, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shield_mod, "probe_handoff", lambda: "simulated: no kfunc")
+    with shielded(stand, handshake="auto") as sh:
+        st = status(stand, sh)
+        assert st.handshake == "reset"
+        assert "fell back to reset" in st.handshake_why
+        assert "simulated: no kfunc" in st.handshake_why
+        assert not st.tc_attached
+        # Reset mode really is what runs: the first connection is reset.
+        srv = EchoServer(stand, 4)
+        try:
+            with pytest.raises(ConnectionResetError):
+                echo(stand, 4, b"x")
+            assert echo(stand, 4, b"retry")[0] == b"retry"
+        finally:
+            srv.close()
+    with netns.enter(stand.ns("server")), pytest.raises(ConfigError, match="simulated"):
+        Shield.load(stand.server_if, ports=[HTTP], handshake="transparent")
+
+
+@needs_handoff
+def test_auto_is_transparent_and_syncookies_zero_is_refused(stand: Stand) -> None:
+    with shielded(stand, handshake="auto") as sh:
+        st = status(stand, sh)
+        assert (st.handshake, st.tc_attached) == ("transparent", True)
+        assert "bpf_sk_assign_tcp_reqsk" in st.handshake_why
+    # Unload removed the tc filter along with XDP.
+    with netns.enter(stand.ns("server")):
+        assert (
+            shield_mod.query_tc(
+                stand.server_if, handle=shield_mod.TC_HANDLE, priority=shield_mod.TC_PRIORITY
+            )
+            is None
+        )
+    stand.exec("server", ["sysctl", "-qw", "net.ipv4.tcp_syncookies=0"], check=True)
+    with netns.enter(stand.ns("server")), pytest.raises(ConfigError, match="tcp_syncookies is 0"):
+        Shield.load(stand.server_if, ports=[HTTP], handshake="transparent")
+    with shielded(stand, handshake="auto") as sh:
+        st = status(stand, sh)
+        assert st.handshake == "reset"
+        assert "tcp_syncookies is 0" in st.handshake_why
