@@ -24,6 +24,7 @@ import pytest
 
 from xdpshield import netns
 from xdpshield import shield as shield_mod
+from xdpshield.bpf import query_tc
 from xdpshield.datapath import Reason
 from xdpshield.errors import ConfigError
 from xdpshield.shield import Shield, probe_handoff
@@ -297,7 +298,7 @@ def _floods(
     results: list[FloodResult] = []
     threads = [
         threading.Thread(
-            target=lambda k=kind: results.append(  # type: ignore[misc]
+            target=lambda k=kind: results.append(
                 flood(k, stand=stand, duration_s=seconds, dport=HTTP, sources=sources)
             )
         )
@@ -386,9 +387,7 @@ def test_auto_is_transparent_and_syncookies_zero_is_refused(stand: Stand) -> Non
     # Unload removed the tc filter along with XDP.
     with netns.enter(stand.ns("server")):
         assert (
-            shield_mod.query_tc(
-                stand.server_if, handle=shield_mod.TC_HANDLE, priority=shield_mod.TC_PRIORITY
-            )
+            query_tc(stand.server_if, handle=shield_mod.TC_HANDLE, priority=shield_mod.TC_PRIORITY)
             is None
         )
     stand.exec("server", ["sysctl", "-qw", "net.ipv4.tcp_syncookies=0"], check=True)

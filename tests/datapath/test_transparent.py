@@ -1,0 +1,208 @@
+"""Transparent mode's XDP side in the kernel (BPF_PROG_TEST_RUN).
+
+A handshake ACK with a valid cookie passes with the decoded cookie in 16 bytes
+of XDP metadata (test-run returns them in front of the frame); a forged one
+is dropped; a segment of a socket the kernel has passes untouched. The tc
+handoff that consumes the metadata cannot run under test-run (the kfunc
+refuses it there): tests/stand/test_transparent.py tests it live.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
+from scapy.packet import Packet
+
+from xdpshield import cookie, datapath
+from xdpshield.bpf import Collection
+from xdpshield.datapath import META, Meta
+
+from .model import XDP_DROP, XDP_PASS, XDP_TX
+from .test_guard import CLIENT4, CLIENT6, EPOCH, K1, K2, NOW, PORT, SERVER4, SERVER6, Guard, eth
+from .test_guard import load as load_guard
+
+LINUX_SYN = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (0xDEADBEEF, 0)), ("NOP", None)]
+
+
+def load(**opts: Any) -> Collection:
+    return load_guard(transparent=True, **opts)
+
+
+@pytest.fixture
+def guard() -> Iterator[Guard]:
+    with load() as coll:
+        yield Guard(coll)
+
+
+def _ip4() -> Packet:
+    return IP(src=CLIENT4, dst=SERVER4)
+
+
+def _ip6() -> Packet:
+    return IPv6(src=CLIENT6, dst=SERVER6)
+
+
+L3: dict[str, Callable[[], Packet]] = {"ipv4": _ip4, "ipv6": _ip6}
+
+
+def handshake(
+    g: Guard, l3: Packet, syn_opts: list[tuple[str, Any]], flags: str = "S"
+) -> tuple[int, int | None]:
+    """Send a SYN through XDP; returns (cookie, our TSval or None) from its SYN-ACK."""
+    ran = g.run(eth() / l3 / TCP(sport=40000, dport=PORT, seq=1000, flags=flags, options=syn_opts))
+    assert ran.verdict == XDP_TX
+    sa = (IP if l3.haslayer(IP) else IPv6)(ran.frame[14:])[TCP]
+    ts = dict(sa.options).get("Timestamp")
+    return sa.seq, ts[0] if ts else None
+
+
+def run_ack(g: Guard, frame: Packet) -> tuple[int, Meta | None, str]:
+    raw = bytes(frame)
+    ran = g.run(raw)
+    extra = len(ran.frame) - len(raw)
+    assert extra in (0, META.size)
+    meta = Meta.decode(ran.frame[: META.size]) if extra else None
+    assert ran.frame[extra:] == raw, "the segment itself passes unchanged"
+    return ran.verdict, meta, ran.reason.label
+
+
+WS = ("WScale", 9)
+CASES: dict[str, tuple[list[tuple[str, Any]], int | None, bool, bool]] = {
+    # name: SYN options, client wscale, SACK, ECN (SYN with ECE|CWR)
+    "linux": ([*LINUX_SYN, WS], 9, True, False),
+    "linux-ecn": ([*LINUX_SYN, WS], 9, True, True),
+    "ts-no-sack-no-ws": ([("MSS", 1300), ("Timestamp", (77, 0))], None, False, False),
+    "ts-ws-no-sack": ([("MSS", 1440), ("WScale", 2), ("Timestamp", (77, 0))], 2, False, False),
+}
+
+
+@pytest.mark.parametrize("l3name", L3)
+@pytest.mark.parametrize("case", CASES)
+def test_valid_ack_passes_with_the_decoded_cookie(guard: Guard, l3name: str, case: str) -> None:
+    syn_opts, ws, sack, ecn = CASES[case]
+    v6 = l3name == "ipv6"
+    ck, our_ts = handshake(guard, L3[l3name](), syn_opts, "SEC" if ecn else "S")
+    assert our_ts is not None
+    mss_opt = dict(syn_opts)["MSS"]
+    ack = TCP(
+        sport=40000,
+        dport=PORT,
+        seq=1001,
+        ack=ck + 1,
+        flags="A",
+        options=[("NOP", None), ("NOP", None), ("Timestamp", (0x11223344, our_ts))],
+    )
+    verdict, meta, reason = run_ack(guard, eth() / L3[l3name]() / ack)
+    assert (verdict, reason) == (XDP_PASS, "ack-valid")
+    table = cookie.MSS_TABLE_V6 if v6 else cookie.MSS_TABLE_V4
+    assert meta == Meta(
+        tsval=0x11223344,
+        tsecr=our_ts,
+        mss=table[cookie.mss_index(mss_opt, v6)],
+        timestamps=True,
+        sack=sack,
+        wscale=ws,
+        ecn=ecn,
+    )
+
+
+def test_timestamps_found_in_any_option_layout(guard: Guard) -> None:
+    ck, our_ts = handshake(guard, L3["ipv4"](), [*LINUX_SYN, WS])
+    # SACK blocks before the timestamps: the general option walk finds them.
+    opts: list[tuple[str, Any]] = [("NOP", None), ("NOP", None), ("SAck", (5000, 6000))]
+    opts += [("NOP", None), ("NOP", None), ("Timestamp", (99, our_ts))]
+    frame = (
+        eth()
+        / L3["ipv4"]()
+        / TCP(sport=40000, dport=PORT, seq=1001, ack=ck + 1, flags="A", options=opts)
+    )
+    verdict, meta, _ = run_ack(guard, frame)
+    assert verdict == XDP_PASS and meta is not None
+    assert (meta.tsval, meta.tsecr, meta.wscale, meta.sack) == (99, our_ts, 9, True)
+
+
+def test_ack_without_timestamps_carries_mss_only(guard: Guard) -> None:
+    ck, our_ts = handshake(guard, L3["ipv4"](), [("MSS", 1460)])
+    assert our_ts is None
+    frame = eth() / L3["ipv4"]() / TCP(sport=40000, dport=PORT, seq=1001, ack=ck + 1, flags="PA")
+    verdict, meta, _ = run_ack(guard, frame / b"GET / HTTP/1.1\r\n\r\n")
+    assert verdict == XDP_PASS
+    assert meta == Meta(0, 0, 1460, False, False, None, False)
+
+
+def test_previous_key_still_verifies(guard: Guard) -> None:
+    ck = cookie.make_cookie(K1, EPOCH - 1, CLIENT4, SERVER4, 40000, PORT, 1000, 2)
+    frame = eth() / L3["ipv4"]() / TCP(sport=40000, dport=PORT, seq=1001, ack=ck + 1, flags="A")
+    verdict, meta, _ = run_ack(guard, frame)
+    assert verdict == XDP_PASS and meta is not None and meta.mss == 1440
+
+
+FORGED: dict[str, tuple[dict[str, Any], str]] = {
+    "random-ack": ({"ack": 0x12345678}, "ack-invalid"),
+    "ack-off-by-one": ({"ack_delta": 2}, "ack-invalid"),
+    "wrong-isn": ({"seq": 5000}, "ack-invalid"),
+    "other-sport": ({"sport": 40001}, "ack-invalid"),
+    # A valid cookie does not make an RST or a bare FIN a handshake.
+    "rst-with-cookie": ({"flags": "RA"}, "not-verified"),
+    "fin-without-ack": ({"flags": "F"}, "not-verified"),
+}
+
+
+@pytest.mark.parametrize("name", FORGED)
+def test_forged_segments_are_dropped(guard: Guard, name: str) -> None:
+    over, want = FORGED[name]
+    over = dict(over)
+    ck = cookie.make_cookie(K2, EPOCH, CLIENT4, SERVER4, 40000, PORT, 1000, 3)
+    ack = over.pop("ack", ck + int(over.pop("ack_delta", 1)))
+    fields: dict[str, Any] = {"sport": 40000, "dport": PORT, "seq": 1001, "ack": ack, "flags": "A"}
+    frame = eth() / L3["ipv4"]() / TCP(**(fields | over))
+    verdict, meta, reason = run_ack(guard, frame)
+    assert (verdict, meta) == (XDP_DROP, None)
+    assert reason == want
+
+
+def test_established_socket_passes_without_a_cookie() -> None:
+    """A segment of a connection the kernel has (test-run looks sockets up in
+    this namespace, through its loopback) passes, whatever its seq/ack."""
+    with socket.socket() as lst:
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(1)
+        sport = lst.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", sport)) as cli:
+            srv, _ = lst.accept()
+            with srv, load() as coll:
+                datapath.set_ports(coll.maps, [sport])
+                g = Guard(coll)
+                cport = cli.getsockname()[1]
+                seg = IP(src="127.0.0.1", dst="127.0.0.1") / TCP(
+                    sport=cport, dport=sport, seq=1, ack=2, flags="PA"
+                )
+                verdict, meta, reason = run_ack(g, eth() / seg / b"data")
+                assert (verdict, meta, reason) == (XDP_PASS, None, "established-pass")
+                # The same segment from a port with no socket: forged, dropped.
+                seg[TCP].sport = cport + 1 if cport < 65535 else cport - 1
+                verdict, _, reason = run_ack(g, eth() / seg / b"data")
+                assert (verdict, reason) == (XDP_DROP, "ack-invalid")
+
+
+def test_syn_is_answered_as_in_reset_mode(guard: Guard) -> None:
+    with load_guard() as reset_coll:
+        frame = eth() / L3["ipv4"]() / TCP(sport=1, dport=PORT, seq=7, options=LINUX_SYN)
+        assert guard.run(frame).frame == Guard(reset_coll).run(frame).frame
+    assert NOW  # the frozen clock makes both SYN-ACKs identical
+
+
+def test_driver_without_metadata_passes_plain() -> None:
+    with load(force_nometa=True) as coll:
+        g = Guard(coll)
+        ck, _ = handshake(g, L3["ipv4"](), LINUX_SYN)
+        frame = eth() / L3["ipv4"]() / TCP(sport=40000, dport=PORT, seq=1001, ack=ck + 1, flags="A")
+        verdict, meta, reason = run_ack(g, frame)
+        assert (verdict, meta, reason) == (XDP_PASS, None, "ack-valid")
+        bss = coll.map("xdpshiel.bss").lookup(b"\0" * 4)
+        assert bss[:4] == (1).to_bytes(4, "little"), "tc is told to re-check cookies"
