@@ -58,7 +58,7 @@ def nstat(stand: Stand, counter: str) -> int:
 @pytest.mark.parametrize("family", [4, 6])
 def test_client_connects_through_a_syn_flood(stand: Stand, family: int) -> None:
     with netns.enter(stand.ns("server")):
-        shield = Shield.load(stand.server_if, ports=[80], xdp_mode="native")
+        shield = Shield.load(stand.server_if, ports=[80], xdp_mode="native", handshake="reset")
     cookies_before = nstat(stand, "TcpExtSyncookiesSent")
     result: list[FloodResult] = []
     attack = threading.Thread(
