@@ -236,10 +236,18 @@ def cmd_stand(a: argparse.Namespace) -> int:
     if a.action == "attach":
         with netns.enter(stand.ns("server")):
             shield = Shield.load(
-                stand.server_if, ports=parse_ports(a.protect), xdp_mode=a.mode, debug=a.debug
+                stand.server_if,
+                ports=parse_ports(a.protect),
+                xdp_mode=a.mode,
+                handshake=a.handshake,
+                debug=a.debug,
             )
-            shield.close()
-        out.print(f"xdpshield attached to {stand.server_if} in {stand.ns('server')}")
+            with shield:
+                sh = shield.status()
+        out.print(
+            f"xdpshield attached to {stand.server_if} in {stand.ns('server')} "
+            f"({sh.xdp_mode} XDP, handshake {sh.handshake})"
+        )
         return 0
     if a.action == "detach":
         with netns.enter(stand.ns("server")):
@@ -475,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "attach":
             ap.add_argument("--protect", default="80", help="ports to guard (default 80)")
             ap.add_argument("--mode", default="native", choices=[m.value for m in XdpMode])
+            ap.add_argument("--handshake", default="auto", choices=HANDSHAKE_MODES)
             ap.add_argument("--debug", action="store_true", help="the tracing build")
         if name == "exec":
             ap.add_argument("role", choices=ROLES)
