@@ -63,7 +63,7 @@ static __always_inline int xs_reply_write(struct xdp_md *ctx,
 	__u32 new_len = r->l3off + iphlen + tcplen;
 	void *data, *data_end, *l3;
 	struct tcphdr *th;
-	__u32 *w, mac[3];
+	__u32 mac[3], hw, ow;
 	__u8 *o;
 	__u64 sum;
 	int i;
@@ -74,12 +74,20 @@ static __always_inline int xs_reply_write(struct xdp_md *ctx,
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 
-	/* Swap the MACs; VLAN tags and ethertypes stay as they are. */
+	/* Swap the MACs; VLAN tags and ethertypes stay as they are. Word
+	 * loads and stores: __builtin_memcpy on a packet pointer of unknown
+	 * alignment becomes 48 byte-wide instructions.
+	 */
 	if (data + 14 > data_end)
 		return -1;
-	__builtin_memcpy(mac, data, 12);
-	__builtin_memcpy(data, (__u8 *)mac + 6, 6);
-	__builtin_memcpy(data + 6, mac, 6);
+	mac[0] = *(__u32 *)data;
+	mac[1] = *(__u32 *)(data + 4);
+	mac[2] = *(__u32 *)(data + 8);
+	/* bytes 0..5 = dst, 6..11 = src (little-endian words) */
+	*(__u32 *)data = mac[1] >> 16 | mac[2] << 16;
+	*(__u16 *)(data + 4) = mac[2] >> 16;
+	*(__u16 *)(data + 6) = mac[0];
+	*(__u32 *)(data + 8) = mac[0] >> 16 | mac[1] << 16;
 
 	/* l3off is at most 22 (Ethernet + two tags); saying so keeps the
 	 * verifier's view of the packet offsets below small and exact.
@@ -117,9 +125,17 @@ static __always_inline int xs_reply_write(struct xdp_md *ctx,
 		iph->check = 0;
 		iph->saddr = r->daddr[0];
 		iph->daddr = r->saddr[0];
-		w = (__u32 *)iph;
-		iph->check = xs_csum_fold((__u64)w[0] + w[1] + w[2] + w[3] +
-					  w[4]);
+		/* Summed from the values written, not read back: the
+		 * read-back words span narrower stores, which the CPU cannot
+		 * forward, so each load waited for the stores to retire.
+		 * Little-endian words, as a load of the header would give.
+		 */
+		iph->check = xs_csum_fold(
+			(__u64)(bpf_htons(0x4500) |
+				(__u32)bpf_htons(iphlen + tcplen) << 16) +
+			((__u32)bpf_htons(XS_IP_DF) << 16) +
+			(XS_REPLY_TTL | IPPROTO_TCP << 8) + r->saddr[0] +
+			r->daddr[0]);
 		sum = (__u64)r->saddr[0] + r->daddr[0] +
 		      bpf_htonl(IPPROTO_TCP << 16 | tcplen);
 		th = (void *)(iph + 1);
@@ -134,46 +150,42 @@ static __always_inline int xs_reply_write(struct xdp_md *ctx,
 	/* Data offset and flags are one 16-bit word; bitfields would cost a
 	 * read-modify-write per field.
 	 */
-	*((__u16 *)th + 6) = bpf_htons((tcplen / 4) << 12 | r->flags);
-	th->window = bpf_htons(r->window);
+	hw = bpf_htons((tcplen / 4) << 12 | r->flags) |
+	     (__u32)bpf_htons(r->window) << 16;
+	*((__u32 *)th + 3) = hw;
 	th->check = 0;
 	th->urg_ptr = 0;
+	/* As for the IP header: every word summed from its value. */
+	sum += (__u64)(r->dport | (__u32)r->sport << 16) + r->seq + r->ack + hw;
 
 	o = (__u8 *)(th + 1);
 	if (r->optlen >= XS_OPTLEN_MSS) {
 		if ((void *)(o + XS_OPTLEN_MSS) > data_end)
 			return -1;
-		*(__u32 *)o = bpf_htonl(XS_TCPOPT_MSS << 24 | 4 << 16 | r->mss);
+		ow = bpf_htonl(XS_TCPOPT_MSS << 24 | 4 << 16 | r->mss);
+		*(__u32 *)o = ow;
+		sum += ow;
 	}
 	if (r->optlen >= XS_OPTLEN_TS) {
 		if ((void *)(o + XS_OPTLEN_TS) > data_end)
 			return -1;
-		*(__u32 *)(o + 4) = r->sack ?
+		ow = r->sack ?
 			bpf_htonl(XS_TCPOPT_SACK_PERM << 24 | 2 << 16 |
 				  XS_TCPOPT_TIMESTAMP << 8 | 10) :
 			bpf_htonl(XS_TCPOPT_NOP << 24 | XS_TCPOPT_NOP << 16 |
 				  XS_TCPOPT_TIMESTAMP << 8 | 10);
+		*(__u32 *)(o + 4) = ow;
 		*(__u32 *)(o + 8) = r->tsval;
 		*(__u32 *)(o + 12) = r->tsecr;
+		sum += (__u64)ow + r->tsval + r->tsecr;
 	}
 	if (r->optlen >= XS_OPTLEN_TS_WS) {
 		if ((void *)(o + XS_OPTLEN_TS_WS) > data_end)
 			return -1;
-		*(__u32 *)(o + 16) = bpf_htonl(XS_TCPOPT_NOP << 24 |
-					       XS_TCPOPT_WSCALE << 16 | 3 << 8 |
-					       r->wscale);
-	}
-
-	/* The frame now ends exactly where the TCP header does, so summing
-	 * 32-bit words up to data_end covers the header and nothing else; the
-	 * bound is the longest header we write (40 bytes).
-	 */
-	w = (__u32 *)th;
-#pragma unroll
-	for (i = 0; i < (20 + XS_OPTLEN_TS_WS) / 4; i++) {
-		if ((void *)(w + i + 1) > data_end)
-			break;
-		sum += w[i];
+		ow = bpf_htonl(XS_TCPOPT_NOP << 24 | XS_TCPOPT_WSCALE << 16 |
+			       3 << 8 | r->wscale);
+		*(__u32 *)(o + 16) = ow;
+		sum += ow;
 	}
 	th->check = xs_csum_fold(sum);
 	return 0;
