@@ -19,6 +19,7 @@ from xdpshield.bench import (
     _live_skipped,
     format_markdown,
     parse_synack,
+    run_handshakes,
     syn_frame,
     write_outputs,
 )
@@ -195,3 +196,17 @@ def test_markdown_shows_the_per_repetition_ratio_range() -> None:
     r = row(samples=(10.0, 12.0, 14.0), baseline="xdp-drop", baseline_samples=(5.0, 5.0, 5.0))
     line = next(ln for ln in format_markdown([r]).splitlines() if ln.startswith("| syn-ipv4"))
     assert "| 2.40x (2.00..2.80) |" in line
+
+
+def test_handshake_rows_say_why_when_the_stand_cannot_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import xdpshield.bench as bench
+
+    monkeypatch.setattr(bench, "_live_unavailable", lambda: "needs root (test)")
+    rows = run_handshakes(quick=True)
+    assert {r.name for r in rows} == {
+        "handshake xdpshield-transparent",
+        "handshake kernel-alone",
+    }
+    assert all(r.skipped == "needs root (test)" and r.value is None for r in rows)
