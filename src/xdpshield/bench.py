@@ -1098,7 +1098,9 @@ def _rx_shield(stand: Any) -> Iterator[None]:
     from .shield import Shield
 
     with netns.enter(stand.ns("server")):
-        shield = Shield.load(stand.server_if, ports=[LEGIT_PORT], xdp_mode="native")
+        shield = Shield.load(
+            stand.server_if, ports=[LEGIT_PORT], xdp_mode="native", handshake="reset"
+        )
     try:
         yield
     finally:

@@ -226,7 +226,7 @@ class Shield:
         *,
         ports: Iterable[int] = (),
         xdp_mode: XdpMode | str = XdpMode.AUTO,
-        handshake: str = "reset",
+        handshake: str = "auto",
         debug: bool = False,
         options: GuardOptions | None = None,
     ) -> Shield:
@@ -238,8 +238,7 @@ class Shield:
         attached or pinned.
 
         ``handshake``: ``reset``, ``transparent`` or ``auto`` (transparent when
-        the kernel supports it, see :func:`resolve_handshake`). The library's
-        default stays ``reset`` for existing callers; the CLI defaults to auto.
+        the kernel supports it, see :func:`resolve_handshake`), the default.
         """
         check_privileges()
         handshake, why = resolve_handshake(handshake)

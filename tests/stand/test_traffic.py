@@ -256,7 +256,7 @@ def test_legit_retries_a_reset_first_attempt(stand: Stand) -> None:
     from xdpshield.shield import Shield
 
     with netns.enter(stand.ns("server")):
-        shield = Shield.load(stand.server_if, ports=[80], xdp_mode="native")
+        shield = Shield.load(stand.server_if, ports=[80], xdp_mode="native", handshake="reset")
     try:
         once = legit_load(stand, n_clients=1, duration_s=10, count=10, retries=1)
         assert (once.attempted, once.completed, once.failed) == (10, 10, 0), once.failures
@@ -269,7 +269,7 @@ def test_legit_retries_a_reset_first_attempt(stand: Stand) -> None:
         with netns.enter(stand.ns("server")):
             shield.unload()
     with netns.enter(stand.ns("server")):
-        shield = Shield.load(stand.server_if, ports=[80], xdp_mode="native")
+        shield = Shield.load(stand.server_if, ports=[80], xdp_mode="native", handshake="reset")
     try:
         never = legit_load(stand, n_clients=1, duration_s=10, count=10, retries=0)
         assert never.failures.get("reset", 0) >= 1 and never.retries == 0
