@@ -205,11 +205,12 @@ def _run_phase(
     if with_shield:
         with netns.enter(stand.ns("server")):
             # Reset mode, not the default (auto -> transparent here): on this
-            # open-loop stand, transparent mode answers the flood faster and the
-            # reflected SYN-ACKs overrun the upstream's one ring, whose NAPI
-            # thread shares the generator's CPU; the server's data segments are
-            # then lost there and reads stall (97 vs ~10,000 connections in a
-            # quick run). XXX: a stand artefact to remove, then use the default.
+            # open-loop stand the reflected flood SYN-ACKs overrun the upstream's
+            # one XDP ring (about half are lost there, in either mode), and in
+            # transparent mode every legit SYN-ACK rides that ring too, while in
+            # reset mode a verified client's handshake is answered by the kernel
+            # through the skb path, which bypasses it (97 vs ~10,000 connections
+            # in a quick run). XXX: a stand artefact to remove, then use the default.
             shield = Shield.load(
                 stand.server_if, ports=[PORT], xdp_mode="native", handshake="reset"
             )
