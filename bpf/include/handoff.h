@@ -126,23 +126,7 @@ static __always_inline __u32 xs_tc_handoff(struct __sk_buff *skb)
 			return XS_TC_QUIET;
 	}
 
-	if (l3.v6) {
-		struct ipv6hdr *ip6 = l3.iph;
-
-		__builtin_memcpy(t.ipv6.saddr, &ip6->saddr, 16);
-		__builtin_memcpy(t.ipv6.daddr, &ip6->daddr, 16);
-		t.ipv6.sport = th->source;
-		t.ipv6.dport = th->dest;
-		tlen = sizeof(t.ipv6);
-	} else {
-		struct iphdr *iph = l3.iph;
-
-		t.ipv4.saddr = iph->saddr;
-		t.ipv4.daddr = iph->daddr;
-		t.ipv4.sport = th->source;
-		t.ipv4.dport = th->dest;
-		tlen = sizeof(t.ipv4);
-	}
+	tlen = xs_sock_tuple(&t, &l3, th);
 	skc = bpf_skc_lookup_tcp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
 	if (!skc)
 		/* Nothing listens: the kernel answers with an RST, as it

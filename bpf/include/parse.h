@@ -24,6 +24,33 @@ struct xs_l3 {
 	__u8 first_frag;	/* first fragment of several (more follow) */
 };
 
+/* The socket lookup key of a segment as the kernel sees it arrive (source
+ * is the peer); returns the tuple's length for bpf_skc_lookup_tcp(). Shared
+ * by XDP (established check) and tc (listener for the handoff).
+ */
+static __always_inline __u32 xs_sock_tuple(struct bpf_sock_tuple *t,
+					    const struct xs_l3 *l3,
+					    const struct tcphdr *th)
+{
+	if (l3->v6) {
+		const struct ipv6hdr *ip6 = l3->iph;
+
+		__builtin_memcpy(t->ipv6.saddr, &ip6->saddr, 16);
+		__builtin_memcpy(t->ipv6.daddr, &ip6->daddr, 16);
+		t->ipv6.sport = th->source;
+		t->ipv6.dport = th->dest;
+		return sizeof(t->ipv6);
+	} else {
+		const struct iphdr *iph = l3->iph;
+
+		t->ipv4.saddr = iph->saddr;
+		t->ipv4.daddr = iph->daddr;
+		t->ipv4.sport = th->source;
+		t->ipv4.dport = th->dest;
+		return sizeof(t->ipv4);
+	}
+}
+
 /* Ethernet and up to XS_MAX_VLAN tags; returns the ethertype (network order).
  * A third tag is returned as an ethertype like any other non-IP one.
  */
