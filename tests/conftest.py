@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from xdpshield import netns
+from xdpshield.stand import Stand
 
 ROOT = Path(__file__).resolve().parent.parent
 OBJ_DIR = ROOT / "src" / "xdpshield" / "_obj"
@@ -65,3 +66,14 @@ def veth() -> Iterator[VethPair]:
     finally:
         for ns in (pair.ns_outer, pair.ns_inner):
             netns.remove(ns)
+
+
+@pytest.fixture
+def stand() -> Iterator[Stand]:
+    """A stand (client, attacker, server) that is up, with a unique prefix; always removed."""
+    s = Stand(prefix=netns.unique_prefix("xs"))
+    try:
+        s.up()
+        yield s
+    finally:
+        s.down()

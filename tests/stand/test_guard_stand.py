@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,16 +20,6 @@ from xdpshield.stand import DEFAULT_SOURCES4, DEFAULT_SOURCES6, Stand
 from xdpshield.traffic import FloodResult, body_bytes, flood, serve_http
 
 BODY = 4096
-
-
-@pytest.fixture
-def stand() -> Iterator[Stand]:
-    s = Stand(prefix=netns.unique_prefix("xg"))
-    try:
-        s.up()
-        yield s
-    finally:
-        s.down()
 
 
 def fetch(stand: Stand, family: int = 4) -> bytes:

@@ -40,16 +40,6 @@ SOURCES = {4: "198.19.0.0/16", 6: "fd00:19::/32"}
 STRAY = 8
 
 
-@pytest.fixture
-def stand() -> Iterator[Stand]:
-    s = Stand(netns.unique_prefix("xs"))
-    try:
-        s.up()
-        yield s
-    finally:
-        s.down()
-
-
 @dataclass
 class Receiver:
     hits: Map[int, Any]

@@ -41,16 +41,6 @@ needs_handoff = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def stand() -> Iterator[Stand]:
-    s = Stand(prefix=netns.unique_prefix("xt"))
-    try:
-        s.up()
-        yield s
-    finally:
-        s.down()
-
-
 @contextlib.contextmanager
 def shielded(stand: Stand, xdp_mode: str = "native", **kw: object) -> Iterator[Shield]:
     with netns.enter(stand.ns("server")):
