@@ -291,6 +291,32 @@ static __always_inline __u32 xs_ack_pass_meta(struct xdp_md *ctx,
 	return XS_V(XDP_PASS, XS_R_ACK_VALID);
 }
 
+/* Transparent mode, a SYN: is there a socket (not the listener) for its
+ * 4-tuple? Mostly a TIME_WAIT that the server's own close left behind, when
+ * a busy client reuses the port. Only the kernel can retire it (the
+ * connection a handed-off ACK creates is refused as a duplicate of the
+ * TIME_WAIT): such a SYN goes to the kernel, which retires the TIME_WAIT
+ * and answers itself, as Linux does (RFC 6191), with a request socket (never
+ * a cookie for such a SYN) that the handshake ACK then finds. A spoofed SYN
+ * cannot hit one without the exact 4-tuple of a connection that just closed.
+ */
+static __always_inline int xs_socket_exists(struct xdp_md *ctx,
+					    const struct xs_l3 *l3,
+					    struct tcphdr *th)
+{
+	struct bpf_sock_tuple t;
+	struct bpf_sock *sk;
+	__u32 tlen, state;
+
+	tlen = xs_sock_tuple(&t, l3, th);
+	sk = bpf_skc_lookup_tcp(ctx, &t, tlen, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	state = sk->state;
+	bpf_sk_release(sk);
+	return state != BPF_TCP_LISTEN;
+}
+
 /* Transparent mode, any non-SYN segment to a protected port.
  *
  * The socket lookup comes first: established traffic, the bulk of what a
@@ -375,9 +401,11 @@ __attribute__((noinline)) __u32 xs_guard_tcp(struct xdp_md *ctx, __u64 l3off,
 
 	flags = XS_TCP_FLAGS(th) & XS_HANDSHAKE_MASK;
 	if (xs_transparent) {
-		if (flags == XS_TCP_SYN)
-			return xs_syn_cookie(ctx, &l3, th, data_end, frame_len);
-		return xs_transparent_segment(ctx, &l3, th, l4off);
+		if (flags != XS_TCP_SYN)
+			return xs_transparent_segment(ctx, &l3, th, l4off);
+		if (xs_socket_exists(ctx, &l3, th))
+			return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
+		return xs_syn_cookie(ctx, &l3, th, data_end, frame_len);
 	}
 	xs_vkey_of(&vk, &l3);
 	now = xs_now();

@@ -29,7 +29,7 @@ from xdpshield.datapath import Reason
 from xdpshield.errors import ConfigError
 from xdpshield.shield import Shield, probe_handoff
 from xdpshield.stand import DEFAULT_SOURCES4, DEFAULT_SOURCES6, Stand
-from xdpshield.traffic import FloodResult, flood, legit_load, serve_http
+from xdpshield.traffic import FloodResult, body_bytes, flood, legit_load, serve_http
 
 BODY = 4096
 HTTP, ECHO = 80, 7
@@ -397,3 +397,44 @@ def test_auto_is_transparent_and_syncookies_zero_is_refused(stand: Stand) -> Non
         st = status(stand, sh)
         assert st.handshake == "reset"
         assert "tcp_syncookies is 0" in st.handshake_why
+
+
+def _get_from_port(stand: Stand, family: int, sport: int) -> bytes:
+    """One HTTP GET from the client namespace, bound to ``sport``; the whole reply."""
+    af = socket.AF_INET6 if family == 6 else socket.AF_INET
+    with netns.enter(stand.ns("client")):
+        s = socket.socket(af, socket.SOCK_STREAM)
+    with s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.settimeout(5)
+        s.bind(("::" if family == 6 else "0.0.0.0", sport))
+        s.connect((stand.addr("server", family), HTTP))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+    return got
+
+
+@needs_handoff
+@pytest.mark.parametrize("family", [4, 6])
+def test_port_reused_while_server_holds_time_wait(stand: Stand, family: int) -> None:
+    # The HTTP server closes first, so the server keeps the 4-tuple in
+    # TIME_WAIT; a busy client soon reuses the port (the client itself holds
+    # nothing). A cookie handshake cannot replace a TIME_WAIT (the kernel
+    # refuses the new socket as a duplicate and the client stalls), so the
+    # shield leaves that SYN to the kernel, which retires the TIME_WAIT.
+    sport = 41000 + family
+    with (
+        shielded(stand, handshake="transparent") as sh,
+        serve_http(stand, port=HTTP, body_size=BODY),
+    ):
+        first = _get_from_port(stand, family, sport)
+        time.sleep(0.2)
+        tw = [ln for ln in server_sockets(stand) if "TIME-WAIT" in ln and f":{sport}" in ln]
+        second = _get_from_port(stand, family, sport)
+        stats = sh.stats()
+    assert len(tw) == 1, tw
+    assert first.endswith(body_bytes(BODY)) and second.endswith(body_bytes(BODY))
+    assert stats[Reason.SYN_COOKIE_SENT][0] == stats[Reason.HANDOFF][0] == 1
+    assert stats[Reason.HANDOFF_FAILED][0] == 0
