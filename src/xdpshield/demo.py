@@ -27,7 +27,7 @@ from .traffic import FloodResult, LegitResult, LegitSample, flood, legit_load, s
 __all__ = ["DemoResult", "DemoTick", "PhaseResult", "plot_demo", "run_demo"]
 
 PORT = 80
-RETRIES = 1  # reset mode resets a first attempt by design; a browser retries
+RETRIES = 1  # as a browser does; needed only if the shield runs reset mode (--handshake)
 CONNECT_TIMEOUT_S = 3.0
 # Frames per kernel flush of the generator: one is its slowest, steadiest pace.
 FLOOD_LIVE_BATCH = 1
@@ -204,16 +204,8 @@ def _run_phase(
     shield: Shield | None = None
     if with_shield:
         with netns.enter(stand.ns("server")):
-            # Reset mode, not the default (auto -> transparent here): on this
-            # open-loop stand the reflected flood SYN-ACKs overrun the upstream's
-            # one XDP ring (about half are lost there, in either mode), and in
-            # transparent mode every legit SYN-ACK rides that ring too, while in
-            # reset mode a verified client's handshake is answered by the kernel
-            # through the skb path, which bypasses it (97 vs ~10,000 connections
-            # in a quick run). XXX: a stand artefact to remove, then use the default.
-            shield = Shield.load(
-                stand.server_if, ports=[PORT], xdp_mode="native", handshake="reset"
-            )
+            # The default handshake (auto: transparent where the kernel can).
+            shield = Shield.load(stand.server_if, ports=[PORT], xdp_mode="native")
     try:
         result = _measure(stand, layout, name, shield, seconds, clients, on_tick)
         result.handshake = str(shield.meta["handshake"]) if shield else ""
@@ -365,8 +357,9 @@ def run_demo(
     Internet (generator, upstream, clients), the other the server. Both
     phases run the same flood: the generator at its own speed, one frame per
     flush (about 2 Mpps here: above what the kernel stack takes, within what
-    XDP answers). The clients retry a reset connection once, as the shield's
-    reset mode requires.
+    XDP answers). The shield runs its default handshake (transparent where
+    the kernel can: no RST); the clients would retry a reset connection once,
+    as reset mode requires.
     """
     seconds = 8.0 if quick else 25.0
     clients = 8 if quick else 16

@@ -4,8 +4,8 @@ What the JSON must show (repeated runs on the 2-core VM, see the report in the
 commit): the same open-loop SYN flood in both phases; without the shield the
 kernel's own SYN cookies answer a few hundred thousand per second and the ring
 refuses most of the flood; with it, XDP answers several times more, and the
-legit clients (one retry: reset mode resets a first attempt by design) still
-complete almost every connection.
+legit clients still complete almost every connection, on the first try
+where the kernel can take the transparent handshake (the default).
 """
 
 from __future__ import annotations
