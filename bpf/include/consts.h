@@ -68,6 +68,10 @@
 #define XS_VERIFIED_MAX		65536
 #endif
 
+/* Transparent mode's seen-sources filter (maps.h xs_seen): 2^20 bits. */
+#define XS_SEEN_BITS		20
+#define XS_SEEN_WORDS		(1U << (XS_SEEN_BITS - 6))
+
 /* Cookie key slots: the current and the previous key. */
 #define XS_KEY_SLOTS		2
 

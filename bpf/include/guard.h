@@ -291,6 +291,39 @@ static __always_inline __u32 xs_ack_pass_meta(struct xdp_md *ctx,
 	return XS_V(XDP_PASS, XS_R_ACK_VALID);
 }
 
+/* xs_seen's word and bit for the segment's source address. */
+static __always_inline __u64 *xs_seen_word(const struct xs_l3 *l3, __u64 *bit)
+{
+	__u32 a, h, idx;
+
+	if (l3->v6) {
+		const struct ipv6hdr *ip6 = l3->iph;
+
+		a = ip6->saddr.in6_u.u6_addr32[0] ^ ip6->saddr.in6_u.u6_addr32[1] ^
+		    ip6->saddr.in6_u.u6_addr32[2] ^ ip6->saddr.in6_u.u6_addr32[3];
+	} else {
+		a = ((const struct iphdr *)l3->iph)->saddr;
+	}
+	h = (a * 0x9E3779B1U) >> (32 - XS_SEEN_BITS);	/* Fibonacci hashing */
+	idx = h >> 6;
+	*bit = 1ULL << (h & 63);
+	return bpf_map_lookup_elem(&xs_seen, &idx);
+}
+
+/* Mark the source of a segment that passes to a socket. Not atomic: a bit
+ * lost to a race on the same word is set again by the source's next segment.
+ * XXX: a TIME_WAIT left from before the shield was loaded is not known
+ * until its source sends again; a port reuse meeting it in the meantime
+ * stalls until it expires (at most a minute).
+ */
+static __always_inline void xs_seen_mark(const struct xs_l3 *l3)
+{
+	__u64 bit, *w = xs_seen_word(l3, &bit);
+
+	if (w && !(*w & bit))
+		*w |= bit;
+}
+
 /* Transparent mode, a SYN: is there a socket (not the listener) for its
  * 4-tuple? Mostly a TIME_WAIT that the server's own close left behind, when
  * a busy client reuses the port. Only the kernel can retire it (the
@@ -307,7 +340,10 @@ static __always_inline int xs_socket_exists(struct xdp_md *ctx,
 	struct bpf_sock_tuple t;
 	struct bpf_sock *sk;
 	__u32 tlen, state;
+	__u64 bit, *w = xs_seen_word(l3, &bit);
 
+	if (!w || !(*w & bit))
+		return 0;
 	tlen = xs_sock_tuple(&t, l3, th);
 	sk = bpf_skc_lookup_tcp(ctx, &t, tlen, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
@@ -342,8 +378,10 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 		/* Established, closing, time-wait or a request socket: the
 		 * kernel's own state machine judges it.
 		 */
-		if (!listener)
+		if (!listener) {
+			xs_seen_mark(l3);
 			return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
+		}
 	}
 	if ((XS_TCP_FLAGS(th) & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) !=
 	    XS_TCP_ACK)

@@ -47,6 +47,19 @@ struct {
 	__type(value, struct xs_verified);
 } xs_verified SEC(".maps");
 
+/* Transparent mode: one bit per hash of a source address, set once a
+ * segment of that source passes to a socket here, never cleared. Only such
+ * a source can hit a TIME_WAIT with its SYN, so only its SYNs pay for a
+ * socket lookup; a spoofed flood's sources almost never have their bit set.
+ * An array lookup is inlined.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XS_SEEN_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} xs_seen SEC(".maps");
+
 /* Load-time knobs (const volatile: the verifier sees the values and prunes
  * what they switch off). datapath.constants() fills them.
  */

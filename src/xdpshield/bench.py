@@ -933,8 +933,9 @@ def _transparent_rows(
         )
         rows = [
             ("transparent-syn-ipv4", syn_frame(), XDP_TX, "SYN_COOKIE_SENT", GOAL_SYN,
-             "SYN -> SYN-ACK as in reset mode, plus a socket lookup (a TIME_WAIT of the "
-             "same 4-tuple goes to the kernel) instead of the verified-table lookup"),
+             "SYN -> SYN-ACK as in reset mode, without the verified-table lookup; a "
+             "source that had a socket here would also pay a socket lookup (TIME_WAIT "
+             "check), a spoofed one tests one bit"),
             ("transparent-ack-invalid-ipv4", ack_frame(0x0BADC0DE, tsecr=1), XDP_DROP,
              "ACK_INVALID", GOAL_FORGED_ACK,
              "forged ACK dropped: socket lookup (finds the listener) + SipHash"),
