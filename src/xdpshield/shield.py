@@ -442,6 +442,19 @@ def _remove_pins(iface: str) -> None:
                 d.rmdir()
 
 
+def forget_namespace(name: str) -> None:
+    """Remove the pins and records of shields in namespace NAME, once it is gone.
+
+    Deleting a namespace takes its links and their XDP programs with it, but
+    the pins in the host's bpffs keep the maps alive until removed here.
+    """
+    scope = f"netns-{name}"
+    pins = bpffs_root() / "xdpshield" / scope
+    if pins.is_dir():
+        shutil.rmtree(pins)
+    shutil.rmtree(RUN_DIR / scope, ignore_errors=True)
+
+
 def list_shields() -> list[str]:
     """Interfaces of this namespace with a shield's pins (loaded or stale)."""
     root = bpffs_root() / "xdpshield" / _scope()

@@ -74,7 +74,7 @@ from typing import Any, Literal
 
 from pyroute2 import NetlinkError
 
-from . import netns
+from . import netns, shield
 from .bpf import ObjectSpec, XdpAttachment, attach_xdp, query_xdp
 from .errors import InterfaceNotFound, XdpShieldError
 
@@ -278,6 +278,7 @@ class Stand:
                 self._kill_processes_in(name)
         for name in self.namespaces:
             netns.remove(name)
+            shield.forget_namespace(name)
 
     def __enter__(self) -> Stand:
         self.up()

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from xdpshield import netns
-from xdpshield.bpf import ObjectSpec, attach_xdp, query_xdp
+from xdpshield.bpf import ObjectSpec, attach_xdp, bpffs_root, query_xdp
+from xdpshield.shield import RUN_DIR, Shield
 from xdpshield.stand import Stand, StandError
 from xdpshield.traffic import flood, legit_load
 
@@ -24,9 +25,11 @@ OBJ = Path(__file__).resolve().parents[2] / "src" / "xdpshield" / "_obj"
 
 
 def leftovers(prefix: str) -> list[str]:
-    """Namespaces and host interfaces that carry the prefix."""
+    """Namespaces, host interfaces, shield pins and records that carry the prefix."""
     found = [f"netns {p.name}" for p in netns.NETNS_RUN_DIR.glob(f"{prefix}-*")]
     found += [f"link {name}" for _, name in socket.if_nameindex() if name.startswith(prefix)]
+    for root in (bpffs_root() / "xdpshield", RUN_DIR):
+        found += [f"pins {p}" for p in root.glob(f"netns-{prefix}-*")]
     return found
 
 
@@ -105,6 +108,18 @@ def test_crash_halfway_then_down_and_up(stand: Stand) -> None:
     assert stand.up().up
     assert ping(stand, stand.server4).returncode == 0
     subprocess.run([sys.executable, "-c", code], capture_output=True, check=False)
+    stand.down()
+    assert leftovers(stand.prefix) == []
+
+
+def test_down_removes_a_loaded_shield_and_its_pins(stand: Stand) -> None:
+    # The pins live in the host's bpffs and would keep the shield's maps alive
+    # after its namespace is gone.
+    stand.up()
+    with netns.enter(stand.ns("server")):
+        Shield.load(stand.server_if, ports=[80], handshake="reset").close()
+    pins = list((bpffs_root() / "xdpshield").glob(f"netns-{stand.prefix}-*/*/prog"))
+    assert len(pins) == 1
     stand.down()
     assert leftovers(stand.prefix) == []
 
