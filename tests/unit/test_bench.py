@@ -178,7 +178,10 @@ def test_live_rows_carry_goals_baselines_and_why_a_receiver_did_not_run() -> Non
     assert rows["ack-flood xdp-filter (2 queues)"].skipped == "xdp-filter: EPERM"
     ack = rows["ack-flood xdpshield (2 queues)"]
     assert ack.baseline == "ack-flood xdp-drop (2 queues)" and ack.ratio == pytest.approx(1.0)
-    assert rows["legit during SYN flood: xdpshield (2 queues)"].value == 99.5
+    legit_row = rows["legit during SYN flood: xdpshield (2 queues)"]
+    assert legit_row.value == 99.5
+    # Every receiver's clients face the same flood, and the row says which.
+    assert "SYN flood held at 400.0 k/s" in legit_row.note
     assert all(r.higher_is_better for r in rows.values())
 
 
