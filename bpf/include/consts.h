@@ -87,6 +87,11 @@
 #define XS_TS_ECN		0x20
 #define XS_MAX_WSCALE		14	/* RFC 7323 2.3 */
 
+/* xs_server_opts bits: options the protected stack has turned on. */
+#define XS_SRV_TS		0x1
+#define XS_SRV_SACK		0x2
+#define XS_SRV_WS		0x4
+
 /* TSval clock: ns >> 20, a tick of 1.05 ms (RFC 7323 asks for 1 ms..1 s);
  * a shift instead of a division by 10^6 keeps a 64-bit div off the SYN path.
  */

@@ -73,6 +73,15 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 	if (!key)
 		return XS_V(XDP_DROP, XS_R_NO_KEY);
 	opts = xs_syn_options(ctx, th, data_end);
+	/* An option the server's stack has turned off is not offered: the
+	 * kernel would refuse the handed-off connection (-EINVAL).
+	 */
+	if (!(xs_server_opts & XS_SRV_TS))
+		opts &= ~XS_OPT_TS;
+	if (!(xs_server_opts & XS_SRV_SACK))
+		opts &= ~XS_OPT_SACK;
+	if (!(xs_server_opts & XS_SRV_WS))
+		opts &= ~XS_OPT_HAS_WS;
 	/* Without an MSS option, RFC 9293's defaults. */
 	if (opts & XS_OPT_HAS_MSS)
 		mss = XS_OPT_MSS(opts);

@@ -165,9 +165,9 @@ __attribute__((noinline)) __u32 xs_tc_assign(struct __sk_buff *skb,
 	}
 	/* The kfunc wants the full socket, taken while skc's reference is
 	 * still held.
-	 * XXX: the server namespace's tcp_timestamps/sack/window_scaling
-	 * sysctls are not known here; with one of them off while the client
-	 * offered it, the kfunc refuses (-EINVAL) and the handshake fails.
+	 * The kfunc refuses (-EINVAL) an option whose sysctl is off; the
+	 * SYN-ACK offered only those on at load (xs_server_opts), so only a
+	 * sysctl turned off since then fails here, until a reload.
 	 */
 	tp = bpf_skc_to_tcp_sock(skc);
 	if (!tp) {

@@ -68,6 +68,11 @@ const volatile __u32 xs_verified_budget = 32;
 const volatile __u32 xs_wscale = 7;	/* window scale our SYN-ACK offers */
 const volatile __u32 xs_mss4 = 1460;	/* MSS our SYN-ACK offers, IPv4 */
 const volatile __u32 xs_mss6 = 1440;	/* and IPv6 */
+/* The TCP options the protected stack accepts (XS_SRV_*, from its
+ * net.ipv4.tcp_{timestamps,sack,window_scaling}): the SYN-ACK offers no
+ * other, as the kernel's own would not.
+ */
+const volatile __u32 xs_server_opts = XS_SRV_TS | XS_SRV_SACK | XS_SRV_WS;
 /* Transparent handshake: a valid handshake ACK passes to the kernel (with
  * its decoded cookie as XDP metadata, for the tc program) instead of being
  * answered with an RST; the verified table is not used.

@@ -99,8 +99,11 @@ class GuardOptions:
     call :func:`rotate_keys`. A cookie stays valid for one to two periods.
     ``transparent`` selects the transparent handshake (valid handshake ACKs
     pass to the kernel, the tc program hands them over; see shield.py), else
-    reset mode. ``fixed_now_ns`` and ``force_nometa`` (act as if the driver
-    gave no XDP metadata) are for tests only.
+    reset mode. ``timestamps``, ``sack`` and ``window_scaling``: the TCP
+    options the protected stack accepts (its ``net.ipv4.tcp_*`` sysctls, see
+    :func:`stack_options`); the SYN-ACK offers no other. ``fixed_now_ns`` and
+    ``force_nometa`` (act as if the driver gave no XDP metadata) are for
+    tests only.
     """
 
     debug: bool = False
@@ -110,6 +113,9 @@ class GuardOptions:
     wscale: int = 7
     mss4: int = 1460
     mss6: int = 1440
+    timestamps: bool = True
+    sack: bool = True
+    window_scaling: bool = True
     fixed_now_ns: int = 0
     transparent: bool = False
     force_nometa: bool = False
@@ -140,7 +146,35 @@ def constants(opts: GuardOptions) -> dict[str, int]:
         "xs_fixed_now_ns": opts.fixed_now_ns,
         "xs_transparent": int(opts.transparent),
         "xs_force_nometa": int(opts.force_nometa),
+        "xs_server_opts": (
+            SRV_TS * opts.timestamps | SRV_SACK * opts.sack | SRV_WS * opts.window_scaling
+        ),
     }
+
+
+SRV_TS, SRV_SACK, SRV_WS = 0x1, 0x2, 0x4  # consts.h XS_SRV_*
+_STACK_SYSCTLS = {
+    "timestamps": "net/ipv4/tcp_timestamps",
+    "sack": "net/ipv4/tcp_sack",
+    "window_scaling": "net/ipv4/tcp_window_scaling",
+}
+
+
+def stack_options(proc_sys: str = "/proc/sys") -> dict[str, bool]:
+    """The TCP options this namespace's stack has on, as GuardOptions fields.
+
+    The kernel refuses a handed-off connection with an option it has turned
+    off, so the shield must not offer it. A sysctl that cannot be read counts
+    as the kernel's default (on).
+    """
+    found: dict[str, bool] = {}
+    for field, path in _STACK_SYSCTLS.items():
+        try:
+            with open(os.path.join(proc_sys, path)) as f:
+                found[field] = int(f.read().strip()) != 0
+        except (OSError, ValueError):
+            found[field] = True
+    return found
 
 
 # -- transparent mode's XDP metadata ---------------------------------------------------

@@ -259,7 +259,16 @@ class Shield:
                 f"{iface} already runs XDP program id {cur.prog_id} "
                 f"({cur.mode}) that is not xdpshield's; detach it first"
             )
-        opts = replace(options or GuardOptions(debug=debug), transparent=transparent)
+        opts = options or GuardOptions(debug=debug)
+        # Never offer an option the protected stack has turned off.
+        stack = datapath.stack_options()
+        opts = replace(
+            opts,
+            transparent=transparent,
+            timestamps=opts.timestamps and stack["timestamps"],
+            sack=opts.sack and stack["sack"],
+            window_scaling=opts.window_scaling and stack["window_scaling"],
+        )
         spec = ObjectSpec(object_path(debug))
         consts = datapath.constants(opts)
         if consts:

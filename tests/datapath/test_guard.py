@@ -250,6 +250,29 @@ def test_tsval_carries_client_options(guard: Guard) -> None:
     assert ts[0] <= NOW >> cookie.TS_SHIFT & 0xFFFFFFFF  # never ahead of the clock
 
 
+@pytest.mark.parametrize(
+    ("off", "dropped"),
+    [
+        # No timestamps: nowhere to keep scale and SACK, so MSS only.
+        ("timestamps", ("Timestamp",)),
+        ("sack", ("SAckOK",)),
+        ("window_scaling", ("WScale",)),
+    ],
+)
+def test_synack_offers_only_what_the_server_stack_accepts(
+    off: str, dropped: tuple[str, ...]
+) -> None:
+    # The server's sysctl is off: the SYN-ACK is the one the client would get
+    # had it not offered that option.
+    frame = syn(L3_CASES["ipv4"], OPTION_SETS["linux"])
+    without = syn(L3_CASES["ipv4"], [o for o in OPTION_SETS["linux"] if o[0] not in dropped])
+    with load(**{off: False}) as coll:
+        ran = Guard(coll).run(frame)
+    assert (ran.verdict, ran.reason) == (XDP_TX, Reason.SYN_COOKIE_SENT)
+    assert ran.frame == expected_synack(without)
+    assert ran.frame != expected_synack(frame)
+
+
 def test_no_key_drops_guarded_syn() -> None:
     with load(keys=False) as coll:
         ran = Guard(coll).run(syn(eth() / IP4, []))

@@ -255,6 +255,35 @@ def test_without_client_timestamps_only_mss(stand: Stand, family: int) -> None:
 
 
 @needs_handoff
+@pytest.mark.parametrize(
+    ("sysctl", "gone"),
+    [
+        # Without timestamps a cookie has nowhere to keep scale and SACK.
+        ("tcp_timestamps", TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE),
+        ("tcp_sack", TCPI_OPT_SACK),
+        ("tcp_window_scaling", TCPI_OPT_WSCALE),
+    ],
+)
+def test_server_with_an_option_off_still_connects(stand: Stand, sysctl: str, gone: int) -> None:
+    # The kernel refuses a handed-off connection with an option it has turned
+    # off: the shield, loaded after the sysctl, must not offer it.
+    stand.exec("server", ["sysctl", "-qw", f"net.ipv4.{sysctl}=0"], check=True)
+    with shielded(stand, handshake="transparent") as sh:
+        srv = EchoServer(stand, 4)
+        try:
+            got, client = echo(stand, 4, b"y" * 5000)
+        finally:
+            srv.close()
+        stats = sh.stats()
+    assert got == b"y" * 5000
+    assert stats[Reason.HANDOFF][0] == 1 and stats[Reason.HANDOFF_FAILED][0] == 0
+    (server,) = srv.infos
+    every = TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE
+    assert server.options & every == every & ~gone
+    assert client.options & gone == 0
+
+
+@needs_handoff
 @pytest.mark.parametrize("family", [4, 6])
 def test_lost_third_ack_first_data_segment_completes(stand: Stand, family: int) -> None:
     # Drop exactly the client's first pure ACK (the handshake's third segment):
