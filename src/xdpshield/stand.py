@@ -60,9 +60,9 @@ frame finds the ring full only while the generator is running, and the
 clients (and the softirq that forwards their packets) run on the same CPU,
 so only while it is not; by then the server has freed a slot. Measured: 82 %
 of the flood refused, 27 SYN retransmissions in 2,069 legit connections.
-Clients on the server's CPU do meet the full ring (then most fail without
-the shield), but they starve there; this kernel has no netem or fq to
-delay their packets into the generator's time.
+Clients on the server's CPU do meet the full ring, but far more often than
+the flood does: they run when the server's NAPI thread, the ring's
+consumer, does not. A fair share needs a CPU of their own.
 """
 
 from __future__ import annotations
