@@ -354,6 +354,48 @@ def age_verified(maps: Maps, now_ns: int) -> int:
 
 
 # -- lifecycle and stats ------------------------------------------------------------
+# -- sources seen with a socket (transparent mode) -------------------------------------
+SEEN_BITS = 20  # consts.h XS_SEEN_BITS
+
+
+def seen_bit(addr: str) -> int:
+    """The bit of ``xs_seen`` for a source address, hashed as guard.h's xs_seen_word().
+
+    The data path loads address words raw (network order, read little-endian)
+    and XORs an IPv6 address's four; an IPv4-mapped address is the IPv4 one,
+    as it arrives on the wire.
+    """
+    ip = ipaddress.ip_address(addr)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    raw = ip.packed
+    a = 0
+    for i in range(0, len(raw), 4):
+        a ^= int.from_bytes(raw[i : i + 4], "little")
+    return ((a * 0x9E3779B1) & 0xFFFFFFFF) >> (32 - SEEN_BITS)
+
+
+def mark_seen(maps: Maps, addrs: Iterable[str]) -> int:
+    """Mark sources as having had a socket here (their SYNs then check for a
+    TIME_WAIT first); returns how many words changed.
+
+    Read-modify-write: a bit the data path sets in the same word meanwhile
+    can be lost, and is set again by that source's next segment to a socket.
+    """
+    seen = maps["xs_seen"].typed(UInt(4), UInt(8))
+    words: dict[int, int] = {}
+    for addr in addrs:
+        h = seen_bit(addr)
+        words[h >> 6] = words.get(h >> 6, 0) | 1 << (h & 63)
+    changed = 0
+    for idx, bits in words.items():
+        old = seen.lookup(idx)
+        if old | bits != old:
+            seen.update(idx, old | bits)
+            changed += 1
+    return changed
+
+
 def init_maps(maps: Maps, ports: Iterable[int]) -> None:
     """Fill a freshly loaded shield's maps: ports, and a first cookie key."""
     set_ports(maps, ports)

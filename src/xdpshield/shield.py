@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -278,6 +279,10 @@ class Shield:
         tc_attached = False
         try:
             datapath.init_maps(coll.maps, port_list)
+            if transparent:
+                # Sockets from before the shield (a TIME_WAIT above all) are
+                # known before its first packet, not from their next segment.
+                datapath.mark_seen(coll.maps, socket_peers())
             pin_dir.mkdir(parents=True, exist_ok=True)
             maps: dict[str, Map[Any, Any]] = {}
             for name in datapath.PIN_MAPS:
@@ -449,6 +454,21 @@ def _remove_pins(iface: str) -> None:
         with contextlib.suppress(OSError):
             if d.name.startswith("netns-"):
                 d.rmdir()
+
+
+def socket_peers() -> set[str]:
+    """Remote addresses of this namespace's TCP sockets but the listeners
+    (TIME_WAIT included), through sock_diag."""
+    from pyroute2 import DiagSocket
+
+    every_but_listen = ((1 << 13) - 2) & ~(1 << 10)  # TCP states 1..12, LISTEN is 10
+    peers: set[str] = set()
+    with DiagSocket() as ds:
+        ds.bind()
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for msg in ds.get_sock_stats(family=family, states=every_but_listen):
+                peers.add(str(msg["idiag_dst"]))
+    return peers
 
 
 def forget_namespace(name: str) -> None:

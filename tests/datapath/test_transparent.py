@@ -224,6 +224,35 @@ def test_syn_meeting_a_time_wait_goes_to_the_kernel() -> None:
             assert g.run(syn).verdict == XDP_TX
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_sources_marked_from_userspace_are_looked_up(host: str) -> None:
+    """The shield marks the peers of sockets that exist when it loads (its
+    hash in Python agrees with the data path's): such a TIME_WAIT is found at
+    the source's first SYN."""
+    v6 = ":" in host
+    family = socket.AF_INET6 if v6 else socket.AF_INET
+    with socket.socket(family) as lst:
+        lst.bind((host, 0))
+        lst.listen(1)
+        sport = lst.getsockname()[1]
+        cli = socket.create_connection((host, sport))
+        cport = cli.getsockname()[1]
+        srv, _ = lst.accept()
+        srv.close()  # the server's end goes to TIME_WAIT
+        assert cli.recv(1) == b""
+        cli.close()
+        with load() as coll:
+            datapath.set_ports(coll.maps, [sport])
+            g = Guard(coll)
+            ip = IPv6(src=host, dst=host) if v6 else IP(src=host, dst=host)
+            syn = eth() / ip / TCP(sport=cport, dport=sport, seq=5, options=LINUX_SYN)
+            assert g.run(syn).verdict == XDP_TX  # not marked: a cookie
+            assert datapath.mark_seen(coll.maps, [host]) == 1
+            assert datapath.mark_seen(coll.maps, [host]) == 0  # already there
+            again = g.run(syn)
+            assert (again.verdict, again.reason.label) == (XDP_PASS, "established-pass")
+
+
 def test_syn_is_answered_as_in_reset_mode(guard: Guard) -> None:
     with load_guard() as reset_coll:
         frame = eth() / L3["ipv4"]() / TCP(sport=1, dport=PORT, seq=7, options=LINUX_SYN)

@@ -467,3 +467,23 @@ def test_port_reused_while_server_holds_time_wait(stand: Stand, family: int) -> 
     assert first.endswith(body_bytes(BODY)) and second.endswith(body_bytes(BODY))
     assert stats[Reason.SYN_COOKIE_SENT][0] == stats[Reason.HANDOFF][0] == 1
     assert stats[Reason.HANDOFF_FAILED][0] == 0
+
+
+@needs_handoff
+@pytest.mark.parametrize("family", [4, 6])
+def test_time_wait_from_before_the_shield(stand: Stand, family: int) -> None:
+    # The TIME_WAIT is left by a connection made before the shield was
+    # loaded: the shield learns its peer from the server's sockets at load,
+    # so the client's port reuse still goes to the kernel.
+    sport = 42000 + family
+    with serve_http(stand, port=HTTP, body_size=BODY):
+        first = _get_from_port(stand, family, sport)
+        time.sleep(0.2)
+        tw = [ln for ln in server_sockets(stand) if "TIME-WAIT" in ln and f":{sport}" in ln]
+        with shielded(stand, handshake="transparent") as sh:
+            second = _get_from_port(stand, family, sport)
+            stats = sh.stats()
+    assert len(tw) == 1, tw
+    assert first.endswith(body_bytes(BODY)) and second.endswith(body_bytes(BODY))
+    assert stats[Reason.SYN_COOKIE_SENT][0] == 0
+    assert stats[Reason.ESTABLISHED_PASS][0] >= 1
