@@ -450,7 +450,7 @@ __attribute__((noinline)) __u32 xs_guard_tcp(struct xdp_md *ctx, __u64 l3off,
 		if (flags != XS_TCP_SYN)
 			return xs_transparent_segment(ctx, &l3, th, l4off);
 		if (xs_socket_exists(ctx, &l3, th))
-			return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
+			return XS_V(XDP_PASS, XS_R_SYN_EXISTING_SOCKET);
 		return xs_syn_cookie(ctx, &l3, th, data_end, frame_len);
 	}
 	xs_vkey_of(&vk, &l3);

@@ -30,6 +30,8 @@ enum xs_reason {
 	XS_R_HANDOFF_FAILED,	/* tc: the kfunc refused; segment dropped */
 	XS_R_HANDOFF_NO_LISTENER, /* tc: nothing listens; the kernel answers */
 	XS_R_HANDOFF_BAD_COOKIE, /* tc, no XDP metadata: cookie re-check failed */
+	XS_R_SYN_EXISTING_SOCKET, /* SYN whose 4-tuple has a socket (a TIME_WAIT):
+				   * the kernel answers it */
 	XS_R__MAX,
 };
 

@@ -70,6 +70,7 @@ class Reason(IntEnum):
     HANDOFF_FAILED = 13
     HANDOFF_NO_LISTENER = 14
     HANDOFF_BAD_COOKIE = 15
+    SYN_EXISTING_SOCKET = 16
 
     @property
     def label(self) -> str:

@@ -217,7 +217,7 @@ def test_syn_meeting_a_time_wait_goes_to_the_kernel() -> None:
             fin = eth() / ip / TCP(sport=cport, dport=sport, seq=1, ack=2, flags="FA")
             assert run_ack(g, fin)[::2] == (XDP_PASS, "established-pass")
             again = g.run(syn)
-            assert (again.verdict, again.reason.label) == (XDP_PASS, "established-pass")
+            assert (again.verdict, again.reason.label) == (XDP_PASS, "syn-existing-socket")
             assert again.frame == bytes(syn)
             # Another port of the same source has no socket: a cookie, as ever.
             syn[TCP].sport = cport + 1 if cport < 65535 else cport - 1
@@ -250,7 +250,7 @@ def test_sources_marked_from_userspace_are_looked_up(host: str) -> None:
             assert datapath.mark_seen(coll.maps, [host]) == 1
             assert datapath.mark_seen(coll.maps, [host]) == 0  # already there
             again = g.run(syn)
-            assert (again.verdict, again.reason.label) == (XDP_PASS, "established-pass")
+            assert (again.verdict, again.reason.label) == (XDP_PASS, "syn-existing-socket")
 
 
 def test_syn_is_answered_as_in_reset_mode(guard: Guard) -> None:

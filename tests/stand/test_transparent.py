@@ -380,8 +380,12 @@ def test_legit_clients_first_try_under_syn_and_ack_flood(stand: Stand, family: i
     assert legit.attempted == 1000, legit.failures
     assert legit.first_try >= 999, legit.failures
     assert legit.bytes_verified >= legit.first_try * BODY
-    assert stats[Reason.HANDOFF][0] >= legit.first_try
-    assert stats[Reason.HANDOFF_FAILED][0] == 0
+    moved = {r.label: v for r, v in stats.items() if v[0]}
+    # Each connection was handed over by tc, or its SYN met a socket of an
+    # earlier connection on the same port (a TIME_WAIT) and the kernel took it.
+    made = stats[Reason.HANDOFF][0] + stats[Reason.SYN_EXISTING_SOCKET][0]
+    assert made >= legit.first_try, moved
+    assert stats[Reason.HANDOFF_FAILED][0] == 0, moved
 
 
 # -- mode selection ----------------------------------------------------------------------------
@@ -466,6 +470,7 @@ def test_port_reused_while_server_holds_time_wait(stand: Stand, family: int) -> 
     assert len(tw) == 1, tw
     assert first.endswith(body_bytes(BODY)) and second.endswith(body_bytes(BODY))
     assert stats[Reason.SYN_COOKIE_SENT][0] == stats[Reason.HANDOFF][0] == 1
+    assert stats[Reason.SYN_EXISTING_SOCKET][0] == 1
     assert stats[Reason.HANDOFF_FAILED][0] == 0
 
 
@@ -486,4 +491,4 @@ def test_time_wait_from_before_the_shield(stand: Stand, family: int) -> None:
     assert len(tw) == 1, tw
     assert first.endswith(body_bytes(BODY)) and second.endswith(body_bytes(BODY))
     assert stats[Reason.SYN_COOKIE_SENT][0] == 0
-    assert stats[Reason.ESTABLISHED_PASS][0] >= 1
+    assert stats[Reason.SYN_EXISTING_SOCKET][0] == 1
