@@ -346,19 +346,14 @@ static __always_inline int xs_socket_exists(struct xdp_md *ctx,
 					    struct tcphdr *th)
 {
 	struct bpf_sock_tuple t;
-	struct bpf_sock *sk;
 	__u32 tlen, state;
 	__u64 bit, *w = xs_seen_word(l3, &bit);
 
 	if (!w || !(*w & bit))
 		return 0;
 	tlen = xs_sock_tuple(&t, l3, th);
-	sk = bpf_skc_lookup_tcp(ctx, &t, tlen, BPF_F_CURRENT_NETNS, 0);
-	if (!sk)
-		return 0;
-	state = sk->state;
-	bpf_sk_release(sk);
-	return state != BPF_TCP_LISTEN;
+	state = xs_sock_state(ctx, &t, tlen);
+	return state && state != BPF_TCP_LISTEN;
 }
 
 /* Transparent mode, any non-SYN segment to a protected port.
@@ -374,22 +369,16 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 						    __u64 l4off)
 {
 	struct bpf_sock_tuple t;
-	struct bpf_sock *sk;
-	__u32 tlen;
-	int listener;
+	__u32 tlen, state;
 
 	tlen = xs_sock_tuple(&t, l3, th);
-	sk = bpf_skc_lookup_tcp(ctx, &t, tlen, BPF_F_CURRENT_NETNS, 0);
-	if (sk) {
-		listener = sk->state == BPF_TCP_LISTEN;
-		bpf_sk_release(sk);
-		/* Established, closing, time-wait or a request socket: the
-		 * kernel's own state machine judges it.
-		 */
-		if (!listener) {
-			xs_seen_mark(l3);
-			return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
-		}
+	state = xs_sock_state(ctx, &t, tlen);
+	/* Established, closing, time-wait or a request socket: the kernel's
+	 * own state machine judges it.
+	 */
+	if (state && state != BPF_TCP_LISTEN) {
+		xs_seen_mark(l3);
+		return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
 	}
 	if ((XS_TCP_FLAGS(th) & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) !=
 	    XS_TCP_ACK)

@@ -194,7 +194,6 @@ static __always_inline __u32 xs_tc_handoff(struct __sk_buff *skb)
 	struct xs_cursor c = { .pos = data, .end = data_end };
 	struct bpf_sock_tuple t = {};
 	struct xs_l3 l3 = {};
-	struct bpf_sock *skc;
 	struct tcphdr *th;
 	struct xs_meta m = {};
 	int proto, have_meta;
@@ -238,13 +237,9 @@ static __always_inline __u32 xs_tc_handoff(struct __sk_buff *skb)
 	tlen = xs_sock_tuple(&t, &l3, th);
 	if (!have_meta) {
 		/* Established traffic looks like this too: the kernel's. */
-		skc = bpf_skc_lookup_tcp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
-		if (skc) {
-			state = skc->state;
-			bpf_sk_release(skc);
-			if (state != BPF_TCP_LISTEN)
-				return XS_TC_QUIET;
-		}
+		state = xs_sock_state(skb, &t, tlen);
+		if (state && state != BPF_TCP_LISTEN)
+			return XS_TC_QUIET;
 		if (xs_tc_recheck(skb, l3.iph - data, (void *)th - data, l3.v6,
 				  &m))
 			return XS_V(XS_TC_ACT_SHOT, XS_R_HANDOFF_BAD_COOKIE);

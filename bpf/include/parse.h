@@ -51,6 +51,24 @@ static __always_inline __u32 xs_sock_tuple(struct bpf_sock_tuple *t,
 	}
 }
 
+/* The state of the socket tuple @t names (the listener when only one
+ * matches), or 0 when none. Only the state is wanted, so the reference is
+ * dropped at once. @ctx: the XDP or tc context.
+ */
+static __always_inline __u32 xs_sock_state(void *ctx, struct bpf_sock_tuple *t,
+					   __u32 tlen)
+{
+	struct bpf_sock *sk;
+	__u32 state;
+
+	sk = bpf_skc_lookup_tcp(ctx, t, tlen, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	state = sk->state;
+	bpf_sk_release(sk);
+	return state;
+}
+
 /* Ethernet and up to XS_MAX_VLAN tags; returns the ethertype (network order).
  * A third tag is returned as an ethertype like any other non-IP one.
  */
