@@ -354,7 +354,6 @@ def age_verified(maps: Maps, now_ns: int) -> int:
     return removed
 
 
-# -- lifecycle and stats ------------------------------------------------------------
 # -- sources seen with a socket (transparent mode) -------------------------------------
 SEEN_BITS = 20  # consts.h XS_SEEN_BITS
 
@@ -397,6 +396,7 @@ def mark_seen(maps: Maps, addrs: Iterable[str]) -> int:
     return changed
 
 
+# -- lifecycle and stats ------------------------------------------------------------
 def init_maps(maps: Maps, ports: Iterable[int]) -> None:
     """Fill a freshly loaded shield's maps: ports, and a first cookie key."""
     set_ports(maps, ports)

@@ -173,9 +173,12 @@ def resolve_handshake(requested: str) -> tuple[str, str]:
     return "reset", f"auto: fell back to reset ({problem})"
 
 
-def _scope() -> str:
-    """Pins of a named namespace live apart: interface names repeat across namespaces."""
-    name = netns.current_name()
+def _scope(name: str | None = None) -> str:
+    """Pins of a named namespace live apart: interface names repeat across namespaces.
+
+    ``name``: that namespace's scope; default: the one this thread is in.
+    """
+    name = name or netns.current_name()
     return f"netns-{name}" if name else ""
 
 
@@ -262,14 +265,8 @@ class Shield:
             )
         opts = options or GuardOptions(debug=debug)
         # Never offer an option the protected stack has turned off.
-        stack = datapath.stack_options()
-        opts = replace(
-            opts,
-            transparent=transparent,
-            timestamps=opts.timestamps and stack["timestamps"],
-            sack=opts.sack and stack["sack"],
-            window_scaling=opts.window_scaling and stack["window_scaling"],
-        )
+        stack = {k: on and getattr(opts, k) for k, on in datapath.stack_options().items()}
+        opts = replace(opts, transparent=transparent, **stack)
         spec = ObjectSpec(object_path(debug))
         consts = datapath.constants(opts)
         if consts:
@@ -477,7 +474,9 @@ def forget_namespace(name: str) -> None:
     Deleting a namespace takes its links and their XDP programs with it, but
     the pins in the host's bpffs keep the maps alive until removed here.
     """
-    scope = f"netns-{name}"
+    if not name:
+        raise ValueError("forget_namespace needs a namespace name")
+    scope = _scope(name)
     pins = bpffs_root() / "xdpshield" / scope
     if pins.is_dir():
         shutil.rmtree(pins)
