@@ -9,6 +9,7 @@ refuses it there): tests/stand/test_transparent.py tests it live.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -190,38 +191,46 @@ def test_established_socket_passes_without_a_cookie() -> None:
                 assert (verdict, reason) == (XDP_DROP, "ack-invalid")
 
 
-def test_syn_meeting_a_time_wait_goes_to_the_kernel() -> None:
-    """A SYN whose 4-tuple the server holds in TIME_WAIT (it closed first, the
-    client reused the port) is the kernel's: a cookie handshake could not replace
-    the TIME_WAIT. Only sources seen with a socket are looked up: before any of
-    its segments passed, the source's SYN gets a cookie like a spoofed one."""
-    with socket.socket() as lst:
-        lst.bind(("127.0.0.1", 0))
+@contextlib.contextmanager
+def time_wait(host: str) -> Iterator[tuple[int, int]]:
+    """A listener on ``host`` whose side of one closed connection is in
+    TIME_WAIT (the server closed first): yields (listener port, client port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as lst:
+        lst.bind((host, 0))
         lst.listen(1)
         sport = lst.getsockname()[1]
-        cli = socket.create_connection(("127.0.0.1", sport))
+        cli = socket.create_connection((host, sport))
         cport = cli.getsockname()[1]
         srv, _ = lst.accept()
         srv.close()  # the server closes first: its end goes to TIME_WAIT
         assert cli.recv(1) == b""
         cli.close()
-        with load() as coll:
-            datapath.set_ports(coll.maps, [sport])
-            g = Guard(coll)
-            ip = IP(src="127.0.0.1", dst="127.0.0.1")
-            syn = eth() / ip / TCP(sport=cport, dport=sport, seq=5, options=LINUX_SYN)
-            first = g.run(syn)
-            assert (first.verdict, first.reason.label) == (XDP_TX, "syn-cookie-sent")
-            # A segment of the old connection reaches the TIME_WAIT: the kernel's,
-            # and the source is now known to have had a socket here.
-            fin = eth() / ip / TCP(sport=cport, dport=sport, seq=1, ack=2, flags="FA")
-            assert run_ack(g, fin)[::2] == (XDP_PASS, "established-pass")
-            again = g.run(syn)
-            assert (again.verdict, again.reason.label) == (XDP_PASS, "syn-existing-socket")
-            assert again.frame == bytes(syn)
-            # Another port of the same source has no socket: a cookie, as ever.
-            syn[TCP].sport = cport + 1 if cport < 65535 else cport - 1
-            assert g.run(syn).verdict == XDP_TX
+        yield sport, cport
+
+
+def test_syn_meeting_a_time_wait_goes_to_the_kernel() -> None:
+    """A SYN whose 4-tuple the server holds in TIME_WAIT (it closed first, the
+    client reused the port) is the kernel's: a cookie handshake could not replace
+    the TIME_WAIT. Only sources seen with a socket are looked up: before any of
+    its segments passed, the source's SYN gets a cookie like a spoofed one."""
+    with time_wait("127.0.0.1") as (sport, cport), load() as coll:
+        datapath.set_ports(coll.maps, [sport])
+        g = Guard(coll)
+        ip = IP(src="127.0.0.1", dst="127.0.0.1")
+        syn = eth() / ip / TCP(sport=cport, dport=sport, seq=5, options=LINUX_SYN)
+        first = g.run(syn)
+        assert (first.verdict, first.reason.label) == (XDP_TX, "syn-cookie-sent")
+        # A segment of the old connection reaches the TIME_WAIT: the kernel's,
+        # and the source is now known to have had a socket here.
+        fin = eth() / ip / TCP(sport=cport, dport=sport, seq=1, ack=2, flags="FA")
+        assert run_ack(g, fin)[::2] == (XDP_PASS, "established-pass")
+        again = g.run(syn)
+        assert (again.verdict, again.reason.label) == (XDP_PASS, "syn-existing-socket")
+        assert again.frame == bytes(syn)
+        # Another port of the same source has no socket: a cookie, as ever.
+        syn[TCP].sport = cport + 1 if cport < 65535 else cport - 1
+        assert g.run(syn).verdict == XDP_TX
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
@@ -230,27 +239,16 @@ def test_sources_marked_from_userspace_are_looked_up(host: str) -> None:
     hash in Python agrees with the data path's): such a TIME_WAIT is found at
     the source's first SYN."""
     v6 = ":" in host
-    family = socket.AF_INET6 if v6 else socket.AF_INET
-    with socket.socket(family) as lst:
-        lst.bind((host, 0))
-        lst.listen(1)
-        sport = lst.getsockname()[1]
-        cli = socket.create_connection((host, sport))
-        cport = cli.getsockname()[1]
-        srv, _ = lst.accept()
-        srv.close()  # the server's end goes to TIME_WAIT
-        assert cli.recv(1) == b""
-        cli.close()
-        with load() as coll:
-            datapath.set_ports(coll.maps, [sport])
-            g = Guard(coll)
-            ip = IPv6(src=host, dst=host) if v6 else IP(src=host, dst=host)
-            syn = eth() / ip / TCP(sport=cport, dport=sport, seq=5, options=LINUX_SYN)
-            assert g.run(syn).verdict == XDP_TX  # not marked: a cookie
-            assert datapath.mark_seen(coll.maps, [host]) == 1
-            assert datapath.mark_seen(coll.maps, [host]) == 0  # already there
-            again = g.run(syn)
-            assert (again.verdict, again.reason.label) == (XDP_PASS, "syn-existing-socket")
+    with time_wait(host) as (sport, cport), load() as coll:
+        datapath.set_ports(coll.maps, [sport])
+        g = Guard(coll)
+        ip = IPv6(src=host, dst=host) if v6 else IP(src=host, dst=host)
+        syn = eth() / ip / TCP(sport=cport, dport=sport, seq=5, options=LINUX_SYN)
+        assert g.run(syn).verdict == XDP_TX  # not marked: a cookie
+        assert datapath.mark_seen(coll.maps, [host]) == 1
+        assert datapath.mark_seen(coll.maps, [host]) == 0  # already there
+        again = g.run(syn)
+        assert (again.verdict, again.reason.label) == (XDP_PASS, "syn-existing-socket")
 
 
 def test_syn_is_answered_as_in_reset_mode(guard: Guard) -> None:

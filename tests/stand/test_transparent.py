@@ -449,6 +449,15 @@ def _get_from_port(stand: Stand, family: int, sport: int) -> bytes:
     return got
 
 
+def _get_leaving_time_wait(stand: Stand, family: int, sport: int) -> tuple[bytes, list[str]]:
+    """A GET from ``sport`` that the server closes first: the reply and the
+    server's TIME_WAIT sockets for that port."""
+    got = _get_from_port(stand, family, sport)
+    time.sleep(0.2)
+    tw = [ln for ln in server_sockets(stand) if "TIME-WAIT" in ln and f":{sport}" in ln]
+    return got, tw
+
+
 @needs_handoff
 @pytest.mark.parametrize("family", [4, 6])
 def test_port_reused_while_server_holds_time_wait(stand: Stand, family: int) -> None:
@@ -462,9 +471,7 @@ def test_port_reused_while_server_holds_time_wait(stand: Stand, family: int) -> 
         shielded(stand, handshake="transparent") as sh,
         serve_http(stand, port=HTTP, body_size=BODY),
     ):
-        first = _get_from_port(stand, family, sport)
-        time.sleep(0.2)
-        tw = [ln for ln in server_sockets(stand) if "TIME-WAIT" in ln and f":{sport}" in ln]
+        first, tw = _get_leaving_time_wait(stand, family, sport)
         second = _get_from_port(stand, family, sport)
         stats = sh.stats()
     assert len(tw) == 1, tw
@@ -482,9 +489,7 @@ def test_time_wait_from_before_the_shield(stand: Stand, family: int) -> None:
     # so the client's port reuse still goes to the kernel.
     sport = 42000 + family
     with serve_http(stand, port=HTTP, body_size=BODY):
-        first = _get_from_port(stand, family, sport)
-        time.sleep(0.2)
-        tw = [ln for ln in server_sockets(stand) if "TIME-WAIT" in ln and f":{sport}" in ln]
+        first, tw = _get_leaving_time_wait(stand, family, sport)
         with shielded(stand, handshake="transparent") as sh:
             second = _get_from_port(stand, family, sport)
             stats = sh.stats()
