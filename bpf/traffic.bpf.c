@@ -9,6 +9,15 @@
  * (spoofed source address, ports, sequence numbers, IP id, fragment offset)
  * and recomputes the checksums.
  *
+ * xdp_mux (the stand's shared link, opt-in): legit frames and the flood share
+ * one stream. On a real link a NIC's ring refuses legit frames as often as
+ * flood frames; on the stand the clients share a CPU with the generator and
+ * send only while it is off that CPU, when the server's ring has drained, so
+ * they would never meet the overflow. xdp_mux, on the router's client-facing
+ * link, queues client frames to the server while a generator runs; the
+ * generator sends them in its own stream, a queued batch at a random run, so
+ * each meets the ring as a flood frame does.
+ *
  * xdp_upstream: the native program on every link that faces the server, so
  * that the server's XDP_TX replies are delivered at all (a veth drops them
  * unless its peer runs a native XDP program). It also blackholes replies to
@@ -48,6 +57,120 @@ const volatile __u32 l4_proto;		/* protocol number for the pseudo-header */
 const volatile __u32 field_off[NFIELDS];
 const volatile __u32 field_mask[NFIELDS];
 
+/* -- the shared link (xdp_mux) ----------------------------------------------- */
+#define MUX_FRAME_MAX 512
+/* xdp_mux queues frames only while a generator ran within this long: longer
+ * than a generator's pause between two live-frames calls (~25 ms), so frames
+ * sent in a pause wait for the next call as they would in a busy link's queue.
+ */
+#define MUX_ACTIVE_NS (100ULL * 1000 * 1000)
+
+struct mux_frame {
+	__u32 len;
+	__u8 data[MUX_FRAME_MAX];
+};
+
+/* Frames queued by xdp_mux for the generator, ready to send (MACs of the
+ * server link, TTL already taken).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 4096);
+	__type(value, struct mux_frame);
+} mux_queue SEC(".maps");
+
+/* Key 0: when a generator carrying the queue last ran (ns, monotonic). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} mux_clock SEC(".maps");
+
+enum mux_stat {
+	MUX_QUEUED,	/* taken off the router's path into the queue */
+	MUX_IDLE,	/* passed: no generator running */
+	MUX_FULL,	/* passed: queue full or frame too long */
+	MUX_SENT,	/* sent by a generator in its stream */
+	MUX_NSTATS,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MUX_NSTATS);
+	__type(key, __u32);
+	__type(value, __u64);
+} mux_stats SEC(".maps");
+
+struct mux_scratch {
+	__u32 draining;	/* generator: sending queued frames, one per run */
+	struct mux_frame f;
+};
+
+/* Per-CPU room for a frame: too big for the stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mux_scratch);
+} mux_scratch SEC(".maps");
+
+/* Generator: carry queued frames (0: a plain flood). */
+const volatile __u32 mux;
+/* Generator: a drain of the queue starts at a run with probability
+ * 1 / (mux_drain_mask + 1). A frame is queued while the clients run, i.e.
+ * while the generator does not, and the server's ring drains meanwhile; at a
+ * random run, far from the generator's resumption, it meets the ring as the
+ * flood does.
+ */
+const volatile __u32 mux_drain_mask = 4095;
+/* xdp_mux: the server link's MACs (destination, source) and its addresses. */
+const volatile __u8 mux_eth[12];
+const volatile __u32 mux_dst4;
+const volatile __u32 mux_dst6[4];
+
+static __always_inline void mux_count(__u32 stat)
+{
+	__u64 *n = bpf_map_lookup_elem(&mux_stats, &stat);
+
+	if (n)
+		*n += 1;
+}
+
+/* Generator side: replace this run's frame with a queued one, if a drain is
+ * on. Returns 1 when the frame is a queued one.
+ */
+static __always_inline int mux_take(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	__u64 *clock = bpf_map_lookup_elem(&mux_clock, &zero);
+	struct mux_scratch *s = bpf_map_lookup_elem(&mux_scratch, &zero);
+	__u32 len;
+	int cur;
+
+	if (!clock || !s)
+		return 0;
+	*clock = bpf_ktime_get_ns();
+	if (!s->draining && !(bpf_get_prandom_u32() & mux_drain_mask))
+		s->draining = 1;
+	if (!s->draining)
+		return 0;
+	if (bpf_map_pop_elem(&mux_queue, &s->f)) {
+		s->draining = 0;
+		return 0;
+	}
+	len = s->f.len;
+	if (len < ETH_HLEN || len > MUX_FRAME_MAX)
+		return 0;
+	cur = bpf_xdp_get_buff_len(ctx);
+	if (bpf_xdp_adjust_tail(ctx, (int)len - cur))
+		return 0;
+	if (bpf_xdp_store_bytes(ctx, 0, s->f.data, len))
+		return 0;
+	mux_count(MUX_SENT);
+	return 1;
+}
+
 static __always_inline __u16 csum_fold(__u64 sum)
 {
 	sum = (sum & 0xffff) + (sum >> 16);
@@ -59,11 +182,15 @@ static __always_inline __u16 csum_fold(__u64 sum)
 SEC("xdp")
 int xdp_flood(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
+	void *data, *data_end;
 	__u64 sum = 0;
 	int i;
 
+	if (mux && mux_take(ctx))
+		return XDP_TX;
+	/* Read after mux_take: a tail adjustment voids earlier packet pointers. */
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
 	/* frame_len is frozen .rodata, so the verifier knows it exactly and
 	 * this one check covers every access below.
 	 */
@@ -188,6 +315,78 @@ int xdp_upstream(struct xdp_md *ctx)
 	if (n)
 		*n += 1;
 	return verdict;
+}
+
+/* The router's client-facing link: while a generator runs, frames to the
+ * server go into mux_queue, forwarded as the router would (server link MACs,
+ * TTL - 1), for the generator to send; otherwise the stack forwards them.
+ */
+SEC("xdp")
+int xdp_mux(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u32 zero = 0, len;
+	__u64 *clock = bpf_map_lookup_elem(&mux_clock, &zero);
+	struct mux_scratch *s;
+	__u8 *ttl;
+	int i;
+
+	if ((void *)(eth + 1) > data_end || !clock)
+		return XDP_PASS;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *iph = (void *)(eth + 1);
+
+		if ((void *)(iph + 1) > data_end || iph->daddr != mux_dst4 ||
+		    iph->ttl <= 1)
+			return XDP_PASS;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end || ip6->hop_limit <= 1)
+			return XDP_PASS;
+		for (i = 0; i < 4; i++)
+			if (ip6->daddr.in6_u.u6_addr32[i] != mux_dst6[i])
+				return XDP_PASS;
+	} else {
+		return XDP_PASS;
+	}
+	if (bpf_ktime_get_ns() - *clock > MUX_ACTIVE_NS) {
+		mux_count(MUX_IDLE);
+		return XDP_PASS;
+	}
+	s = bpf_map_lookup_elem(&mux_scratch, &zero);
+	if (!s)
+		return XDP_PASS;
+	/* Read back through memory: a u32 load is one the verifier knows is
+	 * not negative (clang would pass the 64-bit pointer difference).
+	 */
+	s->f.len = data_end - data;
+	len = *(volatile __u32 *)&s->f.len;
+	if (len < ETH_HLEN || len > MUX_FRAME_MAX ||
+	    bpf_xdp_load_bytes(ctx, 0, s->f.data, len)) {
+		mux_count(MUX_FULL);
+		return XDP_PASS;
+	}
+	for (i = 0; i < 12; i++)
+		s->f.data[i] = mux_eth[i];
+	ttl = &s->f.data[ETH_HLEN + (eth->h_proto == bpf_htons(ETH_P_IP) ? 8 : 7)];
+	*ttl -= 1;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		/* RFC 1624: the TTL is the high byte of its 16-bit word. */
+		__u16 *check = (__u16 *)&s->f.data[ETH_HLEN + 10];
+		__u32 sum = (__u16)~*check + (__u16)~bpf_htons(0x0100);
+
+		sum = (sum & 0xffff) + (sum >> 16);
+		*check = ~((sum & 0xffff) + (sum >> 16));
+	}
+	if (bpf_map_push_elem(&mux_queue, &s->f, 0)) {
+		mux_count(MUX_FULL);
+		return XDP_PASS;
+	}
+	mux_count(MUX_QUEUED);
+	return XDP_DROP;
 }
 
 char _license[] SEC("license") = "GPL";

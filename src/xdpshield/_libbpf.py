@@ -299,6 +299,7 @@ class Lib:
         fn("bpf_map_lookup_elem", ci, [ci, vp, vp])
         fn("bpf_map_update_elem", ci, [ci, vp, vp, c_uint64])
         fn("bpf_map_delete_elem", ci, [ci, vp])
+        fn("bpf_map_lookup_and_delete_elem", ci, [ci, vp, vp])
         fn("bpf_map_get_next_key", ci, [ci, vp, vp])
         fn("bpf_map_lookup_batch", ci, [ci, vp, vp, vp, vp, POINTER(cu), POINTER(MapBatchOpts)])
         fn("bpf_map_update_batch", ci, [ci, vp, vp, POINTER(cu), POINTER(MapBatchOpts)])
@@ -351,6 +352,15 @@ class Lib:
         size = c_uint32(ctypes.sizeof(info))
         self.bpf.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size))
         return info
+
+    def prog_map_ids(self, fd: int) -> list[int]:
+        """IDs of the maps a loaded program uses."""
+        n = int(self.prog_info(fd).nr_map_ids)
+        ids = (c_uint32 * max(n, 1))()
+        info = ProgInfo(nr_map_ids=n, map_ids=ctypes.addressof(ids))
+        size = c_uint32(ctypes.sizeof(info))
+        self.bpf.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size))
+        return list(ids[: min(n, int(info.nr_map_ids))])
 
     def test_run(
         self,

@@ -233,6 +233,14 @@ class Map(Generic[K, V]):
     def open_pinned(cls, path: str | Path) -> Map[bytes, bytes]:
         return cls.from_fd(_obj_get(path, "map"), Path(path).name)
 
+    @classmethod
+    def from_id(cls, map_id: int) -> Map[bytes, bytes]:
+        try:
+            fd = int(lib().bpf.bpf_map_get_fd_by_id(map_id))
+        except OSError as exc:
+            raise from_oserror(exc, f"open map id {map_id}") from None
+        return cls.from_fd(fd)
+
     def typed(self, key: Codec[T], value: Codec[Any]) -> Map[T, Any]:
         """A view of this map with other codecs (shares the fd)."""
         for what, codec, size in (("key", key, self.key_size), ("value", value, self.value_size)):
@@ -294,6 +302,17 @@ class Map(Generic[K, V]):
                 raise KeyNotFound(f"map {self.name}: no key {key!r}", exc.errno) from None
             raise from_oserror(exc, f"lookup in map {self.name}") from None
         return self._decode_value(v.raw)
+
+    def pop(self) -> V | None:
+        """Take the head of a queue or stack map (None when it is empty)."""
+        v = self._vbuf()
+        try:
+            lib().bpf.bpf_map_lookup_and_delete_elem(self.fd, None, v)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise from_oserror(exc, f"pop from map {self.name}") from None
+        return self.value.decode(v.raw[: self.value_size])
 
     def get(self, key: K, default: T | None = None) -> V | list[V] | T | None:
         try:
@@ -459,9 +478,26 @@ class Program:
 
     @classmethod
     def open_pinned(cls, path: str | Path) -> Program:
-        fd = _obj_get(path, "program")
+        return cls._from_fd(_obj_get(path, "program"))
+
+    @classmethod
+    def from_id(cls, prog_id: int) -> Program:
+        """The loaded program with this ID (e.g. the one an interface runs)."""
+        try:
+            fd = int(lib().bpf.bpf_prog_get_fd_by_id(prog_id))
+        except OSError as exc:
+            raise from_oserror(exc, f"open program id {prog_id}") from None
+        return cls._from_fd(fd)
+
+    @classmethod
+    def _from_fd(cls, fd: int) -> Program:
         info = lib().prog_info(fd)
         return cls(fd, info.name.decode(), "", info.type)
+
+    def maps(self) -> dict[str, Map[bytes, bytes]]:
+        """The maps the program uses, by name (each with its own fd)."""
+        found = (Map.from_id(i) for i in lib().prog_map_ids(self.fd))
+        return {m.name: m for m in found}
 
     def run(
         self, frame: bytes, repeat: int = 1, *, ifindex: int = 0, headroom: int = 256

@@ -47,6 +47,14 @@ process. A real link is an open loop. Three options make it one:
   traffic shares the ring with the flood only *with* the shield: an unfair
   comparison. With it, both phases share the ring, as on a NIC's RX queue.
 
+* ``shared_link``: client frames to the server ride in the generator's
+  stream while a flood runs (``xdp_mux`` on ``P-a1`` queues them, the
+  generator sends them at random runs), so they meet the server's ring as
+  the flood's frames do, in one stream as on a real link. It also delivers
+  a client's ACK and first data in one receive batch. Costs a few ms of
+  queueing per frame; checksum offload is off on ``P-c0`` (frames are
+  copied). Not yet used by the demo: see below.
+
 What it does not model: the flood is sent in calls of the live-frames
 generator (a fixed ~24 ms per call, line rate within a call), so it is
 burstier than a real one; the stand has two CPUs, so the demo gives one to
@@ -63,6 +71,11 @@ of the flood refused, 27 SYN retransmissions in 2,069 legit connections.
 Clients on the server's CPU do meet the full ring, but far more often than
 the flood does: they run when the server's NAPI thread, the ring's
 consumer, does not. A fair share needs a CPU of their own.
+With ``shared_link`` they do meet the overflow (quick demo runs: without the
+shield no connection completed while the flood ran), but on two CPUs each
+of their frames also waits for the generator's next drain, and the shield's
+replies crowd the upstream's ring, so with the shield they completed only
+tens of connections a second; the demo keeps its layout until that is settled.
 """
 
 from __future__ import annotations
@@ -82,8 +95,9 @@ from typing import Any, Literal
 from pyroute2 import NetlinkError
 
 from . import netns, shield
-from .bpf import ObjectSpec, XdpAttachment, attach_xdp, query_xdp
+from .bpf import Map, ObjectSpec, Program, XdpAttachment, attach_xdp, query_xdp
 from .errors import InterfaceNotFound, XdpShieldError
+from .traffic import only_program
 
 __all__ = [
     "DEFAULT_SOURCES4",
@@ -111,6 +125,8 @@ MAX_PREFIX = 12
 # blackholed by xdp_upstream.
 DEFAULT_SOURCES4 = "198.19.0.0/16"
 DEFAULT_SOURCES6 = "fd00:19::/32"
+# xdp_mux's counters (enum mux_stat in traffic.bpf.c).
+MUX_STATS = ("queued", "idle", "full", "sent")
 # What xdp_upstream delivers: the stand's own networks.
 _PASS4 = ("198.18.0.0", 23)
 _PASS6 = ("fd00:18::", 32)
@@ -200,6 +216,9 @@ class Stand:
     shared_rx_ring: bool = False
     # Likewise for the upstream's end (P-a0), where the server's replies land.
     upstream_napi_cpu: int | None = None
+    # Client frames to the server ride in the generator's stream while a flood
+    # runs (xdp_mux on P-a1). See the module docstring ("Overload model").
+    shared_link: bool = False
     _queues: int = field(init=False, repr=False, default=1)
 
     def __post_init__(self) -> None:
@@ -269,6 +288,8 @@ class Stand:
                 self._threaded_napi(self.upstream_napi_cpu, "attacker")
             if self.shared_rx_ring:
                 self._offloads_off(self.uplink_if)
+            if self.shared_link:
+                self._attach_mux()
         except BaseException:
             self.down()
             raise
@@ -425,10 +446,75 @@ class Stand:
                 pass_net6=_be32(_PASS6[0]),
                 pass_mask6=_mask32(_PASS6[1]),
             )
-            spec.set_autoload("xdp_flood", False)
+            only_program(spec, "xdp_upstream")
             with spec.load() as coll:
                 # The netlink attachment holds the program; our fds may close.
                 attach_xdp(coll.program("xdp_upstream"), self.uplink_if, self.upstream_mode)
+
+    @property
+    def access_if(self) -> str:
+        """The router's end of the client's link (where xdp_mux runs)."""
+        return self.ifname("a1")
+
+    def _attach_mux(self) -> None:
+        import ipaddress
+
+        # xdp_mux copies the client's frames: their TCP checksums must be
+        # whole, not left to a checksum offload that the copy loses.
+        proc = self.exec("client", ["ethtool", "-K", self.client_if, "tx", "off"])
+        if proc.returncode != 0:
+            raise StandError(f"ethtool -K {self.client_if} tx off: {proc.stderr.strip()}")
+        eth = bytes.fromhex(self.mac("server").replace(":", ""))
+        eth += bytes.fromhex(self.mac("attacker").replace(":", ""))
+        with netns.enter(self.ns("attacker")):
+            if query_xdp(self.access_if) is not None:
+                return
+            spec = ObjectSpec(OBJ_DIR / "traffic.o")
+            spec.set_constants(
+                mux_eth=eth,
+                mux_dst4=_be32(self.server4),
+                mux_dst6=ipaddress.ip_address(self.server6).packed,
+            )
+            only_program(spec, "xdp_mux")
+            with spec.load() as coll:
+                attach_xdp(coll.program("xdp_mux"), self.access_if, "native")
+
+    def mux_maps(self) -> dict[str, Map[bytes, bytes]] | None:
+        """The shared link's maps (mux_queue, mux_clock, mux_stats), if it runs."""
+        with netns.enter(self.ns("attacker")):
+            try:
+                found = query_xdp(self.access_if)
+            except InterfaceNotFound:
+                return None
+            if found is None:
+                return None
+            prog = Program.from_id(found.prog_id)
+        try:
+            if prog.name != "xdp_mux":
+                return None
+            maps = prog.maps()
+        finally:
+            prog.close()
+        keep = {"mux_queue", "mux_clock", "mux_stats"}
+        for name in set(maps) - keep:
+            maps.pop(name).close()
+        return maps
+
+    def mux_stats(self) -> dict[str, int]:
+        """What the shared link did with client frames (zeros without one)."""
+        maps = self.mux_maps()
+        out = dict.fromkeys(MUX_STATS, 0)
+        if maps is None:
+            return out
+        try:
+            stats = maps["mux_stats"]
+            for i, name in enumerate(MUX_STATS):
+                per_cpu = stats.lookup_percpu(i.to_bytes(4, sys.byteorder))
+                out[name] = sum(int.from_bytes(v, sys.byteorder) for v in per_cpu)
+        finally:
+            for m in maps.values():
+                m.close()
+        return out
 
     def _threaded_napi(self, cpu: int, role: Role = "server") -> None:
         ifname = self.server_if if role == "server" else self.uplink_if

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .errors import XdpShieldError
 
 if TYPE_CHECKING:
-    from .bpf import Program
+    from .bpf import Map, ObjectSpec, Program
     from .stand import Stand
 
 __all__ = [
@@ -239,13 +239,27 @@ def build_flood_frame(
     return FloodFrame(kind, raw, constants)
 
 
-def load_flood_program(frame: FloodFrame) -> Program:
-    """Load ``xdp_flood`` with the frame's constants (the caller closes the program)."""
+def only_program(spec: ObjectSpec, program: str) -> None:
+    """Load only ``program`` of traffic.o."""
+    for name in ("xdp_flood", "xdp_upstream", "xdp_mux"):
+        spec.set_autoload(name, name == program)
+
+
+def load_flood_program(
+    frame: FloodFrame, mux: Mapping[str, Map[bytes, bytes]] | None = None
+) -> Program:
+    """Load ``xdp_flood`` with the frame's constants (the caller closes the program).
+
+    ``mux``: a stand's shared-link maps (``Stand.mux_maps``); the generator
+    then also sends the client frames queued there, in its own stream.
+    """
     from .bpf import ObjectSpec
 
     spec = ObjectSpec(OBJ)
-    spec.set_constants(**frame.constants)
-    spec.set_autoload("xdp_upstream", False)
+    spec.set_constants(**frame.constants, mux=int(mux is not None))
+    for name, m in (mux or {}).items():
+        spec.reuse_map(name, m)
+    only_program(spec, "xdp_flood")
     coll = spec.load()
     prog = coll.program("xdp_flood")
     # The program keeps its own fd; the rest of the collection can go.
@@ -388,6 +402,31 @@ def _veth_xmit(target: FloodTarget) -> int | None:
     return total if seen else None
 
 
+def _close_all(maps: Mapping[str, Map[bytes, bytes]] | None) -> None:
+    for m in (maps or {}).values():
+        m.close()
+
+
+def _mux_release(mux: Mapping[str, Map[bytes, bytes]], target: FloodTarget) -> None:
+    """The flood is over: client frames take the router's path again.
+
+    Frames still queued (sent in the generator's last pause) go out on the
+    uplink as they are, the way a link's queue drains when a burst ends.
+    """
+    mux["mux_clock"].update(bytes(4), bytes(8))
+    with contextlib.ExitStack() as stack:
+        sock: socket.socket | None = None
+        while (entry := mux["mux_queue"].pop()) is not None:
+            if sock is None:
+                from . import netns
+
+                stack.enter_context(netns.enter(target.ns))
+                sock = stack.enter_context(socket.socket(socket.AF_PACKET, socket.SOCK_RAW))
+                sock.bind((target.ifname, 0))
+            length = int.from_bytes(entry[:4], sys.byteorder)
+            sock.send(entry[4 : 4 + length])
+
+
 def flood(
     kind: FloodKind,
     *,
@@ -454,7 +493,12 @@ def flood(
         raise TrafficError(f"tick {tick_s} s: must be in [0.001, 1]")
     if not 1 <= live_batch <= 256:
         raise TrafficError(f"live batch {live_batch}: must be in 1..256")
-    prog = load_flood_program(ff)
+    mux = stand.mux_maps() if stand is not None else None
+    try:
+        prog = load_flood_program(ff, mux)
+    except BaseException:
+        _close_all(mux)
+        raise
     xmit_before = _veth_xmit(target)
     t0 = [0.0]
     start = threading.Barrier(len(pool) + 1)
@@ -489,6 +533,11 @@ def flood(
             raise
     finally:
         prog.close()
+        if mux is not None:
+            try:
+                _mux_release(mux, target)
+            finally:
+                _close_all(mux)
     failed = [w.error for w in pool if w.error is not None]
     if failed:
         exc = failed[0]
