@@ -110,6 +110,40 @@ __attribute__((noinline)) int xs_tc_recheck(struct __sk_buff *skb,
 	return 0;
 }
 
+/* A segment of a connection whose handshake ACK was handed over moments
+ * ago on this CPU. A client sends its first data right behind that ACK, and
+ * both often reach tc in one receive batch, before the stack has turned the
+ * ACK's request socket into a connection: a second request socket for the
+ * same tuple would then be refused as a duplicate and the data dropped (the
+ * client resends it after its 200 ms RTO). Left to the stack, which handles
+ * the batch in order, the data meets the new connection.
+ */
+#define XS_TC_INFLIGHT_NS (10ULL * 1000 * 1000)
+
+struct xs_tc_last {
+	struct bpf_sock_tuple t;
+	__u64 ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xs_tc_last);
+} xs_tc_last SEC(".maps");
+
+static __always_inline int xs_tc_same_tuple(const struct bpf_sock_tuple *a,
+					    const struct bpf_sock_tuple *b)
+{
+	const __u32 *x = (const void *)a, *y = (const void *)b;
+	int i;
+
+	for (i = 0; i < sizeof(*a) / 4; i++)
+		if (x[i] != y[i])
+			return 0;
+	return 1;
+}
+
 /* Find the listener for tuple @t and hand it the connection: returns
  * XS_V(tc action, reason) or XS_TC_QUIET.
  *
@@ -122,11 +156,19 @@ __attribute__((noinline)) __u32 xs_tc_assign(struct __sk_buff *skb,
 					      __u32 tlen, struct xs_meta *m)
 {
 	struct bpf_tcp_req_attrs attrs = {};
+	struct xs_tc_last *last;
 	struct bpf_sock *skc;
 	struct tcp_sock *tp;
+	__u32 zero = 0;
+	__u64 now;
 	int ret;
 
 	if (!skb || !t || !m)
+		return XS_TC_QUIET;
+	last = bpf_map_lookup_elem(&xs_tc_last, &zero);
+	now = bpf_ktime_get_ns();
+	if (last && now - last->ns < XS_TC_INFLIGHT_NS &&
+	    xs_tc_same_tuple(&last->t, t))
 		return XS_TC_QUIET;
 	if (tlen != sizeof(t->ipv4))
 		tlen = sizeof(t->ipv6);
@@ -182,6 +224,10 @@ __attribute__((noinline)) __u32 xs_tc_assign(struct __sk_buff *skb,
 	 */
 	if (ret)
 		return XS_V(XS_TC_ACT_SHOT, XS_R_HANDOFF_FAILED);
+	if (last) {
+		last->t = *t;
+		last->ns = now;
+	}
 	return XS_V(XS_TC_ACT_OK, XS_R_HANDOFF);
 }
 

@@ -309,6 +309,50 @@ def test_lost_third_ack_first_data_segment_completes(stand: Stand, family: int) 
     assert stats[Reason.ACK_VALID][0] == 1
 
 
+@pytest.mark.parametrize("family", [4, 6])
+def test_first_data_in_the_third_acks_receive_batch(family: int) -> None:
+    """A client's first data right behind its third ACK, both in one receive
+    batch, joins the connection the ACK made. Before the fix both got a
+    request socket in tc; the data's was refused as a duplicate and the client
+    resent it after its 200 ms RTO (two handoffs per connection).
+
+    The stand's shared link makes the batch: the generator sends the queued
+    ACK and data in consecutive runs, flushed together to the server's ring.
+    """
+    st = Stand(prefix=netns.unique_prefix("xsl"), queues=1, shared_link=True)
+    n = 5
+    try:
+        st.up()
+        with shielded(st, handshake="transparent") as sh:
+            srv = EchoServer(st, family)
+            attack = threading.Thread(
+                target=flood,
+                args=("syn",),
+                kwargs={
+                    "stand": st,
+                    "duration_s": 4.0,
+                    "dport": HTTP,
+                    "sources": DEFAULT_SOURCES4 if family == 4 else DEFAULT_SOURCES6,
+                },
+                daemon=True,
+            )
+            attack.start()
+            try:
+                time.sleep(0.3)
+                got = [echo(st, family, b"data %d" % i)[0] for i in range(n)]
+            finally:
+                attack.join()
+                srv.close()
+            stats = sh.stats()
+        link = st.mux_stats()
+    finally:
+        st.down()
+    assert got == [b"data %d" % i for i in range(n)]
+    # Every connection's segments rode the flood's stream (SYN, ACK, data, FIN).
+    assert link["sent"] >= 4 * n, link
+    assert stats[Reason.HANDOFF][0] == n, {r.label: v for r, v in stats.items() if v[0]}
+
+
 # -- floods ---------------------------------------------------------------------------------
 def _floods(
     stand: Stand, family: int, seconds: float
