@@ -579,6 +579,11 @@ class LegitSample:
 
     ``completed`` counts those that completed (after retries, if any),
     ``first_try`` those of them that completed on their first attempt.
+    ``started`` counts the connections that *started* in that second and
+    ``started_first_try`` those of them that completed on their first
+    attempt: what a second of an attack did to the users who came then.
+    Both are final only in ``LegitResult.series`` (a live sample has only the
+    outcomes known so far).
     """
 
     t: int
@@ -586,6 +591,8 @@ class LegitSample:
     failed: int
     p50_ms: float | None
     first_try: int = 0
+    started: int = 0
+    started_first_try: int = 0
 
 
 @dataclass(frozen=True)
@@ -899,6 +906,8 @@ async def _client(
     retried: dict[str, int] = {}
     # second -> [completed, failed, connect latencies, first try]
     per_sec: dict[int, list[Any]] = {}
+    # second a connection started -> [started, completed on the first attempt]
+    by_start: dict[int, list[int]] = {}
     request = f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
 
     def slot_of(sec: int) -> list[Any]:
@@ -958,10 +967,13 @@ async def _client(
     async def connection() -> None:
         nonlocal retried_n
         t_first = loop.time()
+        began = by_start.setdefault(int(t_first - start), [0, 0])
+        began[0] += 1
         for attempt in range(retries + 1):
             why, connect_ms = await one(t_first)
             if not why:
                 record(True, attempt == 0, connect_ms)
+                began[1] += attempt == 0
                 return
             if why not in _RETRYABLE or attempt == retries:
                 record(False, False, None, why)
@@ -977,7 +989,10 @@ async def _client(
 
     def sample(sec: int) -> LegitSample:
         slot = per_sec.get(sec, [0, 0, [], 0])
-        return LegitSample(sec, slot[0], slot[1], _percentile(slot[2], 50), slot[3])
+        began = by_start.get(sec, [0, 0])
+        return LegitSample(
+            sec, slot[0], slot[1], _percentile(slot[2], 50), slot[3], began[0], began[1]
+        )
 
     async def reporter() -> None:
         sec = 0
@@ -990,7 +1005,7 @@ async def _client(
     await asyncio.gather(*(worker() for _ in range(clients)))
     rep.cancel()
     seconds = loop.time() - start
-    last = max(per_sec, default=-1)
+    last = max([*per_sec, *by_start], default=-1)
     return {
         "attempted": attempted,
         "completed": completed,

@@ -218,6 +218,8 @@ def test_legit_load_without_shield(stand: Stand, family: int) -> None:
     assert res.p50_ms is not None and res.p99_ms is not None and res.p50_ms <= res.p99_ms
     assert res.seconds < 2.0 + 3.0
     assert sum(s.completed for s in res.series) == res.completed
+    assert sum(s.started for s in res.series) == res.attempted
+    assert sum(s.started_first_try for s in res.series) == res.first_try == res.completed
     assert samples and samples[0].t == 0
     assert res.success == 1.0
 
@@ -255,6 +257,9 @@ def test_legit_retries_a_reset_first_attempt(stand: Stand) -> None:
         assert once.first_try_success == once.first_try / 10 < once.success == 1.0
         assert once.bytes_verified == 10 * 4096
         assert sum(s.first_try for s in once.series) == once.first_try
+        # By the second they started: all ten, the retried ones not first try.
+        assert sum(s.started for s in once.series) == 10
+        assert sum(s.started_first_try for s in once.series) == once.first_try
     finally:
         with netns.enter(stand.ns("server")):
             shield.unload()
