@@ -346,6 +346,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
     t = Table("", *[p.name for p in result.phases], title="demo summary")
     rows = [p.summary() for p in result.phases]
     for key, label in (
+        ("legit_success_under_flood_pct", "legit started under the flood: first try %"),
+        ("legit_started_under_flood", "legit started under the flood"),
         ("legit_first_try_pct", "legit success %, first try"),
         ("legit_success_pct", "legit success %, one retry"),
         ("legit_completed", "legit connections completed"),

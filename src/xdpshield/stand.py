@@ -29,7 +29,7 @@ Overload model (opt-in; the demo uses it, the defaults are unchanged)
 By default the stand is a *closed loop*: ``veth_xdp_xmit`` schedules the
 receiver's NAPI on the sending CPU, so the server's whole receive cost is
 charged to the generator and a flood slows down to what the server can
-process. A real link is an open loop. Three options make it one:
+process. A real link is an open loop. These options make it one:
 
 * ``server_napi_cpu``: the server link's NAPI runs in a kernel thread pinned
   to that CPU, so the generator's frames are received on another CPU than
@@ -46,14 +46,13 @@ process. A real link is an open loop. Three options make it one:
   those features of ``P-a0`` by itself, so without this option legit
   traffic shares the ring with the flood only *with* the shield: an unfair
   comparison. With it, both phases share the ring, as on a NIC's RX queue.
-
 * ``shared_link``: client frames to the server ride in the generator's
   stream while a flood runs (``xdp_mux`` on ``P-a1`` queues them, the
   generator sends them at random runs), so they meet the server's ring as
   the flood's frames do, in one stream as on a real link. It also delivers
   a client's ACK and first data in one receive batch. Costs a few ms of
   queueing per frame; checksum offload is off on ``P-c0`` (frames are
-  copied). Not yet used by the demo: see below.
+  copied). See below.
 
 What it does not model: the flood is sent in calls of the live-frames
 generator (a fixed ~24 ms per call, line rate within a call), so it is
@@ -62,20 +61,25 @@ the Internet (generator, upstream NAPI, legit clients) and one to the server
 (its NAPI thread and its HTTP server). Measured on the 2-core VM: the kernel
 stack (tcp_syncookies=2) takes ~0.2-0.35 Mpps of a ~2 Mpps SYN flood into
 the stack and the ring refuses the rest; the shield answers ~1.3-1.7 Mpps
-from XDP. The kernel's own SYN cookies still complete the legit clients'
-connections: the ring's drops fall on the flood's frames, not theirs. A
-frame finds the ring full only while the generator is running, and the
+from XDP. Without ``shared_link`` the kernel's own SYN cookies still complete
+the legit clients' connections: the ring's drops fall on the flood's frames,
+not theirs. A frame finds the ring full only while the generator is running, and the
 clients (and the softirq that forwards their packets) run on the same CPU,
 so only while it is not; by then the server has freed a slot. Measured: 82 %
 of the flood refused, 27 SYN retransmissions in 2,069 legit connections.
 Clients on the server's CPU do meet the full ring, but far more often than
 the flood does: they run when the server's NAPI thread, the ring's
 consumer, does not. A fair share needs a CPU of their own.
-With ``shared_link`` they do meet the overflow (quick demo runs: without the
-shield no connection completed while the flood ran), but on two CPUs each
-of their frames also waits for the generator's next drain, and the shield's
-replies crowd the upstream's ring, so with the shield they completed only
-tens of connections a second; the demo keeps its layout until that is settled.
+``shared_link`` gives them that share: their frames wait in a queue for the
+generator's next drain (a few ms) and leave in its stream. The drain starts
+at a random run, but a frame is queued while the generator is off the CPU,
+so it tends to leave soon after the generator resumes, when the ring has
+room: the clients still fare somewhat better than the flood (quick demo
+without the shield: ~80 % of their connections complete on the first try
+while the ring refuses ~79 % of the flood). With it, the upstream's NAPI
+threads run SCHED_FIFO: the Internet takes the server's replies as they
+come, and a client's SYN-ACK is not lost among the shield's cookie replies
+because the generator holds the CPU that empties that ring.
 """
 
 from __future__ import annotations
@@ -535,6 +539,12 @@ class Stand:
             raise StandError(f"no NAPI threads found for {ifname}")
         for pid in pids:
             os.sched_setaffinity(pid, {cpu})
+            if role == "attacker" and self.shared_link:
+                # The Internet takes the server's replies as they come: a
+                # client's SYN-ACK must not be lost among the shield's cookie
+                # replies because the generator holds the CPU that empties
+                # the upstream's ring.
+                os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(1))
 
     # -- processes ------------------------------------------------------------------------
     @staticmethod
