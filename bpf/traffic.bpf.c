@@ -16,7 +16,7 @@
  * they would never meet the overflow. xdp_mux, on the router's client-facing
  * link, queues client frames to the server while a generator runs; the
  * generator sends them in its own stream, a queued batch at a random run, so
- * each meets the ring as a flood frame does.
+ * they meet the ring nearly as a flood frame does (stand.py says how near).
  *
  * xdp_upstream: the native program on every link that faces the server, so
  * that the server's XDP_TX replies are delivered at all (a veth drops them
@@ -119,9 +119,10 @@ struct {
 const volatile __u32 mux;
 /* Generator: a drain of the queue starts at a run with probability
  * 1 / (mux_drain_mask + 1). A frame is queued while the clients run, i.e.
- * while the generator does not, and the server's ring drains meanwhile; at a
- * random run, far from the generator's resumption, it meets the ring as the
- * flood does.
+ * while the generator does not, and the server's ring drains meanwhile; sent
+ * a random few thousand runs after the generator resumes, it mostly finds the
+ * ring as full as the flood's frames do. A smaller mask waits less and
+ * favours the clients more.
  */
 const volatile __u32 mux_drain_mask = 4095;
 /* xdp_mux: the server link's MACs (destination, source) and its addresses. */
