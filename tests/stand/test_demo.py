@@ -11,6 +11,11 @@ during the flood connect on the first try, many more of them.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from xdpshield import netns
@@ -59,3 +64,52 @@ def test_quick_demo(tmp_path: Path) -> None:
     else:
         # Reset mode resets a new source's first attempt; the one retry completes it.
         assert with_["legit_first_try_pct"] < with_["legit_success_pct"]
+
+
+def _procs_in(inodes: set[int]) -> list[int]:
+    """PIDs of processes whose network namespace is one of ``inodes``."""
+    found = []
+    for ns in Path("/proc").glob("[0-9]*/ns/net"):
+        try:
+            if os.stat(ns).st_ino in inodes:
+                found.append(int(ns.parent.parent.name))
+        except OSError:
+            pass  # gone meanwhile
+    return found
+
+
+def test_ctrl_c_mid_flood_leaves_nothing(tmp_path: Path) -> None:
+    """Ctrl-C while the flood and the clients run: the demo stops with the
+    interrupt and removes its stand, shield and processes."""
+    prefix = netns.unique_prefix("xsd")
+    code = (
+        "from pathlib import Path\n"
+        "from xdpshield.demo import run_demo\n"
+        f"run_demo(Path({str(tmp_path)!r}), quick=True, prefix={prefix!r},\n"
+        "         on_tick=lambda t: print(t.phase, int(t.flood_pps), flush=True))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    inodes: set[int] = set()
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:
+            # The flood is on (the namespaces all exist by now): note them, interrupt.
+            if int(line.split()[-1]) > 0:
+                inodes = {os.stat(p).st_ino for p in netns.NETNS_RUN_DIR.glob(f"{prefix}-*")}
+                break
+            assert time.monotonic() < deadline, "the flood never started"
+        assert len(inodes) == 3
+        assert _procs_in(inodes), "nothing runs in the stand"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
+    assert leftovers(prefix) == []
+    assert _procs_in(inodes) == []
+    assert not (tmp_path / "demo.json").exists()
