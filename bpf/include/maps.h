@@ -48,7 +48,8 @@ struct {
 } xs_verified SEC(".maps");
 
 /* Transparent mode: one bit per hash of a source address, set once a
- * segment of that source passes to a socket here, never cleared. Only such
+ * segment of that source passes to a socket here; only the daemon clears
+ * bits, cutting the filter back to the peers of live sockets. Only such
  * a source can hit a TIME_WAIT with its SYN, so only its SYNs pay for a
  * socket lookup; a spoofed flood's sources almost never have their bit set.
  * An array lookup is inlined.

@@ -169,10 +169,17 @@ def cmd_daemon(a: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
 
     def log(ev: DaemonEvent) -> None:
-        what = f"key epoch {ev.epoch}" if ev.what == "rotated" else f"{ev.removed} expired"
+        what = {
+            "rotated": f"key epoch {ev.epoch}",
+            "aged": f"{ev.removed} expired",
+            "seen": f"{ev.removed} stale sources cleared",
+        }.get(ev.what, ev.what)
         out.print(f"{time.strftime('%H:%M:%S')} {a.iface}: {ev.what} ({what})")
 
-    daemon = Daemon(shield, rotate_s=a.rotate_keys, on_event=log)
+    try:
+        daemon = Daemon(shield, rotate_s=a.rotate_keys, seen_s=a.seen_rebuild, on_event=log)
+    except ValueError as exc:
+        raise XdpShieldError(str(exc)) from None
     if a.metrics:
         host, port = _listen_addr(a.metrics)
         start_http_server(port, addr=host or "0.0.0.0", registry=registry_for([shield]))
@@ -458,6 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="S",
         help="key rotation period (default: as loaded, 60 s)",
+    )
+    sp.add_argument(
+        "--seen-rebuild",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="transparent mode: cut the seen-sources filter back to live sockets every S s",
     )
     sp.add_argument(
         "--metrics", default="", metavar="[HOST:]PORT", help="serve Prometheus metrics (e.g. :9435)"

@@ -3,7 +3,10 @@
 ``xdpshield load`` leaves a running shield; ``xdpshield daemon IFACE`` keeps its
 keys fresh. Keys rotate every ``GuardOptions.key_rotation_s`` (from the load),
 so a cookie stays valid for one to two periods; expired verified sources are
-removed before the LRU has to evict live ones.
+removed before the LRU has to evict live ones. In transparent mode the filter
+of sources seen with a socket is cut back to the sockets that exist, so that
+it does not fill up (then every SYN would pay a socket lookup). The daemon
+runs in the shield's network namespace: it lists that namespace's sockets.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import datapath
-from .shield import Shield
+from .shield import Shield, socket_peers
 
 __all__ = ["Daemon", "DaemonEvent"]
 
@@ -23,9 +26,9 @@ __all__ = ["Daemon", "DaemonEvent"]
 class DaemonEvent:
     """Something the daemon did, for the log (never a key)."""
 
-    what: str  # "rotated" or "aged"
+    what: str  # "rotated", "aged" or "seen" (the seen-sources filter rebuilt)
     epoch: int | None = None
-    removed: int = 0
+    removed: int = 0  # expired verified sources; for "seen", bits cleared
 
 
 class Daemon:
@@ -37,6 +40,7 @@ class Daemon:
         *,
         rotate_s: float | None = None,
         age_s: float = 10.0,
+        seen_s: float = 300.0,
         on_event: Callable[[DaemonEvent], None] | None = None,
     ) -> None:
         opts = shield.meta.get("options", {})
@@ -47,6 +51,15 @@ class Daemon:
         if not 1.0 <= self.rotate_s <= 86400.0:
             raise ValueError(f"key rotation period {self.rotate_s} s: must be in [1, 86400]")
         self.age_s = age_s
+        # Only transparent mode reads the filter, and an older shield has no pin.
+        self.seen_s = (
+            seen_s
+            if shield.meta.get("handshake") == "transparent" and "xs_seen" in shield.maps
+            else None
+        )
+        if not 1.0 <= seen_s <= 86400.0:
+            raise ValueError(f"seen-filter rebuild period {seen_s} s: must be in [1, 86400]")
+        self.next_seen = time.monotonic() + seen_s
         self.on_event = on_event
 
     def step(self, now: float, next_rotate: float, next_age: float) -> tuple[float, float]:
@@ -61,15 +74,23 @@ class Daemon:
             if removed:
                 self._emit(DaemonEvent("aged", removed=removed))
             next_age = now + self.age_s
+        if self.seen_s is not None and now >= self.next_seen:
+            before, after = datapath.rebuild_seen(maps, socket_peers)
+            self._emit(DaemonEvent("seen", removed=max(0, before - after)))
+            self.next_seen = now + self.seen_s
         return next_rotate, next_age
 
     def run(self, stop: threading.Event) -> None:
         now = time.monotonic()
         # The key installed at load is fresh: the first rotation is a period away.
         next_rotate, next_age = now + self.rotate_s, now + self.age_s
+        self.next_seen = now + (self.seen_s or 0.0)
         while not stop.is_set():
             next_rotate, next_age = self.step(time.monotonic(), next_rotate, next_age)
-            stop.wait(max(0.0, min(next_rotate, next_age) - time.monotonic()))
+            due = min(next_rotate, next_age)
+            if self.seen_s is not None:
+                due = min(due, self.next_seen)
+            stop.wait(max(0.0, due - time.monotonic()))
 
     def _emit(self, ev: DaemonEvent) -> None:
         if self.on_event is not None:

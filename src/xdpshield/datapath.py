@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, cast
@@ -30,6 +30,7 @@ from .errors import ConfigError
 __all__ = [
     "DEFAULT_KEY_ROTATION_S",
     "META",
+    "OPTIONAL_PINS",
     "PIN_MAPS",
     "GuardOptions",
     "Meta",
@@ -41,6 +42,7 @@ __all__ = [
     "get_ports",
     "init_maps",
     "read_stats",
+    "rebuild_seen",
     "rotate_keys",
     "set_keys",
     "set_ports",
@@ -79,7 +81,9 @@ class Reason(IntEnum):
 
 #: Maps pinned under the shield's directory, so other processes can reopen them
 #: (the daemon rotates xs_keys and ages xs_verified through the pins).
-PIN_MAPS = ("xs_stats", "xs_ports", "xs_keys", "xs_verified")
+PIN_MAPS = ("xs_stats", "xs_ports", "xs_keys", "xs_verified", "xs_seen")
+# Pinned since a later version: a shield loaded before it runs without them.
+OPTIONAL_PINS = frozenset({"xs_seen"})
 
 #: How often the daemon should call :func:`rotate_keys` unless configured.
 DEFAULT_KEY_ROTATION_S = 60.0
@@ -383,17 +387,46 @@ def mark_seen(maps: Maps, addrs: Iterable[str]) -> int:
     can be lost, and is set again by that source's next segment to a socket.
     """
     seen = maps["xs_seen"].typed(UInt(4), UInt(8))
-    words: dict[int, int] = {}
-    for addr in addrs:
-        h = seen_bit(addr)
-        words[h >> 6] = words.get(h >> 6, 0) | 1 << (h & 63)
     changed = 0
-    for idx, bits in words.items():
+    for idx, bits in _seen_words(addrs).items():
         old = seen.lookup(idx)
         if old | bits != old:
             seen.update(idx, old | bits)
             changed += 1
     return changed
+
+
+def _seen_words(addrs: Iterable[str]) -> dict[int, int]:
+    words: dict[int, int] = {}
+    for addr in addrs:
+        h = seen_bit(addr)
+        words[h >> 6] = words.get(h >> 6, 0) | 1 << (h & 63)
+    return words
+
+
+def rebuild_seen(maps: Maps, peers: Callable[[], Iterable[str]]) -> tuple[int, int]:
+    """Clear ``xs_seen`` down to the peers of the sockets that exist now.
+
+    The data path only ever sets bits, so after enough distinct peers every
+    SYN pays the socket lookup. ``peers()`` lists them (``socket_peers`` in
+    the shield's namespace). Safe against the data path's own marks: the
+    words are rewritten from one listing and then a second listing is marked
+    on top, so a source whose mark the rewrite lost is marked again if it
+    still has a socket here (a TIME_WAIT included), and one with none needs
+    no mark. Returns the bits set before and after.
+    """
+    seen = maps["xs_seen"].typed(UInt(4), UInt(8))
+    fresh = _seen_words(peers())
+    before = 0
+    changes: list[tuple[int, int]] = []
+    for idx, old in seen.lookup_batch():
+        before += cast(int, old).bit_count()
+        if fresh.get(idx, 0) != old:
+            changes.append((idx, fresh.get(idx, 0)))
+    seen.update_batch(changes)
+    mark_seen(maps, peers())
+    after = sum(cast(int, v).bit_count() for _, v in seen.lookup_batch())
+    return before, after
 
 
 # -- lifecycle and stats ------------------------------------------------------------

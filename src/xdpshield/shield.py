@@ -332,6 +332,8 @@ class Shield:
             raise NotAttached(f"xdpshield is not loaded on {iface}")
         maps: dict[str, Map[Any, Any]] = {}
         for name in datapath.PIN_MAPS:
+            if name in datapath.OPTIONAL_PINS and not (pin_dir / name).exists():
+                continue
             maps[name] = Map.open_pinned(pin_dir / name)
         prog = Program.open_pinned(pin_dir / "prog")
         try:

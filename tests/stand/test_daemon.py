@@ -1,4 +1,5 @@
-"""The daemon rotates keys and ages verified sources; metrics read the live maps."""
+"""The daemon rotates keys, ages verified sources and cuts back the seen filter; metrics
+read the live maps."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from prometheus_client import generate_latest
 
 from tests.conftest import VethPair
 from xdpshield import datapath, netns
+from xdpshield.bpf import UInt
 from xdpshield.daemon import Daemon, DaemonEvent
 from xdpshield.metrics import registry_for
 from xdpshield.shield import Shield
+
+from .test_transparent import needs_handoff
 
 
 @pytest.fixture
@@ -113,3 +117,39 @@ def test_daemon_command_serves_metrics_and_stops_on_sigterm(veth: VethPair, shie
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert "rotated (key epoch" in out
+
+
+@needs_handoff
+def test_seen_filter_is_cut_back_to_live_peers(veth: VethPair) -> None:
+    # In transparent mode the daemon rebuilds the seen-sources filter from the
+    # namespace's sockets: a source with no socket left drops out of it.
+    with netns.enter(veth.ns_inner):
+        sh = Shield.load(veth.inner, ports=[80], xdp_mode="native", handshake="transparent")
+    try:
+        datapath.mark_seen(sh.maps, ["198.19.77.7", "fd00:19::77"])
+        events: list[DaemonEvent] = []
+        d = Daemon(sh, seen_s=1.0, on_event=events.append)
+        inf = float("inf")
+        d.step(time.monotonic(), next_rotate=inf, next_age=inf)
+        assert events == []  # not due yet
+        with netns.enter(veth.ns_inner):
+            d.step(time.monotonic() + 1.0, next_rotate=inf, next_age=inf)
+        assert events == [DaemonEvent("seen", removed=2)]
+        seen = sh.maps["xs_seen"].typed(UInt(4), UInt(8))
+        assert all(word == 0 for _, word in seen.lookup_batch())
+    finally:
+        with netns.enter(veth.ns_inner):
+            sh.unload()
+
+
+def test_reset_mode_has_no_seen_duty(veth: VethPair) -> None:
+    # Reset mode never reads the filter.
+    with netns.enter(veth.ns_inner):
+        reset = Shield.load(veth.inner, ports=[80], xdp_mode="native", handshake="reset")
+    try:
+        assert Daemon(reset, seen_s=1.0).seen_s is None
+        with pytest.raises(ValueError, match=r"seen-filter rebuild period 0\.5 s"):
+            Daemon(reset, seen_s=0.5)
+    finally:
+        with netns.enter(veth.ns_inner):
+            reset.unload()

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from xdpshield import netns
+from xdpshield import datapath, netns
 from xdpshield import shield as shield_mod
-from xdpshield.bpf import query_tc
+from xdpshield.bpf import UInt, query_tc
 from xdpshield.datapath import Reason
 from xdpshield.errors import ConfigError
 from xdpshield.shield import Shield, probe_handoff
@@ -541,3 +541,42 @@ def test_time_wait_from_before_the_shield(stand: Stand, family: int) -> None:
     assert first.endswith(body_bytes(BODY)) and second.endswith(body_bytes(BODY))
     assert stats[Reason.SYN_COOKIE_SENT][0] == 0
     assert stats[Reason.SYN_EXISTING_SOCKET][0] == 1
+
+
+@needs_handoff
+@pytest.mark.parametrize("family", [4, 6])
+def test_seen_filter_rebuild_keeps_the_peers_with_a_socket(stand: Stand, family: int) -> None:
+    # The filter only ever fills up; the daemon's rebuild cuts it back to the
+    # peers of the sockets that exist. A peer whose TIME_WAIT is still here
+    # must stay in it: its port reuse still goes to the kernel afterwards.
+    sport = 43000 + family
+    stale = "198.19.77.7" if family == 4 else "fd00:19::77"
+    client = stand.addr("client", family)
+    with (
+        shielded(stand, handshake="transparent") as sh,
+        serve_http(stand, port=HTTP, body_size=BODY),
+    ):
+        first, tw = _get_leaving_time_wait(stand, family, sport)
+        datapath.mark_seen(sh.maps, [stale])
+        with netns.enter(stand.ns("server")):
+            before, after = datapath.rebuild_seen(sh.maps, shield_mod.socket_peers)
+        bits = seen_bits(sh)
+        second = _get_from_port(stand, family, sport)
+        stats = sh.stats()
+    assert len(tw) == 1, tw
+    assert datapath.seen_bit(client) in bits
+    assert datapath.seen_bit(stale) not in bits
+    assert before >= 2 and after == len(bits) < before
+    assert first.endswith(body_bytes(BODY)) and second.endswith(body_bytes(BODY))
+    assert stats[Reason.SYN_EXISTING_SOCKET][0] == 1
+    assert stats[Reason.HANDOFF_FAILED][0] == 0
+
+
+def seen_bits(sh: Shield) -> set[int]:
+    """The bit numbers set in the shield's xs_seen."""
+    out = set()
+    seen = sh.maps["xs_seen"].typed(UInt(4), UInt(8))
+    for idx, word in seen.lookup_batch():
+        assert isinstance(word, int)
+        out |= {idx * 64 + b for b in range(64) if word >> b & 1}
+    return out
