@@ -314,6 +314,14 @@ class Map(Generic[K, V]):
             raise from_oserror(exc, f"pop from map {self.name}") from None
         return self.value.decode(v.raw[: self.value_size])
 
+    def push(self, value: V) -> None:
+        """Add to a queue or stack map."""
+        v = lib().buffer(self.value.encode(value))
+        try:
+            lib().bpf.bpf_map_update_elem(self.fd, None, v, BPF_ANY)
+        except OSError as exc:
+            raise from_oserror(exc, f"push to map {self.name}") from None
+
     def get(self, key: K, default: T | None = None) -> V | list[V] | T | None:
         try:
             return self._lookup(key)
