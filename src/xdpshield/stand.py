@@ -507,18 +507,13 @@ class Stand:
     def mux_stats(self) -> dict[str, int]:
         """What the shared link did with client frames (zeros without one)."""
         maps = self.mux_maps()
-        out = dict.fromkeys(MUX_STATS, 0)
         if maps is None:
-            return out
+            return dict.fromkeys(MUX_STATS, 0)
         try:
-            stats = maps["mux_stats"]
-            for i, name in enumerate(MUX_STATS):
-                per_cpu = stats.lookup_percpu(i.to_bytes(4, sys.byteorder))
-                out[name] = sum(int.from_bytes(v, sys.byteorder) for v in per_cpu)
+            return mux_counts(maps["mux_stats"])
         finally:
             for m in maps.values():
                 m.close()
-        return out
 
     def _threaded_napi(self, cpu: int, role: Role = "server") -> None:
         ifname = self.server_if if role == "server" else self.uplink_if
@@ -651,6 +646,15 @@ class Stand:
         the generator (or breaking out of the loop).
         """
         yield from trace_lines()
+
+
+def mux_counts(stats: Map[bytes, bytes]) -> dict[str, int]:
+    """xdp_mux's counters (its mux_stats map), summed over CPUs, by name."""
+    out = {}
+    for i, name in enumerate(MUX_STATS):
+        per_cpu = stats.lookup_percpu(i.to_bytes(4, sys.byteorder))
+        out[name] = sum(int.from_bytes(v, sys.byteorder) for v in per_cpu)
+    return out
 
 
 def trace_lines() -> Iterator[str]:

@@ -23,7 +23,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from xdpshield.bpf import Collection, ObjectSpec, Program
-from xdpshield.stand import MUX_STATS
+from xdpshield.stand import mux_counts
 from xdpshield.traffic import FloodTarget, build_flood_frame, load_flood_program, only_program
 
 OBJ = Path(__file__).resolve().parents[2] / "src" / "xdpshield" / "_obj" / "traffic.o"
@@ -41,12 +41,7 @@ class Link:
     flood: Program
 
     def stats(self) -> dict[str, int]:
-        m = self.coll.map("mux_stats")
-        out = {}
-        for i, name in enumerate(MUX_STATS):
-            vals = m.lookup_percpu(i.to_bytes(4, sys.byteorder))
-            out[name] = sum(int.from_bytes(v, sys.byteorder) for v in vals)
-        return out
+        return mux_counts(self.coll.map("mux_stats"))
 
     def generator_runs(self, when_ns: int | None = None) -> None:
         """Say a generator ran at ``when_ns`` (now by default; 0: never)."""
