@@ -309,6 +309,7 @@ def test_lost_third_ack_first_data_segment_completes(stand: Stand, family: int) 
     assert stats[Reason.ACK_VALID][0] == 1
 
 
+@needs_handoff
 @pytest.mark.parametrize("family", [4, 6])
 def test_first_data_in_the_third_acks_receive_batch(family: int) -> None:
     """A client's first data right behind its third ACK, both in one receive
@@ -546,7 +547,7 @@ def test_time_wait_from_before_the_shield(stand: Stand, family: int) -> None:
 @needs_handoff
 @pytest.mark.parametrize("family", [4, 6])
 def test_seen_filter_rebuild_keeps_the_peers_with_a_socket(stand: Stand, family: int) -> None:
-    # The filter only ever fills up; the daemon's rebuild cuts it back to the
+    # The data path only ever sets bits; the daemon's rebuild cuts it back to the
     # peers of the sockets that exist. A peer whose TIME_WAIT is still here
     # must stay in it: its port reuse still goes to the kernel afterwards.
     sport = 43000 + family
