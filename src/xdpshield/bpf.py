@@ -169,6 +169,12 @@ def sum_percpu(values: Sequence[T], add: Callable[[T, T], T] | None = None) -> T
     return acc
 
 
+def close_maps(maps: Mapping[str, Map[Any, Any]] | None) -> None:
+    """Close every map of a name -> map collection (None: nothing)."""
+    for m in (maps or {}).values():
+        m.close()
+
+
 def _obj_pin(fd: int, path: str | Path, what: str) -> None:
     try:
         lib().bpf.bpf_obj_pin(fd, str(path).encode())
@@ -781,8 +787,7 @@ class Collection:
             ) from None
 
     def close(self) -> None:
-        for m in self.maps.values():
-            m.close()
+        close_maps(self.maps)
         for p in self.programs.values():
             p.close()
         self.spec.close()

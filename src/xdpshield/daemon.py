@@ -11,6 +11,7 @@ runs in the shield's network namespace: it lists that namespace's sockets.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -51,15 +52,12 @@ class Daemon:
         if not 1.0 <= self.rotate_s <= 86400.0:
             raise ValueError(f"key rotation period {self.rotate_s} s: must be in [1, 86400]")
         self.age_s = age_s
-        # Only transparent mode reads the filter, and an older shield has no pin.
-        self.seen_s = (
-            seen_s
-            if shield.meta.get("handshake") == "transparent" and "xs_seen" in shield.maps
-            else None
-        )
         if not 1.0 <= seen_s <= 86400.0:
             raise ValueError(f"seen-filter rebuild period {seen_s} s: must be in [1, 86400]")
-        self.next_seen = time.monotonic() + seen_s
+        # Only transparent mode reads the filter, and an older shield has no pin.
+        duty = shield.meta.get("handshake") == "transparent" and "xs_seen" in shield.maps
+        self.seen_s = seen_s if duty else None
+        self.next_seen = time.monotonic() + seen_s if duty else math.inf
         self.on_event = on_event
 
     def step(self, now: float, next_rotate: float, next_age: float) -> tuple[float, float]:
@@ -84,12 +82,11 @@ class Daemon:
         now = time.monotonic()
         # The key installed at load is fresh: the first rotation is a period away.
         next_rotate, next_age = now + self.rotate_s, now + self.age_s
-        self.next_seen = now + (self.seen_s or 0.0)
+        if self.seen_s is not None:
+            self.next_seen = now + self.seen_s
         while not stop.is_set():
             next_rotate, next_age = self.step(time.monotonic(), next_rotate, next_age)
-            due = min(next_rotate, next_age)
-            if self.seen_s is not None:
-                due = min(due, self.next_seen)
+            due = min(next_rotate, next_age, self.next_seen)
             stop.wait(max(0.0, due - time.monotonic()))
 
     def _emit(self, ev: DaemonEvent) -> None:

@@ -29,6 +29,7 @@ from .bpf import (
     attach_tc,
     attach_xdp,
     bpffs_root,
+    close_maps,
     detach_tc,
     detach_xdp,
     ifindex_of,
@@ -353,8 +354,7 @@ class Shield:
         _remove_pins(self.iface)
 
     def close(self) -> None:
-        for m in self.maps.values():
-            m.close()
+        close_maps(self.maps)
         self.program.close()
 
     def __enter__(self) -> Shield:

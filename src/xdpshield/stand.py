@@ -63,8 +63,8 @@ stack (tcp_syncookies=2) takes ~0.2-0.35 Mpps of a ~2 Mpps SYN flood into
 the stack and the ring refuses the rest; the shield answers ~1.3-1.7 Mpps
 from XDP. Without ``shared_link`` the kernel's own SYN cookies still complete
 the legit clients' connections: the ring's drops fall on the flood's frames,
-not theirs. A frame finds the ring full only while the generator is running, and the
-clients (and the softirq that forwards their packets) run on the same CPU,
+not theirs. A frame finds the ring full only while the generator is running,
+and the clients (and the softirq that forwards their packets) run on the same CPU,
 so only while it is not; by then the server has freed a slot. Measured: 82 %
 of the flood refused, 27 SYN retransmissions in 2,069 legit connections.
 Clients on the server's CPU do meet the full ring, but far more often than
@@ -86,6 +86,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import os
 import signal
 import subprocess
@@ -99,7 +100,17 @@ from typing import Any, Literal
 from pyroute2 import NetlinkError
 
 from . import netns, shield
-from .bpf import Map, ObjectSpec, Program, XdpAttachment, attach_xdp, query_xdp
+from .bpf import (
+    Map,
+    ObjectSpec,
+    Program,
+    UInt,
+    XdpAttachment,
+    attach_xdp,
+    close_maps,
+    query_xdp,
+    sum_percpu,
+)
 from .errors import InterfaceNotFound, XdpShieldError
 from .traffic import only_program
 
@@ -461,8 +472,6 @@ class Stand:
         return self.ifname("a1")
 
     def _attach_mux(self) -> None:
-        import ipaddress
-
         # xdp_mux copies the client's frames: their TCP checksums must be
         # whole, not left to a checksum offload that the copy loses.
         proc = self.exec("client", ["ethtool", "-K", self.client_if, "tx", "off"])
@@ -500,8 +509,7 @@ class Stand:
         finally:
             prog.close()
         keep = {"mux_queue", "mux_clock", "mux_stats"}
-        for name in set(maps) - keep:
-            maps.pop(name).close()
+        close_maps({n: maps.pop(n) for n in set(maps) - keep})
         return maps
 
     def mux_stats(self) -> dict[str, int]:
@@ -512,8 +520,7 @@ class Stand:
         try:
             return mux_counts(maps["mux_stats"])
         finally:
-            for m in maps.values():
-                m.close()
+            close_maps(maps)
 
     def _threaded_napi(self, cpu: int, role: Role = "server") -> None:
         ifname = self.server_if if role == "server" else self.uplink_if
@@ -650,11 +657,13 @@ class Stand:
 
 def mux_counts(stats: Map[bytes, bytes]) -> dict[str, int]:
     """xdp_mux's counters (its mux_stats map), summed over CPUs, by name."""
-    out = {}
-    for i, name in enumerate(MUX_STATS):
-        per_cpu = stats.lookup_percpu(i.to_bytes(4, sys.byteorder))
-        out[name] = sum(int.from_bytes(v, sys.byteorder) for v in per_cpu)
-    return out
+    counters = stats.typed(UInt(4), UInt(8))
+    try:
+        return {
+            name: int(sum_percpu(counters.lookup_percpu(i))) for i, name in enumerate(MUX_STATS)
+        }
+    finally:
+        counters.close()
 
 
 def trace_lines() -> Iterator[str]:
@@ -679,8 +688,6 @@ def _alive(pid: int) -> bool:
 
 def _be32(addr: str) -> int:
     """The first 32 bits of an address as the u32 a BPF program loads from a frame."""
-    import ipaddress
-
     packed = ipaddress.ip_address(addr).packed[:4]
     return int.from_bytes(packed, sys.byteorder)
 

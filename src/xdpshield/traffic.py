@@ -402,11 +402,6 @@ def _veth_xmit(target: FloodTarget) -> int | None:
     return total if seen else None
 
 
-def _close_all(maps: Mapping[str, Map[bytes, bytes]] | None) -> None:
-    for m in (maps or {}).values():
-        m.close()
-
-
 def _mux_release(mux: Mapping[str, Map[bytes, bytes]], target: FloodTarget) -> None:
     """The flood is over: client frames take the router's path again.
 
@@ -493,11 +488,13 @@ def flood(
         raise TrafficError(f"tick {tick_s} s: must be in [0.001, 1]")
     if not 1 <= live_batch <= 256:
         raise TrafficError(f"live batch {live_batch}: must be in 1..256")
+    from .bpf import close_maps
+
     mux = stand.mux_maps() if stand is not None else None
     try:
         prog = load_flood_program(ff, mux)
     except BaseException:
-        _close_all(mux)
+        close_maps(mux)
         raise
     xmit_before = _veth_xmit(target)
     t0 = [0.0]
@@ -537,7 +534,7 @@ def flood(
             try:
                 _mux_release(mux, target)
             finally:
-                _close_all(mux)
+                close_maps(mux)
     failed = [w.error for w in pool if w.error is not None]
     if failed:
         exc = failed[0]

@@ -20,7 +20,7 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment
 from scapy.layers.l2 import Ether
 
 from xdpshield import netns
-from xdpshield.bpf import Map, ObjectSpec, UInt, attach_xdp, detach_xdp, sum_percpu
+from xdpshield.bpf import Map, ObjectSpec, UInt, attach_xdp, close_maps, detach_xdp, sum_percpu
 from xdpshield.stand import Stand
 from xdpshield.traffic import (
     KINDS,
@@ -148,8 +148,7 @@ def test_frames_left_on_the_shared_link_go_out_after_the_flood(
         for _ in range(50):
             maps["mux_queue"].push(len(frame).to_bytes(4, sys.byteorder) + frame.ljust(512, b"\0"))
     finally:
-        for m in maps.values():
-            m.close()
+        close_maps(maps)
     before = receiver.packets()
     # One run: a drain at it (1 in 4096) would send one queued frame instead.
     res = flood("icmp", stand=stand, count=1, duration_s=5)
@@ -162,8 +161,7 @@ def test_frames_left_on_the_shared_link_go_out_after_the_flood(
         assert maps["mux_queue"].pop() is None
         assert maps["mux_clock"].lookup(bytes(4)) == bytes(8)  # no generator: pass
     finally:
-        for m in maps.values():
-            m.close()
+        close_maps(maps)
 
 
 def test_time_bound_matches_receiver(stand: Stand, receiver: Receiver) -> None:
