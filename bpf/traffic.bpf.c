@@ -331,12 +331,12 @@ int xdp_mux(struct xdp_md *ctx)
 	__u32 zero = 0, len;
 	__u64 *clock = bpf_map_lookup_elem(&mux_clock, &zero);
 	struct mux_scratch *s;
-	__u8 *ttl;
-	int i;
+	int i, v4;
 
 	if ((void *)(eth + 1) > data_end || !clock)
 		return XDP_PASS;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+	v4 = eth->h_proto == bpf_htons(ETH_P_IP);
+	if (v4) {
 		struct iphdr *iph = (void *)(eth + 1);
 
 		if ((void *)(iph + 1) > data_end || iph->daddr != mux_dst4 ||
@@ -372,9 +372,9 @@ int xdp_mux(struct xdp_md *ctx)
 	}
 	for (i = 0; i < 12; i++)
 		s->f.data[i] = mux_eth[i];
-	ttl = &s->f.data[ETH_HLEN + (eth->h_proto == bpf_htons(ETH_P_IP) ? 8 : 7)];
-	*ttl -= 1;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+	/* TTL (IPv4) or hop limit (IPv6) */
+	s->f.data[ETH_HLEN + (v4 ? 8 : 7)] -= 1;
+	if (v4) {
 		/* RFC 1624: the TTL is the high byte of its 16-bit word. */
 		__u16 *check = (__u16 *)&s->f.data[ETH_HLEN + 10];
 		__u32 sum = (__u16)~*check + (__u16)~bpf_htons(0x0100);
