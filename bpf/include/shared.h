@@ -53,6 +53,8 @@ struct xs_key {
 	__u64 k[2];		/* SipHash-2-4 key: bytes 0..7 and 8..15 */
 	__u32 epoch;		/* rotation counter this key was made for */
 	__u32 live;		/* 0 until userspace has written a key */
+	__u64 born_s;		/* CLOCK_REALTIME seconds it was written (for
+				 * status: the key's age); unused by BPF */
 };
 
 /* Key of xs_verified: the source address, IPv4 as ::ffff:a.b.c.d. */

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -41,6 +42,7 @@ __all__ = [
     "current_epoch",
     "get_ports",
     "init_maps",
+    "key_age_s",
     "read_stats",
     "rebuild_seen",
     "rotate_keys",
@@ -90,7 +92,7 @@ DEFAULT_KEY_ROTATION_S = 60.0
 
 _NS = 1_000_000_000
 _PORTS = 65536
-_KEY = StructCodec("=16sII")  # struct xs_key: k[2], epoch, live
+_KEY = StructCodec("=16sIIQ")  # struct xs_key: k[2], epoch, live, born_s
 _VKEY = Raw(16)  # struct xs_vkey: the address, network order
 _VERIFIED = StructCodec("=QII")  # struct xs_verified: expires_ns, budget, pad
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
@@ -257,10 +259,19 @@ def _live_epochs(maps: Maps) -> dict[int, int]:
     m = _keys(maps)
     out: dict[int, int] = {}
     for slot in (0, 1):
-        _, epoch, live = m.lookup(slot)
+        _, epoch, live, _ = m.lookup(slot)
         if live:
             out[slot] = epoch
     return out
+
+
+def key_age_s(maps: Maps, now_s: float | None = None) -> float | None:
+    """Seconds since the current cookie key was written (None before any key)."""
+    epoch = current_epoch(maps)
+    if epoch is None:
+        return None
+    born = _keys(maps).lookup(epoch & 1)[3]
+    return max(0.0, (time.time() if now_s is None else now_s) - born)
 
 
 def current_epoch(maps: Maps) -> int | None:
@@ -286,7 +297,7 @@ def rotate_keys(maps: Maps) -> None:
     """
     epoch = current_epoch(maps)
     new = 0 if epoch is None else (epoch + 1) & 0xFFFFFFFF
-    _keys(maps).update(new & 1, (os.urandom(16), new, 1))
+    _keys(maps).update(new & 1, (os.urandom(16), new, 1, int(time.time())))
 
 
 def set_keys(maps: Maps, current: bytes, previous: bytes | None = None, epoch: int = 1) -> None:
@@ -298,10 +309,10 @@ def set_keys(maps: Maps, current: bytes, previous: bytes | None = None, epoch: i
     m = _keys(maps)
     prev_epoch = (epoch - 1) & 0xFFFFFFFF
     if previous is None:
-        m.update(prev_epoch & 1, (b"\0" * 16, prev_epoch, 0))
+        m.update(prev_epoch & 1, (b"\0" * 16, prev_epoch, 0, 0))
     else:
-        m.update(prev_epoch & 1, (previous, prev_epoch, 1))
-    m.update(epoch & 1, (current, epoch, 1))
+        m.update(prev_epoch & 1, (previous, prev_epoch, 1, int(time.time())))
+    m.update(epoch & 1, (current, epoch, 1, int(time.time())))
 
 
 # -- verified sources --------------------------------------------------------------
