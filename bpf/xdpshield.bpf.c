@@ -39,6 +39,9 @@ static __always_inline __u32 xs_classify(struct xdp_md *ctx)
 		proto = xs_parse_ipv4(&c, &l3);
 	else if (proto == bpf_htons(XS_ETH_P_IPV6))
 		proto = xs_parse_ipv6(&c, &l3);
+	else if (proto == bpf_htons(XS_ETH_P_8021Q) ||
+		 proto == bpf_htons(XS_ETH_P_8021AD))
+		return XS_V(XDP_DROP, XS_R_VLAN_TOO_DEEP);
 	else
 		return XS_V(XDP_PASS, XS_R_PASS_NON_IP);
 	if (proto < 0)

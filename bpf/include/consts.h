@@ -75,10 +75,19 @@
 /* Cookie key slots: the current and the previous key. */
 #define XS_KEY_SLOTS		2
 
-/* Cookie layout: low 2 bits MSS index, bit 2 the key slot, rest the hash. */
+/* Cookie layout: bits 1..0 MSS index, bit 2 the key slot, bit 3 the parity
+ * of the coarse clock tick it was made in, bits 31..4 the hash (28 bits: a
+ * forged ACK passes with a chance of 2^-28 per try).
+ */
 #define XS_COOKIE_MSS_MASK	0x3
 #define XS_COOKIE_SLOT_SHIFT	2
-#define XS_COOKIE_HASH_MASK	(~(__u32)0x7)
+#define XS_COOKIE_TICK_SHIFT	3
+#define XS_COOKIE_HASH_MASK	(~(__u32)0xf)
+/* The cookie's clock: ns >> 36, a tick of 68.7 s. A cookie is accepted in
+ * the tick it was made in and the next one: 68.7 to 137 s, however rarely
+ * (or never) userspace rotates the keys (Linux: up to about 2 minutes).
+ */
+#define XS_COOKIE_TICK_NS_SHIFT	36
 
 /* TSval low bits, as Linux's cookie_init_timestamp() lays them out. */
 #define XS_TS_BITS		6
@@ -91,6 +100,20 @@
 #define XS_SRV_TS		0x1
 #define XS_SRV_SACK		0x2
 #define XS_SRV_WS		0x4
+#define XS_SRV_ECN		0x8	/* net.ipv4.tcp_ecn != 0 */
+
+/* Per-CPU rate windows (flood detection, the RST cap): 2^27 ns = 134 ms. */
+#define XS_WIN_SHIFT		27
+
+/* Local addresses kept in xs_local. */
+#ifndef XS_LOCAL_MAX
+#define XS_LOCAL_MAX		1024
+#endif
+
+/* TCP bytes (header and payload) whose checksum a SYN is checked over;
+ * a longer SYN (TCP Fast Open data) is left to the kernel.
+ */
+#define XS_CSUM_MAX		1500
 
 /* TSval clock: ns >> 20, a tick of 1.05 ms (RFC 7323 asks for 1 ms..1 s);
  * a shift instead of a division by 10^6 keeps a 64-bit div off the SYN path.

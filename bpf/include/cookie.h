@@ -3,17 +3,18 @@
  * the reference this must agree with, bit for bit.
  *
  * The hashed message is a byte string: saddr, daddr (as in the header),
- * sport, dport, the client's ISN (network order), the key's epoch (4 bytes
- * little-endian) and the MSS index (1 byte): 21 bytes for IPv4, 45 for IPv6.
+ * sport, dport, the client's ISN (network order), the coarse clock tick the
+ * cookie was made in (4 bytes little-endian) and the MSS index (1 byte): 21
+ * bytes for IPv4, 45 for IPv6.
  * SipHash reads little-endian 64-bit words, and the BPF target here is
  * little-endian (bpfel), so header fields loaded as raw integers can be fed
  * in without byte swapping: that is why no bpf_ntohl appears below.
  *
- * The 32-bit cookie: hash bits 31..3, bit 2 = the key slot (epoch & 1), bits
- * 1..0 = the MSS index. The slot bit lets an ACK be checked with one hash
- * instead of one per live key: a forged-ACK flood costs one SipHash each.
- * The epoch is the cookie's time counter: userspace bumps it on every key
- * rotation, so a cookie lives for one to two rotation periods.
+ * The 32-bit cookie: hash bits 31..4, bit 3 = the tick's parity, bit 2 = the
+ * key slot (epoch & 1), bits 1..0 = the MSS index. The slot and tick bits
+ * let an ACK be checked with one hash instead of one per live key and tick:
+ * a forged-ACK flood costs one SipHash each. The tick bounds a cookie's age
+ * in the data path itself (consts.h), whether or not keys rotate.
  */
 #ifndef XDPSHIELD_COOKIE_H
 #define XDPSHIELD_COOKIE_H
@@ -76,10 +77,24 @@ static __always_inline __u64 xs_sip_final(struct xs_sip *s, __u64 last)
 	return s->v0 ^ s->v1 ^ s->v2 ^ s->v3;
 }
 
-/* Tail block: epoch (4 bytes), MSS index (1 byte), message length on top. */
-static __always_inline __u64 xs_sip_tail(__u32 epoch, __u32 mss_idx, __u64 len)
+/* Tail block: tick (4 bytes), MSS index (1 byte), message length on top. */
+static __always_inline __u64 xs_sip_tail(__u32 tick, __u32 mss_idx, __u64 len)
 {
-	return (__u64)epoch | (__u64)mss_idx << 32 | len << 56;
+	return (__u64)tick | (__u64)mss_idx << 32 | len << 56;
+}
+
+/* The cookie clock's tick now. */
+static __always_inline __u32 xs_cookie_tick(__u64 now_ns)
+{
+	return (__u32)(now_ns >> XS_COOKIE_TICK_NS_SHIFT);
+}
+
+/* The tick a cookie was made in, from its parity bit: this tick or the one
+ * before, so no cookie is older than two ticks.
+ */
+static __always_inline __u32 xs_cookie_made_tick(__u32 cookie, __u32 now_tick)
+{
+	return now_tick - ((now_tick ^ (cookie >> XS_COOKIE_TICK_SHIFT)) & 1);
 }
 
 /* ports: the raw first 4 bytes of the TCP header (sport, dport);
@@ -87,19 +102,20 @@ static __always_inline __u64 xs_sip_tail(__u32 epoch, __u32 mss_idx, __u64 len)
  */
 static __always_inline __u32 xs_hash4(const struct xs_key *key, __u32 saddr,
 				      __u32 daddr, __u32 ports, __u32 isn_be,
-				      __u32 mss_idx)
+				      __u32 mss_idx, __u32 tick)
 {
 	struct xs_sip s;
 
 	xs_sip_init(&s, key->k);
 	xs_sip_block(&s, (__u64)saddr | (__u64)daddr << 32);
 	xs_sip_block(&s, (__u64)ports | (__u64)isn_be << 32);
-	return (__u32)xs_sip_final(&s, xs_sip_tail(key->epoch, mss_idx, 21));
+	return (__u32)xs_sip_final(&s, xs_sip_tail(tick, mss_idx, 21));
 }
 
 static __always_inline __u32 xs_hash6(const struct xs_key *key,
 				      const __u32 *saddr, const __u32 *daddr,
-				      __u32 ports, __u32 isn_be, __u32 mss_idx)
+				      __u32 ports, __u32 isn_be, __u32 mss_idx,
+				      __u32 tick)
 {
 	struct xs_sip s;
 
@@ -109,52 +125,70 @@ static __always_inline __u32 xs_hash6(const struct xs_key *key,
 	xs_sip_block(&s, (__u64)daddr[0] | (__u64)daddr[1] << 32);
 	xs_sip_block(&s, (__u64)daddr[2] | (__u64)daddr[3] << 32);
 	xs_sip_block(&s, (__u64)ports | (__u64)isn_be << 32);
-	return (__u32)xs_sip_final(&s, xs_sip_tail(key->epoch, mss_idx, 45));
+	return (__u32)xs_sip_final(&s, xs_sip_tail(tick, mss_idx, 45));
 }
 
-/* MSS classes a cookie can remember, as Linux's msstab: the largest entry
- * not above the client's MSS is encoded.
+/* The MSS this host can take on the link: the interface's MTU less the IP
+ * and TCP headers (IPv4 40 bytes, IPv6 60), read per packet through
+ * bpf_check_mtu() so that an MTU change is followed at once; or the
+ * configured xs_mss4 / xs_mss6. @ctx: the XDP or tc context.
  */
-static __always_inline __u32 xs_mss_index(__u32 mss, int v6)
+static __always_inline __u32 xs_link_mss(void *ctx, int v6)
 {
-	if (v6) {
-		if (mss >= 8940)
-			return 3;
-		if (mss >= 1440)
-			return 2;
-		if (mss >= 1420)
-			return 1;
-		return 0;
+	__u32 fixed = v6 ? xs_mss6 : xs_mss4, mtu = 0, hdrs = v6 ? 60 : 40;
+
+	if (fixed)
+		return fixed;
+	if (bpf_check_mtu(ctx, 0, &mtu, 0, 0) < 0 || mtu < hdrs + 88)
+		mtu = 1500;	/* no device (cannot happen) or absurd */
+	mtu -= hdrs;
+	return mtu > 65535 ? 65535 : mtu;
+}
+
+/* The MSS a cookie's class stands for: Linux's msstab, with the top class
+ * the link's own MSS and every class clipped to it. A jumbo link keeps its
+ * clients' large MSS (and IPv4 then keeps 1460 in place of 1440); a small
+ * link never lets a class exceed what fits on it.
+ */
+static __always_inline __u32 xs_mss_class(__u32 idx, int v6, __u32 link)
+{
+	__u32 m;
+
+	switch (idx & 3) {
+	case 0:
+		m = v6 ? 1220 : 536;
+		break;
+	case 1:
+		m = v6 ? 1420 : 1300;
+		break;
+	case 2:
+		m = !v6 && link > 1460 ? 1460 : 1440;
+		break;
+	default:
+		m = link;
+		break;
 	}
-	if (mss >= 1460)
+	return m < link ? m : link;
+}
+
+/* The largest class not above the client's MSS. */
+static __always_inline __u32 xs_mss_index(__u32 mss, int v6, __u32 link)
+{
+	if (mss >= xs_mss_class(3, v6, link))
 		return 3;
-	if (mss >= 1440)
+	if (mss >= xs_mss_class(2, v6, link))
 		return 2;
-	if (mss >= 1300)
+	if (mss >= xs_mss_class(1, v6, link))
 		return 1;
 	return 0;
 }
 
-/* The MSS an index stands for (the inverse of xs_mss_index()). */
-static __always_inline __u16 xs_mss_of_index(__u32 idx, int v6)
-{
-	switch (idx & 3) {
-	case 0:
-		return v6 ? 1220 : 536;
-	case 1:
-		return v6 ? 1420 : 1300;
-	case 2:
-		return 1440;
-	default:
-		return v6 ? 8940 : 1460;
-	}
-}
-
 static __always_inline __u32 xs_cookie_pack(__u32 hash, __u32 slot,
-					    __u32 mss_idx)
+					    __u32 tick, __u32 mss_idx)
 {
-	return (hash & XS_COOKIE_HASH_MASK) | slot << XS_COOKIE_SLOT_SHIFT |
-	       mss_idx;
+	return (hash & XS_COOKIE_HASH_MASK) |
+	       (tick & 1) << XS_COOKIE_TICK_SHIFT |
+	       slot << XS_COOKIE_SLOT_SHIFT | mss_idx;
 }
 
 /* The live key of the newest epoch, or NULL before userspace wrote one. */

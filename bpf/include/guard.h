@@ -16,6 +16,9 @@
 #include "cookie.h"
 #include "reply.h"
 #include "policy.h"
+#include "clock.h"
+#include "flood.h"
+#include "martian.h"
 
 #define XS_V(act, reason)	((__u32)(reason) << 8 | (act))
 #define XS_V_ACT(v)		((v) & 0xff)
@@ -63,11 +66,11 @@ static __always_inline __u64 xs_syn_options(struct xdp_md *ctx,
 static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 					   const struct xs_l3 *l3,
 					   struct tcphdr *th, void *data_end,
-					   __u32 frame_len)
+					   __u32 frame_len, __u64 now)
 {
 	const struct xs_key *key = xs_current_key();
 	struct xs_reply r;
-	__u32 mss, mss_idx, hash, ports, tsopt, now_ts, ts;
+	__u32 mss, mss_idx, hash, ports, tsopt, now_ts, ts, link, tick;
 	__u64 opts;
 
 	if (!key)
@@ -87,7 +90,9 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 		mss = XS_OPT_MSS(opts);
 	else
 		mss = l3->v6 ? 1220 : 536;
-	mss_idx = xs_mss_index(mss, l3->v6);
+	link = xs_link_mss(ctx, l3->v6);
+	mss_idx = xs_mss_index(mss, l3->v6, link);
+	tick = xs_cookie_tick(now);
 	ports = (__u32)th->source | (__u32)th->dest << 16;
 
 	if (l3->v6) {
@@ -95,22 +100,21 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 
 		hash = xs_hash6(key, ip6->saddr.in6_u.u6_addr32,
 				ip6->daddr.in6_u.u6_addr32, ports, th->seq,
-				mss_idx);
+				mss_idx, tick);
 		__builtin_memcpy(r.saddr, &ip6->saddr, 16);
 		__builtin_memcpy(r.daddr, &ip6->daddr, 16);
-		r.mss = xs_mss6;
 	} else {
 		struct iphdr *iph = l3->iph;
 
 		hash = xs_hash4(key, iph->saddr, iph->daddr, ports, th->seq,
-				mss_idx);
+				mss_idx, tick);
 		r.saddr[0] = iph->saddr;
 		r.daddr[0] = iph->daddr;
-		r.mss = xs_mss4;
 	}
+	r.mss = link;
 	r.sport = th->source;
 	r.dport = th->dest;
-	r.seq = bpf_htonl(xs_cookie_pack(hash, key->epoch & 1, mss_idx));
+	r.seq = bpf_htonl(xs_cookie_pack(hash, key->epoch & 1, tick, mss_idx));
 	r.ack = bpf_htonl(bpf_ntohl(th->seq) + 1);
 	r.l3off = l3->l3off;
 	r.v6 = l3->v6;
@@ -129,10 +133,18 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 					       XS_TS_WSCALE_MASK;
 		if (opts & XS_OPT_SACK)
 			tsopt |= XS_TS_SACK;
-		if ((XS_TCP_FLAGS(th) & (XS_TCP_ECE | XS_TCP_CWR)) ==
-		    (XS_TCP_ECE | XS_TCP_CWR))
+		/* ECN: an ECN-setup SYN (ECE and CWR) gets an ECN-setup
+		 * SYN-ACK (ECE) when the server's stack takes ECN; the TSval
+		 * bit tells the handoff, so both ends agree (RFC 3168 6.1.1).
+		 * Without timestamps nothing could carry it: not offered.
+		 */
+		if ((xs_server_opts & XS_SRV_ECN) &&
+		    (XS_TCP_FLAGS(th) & (XS_TCP_ECE | XS_TCP_CWR)) ==
+			    (XS_TCP_ECE | XS_TCP_CWR)) {
 			tsopt |= XS_TS_ECN;
-		now_ts = (__u32)(xs_now() >> XS_TS_SHIFT);
+			r.flags |= XS_TCP_ECE;
+		}
+		now_ts = (__u32)(now >> XS_TS_SHIFT);
 		ts = (now_ts & ~((1U << XS_TS_BITS) - 1)) | tsopt;
 		if ((__s32)(ts - now_ts) > 0)
 			ts -= 1U << XS_TS_BITS;
@@ -145,7 +157,8 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 		 * offer neither, as Linux does for a cookie SYN-ACK: a
 		 * server that later rebuilds the connection from the cookie
 		 * could not know the client's scale, and both ends would
-		 * disagree on the window.
+		 * disagree on the window. (Transparent mode answers only
+		 * under a SYN flood, as Linux resorts to cookies only then.)
 		 */
 		r.optlen = XS_OPTLEN_MSS;
 	}
@@ -155,7 +168,7 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 }
 
 /* Does this ACK acknowledge one of our cookies (ack - 1, under the key its
- * slot bit names)? One SipHash.
+ * slot bit names, made in this cookie tick or the one before)? One SipHash.
  */
 static __always_inline int xs_ack_cookie_ok(const struct xs_l3 *l3,
 					    struct tcphdr *th)
@@ -165,33 +178,36 @@ static __always_inline int xs_ack_cookie_ok(const struct xs_l3 *l3,
 	__u32 isn_be = bpf_htonl(bpf_ntohl(th->seq) - 1);
 	__u32 ports = (__u32)th->source | (__u32)th->dest << 16;
 	__u32 mss_idx = cookie & XS_COOKIE_MSS_MASK;
-	__u32 hash;
+	__u32 hash, tick;
 
 	if (!key)
 		return 0;
+	tick = xs_cookie_made_tick(cookie, xs_cookie_tick(xs_now()));
 	if (l3->v6) {
 		struct ipv6hdr *ip6 = l3->iph;
 
 		hash = xs_hash6(key, ip6->saddr.in6_u.u6_addr32,
 				ip6->daddr.in6_u.u6_addr32, ports, isn_be,
-				mss_idx);
+				mss_idx, tick);
 	} else {
 		struct iphdr *iph = l3->iph;
 
 		hash = xs_hash4(key, iph->saddr, iph->daddr, ports, isn_be,
-				mss_idx);
+				mss_idx, tick);
 	}
 	return ((hash ^ cookie) & XS_COOKIE_HASH_MASK) == 0;
 }
 
-/* Reset mode's answer to a valid handshake ACK: an RST that takes its
- * sequence number from the ACK (RFC 9293 3.10.7.1), so the client drops
- * the connection and, connecting again, finds itself verified.
+/* An RST in answer to a segment (RFC 9293 3.10.7.1): seq from its ACK
+ * field when it has one, else an RST+ACK of what it occupied. @reason: what
+ * it is counted as.
  */
-static __always_inline __u32 xs_ack_reset(struct xdp_md *ctx,
-					  const struct xs_l3 *l3,
-					  struct tcphdr *th, __u32 frame_len)
+static __always_inline __u32 xs_send_rst(struct xdp_md *ctx,
+					 const struct xs_l3 *l3,
+					 struct tcphdr *th, __u32 frame_len,
+					 __u32 reason)
 {
+	__u32 seglen = l3->l4len - th->doff * 4;
 	struct xs_reply r;
 
 	if (l3->v6) {
@@ -207,16 +223,24 @@ static __always_inline __u32 xs_ack_reset(struct xdp_md *ctx,
 	}
 	r.sport = th->source;
 	r.dport = th->dest;
-	r.seq = th->ack_seq;
-	r.ack = 0;
+	if (XS_TCP_FLAGS(th) & XS_TCP_ACK) {
+		r.seq = th->ack_seq;
+		r.ack = 0;
+		r.flags = XS_TCP_RST;
+	} else {
+		seglen += !!(XS_TCP_FLAGS(th) & XS_TCP_SYN) +
+			  !!(XS_TCP_FLAGS(th) & XS_TCP_FIN);
+		r.seq = 0;
+		r.ack = bpf_htonl(bpf_ntohl(th->seq) + seglen);
+		r.flags = XS_TCP_RST | XS_TCP_ACK;
+	}
 	r.l3off = l3->l3off;
 	r.v6 = l3->v6;
-	r.flags = XS_TCP_RST;
 	r.window = 0;
 	r.optlen = XS_OPTLEN_NONE;
 	if (xs_reply_write(ctx, &r, frame_len))
 		return XS_V(XDP_DROP, XS_R_REPLY_FAILED);
-	return XS_V(XDP_TX, XS_R_ACK_VALID);
+	return XS_V(XDP_TX, reason);
 }
 
 /* The client's TSval and TSecr (host order) from a non-SYN segment; 0 when
@@ -266,7 +290,7 @@ static __always_inline __u32 xs_ack_pass_meta(struct xdp_md *ctx,
 {
 	__u32 cookie = bpf_ntohl(th->ack_seq) - 1;
 	struct xs_meta m = {
-		.mss = xs_mss_of_index(cookie & XS_COOKIE_MSS_MASK, l3->v6),
+		.mss = xs_mss_class(cookie, l3->v6, xs_link_mss(ctx, l3->v6)),
 		.magic = XS_META_MAGIC,
 	};
 	struct xs_meta *mp;
@@ -356,17 +380,77 @@ static __always_inline int xs_socket_exists(struct xdp_md *ctx,
 	return state && state != BPF_TCP_LISTEN;
 }
 
+/* The port's listener, where the shield answers for the host's own
+ * sockets: 0 when nothing listens on it (the kernel would answer RST),
+ * BPF_TCP_LISTEN when something does, or the state of a socket that this
+ * 4-tuple already has. xs_listen spares the lookup for ports known to
+ * listen; a listener found marks its port.
+ */
+static __always_inline __u32 xs_listener(struct xdp_md *ctx,
+					 const struct xs_l3 *l3,
+					 struct tcphdr *th)
+{
+	__u32 zero = 0, port = bpf_ntohs(th->dest) & 0xffff, state, tlen;
+	struct xs_portset *ls = bpf_map_lookup_elem(&xs_listen, &zero);
+	struct bpf_sock_tuple t;
+	__u64 bit = 1ULL << (port & 63);
+
+	if (!ls || (ls->bits[port >> 6] & bit))
+		return BPF_TCP_LISTEN;
+	tlen = xs_sock_tuple(&t, l3, th);
+	state = xs_sock_state(ctx, &t, tlen);
+	if (state == BPF_TCP_LISTEN)
+		ls->bits[port >> 6] |= bit;
+	return state;
+}
+
+/* A SYN the shield would answer in the kernel's place: only if the kernel
+ * would answer it at all (not a martian, checksums right, something
+ * listens), then with a cookie. @host: the destination is one of this
+ * host's own sockets (transparent mode, or a local address).
+ */
+static __always_inline __u32 xs_syn_answer(struct xdp_md *ctx,
+					   struct xs_l3 *l3, struct tcphdr *th,
+					   __u64 l4off, __u32 frame_len,
+					   int host, __u64 now)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 state;
+
+	if (xs_martian(ctx, l3, xs_transparent))
+		return XS_V(XDP_DROP, XS_R_MARTIAN);
+	if (xs_verify_csum &&
+	    !xs_syn_csum_ok(ctx, l3->l3off, l4off, l3->v6))
+		return XS_V(XDP_DROP, XS_R_BAD_CHECKSUM);
+	if (host && xs_listener_check) {
+		state = xs_listener(ctx, l3, th);
+		if (!state) {
+			if (!xs_rst_allowed(now))
+				return XS_V(XDP_DROP, XS_R_RST_CAPPED);
+			return xs_send_rst(ctx, l3, th, frame_len,
+					   XS_R_SYN_NO_LISTENER);
+		}
+		if (state != BPF_TCP_LISTEN)
+			return XS_V(XDP_PASS, XS_R_SYN_EXISTING_SOCKET);
+	}
+	return xs_syn_cookie(ctx, l3, th, data_end, frame_len, now);
+}
+
 /* Transparent mode, any non-SYN segment to a protected port.
  *
  * The socket lookup comes first: established traffic, the bulk of what a
  * guarded port sees, then costs one lookup and no hash. A forged ACK costs
  * the lookup and one SipHash whatever the order (it must be tried against
- * both), and a genuine handshake ACK is rare.
+ * both), and a genuine handshake ACK is rare. A segment that is neither a
+ * socket's nor ours goes to the kernel while no flood is on (it may carry
+ * the kernel's own cookie), and is dropped under one.
+ * XXX: an ACK to a cookie the kernel sent just before a flood began is
+ * dropped once flood mode is on; its client retries the connection.
  */
 static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 						    const struct xs_l3 *l3,
 						    struct tcphdr *th,
-						    __u64 l4off)
+						    __u64 l4off, __u64 now)
 {
 	struct bpf_sock_tuple t;
 	__u32 tlen, state;
@@ -380,12 +464,54 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 		xs_seen_mark(l3);
 		return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
 	}
+	if ((XS_TCP_FLAGS(th) & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) ==
+		    XS_TCP_ACK &&
+	    xs_ack_cookie_ok(l3, th))
+		return xs_ack_pass_meta(ctx, l3, th, l4off);
+	if (!xs_flood_count(now))
+		return XS_V(XDP_PASS, XS_R_STRAY_UNDER_THRESHOLD);
 	if ((XS_TCP_FLAGS(th) & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) !=
 	    XS_TCP_ACK)
 		return XS_V(XDP_DROP, XS_R_NOT_VERIFIED);
-	if (!xs_ack_cookie_ok(l3, th))
-		return XS_V(XDP_DROP, XS_R_ACK_INVALID);
-	return xs_ack_pass_meta(ctx, l3, th, l4off);
+	return XS_V(XDP_DROP, XS_R_ACK_INVALID);
+}
+
+/* Reset mode, a non-SYN segment from a source not verified (or expired).
+ * A socket of the host's own for it (a connection from before the shield,
+ * or idle past the expiry) re-verifies the source; a valid handshake ACK
+ * verifies it and is answered with an RST; anything else is dropped, and
+ * answered with an RST (capped per CPU) so that no peer waits on a
+ * connection that will not pass.
+ */
+static __always_inline __u32 xs_reset_unverified(struct xdp_md *ctx,
+						 struct xs_l3 *l3,
+						 struct tcphdr *th,
+						 __u32 frame_len,
+						 const struct xs_vkey *vk,
+						 __u64 now)
+{
+	struct bpf_sock_tuple t;
+	__u32 tlen, state;
+	__u8 flags = XS_TCP_FLAGS(th);
+
+	tlen = xs_sock_tuple(&t, l3, th);
+	state = xs_sock_state(ctx, &t, tlen);
+	if (state && state != BPF_TCP_LISTEN) {
+		xs_verified_add(vk, now);
+		return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
+	}
+	if ((flags & XS_HANDSHAKE_MASK) == XS_TCP_ACK &&
+	    xs_ack_cookie_ok(l3, th)) {
+		xs_verified_add(vk, now);
+		return xs_send_rst(ctx, l3, th, frame_len, XS_R_ACK_VALID);
+	}
+	/* Never an RST to an RST, nor to what the kernel would not answer. */
+	if ((flags & XS_TCP_RST) || xs_martian(ctx, l3, 0) ||
+	    !xs_rst_allowed(now))
+		return XS_V(XDP_DROP, (flags & XS_HANDSHAKE_MASK) == XS_TCP_ACK ?
+					      XS_R_ACK_INVALID :
+					      XS_R_NOT_VERIFIED);
+	return xs_send_rst(ctx, l3, th, frame_len, XS_R_NOT_VERIFIED_RST);
 }
 
 /* A TCP segment to a protected port.
@@ -420,11 +546,18 @@ __attribute__((noinline)) __u32 xs_guard_tcp(struct xdp_md *ctx, __u64 l3off,
 	l3.l3off = l3off;
 	l3.v6 = !!v6;
 	if (l3.v6) {
-		if (l3.iph + sizeof(struct ipv6hdr) > data_end)
+		struct ipv6hdr *ip6 = l3.iph;
+
+		if ((void *)(ip6 + 1) > data_end)
 			return XS_V(XDP_DROP, XS_R_MALFORMED);
+		l3.l4len = bpf_ntohs(ip6->payload_len) + sizeof(*ip6) -
+			   (l4off - l3off);
 	} else {
-		if (l3.iph + sizeof(struct iphdr) > data_end)
+		struct iphdr *iph = l3.iph;
+
+		if ((void *)(iph + 1) > data_end)
 			return XS_V(XDP_DROP, XS_R_MALFORMED);
+		l3.l4len = bpf_ntohs(iph->tot_len) - (l4off - l3off);
 	}
 	th = data + l4off;
 	/* Verifier: without the barrier clang recomputes data + l4off at
@@ -435,55 +568,33 @@ __attribute__((noinline)) __u32 xs_guard_tcp(struct xdp_md *ctx, __u64 l3off,
 		return XS_V(XDP_DROP, XS_R_MALFORMED);
 
 	flags = XS_TCP_FLAGS(th) & XS_HANDSHAKE_MASK;
+	now = xs_now();
 	if (xs_transparent) {
 		if (flags != XS_TCP_SYN)
-			return xs_transparent_segment(ctx, &l3, th, l4off);
+			return xs_transparent_segment(ctx, &l3, th, l4off, now);
+		/* No flood on: the kernel answers, with every option it
+		 * would give the client (window scale and SACK without
+		 * timestamps above all), as if the shield were not here.
+		 */
+		if (!xs_flood_count(now))
+			return XS_V(XDP_PASS, XS_R_SYN_UNDER_THRESHOLD);
 		if (xs_socket_exists(ctx, &l3, th))
 			return XS_V(XDP_PASS, XS_R_SYN_EXISTING_SOCKET);
-		return xs_syn_cookie(ctx, &l3, th, data_end, frame_len);
+		return xs_syn_answer(ctx, &l3, th, l4off, frame_len, 1, now);
 	}
 	xs_vkey_of(&vk, &l3);
-	now = xs_now();
 	v = xs_verified_get(&vk, now);
-
-	if (flags == XS_TCP_SYN) {
-		/* A verified source opens connections until its budget is
-		 * spent; then it is asked for a cookie again.
-		 * XXX: the decrement is not atomic; SYNs racing on several
-		 * CPUs may each spend the last unit (at most one extra
-		 * connection per CPU), the price of no atomics here.
-		 */
-		if (v && v->budget) {
-			v->budget--;
-			xs_verified_touch(v, now);
-			return XS_V(XDP_PASS, XS_R_VERIFIED_PASS);
-		}
-		return xs_syn_cookie(ctx, &l3, th, data_end, frame_len);
-	}
-
-	if (flags == XS_TCP_ACK) {
-		if (v) {
-			/* Verified: an ACK of an established connection.
-			 * Only a source whose budget is spent can be
-			 * finishing a cookie handshake; only then is a
-			 * cookie check worth a hash.
-			 */
-			if (v->budget || !xs_ack_cookie_ok(&l3, th)) {
-				xs_verified_touch(v, now);
-				return XS_V(XDP_PASS, XS_R_VERIFIED_PASS);
-			}
-		} else if (!xs_ack_cookie_ok(&l3, th)) {
-			return XS_V(XDP_DROP, XS_R_ACK_INVALID);
-		}
-		xs_verified_add(&vk, now);
-		return xs_ack_reset(ctx, &l3, th, frame_len);
-	}
-
-	if (v) {
+	/* A verified source's segments pass, new connections included: its
+	 * SYNs reach the kernel, which makes the connection itself.
+	 */
+	if (v && !(xs_bench_reverify && flags == XS_TCP_ACK)) {
 		xs_verified_touch(v, now);
 		return XS_V(XDP_PASS, XS_R_VERIFIED_PASS);
 	}
-	return XS_V(XDP_DROP, XS_R_NOT_VERIFIED);
+	if (flags == XS_TCP_SYN)
+		return xs_syn_answer(ctx, &l3, th, l4off, frame_len,
+				     xs_dst_local(&l3), now);
+	return xs_reset_unverified(ctx, &l3, th, frame_len, &vk, now);
 }
 
 #endif

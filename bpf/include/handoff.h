@@ -41,7 +41,8 @@ extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk,
  * window scale cannot be known without the general walk, which exists for
  * XDP only); the client's retransmissions meet the same fate.
  */
-static __always_inline int xs_tc_decode(struct tcphdr *th, void *data_end,
+static __always_inline int xs_tc_decode(struct __sk_buff *skb,
+					struct tcphdr *th, void *data_end,
 					const struct xs_l3 *l3,
 					struct xs_meta *m)
 {
@@ -49,7 +50,7 @@ static __always_inline int xs_tc_decode(struct tcphdr *th, void *data_end,
 	__u8 *o = (__u8 *)(th + 1);
 	__u32 cookie = bpf_ntohl(th->ack_seq) - 1, tsopt;
 
-	m->mss = xs_mss_of_index(cookie & XS_COOKIE_MSS_MASK, l3->v6);
+	m->mss = xs_mss_class(cookie, l3->v6, xs_link_mss(skb, l3->v6));
 	m->opts = 0;
 	m->snd_wscale = 0;
 	if (!optlen)
@@ -105,7 +106,8 @@ __attribute__((noinline)) int xs_tc_recheck(struct __sk_buff *skb,
 	barrier_var(th);
 	if ((void *)(th + 1) > data_end)
 		return -1;
-	if (!xs_ack_cookie_ok(&l3, th) || xs_tc_decode(th, data_end, &l3, m))
+	if (!xs_ack_cookie_ok(&l3, th) ||
+	    xs_tc_decode(skb, th, data_end, &l3, m))
 		return -1;
 	return 0;
 }

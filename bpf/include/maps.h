@@ -61,24 +61,92 @@ struct {
 	__type(value, __u64);
 } xs_seen SEC(".maps");
 
+/* Ports something listens on in this namespace (transparent mode, or a
+ * local destination): userspace marks them at load, XDP marks a port when a
+ * socket lookup finds its listener, the daemon cuts back to what listens.
+ * A SYN to a port without its bit pays one lookup; none found: RST.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xs_portset);
+} xs_listen SEC(".maps");
+
+/* This namespace's addresses (enum xs_local_kind), IPv4 as ::ffff:a.b.c.d:
+ * written by userspace at load and kept current by the daemon.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XS_LOCAL_MAX);
+	__type(key, struct xs_vkey);
+	__type(value, __u32);
+} xs_local SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xs_ifinfo);
+} xs_ifinfo SEC(".maps");
+
+/* Flood state and the RST cap, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xs_cpu_state);
+} xs_cpu SEC(".maps");
+
 /* Load-time knobs (const volatile: the verifier sees the values and prunes
  * what they switch off). datapath.constants() fills them.
  */
 const volatile __u64 xs_verified_ttl_ns = 300ULL * 1000000000ULL;
-const volatile __u32 xs_verified_budget = 32;
 const volatile __u32 xs_wscale = 7;	/* window scale our SYN-ACK offers */
-const volatile __u32 xs_mss4 = 1460;	/* MSS our SYN-ACK offers, IPv4 */
-const volatile __u32 xs_mss6 = 1440;	/* and IPv6 */
+/* The MSS our SYN-ACK offers and the top of the cookie's MSS classes. 0
+ * (the default): the interface's MTU - 40 (IPv6: - 60), read per packet, so
+ * an MTU change is followed at once.
+ */
+const volatile __u32 xs_mss4 = 0;
+const volatile __u32 xs_mss6 = 0;
+/* Transparent mode answers SYNs with cookies only while a SYN flood is on:
+ * from xs_flood_on handshake packets (SYNs, stray ACKs) in a window of one
+ * CPU, until xs_flood_off_wins windows in a row see fewer than
+ * xs_flood_off. 0: always (every SYN gets a cookie).
+ */
+const volatile __u32 xs_flood_on = 0;
+const volatile __u32 xs_flood_off = 0;
+const volatile __u32 xs_flood_off_wins = 8;
+/* RSTs the shield may send per CPU and window (reset mode's answer to an
+ * unverified segment, a SYN to a closed port); 0: none.
+ */
+const volatile __u32 xs_rst_per_win = 16;
+/* 1 once userspace has filled xs_local: destinations must then be local
+ * (transparent mode) and local broadcast addresses are martians.
+ */
+const volatile __u32 xs_local_known = 0;
+/* 1: answer SYNs only for ports something listens on (see xs_listen);
+ * applies where the destination is the host's own (transparent mode, or a
+ * local address).
+ */
+const volatile __u32 xs_listener_check = 1;
+/* 1: verify the IPv4 header and TCP checksums of a SYN before answering. */
+const volatile __u32 xs_verify_csum = 1;
 /* The TCP options the protected stack accepts (XS_SRV_*, from its
- * net.ipv4.tcp_{timestamps,sack,window_scaling}): the SYN-ACK offers no
+ * net.ipv4.tcp_{timestamps,sack,window_scaling,ecn}): the SYN-ACK offers no
  * other, as the kernel's own would not.
  */
-const volatile __u32 xs_server_opts = XS_SRV_TS | XS_SRV_SACK | XS_SRV_WS;
+const volatile __u32 xs_server_opts = XS_SRV_TS | XS_SRV_SACK | XS_SRV_WS |
+				      XS_SRV_ECN;
 /* Transparent handshake: a valid handshake ACK passes to the kernel (with
  * its decoded cookie as XDP metadata, for the tc program) instead of being
  * answered with an RST; the verified table is not used.
  */
 const volatile __u32 xs_transparent = 0;
+/* Benchmarks only: a verified source's handshake ACK goes through the
+ * unverified path again (cookie check, insert, RST) on every run.
+ */
+const volatile __u32 xs_bench_reverify = 0;
 /* Tests only: behave as on a driver without XDP metadata support. */
 const volatile __u32 xs_force_nometa = 0;
 /* Set by XDP when the driver gave no room for metadata: from then on tc

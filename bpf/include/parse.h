@@ -70,7 +70,8 @@ static __always_inline __u32 xs_sock_state(void *ctx, struct bpf_sock_tuple *t,
 }
 
 /* Ethernet and up to XS_MAX_VLAN tags; returns the ethertype (network order).
- * A third tag is returned as an ethertype like any other non-IP one.
+ * A deeper tag comes back as its ethertype (the caller drops it: an IP
+ * packet could hide behind it).
  */
 static __always_inline int xs_parse_eth(struct xs_cursor *c)
 {
@@ -149,8 +150,9 @@ static __always_inline int xs_parse_ipv6(struct xs_cursor *c, struct xs_l3 *l3)
 	l3->first_frag = 0;
 	nexthdr = ip6->nexthdr;
 	c->pos = ip6 + 1;
+	/* One step per extension header and one for the upper layer. */
 #pragma unroll
-	for (i = 0; i < XS_MAX_EXTHDR; i++) {
+	for (i = 0; i < XS_MAX_EXTHDR + 1; i++) {
 		switch (nexthdr) {
 		case XS_IPPROTO_HOPOPTS:
 		case XS_IPPROTO_ROUTING:

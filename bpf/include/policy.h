@@ -7,6 +7,7 @@
 
 #include "maps.h"
 #include "parse.h"
+#include "clock.h"
 
 static __always_inline int xs_port_protected(__u16 dport_be)
 {
@@ -16,16 +17,6 @@ static __always_inline int xs_port_protected(__u16 dport_be)
 	if (!ps)
 		return 0;
 	return (ps->bits[port >> 6] >> (port & 63)) & 1;
-}
-
-static __always_inline __u64 xs_now(void)
-{
-	if (xs_fixed_now_ns)
-		return xs_fixed_now_ns;
-	/* Coarse (jiffies) resolution is plenty for ms timestamps and second
-	 * expiries, and much cheaper than reading the clocksource.
-	 */
-	return bpf_ktime_get_coarse_ns();
 }
 
 static __always_inline void xs_vkey_of(struct xs_vkey *vk,
@@ -70,7 +61,6 @@ static __always_inline void xs_verified_add(const struct xs_vkey *vk, __u64 now)
 {
 	struct xs_verified v = {
 		.expires_ns = now + xs_verified_ttl_ns,
-		.budget = xs_verified_budget,
 	};
 
 	/* A failed insert (out of memory) only means the client is asked to

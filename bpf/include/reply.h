@@ -12,6 +12,7 @@
 #define XDPSHIELD_REPLY_H
 
 #include "consts.h"
+#include "csum.h"
 
 /* Layouts of the reply's TCP options (bytes): none, MSS, MSS + SACK-permitted
  * or NOP NOP + timestamps, and that + NOP + window scale. The order is
@@ -41,15 +42,6 @@ struct xs_reply {
 	__u8 pad[3];
 	__u16 window;		/* host order */
 };
-
-static __always_inline __u16 xs_csum_fold(__u64 sum)
-{
-	sum = (sum & 0xffffffff) + (sum >> 32);
-	sum = (sum & 0xffffffff) + (sum >> 32);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)~sum;
-}
 
 /* Resize the frame to the reply and write it. Returns 0, or -1 when the
  * frame cannot be resized (the caller drops it).

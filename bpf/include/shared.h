@@ -32,6 +32,21 @@ enum xs_reason {
 	XS_R_HANDOFF_BAD_COOKIE, /* tc, no XDP metadata: cookie re-check failed */
 	XS_R_SYN_EXISTING_SOCKET, /* SYN whose 4-tuple has a socket (a TIME_WAIT):
 				   * the kernel answers it */
+	XS_R_MARTIAN,		/* SYN the kernel would drop unanswered: martian
+				 * or LAND source, broadcast, multicast or
+				 * non-local destination, frame not to our MAC */
+	XS_R_BAD_CHECKSUM,	/* SYN with a bad IPv4 or TCP checksum */
+	XS_R_SYN_NO_LISTENER,	/* SYN to a port nothing listens on: RST, as the
+				 * kernel answers */
+	XS_R_SYN_UNDER_THRESHOLD, /* transparent, no SYN flood on: the kernel
+				   * answers the SYN itself */
+	XS_R_STRAY_UNDER_THRESHOLD, /* transparent, no flood on: a segment that
+				     * is neither ours nor a socket's goes to
+				     * the kernel (its own cookie, or its RST) */
+	XS_R_NOT_VERIFIED_RST,	/* reset mode: a segment dropped for want of
+				 * verification, answered with an RST */
+	XS_R_RST_CAPPED,	/* an RST not sent: over the per-CPU cap */
+	XS_R_VLAN_TOO_DEEP,	/* more VLAN tags than XS_MAX_VLAN */
 	XS_R__MAX,
 };
 
@@ -64,8 +79,33 @@ struct xs_vkey {
 
 struct xs_verified {
 	__u64 expires_ns;	/* CLOCK_MONOTONIC; refreshed while active */
-	__u32 budget;		/* new connections left before re-verifying */
-	__u32 pad;
+	__u32 pad[2];		/* was a budget of new connections (removed:
+				 * it reset a verified client's connection) */
+};
+
+/* Per CPU: is a SYN flood on, and the cap on the RSTs the shield sends.
+ * Windows of 2^XS_WIN_SHIFT ns; no atomics, no division.
+ */
+struct xs_cpu_state {
+	__u64 win_start;	/* start of the current rate window, ns */
+	__u32 count;		/* handshake packets in it (SYNs, stray ACKs) */
+	__u32 flood;		/* 1: answer SYNs with cookies */
+	__u32 calm_wins;	/* windows in a row below the off threshold */
+	__u32 rst_count;	/* RSTs sent in the current window */
+	__u64 floods;		/* how many times flood mode was entered */
+	__u64 last_change_ns;	/* when flood mode last turned on or off */
+};
+
+/* Where the shield's own interface stands (userspace keeps it current). */
+struct xs_ifinfo {
+	__u8 mac[6];		/* the interface's MAC */
+	__u16 has_mac;		/* 0: not known, no MAC check */
+};
+
+/* xs_local values: what a local address is. */
+enum xs_local_kind {
+	XS_LOCAL_UNICAST = 1,	/* an address of this namespace */
+	XS_LOCAL_BROADCAST = 2,	/* a local subnet's broadcast address */
 };
 
 /* What XDP tells tc about a handshake ACK whose cookie checked out, in the

@@ -6,10 +6,14 @@ build the SYN-ACK the data path should send without trusting the data path:
 - :func:`siphash24` is SipHash-2-4 (Aumasson and Bernstein), checked against
   the reference implementation's 64 test vectors.
 - The hashed message is ``saddr || daddr || sport || dport || isn`` in network
-  order, then the key's epoch (4 bytes, little-endian) and the MSS index (one
-  byte): 21 bytes for IPv4, 45 for IPv6.
-- The 32-bit cookie holds hash bits 31..3, the key slot (``epoch & 1``) in
-  bit 2 and the MSS index in bits 1..0.
+  order, then the cookie clock's tick (``now_ns >> 36``, 4 bytes,
+  little-endian) and the MSS index (one byte): 21 bytes for IPv4, 45 for IPv6.
+- The 32-bit cookie holds hash bits 31..4, the tick's parity in bit 3, the
+  key slot (``epoch & 1``) in bit 2 and the MSS index in bits 1..0. An ACK is
+  checked against the tick of that parity that is now or just before: no
+  cookie lives longer than two ticks (137 s).
+- The MSS classes are Linux's msstab with the top class the link's own MSS
+  (its MTU less 40 or 60 bytes) and every class clipped to it.
 - With timestamps, TSval carries the client's window scale, SACK-permitted
   and ECN in its low 6 bits, as Linux's ``cookie_init_timestamp()`` does.
 """
@@ -22,34 +26,36 @@ from dataclasses import dataclass
 __all__ = [
     "DEFAULT_MSS_V4",
     "DEFAULT_MSS_V6",
-    "MSS_TABLE_V4",
-    "MSS_TABLE_V6",
+    "TICK_SHIFT",
     "TS_BITS",
     "TS_SHIFT",
     "TsOptions",
     "cookie_message",
     "cookie_valid",
     "decode_tsval",
+    "link_mss",
     "make_cookie",
     "mss_index",
+    "mss_table",
     "siphash24",
     "split_cookie",
+    "tick",
     "ts_options",
     "tsval",
 ]
 
 _M64 = (1 << 64) - 1
 
-#: MSS classes a cookie can remember (Linux's msstab): index = bits 1..0.
-MSS_TABLE_V4 = (536, 1300, 1440, 1460)
-MSS_TABLE_V6 = (1220, 1420, 1440, 8940)
 #: MSS assumed when the SYN carries no MSS option (RFC 9293 3.7.1, RFC 8200 5).
 DEFAULT_MSS_V4 = 536
 DEFAULT_MSS_V6 = 1220
 
-HASH_MASK = 0xFFFFFFF8
+HASH_MASK = 0xFFFFFFF0
+TICK_BIT_SHIFT = 3
 SLOT_SHIFT = 2
 MSS_MASK = 0x3
+#: The cookie clock: ns >> 36, a tick of 68.7 s.
+TICK_SHIFT = 36
 
 #: Low TSval bits that carry options, and their layout.
 TS_BITS = 6
@@ -114,11 +120,24 @@ def _packed(addr: str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address) -
     return ipaddress.ip_address(addr).packed
 
 
-def mss_index(mss: int | None, v6: bool) -> int:
+def link_mss(mtu: int, v6: bool) -> int:
+    """The MSS a link of this MTU takes (what the SYN-ACK offers)."""
+    return min(65535, mtu - (60 if v6 else 40))
+
+
+def mss_table(v6: bool, link: int) -> tuple[int, int, int, int]:
+    """The four MSS classes a cookie can name, on a link of MSS ``link``."""
+    v4_third = 1460 if link > 1460 else 1440  # a jumbo link keeps 1460 exact
+    table = (1220, 1420, 1440, link) if v6 else (536, 1300, v4_third, link)
+    a, b, c, d = (min(m, link) for m in table)
+    return a, b, c, d
+
+
+def mss_index(mss: int | None, v6: bool, link: int) -> int:
     """The MSS class for a client's MSS option (``None``: no option)."""
     if mss is None or mss == 0:  # Linux ignores an MSS option of 0
         mss = DEFAULT_MSS_V6 if v6 else DEFAULT_MSS_V4
-    table = MSS_TABLE_V6 if v6 else MSS_TABLE_V4
+    table = mss_table(v6, link)
     idx = 0
     for i, entry in enumerate(table):
         if mss >= entry:
@@ -129,10 +148,16 @@ def mss_index(mss: int | None, v6: bool) -> int:
 Addr = str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+def tick(now_ns: int) -> int:
+    """The cookie clock's tick at ``now_ns`` (the data path's clock)."""
+    return (now_ns >> TICK_SHIFT) & 0xFFFFFFFF
+
+
 def cookie_message(
-    saddr: Addr, daddr: Addr, sport: int, dport: int, isn: int, epoch: int, mss_idx: int
+    saddr: Addr, daddr: Addr, sport: int, dport: int, isn: int, tick: int, mss_idx: int
 ) -> bytes:
-    """The bytes hashed for a cookie (the client's SYN: its addresses, ports, ISN)."""
+    """The bytes hashed for a cookie (the client's SYN: its addresses, ports,
+    ISN; the clock tick; the MSS class)."""
     s, d = _packed(saddr), _packed(daddr)
     if len(s) != len(d):
         raise ValueError("saddr and daddr must be of the same family")
@@ -142,7 +167,7 @@ def cookie_message(
         + sport.to_bytes(2, "big")
         + dport.to_bytes(2, "big")
         + (isn & 0xFFFFFFFF).to_bytes(4, "big")
-        + (epoch & 0xFFFFFFFF).to_bytes(4, "little")
+        + (tick & 0xFFFFFFFF).to_bytes(4, "little")
         + bytes([mss_idx & MSS_MASK])
     )
 
@@ -156,10 +181,14 @@ def make_cookie(
     dport: int,
     isn: int,
     mss_idx: int,
+    *,
+    now_ns: int,
 ) -> int:
-    """The SYN-ACK's sequence number for a client SYN, under ``key`` of ``epoch``."""
-    h = siphash24(key, cookie_message(saddr, daddr, sport, dport, isn, epoch, mss_idx))
-    return (h & HASH_MASK) | (epoch & 1) << SLOT_SHIFT | (mss_idx & MSS_MASK)
+    """The SYN-ACK's sequence number for a client SYN at ``now_ns``, under
+    ``key`` of ``epoch``."""
+    t = tick(now_ns)
+    h = siphash24(key, cookie_message(saddr, daddr, sport, dport, isn, t, mss_idx))
+    return (h & HASH_MASK) | (t & 1) << TICK_BIT_SHIFT | (epoch & 1) << SLOT_SHIFT | mss_idx & 3
 
 
 def split_cookie(cookie: int) -> tuple[int, int]:
@@ -175,19 +204,25 @@ def cookie_valid(
     dport: int,
     seq: int,
     ack: int,
+    *,
+    now_ns: int,
 ) -> bool:
-    """Would the data path accept this handshake ACK?
+    """Would the data path accept this handshake ACK at ``now_ns``?
 
     ``keys`` maps a live slot (0, 1) to its (key, epoch); the ACK carries
-    ``seq`` = ISN + 1 and ``ack`` = cookie + 1.
+    ``seq`` = ISN + 1 and ``ack`` = cookie + 1. The cookie must be of this
+    tick or the one before (the one whose parity its bit 3 gives).
     """
     cookie = (ack - 1) & 0xFFFFFFFF
     slot, mss_idx = split_cookie(cookie)
     if slot not in keys:
         return False
-    key, epoch = keys[slot]
-    want = make_cookie(key, epoch, saddr, daddr, sport, dport, (seq - 1) & 0xFFFFFFFF, mss_idx)
-    return want == cookie
+    key, _ = keys[slot]
+    now_tick = tick(now_ns)
+    made = (now_tick - ((now_tick ^ (cookie >> TICK_BIT_SHIFT)) & 1)) & 0xFFFFFFFF
+    isn = (seq - 1) & 0xFFFFFFFF
+    h = siphash24(key, cookie_message(saddr, daddr, sport, dport, isn, made, mss_idx))
+    return (h ^ cookie) & HASH_MASK == 0
 
 
 @dataclass(frozen=True)

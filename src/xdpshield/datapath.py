@@ -17,6 +17,7 @@ Layouts mirror bpf/include/shared.h and maps.h:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import time
@@ -33,12 +34,14 @@ __all__ = [
     "META",
     "OPTIONAL_PINS",
     "PIN_MAPS",
+    "CpuState",
     "GuardOptions",
     "Meta",
     "Reason",
     "VerifiedEntry",
     "age_verified",
     "constants",
+    "cpu_states",
     "current_epoch",
     "get_ports",
     "init_maps",
@@ -47,6 +50,9 @@ __all__ = [
     "rebuild_seen",
     "rotate_keys",
     "set_keys",
+    "set_listening",
+    "set_local_addresses",
+    "set_mac",
     "set_ports",
     "verified_sources",
 ]
@@ -75,6 +81,14 @@ class Reason(IntEnum):
     HANDOFF_NO_LISTENER = 14
     HANDOFF_BAD_COOKIE = 15
     SYN_EXISTING_SOCKET = 16
+    MARTIAN = 17
+    BAD_CHECKSUM = 18
+    SYN_NO_LISTENER = 19
+    SYN_UNDER_THRESHOLD = 20
+    STRAY_UNDER_THRESHOLD = 21
+    NOT_VERIFIED_RST = 22
+    RST_CAPPED = 23
+    VLAN_TOO_DEEP = 24
 
     @property
     def label(self) -> str:
@@ -83,9 +97,19 @@ class Reason(IntEnum):
 
 #: Maps pinned under the shield's directory, so other processes can reopen them
 #: (the daemon rotates xs_keys and ages xs_verified through the pins).
-PIN_MAPS = ("xs_stats", "xs_ports", "xs_keys", "xs_verified", "xs_seen")
+PIN_MAPS = (
+    "xs_stats",
+    "xs_ports",
+    "xs_keys",
+    "xs_verified",
+    "xs_seen",
+    "xs_listen",
+    "xs_local",
+    "xs_ifinfo",
+    "xs_cpu",
+)
 # Pinned since a later version: a shield loaded before it runs without them.
-OPTIONAL_PINS = frozenset({"xs_seen"})
+OPTIONAL_PINS = frozenset({"xs_seen", "xs_listen", "xs_local", "xs_ifinfo", "xs_cpu"})
 
 #: How often the daemon should call :func:`rotate_keys` unless configured.
 DEFAULT_KEY_ROTATION_S = 60.0
@@ -94,8 +118,12 @@ _NS = 1_000_000_000
 _PORTS = 65536
 _KEY = StructCodec("=16sIIQ")  # struct xs_key: k[2], epoch, live, born_s
 _VKEY = Raw(16)  # struct xs_vkey: the address, network order
-_VERIFIED = StructCodec("=QII")  # struct xs_verified: expires_ns, budget, pad
+_VERIFIED = StructCodec("=QII")  # struct xs_verified: expires_ns, pad[2]
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
+
+
+#: consts.h XS_WIN_SHIFT: the data path's per-CPU rate windows (134 ms).
+WIN_NS = 1 << 27
 
 
 @dataclass(frozen=True)
@@ -103,38 +131,64 @@ class GuardOptions:
     """Settings fixed at load time (most become ``.rodata`` constants).
 
     ``key_rotation_s`` is not in the object: it tells the daemon how often to
-    call :func:`rotate_keys`. A cookie stays valid for one to two periods.
-    ``transparent`` selects the transparent handshake (valid handshake ACKs
-    pass to the kernel, the tc program hands them over; see shield.py), else
-    reset mode. ``timestamps``, ``sack`` and ``window_scaling``: the TCP
-    options the protected stack accepts (its ``net.ipv4.tcp_*`` sysctls, see
-    :func:`stack_options`); the SYN-ACK offers no other. ``fixed_now_ns`` and
-    ``force_nometa`` (act as if the driver gave no XDP metadata) are for
-    tests only.
+    call :func:`rotate_keys`. ``transparent`` selects the transparent
+    handshake (valid handshake ACKs pass to the kernel, the tc program hands
+    them over; see shield.py), else reset mode. ``timestamps``, ``sack``,
+    ``window_scaling`` and ``ecn``: the TCP options the protected stack
+    accepts (its ``net.ipv4.tcp_*`` sysctls, see :func:`stack_options`); the
+    SYN-ACK offers no other.
+
+    ``mss4`` / ``mss6``: the MSS the SYN-ACK offers; 0 (default) follows the
+    interface's MTU (less 40 or 60 bytes), read per packet.
+    ``syn_flood_pps``: transparent mode answers SYNs with cookies only while
+    a CPU sees at least this many handshake packets per second (SYNs, and
+    ACKs that are neither a socket's nor ours), until it sees fewer than half
+    as many for ``flood_off_s``; below it the kernel answers, with every
+    option it would give. 0: always cookies.
+    ``rst_pps``: RSTs the shield may send per CPU and second (reset mode's
+    answer to an unverified segment, a SYN to a closed port).
+    ``listener_check``: answer SYNs only for ports something listens on,
+    where the destination is the host's own. ``verify_csum``: check a SYN's
+    checksums before answering it.
+    ``fixed_now_ns`` and ``force_nometa`` (act as if the driver gave no XDP
+    metadata) are for tests only; ``bench_reverify`` (a verified source's
+    handshake ACK is checked and reset again) for the benchmarks.
     """
 
     debug: bool = False
     verified_ttl_s: float = 300.0
-    verified_budget: int = 32
     key_rotation_s: float = DEFAULT_KEY_ROTATION_S
     wscale: int = 7
-    mss4: int = 1460
-    mss6: int = 1440
+    mss4: int = 0
+    mss6: int = 0
     timestamps: bool = True
     sack: bool = True
     window_scaling: bool = True
+    ecn: bool = True
+    syn_flood_pps: int = 5000
+    flood_off_s: float = 1.0
+    rst_pps: int = 100
+    listener_check: bool = True
+    verify_csum: bool = True
     fixed_now_ns: int = 0
     transparent: bool = False
     force_nometa: bool = False
+    bench_reverify: bool = False
 
     def __post_init__(self) -> None:
         checks = (
             ("verified_ttl_s", 0 < self.verified_ttl_s <= 7 * 86400, "in (0, 604800] seconds"),
-            ("verified_budget", 0 <= self.verified_budget < 2**32, "in [0, 2^32)"),
             ("key_rotation_s", 1 <= self.key_rotation_s <= 86400, "in [1, 86400] seconds"),
             ("wscale", 0 <= self.wscale <= 14, "in [0, 14] (RFC 7323)"),
-            ("mss4", 536 <= self.mss4 <= 65495, "in [536, 65495]"),
-            ("mss6", 1220 <= self.mss6 <= 65475, "in [1220, 65475]"),
+            ("mss4", self.mss4 == 0 or 88 <= self.mss4 <= 65495, "0 (from the MTU) or 88-65495"),
+            (
+                "mss6",
+                self.mss6 == 0 or 1220 <= self.mss6 <= 65475,
+                "0 (from the MTU) or 1220-65475",
+            ),
+            ("syn_flood_pps", 0 <= self.syn_flood_pps <= 10**9, "in [0, 10^9] (0: always)"),
+            ("flood_off_s", 0.1 <= self.flood_off_s <= 3600, "in [0.1, 3600] seconds"),
+            ("rst_pps", 0 <= self.rst_pps <= 10**7, "in [0, 10^7]"),
             ("fixed_now_ns", 0 <= self.fixed_now_ns < 2**64, "in [0, 2^64)"),
         )
         for key, ok, want in checks:
@@ -142,28 +196,49 @@ class GuardOptions:
                 raise ConfigError(f"must be {want}, got {getattr(self, key)!r}", key=key)
 
 
-def constants(opts: GuardOptions) -> dict[str, int]:
-    """``.rodata`` values for ObjectSpec.set_constants()."""
+def _per_window(per_s: float) -> int:
+    """A per-second rate as a count per data-path window (at least 1)."""
+    return max(1, round(per_s * WIN_NS / _NS))
+
+
+def constants(opts: GuardOptions, *, local_known: bool = False) -> dict[str, int]:
+    """``.rodata`` values for ObjectSpec.set_constants().
+
+    ``local_known``: the caller fills ``xs_local`` (set_local_addresses)
+    before attaching, so destinations can be judged local or not.
+    """
+    flood_on = _per_window(opts.syn_flood_pps) if opts.syn_flood_pps else 0
     return {
         "xs_verified_ttl_ns": int(opts.verified_ttl_s * _NS),
-        "xs_verified_budget": opts.verified_budget,
         "xs_wscale": opts.wscale,
         "xs_mss4": opts.mss4,
         "xs_mss6": opts.mss6,
         "xs_fixed_now_ns": opts.fixed_now_ns,
         "xs_transparent": int(opts.transparent),
         "xs_force_nometa": int(opts.force_nometa),
+        "xs_bench_reverify": int(opts.bench_reverify),
         "xs_server_opts": (
-            SRV_TS * opts.timestamps | SRV_SACK * opts.sack | SRV_WS * opts.window_scaling
+            SRV_TS * opts.timestamps
+            | SRV_SACK * opts.sack
+            | SRV_WS * opts.window_scaling
+            | SRV_ECN * opts.ecn
         ),
+        "xs_flood_on": flood_on,
+        "xs_flood_off": max(1, flood_on // 2) if flood_on else 0,
+        "xs_flood_off_wins": max(1, round(opts.flood_off_s * _NS / WIN_NS)),
+        "xs_rst_per_win": _per_window(opts.rst_pps) if opts.rst_pps else 0,
+        "xs_local_known": int(local_known),
+        "xs_listener_check": int(opts.listener_check),
+        "xs_verify_csum": int(opts.verify_csum),
     }
 
 
-SRV_TS, SRV_SACK, SRV_WS = 0x1, 0x2, 0x4  # consts.h XS_SRV_*
+SRV_TS, SRV_SACK, SRV_WS, SRV_ECN = 0x1, 0x2, 0x4, 0x8  # consts.h XS_SRV_*
 _STACK_SYSCTLS = {
     "timestamps": "net/ipv4/tcp_timestamps",
     "sack": "net/ipv4/tcp_sack",
     "window_scaling": "net/ipv4/tcp_window_scaling",
+    "ecn": "net/ipv4/tcp_ecn",
 }
 
 
@@ -250,7 +325,7 @@ def set_ports(maps: Maps, ports: Iterable[int]) -> None:
 
 
 # -- cookie keys ------------------------------------------------------------------
-def _keys(maps: Maps) -> Map[int, tuple[bytes, int, int]]:
+def _keys(maps: Maps) -> Map[int, tuple[bytes, int, int, int]]:
     return maps["xs_keys"].typed(UInt(4), _KEY)
 
 
@@ -319,7 +394,6 @@ def set_keys(maps: Maps, current: bytes, previous: bytes | None = None, epoch: i
 @dataclass(frozen=True)
 class VerifiedEntry:
     expires_ns: int
-    budget: int
 
 
 def _verified(maps: Maps) -> Map[bytes, tuple[int, int, int]]:
@@ -346,8 +420,8 @@ def vkey(addr: str | Address) -> bytes:
 def verified_sources(maps: Maps) -> dict[Address, VerifiedEntry]:
     """Every entry of the verified table, expired ones included."""
     out: dict[Address, VerifiedEntry] = {}
-    for key, (expires, budget, _) in _verified_items(maps):
-        out[_addr_of(key)] = VerifiedEntry(expires, budget)
+    for key, (expires, _, _) in _verified_items(maps):
+        out[_addr_of(key)] = VerifiedEntry(expires)
     return out
 
 
@@ -438,6 +512,73 @@ def rebuild_seen(maps: Maps, peers: Callable[[], Iterable[str]]) -> tuple[int, i
     mark_seen(maps, peers())
     after = sum(cast(int, v).bit_count() for _, v in seen.lookup_batch())
     return before, after
+
+
+# -- what the data path knows of its host ----------------------------------------------
+LOCAL_UNICAST, LOCAL_BROADCAST = 1, 2  # shared.h enum xs_local_kind
+
+
+def set_listening(maps: Maps, ports: Iterable[int]) -> None:
+    """Make ``xs_listen`` exactly these ports (the data path adds a port
+    itself when a SYN's lookup finds its listener)."""
+    bits = 0
+    for port in ports:
+        if not 0 <= port < _PORTS:
+            raise ValueError(f"not a TCP port: {port}")
+        bits |= 1 << port
+    maps["xs_listen"].typed(UInt(4), Raw(_PORTS // 8)).update(
+        0, bits.to_bytes(_PORTS // 8, "little")
+    )
+
+
+def get_listening(maps: Maps) -> set[int]:
+    raw = maps["xs_listen"].typed(UInt(4), Raw(_PORTS // 8)).lookup(0)
+    return {i * 8 + b for i, byte in enumerate(raw) if byte for b in range(8) if byte >> b & 1}
+
+
+def set_local_addresses(maps: Maps, addrs: Mapping[str, int]) -> None:
+    """Make ``xs_local`` exactly ``addrs`` (address -> LOCAL_UNICAST or
+    LOCAL_BROADCAST): new entries first, then stale ones removed, so an
+    address present before and after never goes missing."""
+    m = maps["xs_local"].typed(_VKEY, UInt(4))
+    want = {vkey(a): kind for a, kind in addrs.items()}
+    for key, kind in want.items():
+        m.update(key, kind)
+    for key in [k for k in list(m.keys()) if k not in want]:
+        with contextlib.suppress(KeyError):
+            m.delete(key)
+
+
+def local_addresses(maps: Maps) -> dict[Address, int]:
+    m = maps["xs_local"].typed(_VKEY, UInt(4))
+    return {_addr_of(k): cast(int, v) for k, v in m.items()}
+
+
+def set_mac(maps: Maps, mac: str | None) -> None:
+    """The interface's MAC (None: unknown; frames are then judged only by
+    the group bit of their destination MAC)."""
+    raw = bytes.fromhex(mac.replace(":", "")) if mac else b"\0" * 6
+    if len(raw) != 6:
+        raise ValueError(f"not a MAC address: {mac!r}")
+    maps["xs_ifinfo"].typed(UInt(4), Raw(8)).update(0, raw + (b"\1\0" if mac else b"\0\0"))
+
+
+@dataclass(frozen=True)
+class CpuState:
+    """One CPU's view: is a SYN flood on, and how often it began."""
+
+    flood: bool
+    floods: int
+    last_change_ns: int
+
+
+_CPU = StructCodec("=QIIIIQQ")  # struct xs_cpu_state
+
+
+def cpu_states(maps: Maps) -> list[CpuState]:
+    """Per CPU: flood mode on or off (transparent mode's SYN threshold)."""
+    raw = maps["xs_cpu"].typed(UInt(4), _CPU).lookup_percpu(0)
+    return [CpuState(bool(v[2]), v[5], v[6]) for v in raw]
 
 
 # -- lifecycle and stats ------------------------------------------------------------

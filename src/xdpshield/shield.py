@@ -15,10 +15,12 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from pyroute2 import IPRoute
 
 from . import datapath, netns
 from .bpf import (
@@ -55,6 +57,7 @@ __all__ = [
     "object_path",
     "parse_ports",
     "probe_handoff",
+    "refresh_host_view",
     "resolve_handshake",
     "syncookies_setting",
 ]
@@ -269,7 +272,7 @@ class Shield:
         stack = {k: on and getattr(opts, k) for k, on in datapath.stack_options().items()}
         opts = replace(opts, transparent=transparent, **stack)
         spec = ObjectSpec(object_path(debug))
-        consts = datapath.constants(opts)
+        consts = datapath.constants(opts, local_known=True)
         if consts:
             spec.set_constants(**consts)
         spec.set_autoload("xdpshield_tc", transparent)
@@ -277,6 +280,7 @@ class Shield:
         tc_attached = False
         try:
             datapath.init_maps(coll.maps, port_list)
+            refresh_host_view(coll.maps, iface)
             if transparent:
                 # Sockets from before the shield (a TIME_WAIT above all) are
                 # known before its first packet, not from their next segment.
@@ -453,6 +457,42 @@ def _remove_pins(iface: str) -> None:
         with contextlib.suppress(OSError):
             if d.name.startswith("netns-"):
                 d.rmdir()
+
+
+def refresh_host_view(maps: Mapping[str, Map[Any, Any]], iface: str) -> None:
+    """Tell the data path what this namespace is now: its addresses (local
+    and broadcast), the interface's MAC and the ports something listens on.
+    The daemon calls it again periodically; the data path also marks a
+    listener it finds itself."""
+    addrs: dict[str, int] = {}
+    with IPRoute() as ipr:
+        for msg in ipr.get_addr():
+            for attr, kind in (
+                ("IFA_LOCAL", datapath.LOCAL_UNICAST),
+                ("IFA_ADDRESS", datapath.LOCAL_UNICAST),
+                ("IFA_BROADCAST", datapath.LOCAL_BROADCAST),
+            ):
+                value = msg.get_attr(attr)
+                if value and not (attr == "IFA_ADDRESS" and msg["family"] == socket.AF_INET):
+                    addrs.setdefault(str(value), kind)
+        links = ipr.link_lookup(ifname=iface)
+        mac = ipr.get_links(links[0])[0].get_attr("IFLA_ADDRESS") if links else None
+    datapath.set_local_addresses(maps, addrs)
+    datapath.set_mac(maps, mac if mac and mac != "00:00:00:00:00:00" else None)
+    datapath.set_listening(maps, listening_ports())
+
+
+def listening_ports() -> set[int]:
+    """TCP ports something listens on in this namespace (sock_diag)."""
+    from pyroute2 import DiagSocket
+
+    ports: set[int] = set()
+    with DiagSocket() as ds:
+        ds.bind()
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for msg in ds.get_sock_stats(family=family, states=1 << 10):  # TCP_LISTEN
+                ports.add(int(msg["idiag_sport"]))
+    return ports
 
 
 def socket_peers() -> set[str]:

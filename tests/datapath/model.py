@@ -12,6 +12,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
@@ -23,6 +24,17 @@ from xdpshield.datapath import Reason
 
 OBJ = Path(xdpshield.__file__).parent / "_obj" / "xdpshield.o"
 XDP_DROP, XDP_PASS, XDP_TX = 1, 2, 3
+#: Guard options the byte-exact tests load with: a fixed link MSS (the test
+#: run's device is the loopback), cookies for every SYN (no flood threshold),
+#: no listener lookups (the host's sockets are not the test's) and no RSTs
+#: for unverified segments; tests of those features turn them on.
+TEST_OPTIONS: dict[str, Any] = {
+    "mss4": 1460,
+    "mss6": 1440,
+    "syn_flood_pps": 0,
+    "listener_check": False,
+    "rst_pps": 0,
+}
 TTL = 64
 SYNACK_WINDOW = 65535
 MAX_L4_OFF = 1024
@@ -77,11 +89,10 @@ class Config:
     keys: dict[int, tuple[bytes, int]]  # slot -> (key, epoch), live ones only
     now_ns: int
     ttl_ns: int = 300 * 1_000_000_000
-    budget: int = 32
     wscale: int = 7
     mss4: int = 1460
     mss6: int = 1440
-    verified: dict[bytes, list[int]] = field(default_factory=dict)  # vkey -> [expires, budget]
+    verified: dict[bytes, list[int]] = field(default_factory=dict)  # vkey -> [expires]
 
     def current_key(self) -> tuple[bytes, int] | None:
         if not self.keys:
@@ -125,9 +136,11 @@ def synack(
     mss: int | None = None,
 ) -> bytes:
     """The cookie SYN-ACK for a client SYN; ``l2`` is the SYN's Ethernet + tags."""
-    idx = cookie.mss_index(opts.mss, v6)
-    seq = cookie.make_cookie(key, epoch, saddr, daddr, sport, dport, isn, idx)
-    tcp_opts: list[tuple[str, object]] = [("MSS", mss or (1440 if v6 else 1460))]
+    link = mss or (1440 if v6 else 1460)
+    idx = cookie.mss_index(opts.mss, v6, link)
+    seq = cookie.make_cookie(key, epoch, saddr, daddr, sport, dport, isn, idx, now_ns=now_ns)
+    tcp_opts: list[tuple[str, object]] = [("MSS", link)]
+    ecn = ecn and opts.ts is not None  # only TSval can carry it
     if opts.ts is not None:
         ts = cookie.tsval(now_ns, cookie.ts_options(opts.wscale, opts.sack, ecn))
         if opts.sack:
@@ -142,7 +155,7 @@ def synack(
         dport=sport,
         seq=seq,
         ack=(isn + 1) & 0xFFFFFFFF,
-        flags="SA",
+        flags="SAE" if ecn else "SA",
         window=SYNACK_WINDOW,
         options=tcp_opts,
     )
@@ -179,6 +192,8 @@ def decide(frame: bytes, cfg: Config) -> Decision:
             return _drop(Reason.MALFORMED)
         proto = int.from_bytes(frame[off + 2 : off + 4], "big")
         off += 4
+    if proto in (0x8100, 0x88A8):
+        return _drop(Reason.VLAN_TOO_DEEP)
     l3off = off
     first_frag = nonfirst = False
     if proto == 0x0800:
@@ -205,7 +220,7 @@ def decide(frame: bytes, cfg: Config) -> Decision:
         nh, pos = frame[off + 6], off + 40
         saddr, daddr = frame[off + 8 : off + 24], frame[off + 24 : off + 40]
         v6 = True
-        for _ in range(6):
+        for _ in range(6 + 1):  # six extension headers, then the upper layer
             if nh in (0, 43, 60, 51):
                 if pos + 8 > n or plen < 8:
                     return _drop(Reason.MALFORMED)
@@ -242,7 +257,8 @@ def decide(frame: bytes, cfg: Config) -> Decision:
         if dport not in cfg.ports:
             return _pass(Reason.PASS_UNPROTECTED)
         th = frame[l4off : l4off + doff * 4]
-        return _guard(frame[:l3off], v6, saddr, daddr, th, cfg)
+        sane = _kernel_would_answer(frame, l3off, l4off, l4len, v6)
+        return _guard(frame[:l3off], v6, saddr, daddr, th, cfg, sane)
     if l4proto == 17:
         if l4off + 8 > n or l4len < 8:
             return _drop(Reason.MALFORMED)
@@ -254,7 +270,60 @@ def decide(frame: bytes, cfg: Config) -> Decision:
     return _pass(Reason.PASS_UNPROTECTED)
 
 
-def _guard(l2: bytes, v6: bool, saddr: bytes, daddr: bytes, th: bytes, cfg: Config) -> Decision:
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def _martian4(s: bytes, d: bytes) -> bool:
+    si, di = int.from_bytes(s, "big"), int.from_bytes(d, "big")
+    bad_src = s[0] in (0, 127) or s[0] >> 4 == 0xE or si == 0xFFFFFFFF
+    bad_dst = d[0] in (0, 127) or di >= 0xE0000000
+    return bad_src or bad_dst or s == d
+
+
+def _martian6(s: bytes, d: bytes) -> bool:
+    def special(a: bytes) -> bool:
+        ip = ipaddress.IPv6Address(a)
+        return ip.is_multicast or ip.is_loopback or ip.is_unspecified or ip.ipv4_mapped is not None
+
+    return special(s) or special(d) or s == d
+
+
+def _kernel_would_answer(
+    frame: bytes, l3off: int, l4off: int, l4len: int, v6: bool
+) -> Reason | None:
+    """Why the kernel would drop a SYN unanswered (martian, bad checksum), or None."""
+    if frame[0] & 1:  # a group MAC address
+        return Reason.MARTIAN
+    if v6:
+        s, d = frame[l3off + 8 : l3off + 24], frame[l3off + 24 : l3off + 40]
+        if _martian6(s, d):
+            return Reason.MARTIAN
+        pseudo = s + d + l4len.to_bytes(4, "big") + b"\0\0\0\x06"
+    else:
+        s, d = frame[l3off + 12 : l3off + 16], frame[l3off + 16 : l3off + 20]
+        if _martian4(s, d):
+            return Reason.MARTIAN
+        ihl = (frame[l3off] & 0xF) * 4
+        if _csum(frame[l3off : l3off + ihl]) != 0xFFFF:
+            return Reason.BAD_CHECKSUM
+        pseudo = s + d + b"\0\x06" + l4len.to_bytes(2, "big")
+    field = int.from_bytes(frame[l4off + 16 : l4off + 18], "big")
+    offloaded = field == _csum(pseudo)  # CHECKSUM_PARTIAL: the pseudo-header sum only
+    if l4len <= 1500 and not offloaded and _csum(pseudo + frame[l4off : l4off + l4len]) != 0xFFFF:
+        return Reason.BAD_CHECKSUM
+    return None
+
+
+def _guard(
+    l2: bytes, v6: bool, saddr: bytes, daddr: bytes, th: bytes, cfg: Config, sane: Reason | None
+) -> Decision:
+    """Reset mode, no RSTs for unverified segments (the tests set no RST budget)."""
     sport, dport, seq, ack = struct.unpack_from("!HHII", th)
     tcpflags = th[13]
     flags = tcpflags & (SYN | ACK | RST | FIN)
@@ -265,16 +334,13 @@ def _guard(l2: bytes, v6: bool, saddr: bytes, daddr: bytes, th: bytes, cfg: Conf
     if entry is not None and entry[0] <= cfg.now_ns:
         entry = None
 
-    def touch() -> None:
-        assert entry is not None
+    if entry is not None:
         if entry[0] < cfg.now_ns + cfg.ttl_ns // 2:
             entry[0] = cfg.now_ns + cfg.ttl_ns
-
+        return _pass(Reason.VERIFIED_PASS)
     if flags == SYN:
-        if entry is not None and entry[1]:
-            entry[1] -= 1
-            touch()
-            return _pass(Reason.VERIFIED_PASS)
+        if sane is not None:
+            return _drop(sane)
         cur = cfg.current_key()
         if cur is None:
             return _drop(Reason.NO_KEY)
@@ -286,15 +352,8 @@ def _guard(l2: bytes, v6: bool, saddr: bytes, daddr: bytes, th: bytes, cfg: Conf
         )
         return Decision(XDP_TX, Reason.SYN_COOKIE_SENT, reply)
     if flags == ACK:
-        if entry is not None:
-            if entry[1] or not cookie.cookie_valid(cfg.keys, s, d, sport, dport, seq, ack):
-                touch()
-                return _pass(Reason.VERIFIED_PASS)
-        elif not cookie.cookie_valid(cfg.keys, s, d, sport, dport, seq, ack):
+        if not cookie.cookie_valid(cfg.keys, s, d, sport, dport, seq, ack, now_ns=cfg.now_ns):
             return _drop(Reason.ACK_INVALID)
-        cfg.verified[vk] = [cfg.now_ns + cfg.ttl_ns, cfg.budget]
+        cfg.verified[vk] = [cfg.now_ns + cfg.ttl_ns]
         return Decision(XDP_TX, Reason.ACK_VALID, rst(l2, v6, s, d, sport, dport, ack))
-    if entry is not None:
-        touch()
-        return _pass(Reason.VERIFIED_PASS)
     return _drop(Reason.NOT_VERIFIED)

@@ -20,12 +20,12 @@ from xdpshield import cookie, datapath
 from xdpshield.bpf import Collection, ObjectSpec
 from xdpshield.datapath import GuardOptions, Reason
 
-from .model import OBJ, XDP_PASS, XDP_TX, Config, decide
+from .model import OBJ, TEST_OPTIONS, XDP_PASS, XDP_TX, Config, decide
 
 NOW = 5_000_000_000_000
 KEY_CUR, KEY_PREV, EPOCH = bytes(range(16)), bytes(range(50, 66)), 11
 PORTS = {80, 443}
-TTL_S, BUDGET = 30.0, 2
+TTL_S = 30.0
 V4 = [bytes([198, 18, 0, i]) for i in (1, 2, 3)]
 V6 = [bytes.fromhex("fd000000000000000000000000000000")[:15] + bytes([i]) for i in (1, 2)]
 
@@ -33,7 +33,7 @@ V6 = [bytes.fromhex("fd000000000000000000000000000000")[:15] + bytes([i]) for i 
 @pytest.fixture(scope="module")
 def coll() -> Iterator[Collection]:
     spec = ObjectSpec(OBJ)
-    opts = GuardOptions(fixed_now_ns=NOW, verified_ttl_s=TTL_S, verified_budget=BUDGET)
+    opts = GuardOptions(fixed_now_ns=NOW, verified_ttl_s=TTL_S, **TEST_OPTIONS)
     spec.set_constants(**datapath.constants(opts))
     with spec.load() as c:
         datapath.set_ports(c.maps, PORTS)
@@ -47,7 +47,6 @@ def new_config() -> Config:
         keys={EPOCH & 1: (KEY_CUR, EPOCH), (EPOCH - 1) & 1: (KEY_PREV, EPOCH - 1)},
         now_ns=NOW,
         ttl_ns=int(TTL_S * 1e9),
-        budget=BUDGET,
     )
 
 
@@ -102,7 +101,8 @@ def tcp_segment(draw: st.DrawFn, saddr: bytes, daddr: bytes) -> bytes:
         # A handshake ACK with a real cookie, under the current or previous key.
         key, epoch = draw(st.sampled_from([(KEY_CUR, EPOCH), (KEY_PREV, EPOCH - 1)]))
         idx = draw(st.integers(0, 3))
-        ck = cookie.make_cookie(key, epoch, saddr, daddr, sport, dport, (seq - 1) % 2**32, idx)
+        isn = (seq - 1) % 2**32
+        ck = cookie.make_cookie(key, epoch, saddr, daddr, sport, dport, isn, idx, now_ns=NOW)
         ack = (ck + 1) % 2**32
     payload = draw(st.binary(max_size=8))
     doff = (20 + len(opts)) // 4
@@ -123,6 +123,14 @@ def frame(draw: st.DrawFn) -> bytes:
     daddr = V6[1] if v6 else V4[1]
     if kind == "tcp":
         proto, l4 = 6, draw(tcp_segment(saddr, daddr))
+        if draw(st.integers(0, 5)):  # mostly a right checksum, as a real stack sends
+            n = len(l4)
+            pseudo = (
+                saddr
+                + daddr
+                + (n.to_bytes(4, "big") + b"\0\0\0\x06" if v6 else b"\0\x06" + n.to_bytes(2, "big"))
+            )
+            l4 = l4[:16] + struct.pack("!H", csum(pseudo + l4)) + l4[18:]
     elif kind == "udp":
         body = draw(st.binary(max_size=8))
         proto, l4 = 17, struct.pack("!HHHH", 53, 80, 8 + len(body), 0) + body
@@ -200,7 +208,7 @@ def test_kernel_agrees_with_model(coll: Collection, frames: list[bytes]) -> None
         elif want.verdict == XDP_PASS:
             assert got.frame == raw
         kernel_table = {
-            datapath.vkey(a): [e.expires_ns, e.budget]
+            datapath.vkey(a): [e.expires_ns]
             for a, e in datapath.verified_sources(coll.maps).items()
         }
         assert kernel_table == cfg.verified, raw.hex()

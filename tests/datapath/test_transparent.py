@@ -23,6 +23,7 @@ from xdpshield import cookie, datapath
 from xdpshield.bpf import Collection
 from xdpshield.datapath import META, Meta
 
+from .hostns import scratch_host
 from .model import XDP_DROP, XDP_PASS, XDP_TX
 from .test_guard import CLIENT4, CLIENT6, EPOCH, K1, K2, NOW, PORT, SERVER4, SERVER6, Guard, eth
 from .test_guard import load as load_guard
@@ -100,11 +101,11 @@ def test_valid_ack_passes_with_the_decoded_cookie(guard: Guard, l3name: str, cas
     )
     verdict, meta, reason = run_ack(guard, eth() / L3[l3name]() / ack)
     assert (verdict, reason) == (XDP_PASS, "ack-valid")
-    table = cookie.MSS_TABLE_V6 if v6 else cookie.MSS_TABLE_V4
+    table = cookie.mss_table(v6, 1440 if v6 else 1460)
     assert meta == Meta(
         tsval=0x11223344,
         tsecr=our_ts,
-        mss=table[cookie.mss_index(mss_opt, v6)],
+        mss=table[cookie.mss_index(mss_opt, v6, table[3])],
         timestamps=True,
         sack=sack,
         wscale=ws,
@@ -137,7 +138,7 @@ def test_ack_without_timestamps_carries_mss_only(guard: Guard) -> None:
 
 
 def test_previous_key_still_verifies(guard: Guard) -> None:
-    ck = cookie.make_cookie(K1, EPOCH - 1, CLIENT4, SERVER4, 40000, PORT, 1000, 2)
+    ck = cookie.make_cookie(K1, EPOCH - 1, CLIENT4, SERVER4, 40000, PORT, 1000, 2, now_ns=NOW)
     frame = eth() / L3["ipv4"]() / TCP(sport=40000, dport=PORT, seq=1001, ack=ck + 1, flags="A")
     verdict, meta, _ = run_ack(guard, frame)
     assert verdict == XDP_PASS and meta is not None and meta.mss == 1440
@@ -158,7 +159,7 @@ FORGED: dict[str, tuple[dict[str, Any], str]] = {
 def test_forged_segments_are_dropped(guard: Guard, name: str) -> None:
     over, want = FORGED[name]
     over = dict(over)
-    ck = cookie.make_cookie(K2, EPOCH, CLIENT4, SERVER4, 40000, PORT, 1000, 3)
+    ck = cookie.make_cookie(K2, EPOCH, CLIENT4, SERVER4, 40000, PORT, 1000, 3, now_ns=NOW)
     ack = over.pop("ack", ck + int(over.pop("ack_delta", 1)))
     fields: dict[str, Any] = {"sport": 40000, "dport": PORT, "seq": 1001, "ack": ack, "flags": "A"}
     frame = eth() / L3["ipv4"]() / TCP(**(fields | over))
@@ -192,15 +193,16 @@ def test_established_socket_passes_without_a_cookie() -> None:
 
 
 @contextlib.contextmanager
-def time_wait(host: str) -> Iterator[tuple[int, int]]:
-    """A listener on ``host`` whose side of one closed connection is in
-    TIME_WAIT (the server closed first): yields (listener port, client port)."""
+def time_wait(host: str, client: str) -> Iterator[tuple[int, int]]:
+    """A listener on ``host`` whose side of one closed connection (from
+    ``client``) is in TIME_WAIT (the server closed first): yields (listener
+    port, client port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as lst:
         lst.bind((host, 0))
         lst.listen(1)
         sport = lst.getsockname()[1]
-        cli = socket.create_connection((host, sport))
+        cli = socket.create_connection((host, sport), source_address=(client, 0))
         cport = cli.getsockname()[1]
         srv, _ = lst.accept()
         srv.close()  # the server closes first: its end goes to TIME_WAIT
@@ -214,10 +216,10 @@ def test_syn_meeting_a_time_wait_goes_to_the_kernel() -> None:
     client reused the port) is the kernel's: a cookie handshake could not replace
     the TIME_WAIT. Only sources seen with a socket are looked up: before any of
     its segments passed, the source's SYN gets a cookie like a spoofed one."""
-    with time_wait("127.0.0.1") as (sport, cport), load() as coll:
+    with scratch_host(), time_wait(SERVER4, CLIENT4) as (sport, cport), load() as coll:
         datapath.set_ports(coll.maps, [sport])
         g = Guard(coll)
-        ip = IP(src="127.0.0.1", dst="127.0.0.1")
+        ip = IP(src=CLIENT4, dst=SERVER4)
         syn = eth() / ip / TCP(sport=cport, dport=sport, seq=5, options=LINUX_SYN)
         first = g.run(syn)
         assert (first.verdict, first.reason.label) == (XDP_TX, "syn-cookie-sent")
@@ -233,20 +235,20 @@ def test_syn_meeting_a_time_wait_goes_to_the_kernel() -> None:
         assert g.run(syn).verdict == XDP_TX
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
-def test_sources_marked_from_userspace_are_looked_up(host: str) -> None:
+@pytest.mark.parametrize(("server", "client"), [(SERVER4, CLIENT4), (SERVER6, CLIENT6)])
+def test_sources_marked_from_userspace_are_looked_up(server: str, client: str) -> None:
     """The shield marks the peers of sockets that exist when it loads (its
     hash in Python agrees with the data path's): such a TIME_WAIT is found at
     the source's first SYN."""
-    v6 = ":" in host
-    with time_wait(host) as (sport, cport), load() as coll:
+    v6 = ":" in server
+    with scratch_host(), time_wait(server, client) as (sport, cport), load() as coll:
         datapath.set_ports(coll.maps, [sport])
         g = Guard(coll)
-        ip = IPv6(src=host, dst=host) if v6 else IP(src=host, dst=host)
+        ip = IPv6(src=client, dst=server) if v6 else IP(src=client, dst=server)
         syn = eth() / ip / TCP(sport=cport, dport=sport, seq=5, options=LINUX_SYN)
         assert g.run(syn).verdict == XDP_TX  # not marked: a cookie
-        assert datapath.mark_seen(coll.maps, [host]) == 1
-        assert datapath.mark_seen(coll.maps, [host]) == 0  # already there
+        assert datapath.mark_seen(coll.maps, [client]) == 1
+        assert datapath.mark_seen(coll.maps, [client]) == 0  # already there
         again = g.run(syn)
         assert (again.verdict, again.reason.label) == (XDP_PASS, "syn-existing-socket")
 

@@ -25,7 +25,7 @@ import pytest
 from xdpshield import datapath, netns
 from xdpshield import shield as shield_mod
 from xdpshield.bpf import UInt, query_tc
-from xdpshield.datapath import Reason
+from xdpshield.datapath import GuardOptions, Reason
 from xdpshield.errors import ConfigError
 from xdpshield.shield import Shield, probe_handoff
 from xdpshield.stand import DEFAULT_SOURCES4, DEFAULT_SOURCES6, Stand
@@ -43,6 +43,9 @@ needs_handoff = pytest.mark.skipif(
 
 @contextlib.contextmanager
 def shielded(stand: Stand, xdp_mode: str = "native", **kw: object) -> Iterator[Shield]:
+    # These tests follow the shield's own handshake: every SYN gets a cookie
+    # (no flood threshold), unless a test says otherwise.
+    kw.setdefault("options", GuardOptions(syn_flood_pps=0))
     with netns.enter(stand.ns("server")):
         sh = Shield.load(stand.server_if, ports=[HTTP, ECHO], xdp_mode=xdp_mode, **kw)  # type: ignore[arg-type]
     try:

@@ -42,18 +42,24 @@ def test_siphash_rejects_short_key() -> None:
 
 
 KEY = bytes(range(16))
+NOW = 1000 << cookie.TICK_SHIFT  # an even tick
+TICK_NS = 1 << cookie.TICK_SHIFT
 
 
-def test_cookie_layout_carries_slot_and_mss_index() -> None:
+def test_cookie_layout_carries_slot_tick_and_mss_index() -> None:
     for epoch in (6, 7):
-        for idx in range(4):
-            c = cookie.make_cookie(KEY, epoch, "198.18.0.1", "198.18.0.2", 1, 80, 42, idx)
-            assert cookie.split_cookie(c) == (epoch & 1, idx)
+        for now in (NOW, NOW + TICK_NS):
+            for idx in range(4):
+                c = cookie.make_cookie(
+                    KEY, epoch, "198.18.0.1", "198.18.0.2", 1, 80, 42, idx, now_ns=now
+                )
+                assert cookie.split_cookie(c) == (epoch & 1, idx)
+                assert c >> 3 & 1 == cookie.tick(now) & 1
 
 
 def test_cookie_binds_every_input() -> None:
     base = ("198.18.0.1", "198.18.0.2", 1000, 80, 12345)
-    ref = cookie.make_cookie(KEY, 5, *base, 3)
+    ref = cookie.make_cookie(KEY, 5, *base, 3, now_ns=NOW)
     variants = [
         ("198.18.0.9", *base[1:]),
         (base[0], "198.18.0.9", *base[2:]),
@@ -62,11 +68,11 @@ def test_cookie_binds_every_input() -> None:
         (*base[:4], 12346),
     ]
     for v in variants:
-        assert cookie.make_cookie(KEY, 5, *v, 3) != ref
-    assert cookie.make_cookie(KEY, 7, *base, 3) != ref  # same slot, other epoch
-    assert cookie.make_cookie(bytes(16), 5, *base, 3) != ref
-    # the MSS index is hashed too, not only carried
-    assert cookie.make_cookie(KEY, 5, *base, 2) >> 3 != ref >> 3
+        assert cookie.make_cookie(KEY, 5, *v, 3, now_ns=NOW) != ref
+    assert cookie.make_cookie(bytes(16), 5, *base, 3, now_ns=NOW) != ref
+    # the MSS index and the tick are hashed too, not only carried
+    assert cookie.make_cookie(KEY, 5, *base, 2, now_ns=NOW) >> 4 != ref >> 4
+    assert cookie.make_cookie(KEY, 5, *base, 3, now_ns=NOW + 2 * TICK_NS) >> 4 != ref >> 4
 
 
 def test_cookie_message_layout() -> None:
@@ -79,31 +85,65 @@ def test_cookie_message_layout() -> None:
 
 
 def test_cookie_valid_checks_ack_minus_one_under_the_named_slot() -> None:
-    c = cookie.make_cookie(KEY, 9, "fd00::1", "fd00::2", 5, 443, 0xFFFFFFFF, 1)
+    c = cookie.make_cookie(KEY, 9, "fd00::1", "fd00::2", 5, 443, 0xFFFFFFFF, 1, now_ns=NOW)
     keys = {1: (KEY, 9), 0: (bytes(16), 8)}
-    assert cookie.cookie_valid(keys, "fd00::1", "fd00::2", 5, 443, 0, c + 1)
-    assert not cookie.cookie_valid(keys, "fd00::1", "fd00::2", 5, 443, 0, c + 2)
-    assert not cookie.cookie_valid({0: (bytes(16), 8)}, "fd00::1", "fd00::2", 5, 443, 0, c + 1)
+    assert cookie.cookie_valid(keys, "fd00::1", "fd00::2", 5, 443, 0, c + 1, now_ns=NOW)
+    assert not cookie.cookie_valid(keys, "fd00::1", "fd00::2", 5, 443, 0, c + 2, now_ns=NOW)
+    assert not cookie.cookie_valid(
+        {0: (bytes(16), 8)}, "fd00::1", "fd00::2", 5, 443, 0, c + 1, now_ns=NOW
+    )
+
+
+def test_cookie_lives_for_two_ticks_at_most() -> None:
+    """Made anywhere in a tick, a cookie is good to the end of the next one:
+    68.7 to 137 s, whether or not the keys rotate."""
+    keys = {1: (KEY, 9)}
+    args = ("198.18.0.1", "198.18.0.2", 40000, 80)
+    for made in (NOW, NOW + TICK_NS - 1, NOW + TICK_NS):
+        c = cookie.make_cookie(KEY, 9, *args, 999, 3, now_ns=made)
+        start = made >> cookie.TICK_SHIFT << cookie.TICK_SHIFT
+        for later, ok in (
+            (made, True),
+            (start + 2 * TICK_NS - 1, True),
+            (start + 2 * TICK_NS, False),
+        ):
+            assert cookie.cookie_valid(keys, *args, 1000, c + 1, now_ns=later) is ok, (made, later)
 
 
 @pytest.mark.parametrize(
-    ("mss", "v6", "idx"),
+    ("mss", "v6", "mtu", "idx"),
     [
-        (None, False, 0),
-        (0, False, 0),
-        (100, False, 0),
-        (1299, False, 0),
-        (1300, False, 1),
-        (1460, False, 3),
-        (9000, False, 3),
-        (None, True, 0),
-        (1420, True, 1),
-        (1500, True, 2),
-        (8940, True, 3),
+        (None, False, 1500, 0),
+        (0, False, 1500, 0),
+        (100, False, 1500, 0),
+        (1299, False, 1500, 0),
+        (1300, False, 1500, 1),
+        (1440, False, 1500, 2),
+        (1460, False, 1500, 3),
+        (9000, False, 1500, 3),
+        (None, True, 1500, 0),
+        (1420, True, 1500, 1),
+        (1440, True, 1500, 3),
+        (8940, True, 1500, 3),
+        # a small link: nothing above its MSS; a jumbo one: its own top class
+        (1460, False, 1400, 3),
+        (1300, False, 1400, 1),
+        (1460, False, 9000, 2),
+        (8960, False, 9000, 3),
+        (8940, True, 9000, 3),
+        (1440, True, 9000, 2),
     ],
 )
-def test_mss_index(mss: int | None, v6: bool, idx: int) -> None:
-    assert cookie.mss_index(mss, v6) == idx
+def test_mss_index(mss: int | None, v6: bool, mtu: int, idx: int) -> None:
+    assert cookie.mss_index(mss, v6, cookie.link_mss(mtu, v6)) == idx
+
+
+def test_mss_table_never_exceeds_the_link() -> None:
+    assert cookie.mss_table(False, cookie.link_mss(1500, False)) == (536, 1300, 1440, 1460)
+    assert cookie.mss_table(False, cookie.link_mss(1400, False)) == (536, 1300, 1360, 1360)
+    assert cookie.mss_table(False, cookie.link_mss(9000, False)) == (536, 1300, 1460, 8960)
+    assert cookie.mss_table(True, cookie.link_mss(1500, True)) == (1220, 1420, 1440, 1440)
+    assert cookie.mss_table(True, cookie.link_mss(9000, True)) == (1220, 1420, 1440, 8940)
 
 
 def test_tsval_low_bits_and_clock() -> None:

@@ -16,15 +16,16 @@ def _sysctl(root: Path, name: str, value: str) -> None:
 def test_options_follow_the_sysctls(tmp_path: Path) -> None:
     _sysctl(tmp_path, "tcp_timestamps", "2")  # on, without random offsets
     _sysctl(tmp_path, "tcp_sack", "0")
+    _sysctl(tmp_path, "tcp_ecn", "2")  # the default: accept ECN when asked
     # tcp_window_scaling unreadable: the kernel's default, on.
     found = datapath.stack_options(str(tmp_path))
-    assert found == {"timestamps": True, "sack": False, "window_scaling": True}
+    assert found == {"timestamps": True, "sack": False, "window_scaling": True, "ecn": True}
     consts = datapath.constants(datapath.GuardOptions(**found))
-    assert consts["xs_server_opts"] == datapath.SRV_TS | datapath.SRV_WS
+    assert consts["xs_server_opts"] == datapath.SRV_TS | datapath.SRV_WS | datapath.SRV_ECN
 
 
 def test_every_option_off(tmp_path: Path) -> None:
-    for name in ("tcp_timestamps", "tcp_sack", "tcp_window_scaling"):
+    for name in ("tcp_timestamps", "tcp_sack", "tcp_window_scaling", "tcp_ecn"):
         _sysctl(tmp_path, name, "0")
     found = datapath.stack_options(str(tmp_path))
     assert not any(found.values())

@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* What the kernel would drop unanswered, checked before the shield answers
+ * a SYN in its place: martian addresses (as Linux's ip_route_input_slow()
+ * and ipv6_rcv() judge them), LAND, frames not addressed to the interface,
+ * and bad checksums. Every check returns 1 when the frame must be dropped.
+ */
+#ifndef XDPSHIELD_MARTIAN_H
+#define XDPSHIELD_MARTIAN_H
+
+#include "consts.h"
+#include "maps.h"
+#include "parse.h"
+#include "csum.h"
+
+/* The frame's destination MAC: a group address (broadcast, multicast) or,
+ * once userspace told us the interface's, another host's (promiscuous
+ * mode, a bridge's flooding).
+ */
+static __always_inline int xs_mac_not_ours(struct xdp_md *ctx)
+{
+	const __u8 *dst = (void *)(long)ctx->data;
+	const struct xs_ifinfo *ifi;
+	__u32 zero = 0;
+
+	if ((void *)(dst + 6) > (void *)(long)ctx->data_end)
+		return 1;
+	if (dst[0] & 1)
+		return 1;
+	ifi = bpf_map_lookup_elem(&xs_ifinfo, &zero);
+	if (!ifi || !ifi->has_mac)
+		return 0;
+	return *(const __u32 *)dst != *(const __u32 *)ifi->mac ||
+	       *(const __u16 *)(dst + 4) != *(const __u16 *)(ifi->mac + 4);
+}
+
+/* What xs_local says of an address (0: not local). */
+static __always_inline __u32 xs_local_kind(const struct xs_vkey *k)
+{
+	__u32 *kind = bpf_map_lookup_elem(&xs_local, k);
+
+	return kind ? *kind : 0;
+}
+
+static __always_inline int xs_martian4(__u32 saddr_be, __u32 daddr_be,
+				       int need_local)
+{
+	__u32 s = bpf_ntohl(saddr_be), d = bpf_ntohl(daddr_be);
+	struct xs_vkey k = { .addr = { 0, 0, bpf_htonl(0xffff) } };
+	__u32 kind;
+
+	/* 0/8, 127/8, 224/4 (multicast) and 255.255.255.255 as a source;
+	 * as a destination the same and 240/4 (the kernel has no route).
+	 */
+	if ((s >> 24) == 0 || (s >> 24) == 127 || (s >> 28) == 0xe ||
+	    s == 0xffffffff)
+		return 1;
+	if ((d >> 24) == 0 || (d >> 24) == 127 || d >= 0xe0000000)
+		return 1;
+	if (s == d)	/* LAND */
+		return 1;
+	if (!xs_local_known)
+		return 0;
+	k.addr[3] = saddr_be;
+	if (xs_local_kind(&k))	/* our own address or broadcast as source */
+		return 1;
+	k.addr[3] = daddr_be;
+	kind = xs_local_kind(&k);
+	return kind == XS_LOCAL_BROADCAST || (need_local && !kind);
+}
+
+/* ::, ::1 and ::ffff:0:0/96 (IPv4-mapped: RFC 4291 2.5.5.2, never on the
+ * wire).
+ */
+static __always_inline int xs_v6_special(const __u32 *a)
+{
+	if (a[0] || a[1])
+		return 0;
+	if (a[2] == bpf_htonl(0xffff))
+		return 1;
+	return !a[2] && (!a[3] || a[3] == bpf_htonl(1));
+}
+
+static __always_inline int xs_martian6(const struct ipv6hdr *ip6,
+				       int need_local)
+{
+	const __u32 *s = ip6->saddr.in6_u.u6_addr32;
+	const __u32 *d = ip6->daddr.in6_u.u6_addr32;
+	struct xs_vkey k;
+	__u32 kind;
+
+	/* Multicast (ff00::/8) either way. */
+	if ((s[0] & bpf_htonl(0xff000000)) == bpf_htonl(0xff000000) ||
+	    (d[0] & bpf_htonl(0xff000000)) == bpf_htonl(0xff000000))
+		return 1;
+	if (xs_v6_special(s) || xs_v6_special(d))
+		return 1;
+	if (s[0] == d[0] && s[1] == d[1] && s[2] == d[2] && s[3] == d[3])
+		return 1;	/* LAND */
+	if (!xs_local_known)
+		return 0;
+	__builtin_memcpy(k.addr, s, 16);
+	if (xs_local_kind(&k))
+		return 1;
+	__builtin_memcpy(k.addr, d, 16);
+	kind = xs_local_kind(&k);
+	return need_local && kind != XS_LOCAL_UNICAST;
+}
+
+/* A SYN the kernel would drop without an answer. @need_local: the shield
+ * stands for the host's own sockets (transparent mode), so a destination
+ * that is not one of its addresses is not ours to answer.
+ */
+static __always_inline int xs_martian(struct xdp_md *ctx,
+				      const struct xs_l3 *l3, int need_local)
+{
+	if (xs_mac_not_ours(ctx))
+		return 1;
+	if (l3->v6)
+		return xs_martian6(l3->iph, need_local);
+	return xs_martian4(((const struct iphdr *)l3->iph)->saddr,
+			   ((const struct iphdr *)l3->iph)->daddr, need_local);
+}
+
+/* Is the destination one of this namespace's unicast addresses? Only
+ * meaningful once xs_local is filled (xs_local_known).
+ */
+static __always_inline int xs_dst_local(const struct xs_l3 *l3)
+{
+	struct xs_vkey k = { .addr = { 0, 0, bpf_htonl(0xffff) } };
+
+	if (!xs_local_known)
+		return 0;
+	if (l3->v6)
+		__builtin_memcpy(k.addr,
+				 &((const struct ipv6hdr *)l3->iph)->daddr, 16);
+	else
+		k.addr[3] = ((const struct iphdr *)l3->iph)->daddr;
+	return xs_local_kind(&k) == XS_LOCAL_UNICAST;
+}
+
+/* Do the IPv4 header (if any) and the TCP segment of a SYN sum right?
+ * Words are summed as loaded (network order read little-endian); a
+ * one's-complement sum is the same in either byte order, so a correct
+ * checksum folds to zero here too.
+ *
+ * A TCP checksum field that holds just the pseudo-header's sum is a segment
+ * whose checksum was left to offload (CHECKSUM_PARTIAL): what a local stack
+ * sends over veth, which XDP sees before anything completes it. The kernel
+ * takes those as good, and so do we.
+ * XXX: so a crafted SYN with that field is answered; the odds that a
+ * corrupted one has it are 2^-16.
+ *
+ * Verifier: global, verified once; the offsets are re-bounded here, and
+ * the word loop masks its offset (see xs_parse_tcpopts()) so its states
+ * stay few.
+ */
+__attribute__((noinline)) int xs_syn_csum_ok(struct xdp_md *ctx, __u64 l3off,
+					      __u64 l4off, __u64 v6)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 sum = 0, pseudo, off, stop, len;
+	__u32 i, words;
+	__u16 check;
+	__u8 *p;
+
+	if (l3off > 14 + 4 * XS_MAX_VLAN || l4off > XS_MAX_L4_OFF)
+		return 0;
+	p = data + l3off;
+	if (v6) {
+		struct ipv6hdr *ip6 = (void *)p;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		/* The payload length less any extension headers. */
+		len = bpf_ntohs(ip6->payload_len) + l3off + sizeof(*ip6);
+		if (len < l4off)
+			return 0;
+		len -= l4off;
+#pragma unroll
+		for (i = 0; i < 4; i++)
+			sum += (__u64)ip6->saddr.in6_u.u6_addr32[i] +
+			       ip6->daddr.in6_u.u6_addr32[i];
+	} else {
+		struct iphdr *iph = (void *)p;
+
+		if ((void *)(iph + 1) > data_end)
+			return 0;
+		len = bpf_ntohs(iph->tot_len);
+		words = iph->ihl;
+		if (len < words * 4)
+			return 0;
+		len -= words * 4;
+		/* The header: ihl 32-bit words, at most 15. */
+		for (i = 0; i < 15; i++) {
+			if (i >= words)
+				break;
+			if ((void *)(p + i * 4 + 4) > data_end)
+				return 0;
+			sum += *(__u32 *)(p + i * 4);
+		}
+		if (xs_csum_fold(sum))
+			return 0;
+		sum = (__u64)iph->saddr + iph->daddr;
+	}
+	/* XXX: a SYN longer than XS_CSUM_MAX (jumbo TCP Fast Open data) is
+	 * answered unchecked, as before.
+	 */
+	if (len > XS_CSUM_MAX)
+		return 1;
+	pseudo = sum + bpf_htonl(IPPROTO_TCP << 16 | (__u32)len);
+	sum = pseudo;
+	p = data + l4off;
+	if ((void *)(p + sizeof(struct tcphdr)) > data_end)
+		return 0;
+	check = ((struct tcphdr *)p)->check;
+	if (check == (__u16)~xs_csum_fold(pseudo))
+		return 1;	/* left to offload */
+	off = l4off;
+	stop = l4off + (len & ~3ULL);
+	for (i = 0; i < XS_CSUM_MAX / 4; i++) {
+		asm volatile("%[off] &= 0xfff" : [off] "+r"(off));
+		if (off >= stop)
+			break;
+		p = data + off;
+		if ((void *)(p + 4) > data_end)
+			return 0;
+		sum += *(__u32 *)p;
+		off += 4;
+	}
+	/* The last 1 to 3 bytes, zero-padded to a word. */
+	asm volatile("%[off] &= 0xfff" : [off] "+r"(off));
+	p = data + off;
+	switch (len & 3) {
+	case 3:
+		if ((void *)(p + 3) > data_end)
+			return 0;
+		sum += (__u32)p[0] | (__u32)p[1] << 8 | (__u32)p[2] << 16;
+		break;
+	case 2:
+		if ((void *)(p + 2) > data_end)
+			return 0;
+		sum += (__u32)p[0] | (__u32)p[1] << 8;
+		break;
+	case 1:
+		if ((void *)(p + 1) > data_end)
+			return 0;
+		sum += p[0];
+		break;
+	}
+	return xs_csum_fold(sum) == 0;
+}
+
+#endif
