@@ -250,7 +250,7 @@ def set_ports(maps: Maps, ports: Iterable[int]) -> None:
 
 
 # -- cookie keys ------------------------------------------------------------------
-def _keys(maps: Maps) -> Map[int, tuple[bytes, int, int]]:
+def _keys(maps: Maps) -> Map[int, tuple[bytes, int, int, int]]:
     return maps["xs_keys"].typed(UInt(4), _KEY)
 
 
