@@ -294,7 +294,9 @@ def cmd_metrics(a: argparse.Namespace) -> int:
 
     from .metrics import registry_for
 
-    shields = [Shield.open(i) for i in ([a.iface] if a.iface else list_shields())]
+    stale = {st.iface for st in stale_shields() if st.netns == netns.current_name()}
+    ifaces = [a.iface] if a.iface else [i for i in list_shields() if i not in stale]
+    shields = [Shield.open(i) for i in ifaces]
     sys.stdout.write(generate_latest(registry_for(shields)).decode())
     return 0
 

@@ -332,13 +332,14 @@ class Shield:
         port_list = parse_ports(ports)
         ifindex_of(iface)  # InterfaceNotFound before any work
         pin_dir, meta_path = _pin_dir(iface), _meta_path(iface)
-        if (pin_dir / "prog").exists():
+        if pin_dir.exists():
             if _attached_is_ours(iface, pin_dir):
                 raise AlreadyAttached(
                     f"xdpshield is already loaded on {iface}; 'xdpshield unload {iface}' first"
                 )
             _detach_tc_ours(iface, pin_dir / "tc")
-            # Stale: the interface was recreated or detached by hand.
+            # Stale (the interface was recreated or detached by hand), or what
+            # an unload kept: all but the state maps go.
             _remove_pins(pin_dir, meta_path, keep=STATE_MAPS)
         if (cur := query_xdp(iface)) is not None:
             raise AlreadyAttached(

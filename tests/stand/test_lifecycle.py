@@ -289,6 +289,8 @@ def test_deleted_link_leaves_a_stale_shield_that_unload_removes(veth: VethPair, 
     assert st["stale"] is True and st["iface"] == veth.inner
     assert st["why"] == f"interface {veth.inner} is gone"
     assert "stale" in cli(veth, "status").stdout
+    m = cli(veth, "metrics")  # the shields that are left, no error for the stale one
+    assert m.returncode == 0 and f'iface="{veth.inner}"' not in m.stdout, m.stderr
     args = ("unload", veth.inner) if how == "iface" else ("unload", "--stale")
     r = cli(veth, *args)
     assert r.returncode == 0, r.stderr
