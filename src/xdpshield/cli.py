@@ -26,6 +26,7 @@ from .shield import (
     Shield,
     find_stale,
     forget_state,
+    kept_state,
     list_shields,
     parse_ports,
     stale_shields,
@@ -149,6 +150,11 @@ def cmd_status(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(rows, indent=2))
         return 0
+    for iface in kept_state():
+        out.print(
+            f"{iface}: not loaded; its cookie keys and verified sources are kept for the "
+            f"next load ('xdpshield unload {iface} --purge' drops them)"
+        )
     if not rows:
         out.print("no xdpshield loaded in this network namespace")
         return 0

@@ -72,6 +72,7 @@ __all__ = [
     "find_stale",
     "forget_state",
     "host_path",
+    "kept_state",
     "list_shields",
     "object_path",
     "parse_ports",
@@ -748,6 +749,20 @@ def find_stale(iface: str, ns_name: str | None = None) -> StaleShield | None:
             _meta_path(iface, scope),
         )
     return next((s for s in stale_shields() if s.iface == iface and s.netns == ns_name), None)
+
+
+def kept_state() -> list[str]:
+    """Interfaces of this namespace with no shield loaded but state an unload kept."""
+    root = bpffs_root() / "xdpshield" / _scope()
+    if not root.is_dir():
+        return []
+    found = []
+    for p in sorted(root.iterdir()):
+        if p.is_dir() and not p.name.startswith("netns-") and not (p / "prog").exists():
+            with contextlib.suppress(InterfaceNotFound):  # gone: stale_shields() has it
+                ifindex_of(p.name)
+                found.append(p.name)
+    return found
 
 
 def list_shields() -> list[str]:

@@ -151,6 +151,9 @@ def test_unload_keeps_only_the_state_and_purge_removes_everything(veth: VethPair
     assert sorted(p.name for p in pins.iterdir()) == sorted(STATE_MAPS)
     assert not record(veth).exists()
     assert status_json(veth) == []  # kept state is no loaded shield
+    assert f"{veth.inner}: not loaded; its cookie keys and verified sources are kept" in (
+        cli(veth, "status").stdout
+    )
     with netns.enter(veth.ns_inner):
         assert query_xdp(veth.inner) is None
     # Unloaded with state kept: --purge removes the state.
@@ -158,6 +161,7 @@ def test_unload_keeps_only_the_state_and_purge_removes_everything(veth: VethPair
     assert r.returncode == 0, r.stderr
     assert "removed the state kept" in r.stdout
     assert not pins_for(veth).exists()
+    assert "are kept" not in cli(veth, "status").stdout
     # Loaded: --purge unloads and removes it all at once.
     assert cli(veth, "load", veth.inner, "--protect", "80").returncode == 0
     r = cli(veth, "unload", veth.inner, "--purge")
