@@ -346,3 +346,13 @@ def test_status_json_shows_the_pin_dir_as_on_the_host(veth: VethPair) -> None:
         assert os.path.isdir(want) and bpffs_root() == Path("/sys/fs/bpf")
     finally:
         cli(veth, "unload", veth.inner, "--purge")
+
+
+def test_unload_netns_from_the_host_reaches_a_live_namespace(veth: VethPair) -> None:
+    assert cli(veth, "load", veth.inner, "--protect", "80").returncode == 0
+    r = host_cli("unload", veth.inner, "--netns", veth.ns_inner, "--purge")
+    assert r.returncode == 0, r.stderr
+    assert f"xdpshield unloaded from {veth.inner}" in r.stdout
+    with netns.enter(veth.ns_inner):
+        assert query_xdp(veth.inner) is None
+    assert not pins_for(veth).exists() and not record(veth).exists()
