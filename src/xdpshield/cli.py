@@ -123,6 +123,11 @@ def cmd_unload(a: argparse.Namespace) -> int:
             if a.purge and forget_state(a.iface):
                 out.print(f"removed the state kept for {a.iface} (cookie keys, verified sources)")
                 return 0
+            if a.iface in kept_state():
+                raise NotAttached(
+                    f"xdpshield is not loaded on {a.iface}; it keeps the cookie keys and "
+                    f"verified sources of an earlier load ('unload {a.iface} --purge' drops them)"
+                ) from None
             raise
         shield.unload(purge=a.purge)
     kept = "" if a.purge else "; cookie keys and verified sources kept for the next load"

@@ -156,6 +156,8 @@ def test_unload_keeps_only_the_state_and_purge_removes_everything(veth: VethPair
     )
     with netns.enter(veth.ns_inner):
         assert query_xdp(veth.inner) is None
+    r = cli(veth, "unload", veth.inner)
+    assert r.returncode == 1 and "not loaded" in r.stderr and "--purge" in r.stderr
     # Unloaded with state kept: --purge removes the state.
     r = cli(veth, "unload", veth.inner, "--purge")
     assert r.returncode == 0, r.stderr
