@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from xdpshield import netns
+from xdpshield import netns, shield
 from xdpshield.stand import Stand
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +66,8 @@ def veth() -> Iterator[VethPair]:
     finally:
         for ns in (pair.ns_outer, pair.ns_inner):
             netns.remove(ns)
+            # Pins an unload kept (cookie keys, verified sources) outlive the namespace.
+            shield.forget_namespace(ns)
 
 
 @pytest.fixture

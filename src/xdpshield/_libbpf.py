@@ -276,6 +276,7 @@ class Lib:
         fn("bpf_map__key_size", cu, [vp], check="none")
         fn("bpf_map__value_size", cu, [vp], check="none")
         fn("bpf_map__max_entries", cu, [vp], check="none")
+        fn("bpf_map__map_flags", cu, [vp], check="none")
         fn("bpf_map__set_max_entries", ci, [vp, cu])
         fn("bpf_map__fd", ci, [vp])
         fn("bpf_map__is_internal", ctypes.c_bool, [vp], check="none")

@@ -674,6 +674,26 @@ class ObjectSpec:
         lib().bpf.bpf_map__set_max_entries(self._map_ptr(name), n)
         return self
 
+    def reuse_mismatch(self, name: str, existing: Map[Any, Any]) -> str | None:
+        """Why ``existing`` cannot stand in for map ``name`` (None: it can).
+
+        Compares what the kernel checks nothing of when a reused map meets new
+        code: type, key and value size, max_entries and flags.
+        """
+        L = lib().bpf
+        ptr = self._map_ptr(name)
+        have = lib().map_info(existing.fd)
+        for what, want, got in (
+            ("type", L.bpf_map__type(ptr), have.type),
+            ("key size", L.bpf_map__key_size(ptr), have.key_size),
+            ("value size", L.bpf_map__value_size(ptr), have.value_size),
+            ("max_entries", L.bpf_map__max_entries(ptr), have.max_entries),
+            ("flags", L.bpf_map__map_flags(ptr), have.map_flags),
+        ):
+            if want != got:
+                return f"{what} is {got}, this object wants {want}"
+        return None
+
     def reuse_map(self, name: str, existing: Map[Any, Any]) -> ObjectSpec:
         """Load with an existing map (e.g. pinned state) instead of creating a new one."""
         try:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -19,8 +20,17 @@ from rich.table import Table
 
 from . import __version__, netns
 from .bpf import XdpMode
-from .errors import XdpShieldError
-from .shield import HANDSHAKE_MODES, Shield, list_shields, parse_ports
+from .errors import InterfaceNotFound, NotAttached, XdpShieldError
+from .shield import (
+    HANDSHAKE_MODES,
+    Shield,
+    find_stale,
+    forget_state,
+    kept_state,
+    list_shields,
+    parse_ports,
+    stale_shields,
+)
 from .stand import ROLES, Stand
 from .traffic import KINDS, flood
 
@@ -40,16 +50,33 @@ def _human(n: float) -> str:
 
 # -- subcommands ---------------------------------------------------------------------
 def cmd_load(a: argparse.Namespace) -> int:
-    handshake = a.handshake
+    handshake = a.handshake or "auto"
     xdp_mode = a.mode
     if xdp_mode in ("reset", "transparent"):  # `--mode reset` reads naturally; accept it
+        if a.handshake not in (None, xdp_mode):
+            raise XdpShieldError(
+                f"--mode {xdp_mode} and --handshake {a.handshake} disagree: --mode "
+                f"{xdp_mode} is a shorthand for --handshake {xdp_mode}; give one of them"
+            )
         handshake, xdp_mode = xdp_mode, "auto"
-    ports = parse_ports(a.protect) if a.protect else []
+    ports = parse_ports(a.protect) if a.protect is not None else []
+    if a.protect is not None and not ports:
+        raise XdpShieldError(
+            f"--protect {a.protect!r} names no port, so nothing would be protected; "
+            "give ports (e.g. --protect 22,443) or leave --protect out"
+        )
     shield = Shield.load(
         a.iface, ports=ports, xdp_mode=xdp_mode, handshake=handshake, debug=a.debug
     )
     with shield:
         st = shield.status()
+    for warning in shield.warnings:
+        err.print(f"[yellow]xdpshield: warning:[/] {warning}")
+    if not ports:
+        err.print(
+            f"[yellow]xdpshield: warning:[/] no TCP port is protected on {a.iface}: add some "
+            f"with 'xdpshield ports {a.iface} add 22,443' (or load with --protect)"
+        )
     out.print(
         f"xdpshield loaded on [bold]{st.iface}[/] ({st.xdp_mode} XDP, prog id "
         f"{st.prog_id}, handshake {st.handshake}); protecting "
@@ -60,8 +87,51 @@ def cmd_load(a: argparse.Namespace) -> int:
 
 
 def cmd_unload(a: argparse.Namespace) -> int:
-    Shield.open(a.iface).unload()
-    out.print(f"xdpshield unloaded from [bold]{a.iface}[/]")
+    if a.stale:
+        if a.iface or a.netns:
+            raise XdpShieldError("--stale removes every stale shield: give no interface or --netns")
+        gone = stale_shields()
+        for st in gone:
+            st.remove()
+            where = f" of namespace {st.netns}" if st.netns else ""
+            out.print(f"removed the stale shield on {st.iface}{where} ({st.why})")
+        if not gone:
+            out.print("no stale shield found")
+        return 0
+    if not a.iface:
+        raise XdpShieldError("unload needs an interface (or --stale for every stale shield)")
+    if a.netns and not netns.exists(a.netns):
+        gone_ns = find_stale(a.iface, a.netns)
+        if gone_ns is None:
+            raise XdpShieldError(
+                f"network namespace {a.netns!r} does not exist and left no shield on {a.iface}"
+            )
+        gone_ns.remove()
+        out.print(f"removed the stale shield on {a.iface} of namespace {a.netns} ({gone_ns.why})")
+        return 0
+    with netns.enter(a.netns or None):
+        try:
+            shield = Shield.open(a.iface)
+        except InterfaceNotFound:
+            gone_if = find_stale(a.iface, netns.current_name())
+            if gone_if is None:
+                raise
+            gone_if.remove()
+            out.print(f"removed the stale shield on {a.iface} ({gone_if.why})")
+            return 0
+        except NotAttached:
+            if a.purge and forget_state(a.iface):
+                out.print(f"removed the state kept for {a.iface} (cookie keys, verified sources)")
+                return 0
+            if a.iface in kept_state():
+                raise NotAttached(
+                    f"xdpshield is not loaded on {a.iface}; it keeps the cookie keys and "
+                    f"verified sources of an earlier load ('unload {a.iface} --purge' drops them)"
+                ) from None
+            raise
+        shield.unload(purge=a.purge)
+    kept = "" if a.purge else "; cookie keys and verified sources kept for the next load"
+    out.print(f"xdpshield unloaded from [bold]{a.iface}[/]{kept}")
     return 0
 
 
@@ -70,16 +140,26 @@ def _ports_text(ports: Sequence[int]) -> str:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    rows = []
+    rows: list[dict[str, Any]] = []
+    stale = stale_shields()
+    gone = {st.iface for st in stale if st.netns == netns.current_name()}
     for iface in list_shields():
+        if iface in gone:
+            continue
         try:
             with Shield.open(iface) as s:
                 rows.append(s.status().as_dict())
         except XdpShieldError as exc:
             rows.append({"iface": iface, "attached": False, "error": str(exc)})
+    rows += [st.as_dict() for st in stale]
     if a.json:
         print(json.dumps(rows, indent=2))
         return 0
+    for iface in kept_state():
+        out.print(
+            f"{iface}: not loaded; its cookie keys and verified sources are kept for the "
+            f"next load ('xdpshield unload {iface} --purge' drops them)"
+        )
     if not rows:
         out.print("no xdpshield loaded in this network namespace")
         return 0
@@ -87,6 +167,9 @@ def cmd_status(a: argparse.Namespace) -> int:
     for r in rows:
         if "error" in r:
             t.add_row(r["iface"], "[red]broken[/]", "", "", "", "", "", r["error"])
+            continue
+        if r.get("stale"):
+            t.add_row(r["iface"], "[red]stale[/]", "", "", "", "", "", r["why"])
             continue
         state = "[green]active[/]" if r["attached"] else "[red]detached (stale pins)[/]"
         up = time.time() - r["loaded_at"] if r["loaded_at"] else 0
@@ -102,9 +185,29 @@ def cmd_status(a: argparse.Namespace) -> int:
         )
     out.print(t)
     for r in rows:
+        if r.get("stale"):
+            where = f" --netns {r['netns']}" if r.get("netns") else ""
+            out.print(
+                f"[red]{r['iface']}: stale, {r['why']}[/]: its pins remain at {r['pin_dir']}; "
+                f"'xdpshield unload {r['iface']}{where}' (or 'unload --stale') removes them"
+            )
+            continue
         if "error" in r:
             continue
         out.print(f"{r['iface']}: handshake {r['handshake']} ({r.get('handshake_why') or '-'})")
+        age = r.get("key_age_s")
+        age_text = f"cookie key {age:.0f} s old" if age is not None else "no cookie key"
+        d = r.get("daemon")
+        if d:
+            out.print(
+                f"{r['iface']}: {age_text}, rotated by daemon pid {d['pid']} "
+                f"every {d['rotate_s']:g} s"
+            )
+        else:
+            out.print(
+                f"[yellow]{r['iface']}: warning: {age_text}; keys never rotate: no daemon "
+                f"running (xdpshield daemon {r['iface']})[/]"
+            )
         if r["handshake"] == "transparent":
             if not r.get("tc_attached"):
                 out.print(f"[red]{r['iface']}: the tc handoff program is not attached[/]")
@@ -163,6 +266,9 @@ def cmd_daemon(a: argparse.Namespace) -> int:
     from .daemon import Daemon, DaemonEvent
     from .metrics import registry_for
 
+    for opt, value in (("--rotate-keys", a.rotate_keys), ("--seen-rebuild", a.seen_rebuild)):
+        if value is not None and not 1.0 <= value <= 86400.0:
+            raise XdpShieldError(f"{opt} {value:g}: the period must be 1 to 86400 seconds")
     shield = Shield.open(a.iface)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -173,6 +279,8 @@ def cmd_daemon(a: argparse.Namespace) -> int:
             "rotated": f"key epoch {ev.epoch}",
             "aged": f"{ev.removed} expired",
             "seen": f"{ev.removed} stale sources cleared",
+            "reopened": f"the shield was reloaded; key epoch {ev.epoch}",
+            "unloaded": "the shield was unloaded; the daemon exits",
         }.get(ev.what, ev.what)
         out.print(f"{time.strftime('%H:%M:%S')} {a.iface}: {ev.what} ({what})")
 
@@ -182,10 +290,13 @@ def cmd_daemon(a: argparse.Namespace) -> int:
         raise XdpShieldError(str(exc)) from None
     if a.metrics:
         host, port = _listen_addr(a.metrics)
-        start_http_server(port, addr=host or "0.0.0.0", registry=registry_for([shield]))
+        start_http_server(
+            port, addr=host or "0.0.0.0", registry=registry_for(lambda: [daemon.shield])
+        )
         out.print(f"metrics on http://{host or '0.0.0.0'}:{port}/metrics")
     out.print(f"xdpshield daemon on {a.iface}: keys rotate every {daemon.rotate_s:g} s")
     daemon.run(stop)
+    daemon.shield.close()
     return 0
 
 
@@ -194,7 +305,9 @@ def cmd_metrics(a: argparse.Namespace) -> int:
 
     from .metrics import registry_for
 
-    shields = [Shield.open(i) for i in ([a.iface] if a.iface else list_shields())]
+    stale = {st.iface for st in stale_shields() if st.netns == netns.current_name()}
+    ifaces = [a.iface] if a.iface else [i for i in list_shields() if i not in stale]
+    shields = [Shield.open(i) for i in ifaces]
     sys.stdout.write(generate_latest(registry_for(shields)).decode())
     return 0
 
@@ -427,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--handshake",
-        default="auto",
+        default=None,
         choices=HANDSHAKE_MODES,
         help="what a verified handshake gets (transparent: handed to the kernel, "
         "the client connects at once; reset: RST, the client retries; auto: "
@@ -436,13 +549,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--protect",
         metavar="PORTS",
-        default="",
+        default=None,
         help="TCP ports to guard with SYN cookies, e.g. 22,80,8000-8010",
     )
     sp.add_argument("--debug", action="store_true", help="load the build with bpf_printk tracing")
 
-    sp = add("unload", cmd_unload, "detach the shield and remove its pins")
-    sp.add_argument("iface")
+    sp = add(
+        "unload",
+        cmd_unload,
+        "detach the shield and remove its pins (the cookie keys and verified "
+        "sources are kept for the next load unless --purge)",
+    )
+    sp.add_argument("iface", nargs="?", default=None)
+    sp.add_argument(
+        "--purge", action="store_true", help="remove the kept keys and verified sources too"
+    )
+    sp.add_argument(
+        "--netns",
+        metavar="NAME",
+        default=None,
+        help="the shield of namespace NAME (like ip -n NAME); works when NAME is gone",
+    )
+    sp.add_argument(
+        "--stale",
+        action="store_true",
+        help="remove every stale shield (its interface or namespace is gone)",
+    )
 
     sp = add("status", cmd_status, "show the shields loaded in this namespace")
     sp.add_argument("--json", action="store_true")

@@ -7,17 +7,28 @@ removed before the LRU has to evict live ones. In transparent mode the filter
 of sources seen with a socket is cut back to the sockets that exist, so that
 it does not fill up (then every SYN would pay a socket lookup). The daemon
 runs in the shield's network namespace: it lists that namespace's sockets.
+
+The daemon follows the shield it serves: about once a second it looks at the
+program pinned in the shield's directory. A different program (the shield was
+unloaded and loaded again) is reopened; no program for ``absent_s`` seconds
+(unloaded) ends the run. While it runs it records itself beside the shield's
+load record (``IFACE.daemon``: pid and rotation period), so that ``status``
+can say what rotates the keys; the record goes when the run ends.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import datapath
+from .errors import XdpShieldError
 from .shield import Shield, socket_peers
 
 __all__ = ["Daemon", "DaemonEvent"]
@@ -27,7 +38,9 @@ __all__ = ["Daemon", "DaemonEvent"]
 class DaemonEvent:
     """Something the daemon did, for the log (never a key)."""
 
-    what: str  # "rotated", "aged" or "seen" (the seen-sources filter rebuilt)
+    #: "rotated", "aged", "seen" (the seen-sources filter rebuilt), "reopened"
+    #: (the shield was reloaded) or "unloaded" (the run ends)
+    what: str
     epoch: int | None = None
     removed: int = 0  # expired verified sources; for "seen", bits cleared
 
@@ -43,11 +56,16 @@ class Daemon:
         age_s: float = 10.0,
         seen_s: float = 300.0,
         on_event: Callable[[DaemonEvent], None] | None = None,
+        check_s: float = 1.0,
+        absent_s: float = 3.0,
     ) -> None:
         opts = shield.meta.get("options", {})
         self.shield = shield
+        # `is None`, not falsiness: 0 is a period the check below refuses.
         self.rotate_s = float(
-            rotate_s or opts.get("key_rotation_s", datapath.DEFAULT_KEY_ROTATION_S)
+            rotate_s
+            if rotate_s is not None
+            else opts.get("key_rotation_s", datapath.DEFAULT_KEY_ROTATION_S)
         )
         if not 1.0 <= self.rotate_s <= 86400.0:
             raise ValueError(f"key rotation period {self.rotate_s} s: must be in [1, 86400]")
@@ -59,6 +77,11 @@ class Daemon:
         self.seen_s = seen_s if duty else None
         self.next_seen = time.monotonic() + seen_s if duty else math.inf
         self.on_event = on_event
+        #: How often the pins are checked; how long a shield may be absent
+        #: (between the unload and the load of a reload) before the run ends.
+        self.check_s = check_s
+        self.absent_s = absent_s
+        self._absent_since: float | None = None
 
     def step(self, now: float, next_rotate: float, next_age: float) -> tuple[float, float]:
         """Do what is due at ``now`` (monotonic seconds); return the next due times."""
@@ -78,15 +101,56 @@ class Daemon:
             self.next_seen = now + self.seen_s
         return next_rotate, next_age
 
+    def follow(self, now: float) -> bool:
+        """Check the shield's pins at ``now`` (monotonic seconds): reopen a
+        reloaded shield; False once it has been absent for ``absent_s``."""
+        current = self.shield.is_current()
+        if current is None:
+            if self._absent_since is None:
+                self._absent_since = now
+            return now - self._absent_since < self.absent_s
+        self._absent_since = None
+        if not current:
+            try:
+                new = self.shield.reopen()
+            except XdpShieldError:  # caught mid-load or mid-unload: look again soon
+                return True
+            old, self.shield = self.shield, new
+            old.close()
+            self._emit(DaemonEvent("reopened", epoch=datapath.current_epoch(new.maps)))
+        return True
+
     def run(self, stop: threading.Event) -> None:
+        """Run the duties until ``stop`` is set or the shield is unloaded."""
+        record = self.shield.meta_path.with_suffix(".daemon")
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(
+            json.dumps({"pid": os.getpid(), "rotate_s": self.rotate_s, "started": time.time()})
+        )
+        try:
+            self._run(stop)
+        finally:
+            with contextlib.suppress(OSError):
+                if json.loads(record.read_text()).get("pid") == os.getpid():
+                    record.unlink()
+
+    def _run(self, stop: threading.Event) -> None:
         now = time.monotonic()
         # The key installed at load is fresh: the first rotation is a period away.
         next_rotate, next_age = now + self.rotate_s, now + self.age_s
         if self.seen_s is not None:
             self.next_seen = now + self.seen_s
+        next_check = now
         while not stop.is_set():
-            next_rotate, next_age = self.step(time.monotonic(), next_rotate, next_age)
-            due = min(next_rotate, next_age, self.next_seen)
+            now = time.monotonic()
+            if now >= next_check:
+                if not self.follow(now):
+                    self._emit(DaemonEvent("unloaded"))
+                    return
+                next_check = now + self.check_s
+            if self._absent_since is None:  # no duty on maps of an unloaded shield
+                next_rotate, next_age = self.step(now, next_rotate, next_age)
+            due = min(next_rotate, next_age, self.next_seen, next_check)
             stop.wait(max(0.0, due - time.monotonic()))
 
     def _emit(self, ev: DaemonEvent) -> None:

@@ -6,7 +6,7 @@ counters are the truth, and a scrape reads them directly (no drift, no thread).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -20,8 +20,18 @@ __all__ = ["ShieldCollector", "registry_for"]
 class ShieldCollector(Collector):
     """Verdict counters, protected ports, verified sources and key epoch per shield."""
 
-    def __init__(self, shields: Iterable[Shield]) -> None:
-        self.shields = list(shields)
+    def __init__(self, shields: Iterable[Shield] | Callable[[], Iterable[Shield]]) -> None:
+        """``shields``: the shields, or a function that names them at each
+        scrape (the daemon's, which it reopens after a reload)."""
+        if callable(shields):
+            self._shields = shields
+        else:
+            fixed = list(shields)
+            self._shields = lambda: fixed
+
+    @property
+    def shields(self) -> list[Shield]:
+        return list(self._shields())
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         packets = CounterMetricFamily(
@@ -49,7 +59,7 @@ class ShieldCollector(Collector):
         yield from (packets, octets, ports, verified, epoch)
 
 
-def registry_for(shields: Iterable[Shield]) -> CollectorRegistry:
+def registry_for(shields: Iterable[Shield] | Callable[[], Iterable[Shield]]) -> CollectorRegistry:
     """A registry with only the shields' metrics (no process/platform noise)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(ShieldCollector(shields))

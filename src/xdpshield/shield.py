@@ -4,7 +4,21 @@ A loaded shield leaves three things behind for the next process (the CLI, the
 daemon): the XDP program attached to the interface (netlink, survives us), its
 maps and program pinned under ``/sys/fs/bpf/xdpshield/[netns-NAME/]IFACE/``,
 and a small JSON record of how it was loaded under ``/run/xdpshield/``
-(bpffs holds only BPF objects).
+(bpffs holds only BPF objects). A daemon serving the shield records itself
+beside it (``IFACE.daemon``: its pid and rotation period).
+
+State kept across unload: ``unload`` leaves the pins of the state maps
+(:data:`STATE_MAPS`: the cookie keys and the verified sources) in the shield's
+directory, and the next ``load`` on that interface reuses them, so a handshake
+answered before the reload completes after it and verified sources stay
+verified. ``unload(purge=True)`` removes them too. A kept map that does not fit
+the object being loaded (its layout changed between versions) is recreated,
+with a warning that names it.
+
+Stale shields: deleting the interface (``ip link del``) or its namespace
+(``ip netns del``) takes the XDP program with it but not the pins nor the
+record; :func:`stale_shields` finds them and :meth:`StaleShield.remove`
+removes them.
 """
 
 from __future__ import annotations
@@ -42,6 +56,7 @@ from .datapath import GuardOptions, Reason
 from .errors import (
     AlreadyAttached,
     ConfigError,
+    InterfaceNotFound,
     NotAttached,
     NotPermitted,
     ObjectNotFound,
@@ -50,15 +65,23 @@ from .errors import (
 
 __all__ = [
     "HANDSHAKE_MODES",
+    "STATE_MAPS",
     "Shield",
     "ShieldStatus",
+    "StaleShield",
     "check_privileges",
+    "daemon_record",
+    "find_stale",
+    "forget_state",
+    "host_path",
+    "kept_state",
     "list_shields",
     "object_path",
     "parse_ports",
     "probe_handoff",
     "refresh_host_view",
     "resolve_handshake",
+    "stale_shields",
     "syncookies_setting",
 ]
 
@@ -68,6 +91,9 @@ HANDSHAKE_MODES = ("auto", "transparent", "reset")
 # Our tc filter on the protected link's clsact ingress ("xs").
 TC_HANDLE, TC_PRIORITY = 0x7873, 1
 _CAP_NET_ADMIN, _CAP_SYS_ADMIN, _CAP_BPF = 12, 21, 39
+#: Maps whose pins outlive ``unload`` (unless purged): the next load reuses them,
+#: so cookies minted before a reload stay valid and verified sources stay verified.
+STATE_MAPS = ("xs_keys", "xs_verified")
 
 
 def object_path(debug: bool = False) -> Path:
@@ -186,12 +212,45 @@ def _scope(name: str | None = None) -> str:
     return f"netns-{name}" if name else ""
 
 
-def _pin_dir(iface: str) -> Path:
-    return bpffs_root() / "xdpshield" / _scope() / iface
+def _pin_dir(iface: str, scope: str | None = None) -> Path:
+    return bpffs_root() / "xdpshield" / (_scope() if scope is None else scope) / iface
 
 
-def _meta_path(iface: str) -> Path:
-    return RUN_DIR / (_scope() or "host") / f"{iface}.json"
+def _meta_path(iface: str, scope: str | None = None) -> Path:
+    return RUN_DIR / ((_scope() if scope is None else scope) or "host") / f"{iface}.json"
+
+
+def _daemon_path(meta_path: Path) -> Path:
+    return meta_path.with_suffix(".daemon")
+
+
+def host_path(path: Path | str) -> str:
+    """``path`` as it reads on the host: bpffs reached through /proc/PID/root
+    (where ``ip netns exec`` hid /sys/fs/bpf) is the host's /sys/fs/bpf, and
+    the /proc path is gone once this command exits."""
+    parts = Path(path).parts
+    if len(parts) > 3 and parts[:2] == ("/", "proc") and parts[2].isdigit() and parts[3] == "root":
+        return str(Path("/", *parts[4:]))
+    return str(path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # a zombie has exited
+
+
+def daemon_record(meta_path: Path) -> dict[str, Any] | None:
+    """The record of the daemon serving the shield whose load record is
+    ``meta_path``, or None when there is none or its process is dead."""
+    try:
+        rec = json.loads(_daemon_path(meta_path).read_text())
+        pid = int(rec["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return rec if _pid_alive(pid) else None
 
 
 @dataclass
@@ -210,6 +269,11 @@ class ShieldStatus:
     debug: bool
     netns: str | None
     totals: dict[str, int] = field(default_factory=dict)
+    #: Seconds since the current cookie key was written (None: no key).
+    key_age_s: float | None = None
+    #: The daemon rotating the keys ({"pid", "rotate_s"}), None: nothing rotates them.
+    daemon: dict[str, Any] | None = None
+    stale: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -219,12 +283,25 @@ class Shield:
     """A shield on one interface of the current network namespace."""
 
     def __init__(
-        self, iface: str, maps: dict[str, Map[Any, Any]], prog: Program, meta: dict[str, Any]
+        self,
+        iface: str,
+        maps: dict[str, Map[Any, Any]],
+        prog: Program,
+        meta: dict[str, Any],
+        *,
+        pin_dir: Path | None = None,
+        meta_path: Path | None = None,
+        warnings: list[str] | None = None,
     ) -> None:
         self.iface = iface
         self.maps = maps
         self.program = prog
         self.meta = meta
+        # Where the pins and the record are, fixed at open: valid from any namespace.
+        self.pin_dir = pin_dir or _pin_dir(iface)
+        self.meta_path = meta_path or _meta_path(iface)
+        #: What load had to say (a kept state map that no longer fits, ...).
+        self.warnings = warnings or []
 
     # -- lifecycle ----------------------------------------------------------------
     @classmethod
@@ -243,7 +320,11 @@ class Shield:
         Maps are filled before the attach so the first packet already meets the
         configured ports. In transparent mode the tc program is attached before
         XDP starts passing handshakes to it. On any failure nothing is left
-        attached or pinned.
+        attached or pinned (kept state maps stay kept).
+
+        The state maps (:data:`STATE_MAPS`) an earlier ``unload`` kept are
+        reused: same cookie keys, same verified sources. One that does not fit
+        this object is recreated and named in :attr:`warnings`.
 
         ``handshake``: ``reset``, ``transparent`` or ``auto`` (transparent when
         the kernel supports it, see :func:`resolve_handshake`), the default.
@@ -254,14 +335,16 @@ class Shield:
         mode = XdpMode(xdp_mode)
         port_list = parse_ports(ports)
         ifindex_of(iface)  # InterfaceNotFound before any work
-        pin_dir = _pin_dir(iface)
+        pin_dir, meta_path = _pin_dir(iface), _meta_path(iface)
         if pin_dir.exists():
             if _attached_is_ours(iface, pin_dir):
                 raise AlreadyAttached(
                     f"xdpshield is already loaded on {iface}; 'xdpshield unload {iface}' first"
                 )
             _detach_tc_ours(iface, pin_dir / "tc")
-            _remove_pins(iface)  # stale: the interface was recreated or detached by hand
+            # Stale (the interface was recreated or detached by hand), or what
+            # an unload kept: all but the state maps go.
+            _remove_pins(pin_dir, meta_path, keep=STATE_MAPS)
         if (cur := query_xdp(iface)) is not None:
             raise AlreadyAttached(
                 f"{iface} already runs XDP program id {cur.prog_id} "
@@ -276,9 +359,15 @@ class Shield:
         if consts:
             spec.set_constants(**consts)
         spec.set_autoload("xdpshield_tc", transparent)
-        coll = spec.load()
+        kept, warnings = _reuse_state(spec, pin_dir)
+        try:
+            coll = spec.load()
+        except BaseException:
+            _remove_pins(pin_dir, meta_path, keep=kept)
+            raise
         tc_attached = False
         try:
+            # Keys are rotated only when none is live: kept keys stay.
             datapath.init_maps(coll.maps, port_list)
             refresh_host_view(coll.maps, iface)
             if transparent:
@@ -289,7 +378,8 @@ class Shield:
             maps: dict[str, Map[Any, Any]] = {}
             for name in datapath.PIN_MAPS:
                 m = coll.map(name)
-                m.pin(pin_dir / name)
+                if name not in kept:  # a reused map is pinned already
+                    m.pin(pin_dir / name)
                 maps[name] = m
             prog = coll.program("xdpshield_xdp")
             prog.pin(pin_dir / "prog")
@@ -310,52 +400,77 @@ class Shield:
                 "options": asdict(opts),
                 "netns": netns.current_name(),
             }
-            path = _meta_path(iface)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(meta, indent=2))
+            meta_path.parent.mkdir(parents=True, exist_ok=True)
+            meta_path.write_text(json.dumps(meta, indent=2))
         except BaseException:
             if tc_attached:
                 with contextlib.suppress(XdpShieldError, OSError):
                     detach_tc(iface, handle=TC_HANDLE, priority=TC_PRIORITY)
             with contextlib.suppress(XdpShieldError, OSError):
-                _remove_pins(iface)
+                _remove_pins(pin_dir, meta_path, keep=kept)
             coll.close()
             raise
         # Keep the pinned maps and program; the object itself is no longer needed.
         for name, m in coll.maps.items():
             if name not in maps:
                 m.close()
-        return cls(iface, maps, prog, meta)
+        return cls(iface, maps, prog, meta, pin_dir=pin_dir, meta_path=meta_path, warnings=warnings)
 
     @classmethod
     def open(cls, iface: str) -> Shield:
         """Reopen a running shield from its pins (e.g. from the CLI)."""
         check_privileges()
         ifindex_of(iface)
-        pin_dir = _pin_dir(iface)
+        return cls._from_pins(iface, _pin_dir(iface), _meta_path(iface))
+
+    def reopen(self) -> Shield:
+        """The shield now loaded at this one's pins (after a reload: new program
+        and maps), from any namespace. NotAttached when none is."""
+        return Shield._from_pins(self.iface, self.pin_dir, self.meta_path)
+
+    def is_current(self) -> bool | None:
+        """Whether the program pinned at this shield's pins is still this one
+        (False: reloaded since; None: nothing is pinned, unloaded)."""
+        try:
+            prog = Program.open_pinned(self.pin_dir / "prog")
+        except XdpShieldError:
+            return None
+        try:
+            return prog.id == self.program.id
+        finally:
+            prog.close()
+
+    @classmethod
+    def _from_pins(cls, iface: str, pin_dir: Path, meta_path: Path) -> Shield:
         if not (pin_dir / "prog").exists():
             raise NotAttached(f"xdpshield is not loaded on {iface}")
         maps: dict[str, Map[Any, Any]] = {}
-        for name in datapath.PIN_MAPS:
-            if name in datapath.OPTIONAL_PINS and not (pin_dir / name).exists():
-                continue
-            maps[name] = Map.open_pinned(pin_dir / name)
-        prog = Program.open_pinned(pin_dir / "prog")
         try:
-            meta = json.loads(_meta_path(iface).read_text())
+            for name in datapath.PIN_MAPS:
+                if name in datapath.OPTIONAL_PINS and not (pin_dir / name).exists():
+                    continue
+                maps[name] = Map.open_pinned(pin_dir / name)
+            prog = Program.open_pinned(pin_dir / "prog")
+        except BaseException:
+            close_maps(maps)
+            raise
+        try:
+            meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
             meta = {"iface": iface, "handshake": "reset", "debug": False, "loaded_at": 0.0}
-        return cls(iface, maps, prog, meta)
+        return cls(iface, maps, prog, meta, pin_dir=pin_dir, meta_path=meta_path)
 
-    def unload(self) -> None:
-        """Detach (only our programs) and remove the pins.
+    def unload(self, *, purge: bool = False) -> None:
+        """Detach (only our programs) and remove the pins but those of the
+        state maps (:data:`STATE_MAPS`), which the next load reuses;
+        ``purge``: those too.
 
         XDP goes first, so no handshake is passed on after tc has gone.
         """
         _detach_ours(self.iface, self.program.id)
-        _detach_tc_ours(self.iface, _pin_dir(self.iface) / "tc")
+        _detach_tc_ours(self.iface, self.pin_dir / "tc")
         self.close()
-        _remove_pins(self.iface)
+        _remove_pins(self.pin_dir, self.meta_path, keep=() if purge else STATE_MAPS)
 
     def close(self) -> None:
         close_maps(self.maps)
@@ -392,6 +507,7 @@ class Shield:
         att = query_xdp(self.iface)
         prog_id = self.program.id
         stats = self.stats()
+        rec = daemon_record(self.meta_path)
         return ShieldStatus(
             iface=self.iface,
             attached=att is not None and att.prog_id == prog_id,
@@ -403,13 +519,17 @@ class Shield:
             syncookies=syncookies_setting(),
             ports=self.ports,
             loaded_at=float(self.meta.get("loaded_at", 0.0)),
-            pin_dir=str(_pin_dir(self.iface)),
+            pin_dir=host_path(self.pin_dir),
             debug=bool(self.meta.get("debug", False)),
             netns=netns.current_name(),
             totals={
                 "packets": sum(p for p, _ in stats.values()),
                 "bytes": sum(b for _, b in stats.values()),
             },
+            key_age_s=datapath.key_age_s(self.maps),
+            daemon=None
+            if rec is None
+            else {"pid": int(rec["pid"]), "rotate_s": float(rec.get("rotate_s", 0.0))},
         )
 
 
@@ -446,10 +566,51 @@ def _detach_tc_ours(iface: str, pin: Path) -> None:
         prog.close()
 
 
-def _remove_pins(iface: str) -> None:
-    pin_dir, meta = _pin_dir(iface), _meta_path(iface)
-    if pin_dir.exists():
-        shutil.rmtree(pin_dir)  # unlinking a pin drops that reference only
+def _reuse_state(spec: ObjectSpec, pin_dir: Path) -> tuple[set[str], list[str]]:
+    """Make ``spec`` load with the state maps pinned in ``pin_dir``; returns
+    the names reused and a warning for each kept map that no longer fits
+    (its pin is removed, so the load creates and pins a new one)."""
+    kept: set[str] = set()
+    warnings: list[str] = []
+    for name in STATE_MAPS:
+        pin = pin_dir / name
+        if not pin.exists():
+            continue
+        why: str | None
+        try:
+            m = Map.open_pinned(pin)
+        except XdpShieldError as exc:
+            why = str(exc)
+        else:
+            try:
+                why = spec.reuse_mismatch(name, m)
+                if why is None:
+                    spec.reuse_map(name, m)  # libbpf keeps its own duplicate of the fd
+                    kept.add(name)
+                    continue
+            finally:
+                m.close()
+        warnings.append(
+            f"kept map {name} at {host_path(pin)} does not fit this version ({why}): "
+            "created a new one, its state is lost"
+        )
+        pin.unlink()
+    return kept, warnings
+
+
+def _remove_pins(pin_dir: Path, meta: Path, *, keep: Iterable[str] = ()) -> None:
+    """Remove a shield's pins but those named in ``keep``, and its load record."""
+    keep = set(keep)
+    if pin_dir.is_dir():
+        for p in pin_dir.iterdir():
+            if p.name in keep:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()  # unlinking a pin drops that reference only
+        with contextlib.suppress(OSError):
+            pin_dir.rmdir()  # only when empty: nothing kept
     with contextlib.suppress(FileNotFoundError):
         meta.unlink()
     # Leave no empty per-namespace directories behind.
@@ -523,6 +684,125 @@ def forget_namespace(name: str) -> None:
     if pins.is_dir():
         shutil.rmtree(pins)
     shutil.rmtree(RUN_DIR / scope, ignore_errors=True)
+
+
+def forget_state(iface: str) -> bool:
+    """Remove the state maps an unload kept for ``iface`` in this namespace
+    (the shield must be unloaded); False when there were none."""
+    pin_dir = _pin_dir(iface)
+    if (pin_dir / "prog").exists():
+        raise AlreadyAttached(f"xdpshield is loaded on {iface}: 'xdpshield unload {iface} --purge'")
+    if not pin_dir.is_dir():
+        return False
+    _remove_pins(pin_dir, _meta_path(iface))
+    return True
+
+
+@dataclass(frozen=True)
+class StaleShield:
+    """Pins (and a record) of a shield whose interface or namespace is gone."""
+
+    iface: str
+    netns: str | None
+    why: str
+    pin_dir: Path
+    meta_path: Path
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "iface": self.iface,
+            "netns": self.netns,
+            "stale": True,
+            "attached": False,
+            "why": self.why,
+            "pin_dir": host_path(self.pin_dir),
+        }
+
+    def remove(self) -> None:
+        """Remove every pin (state included: its interface is gone) and record."""
+        _remove_pins(self.pin_dir, self.meta_path)
+        with contextlib.suppress(FileNotFoundError):
+            _daemon_path(self.meta_path).unlink()
+        for d in (self.pin_dir.parent, self.meta_path.parent):
+            with contextlib.suppress(OSError):
+                if d.name.startswith("netns-"):
+                    d.rmdir()
+
+
+def stale_shields() -> list[StaleShield]:
+    """Shields whose interface is gone from this namespace and, seen from the
+    host namespace, every shield of a named namespace that no longer exists
+    (its pins sit under ``netns-NAME`` in the host's bpffs)."""
+    scope = _scope()
+    here = netns.current_name()
+    root = bpffs_root() / "xdpshield"
+    found: list[StaleShield] = []
+    mine = root / scope
+    if mine.is_dir():
+        for p in sorted(mine.iterdir()):
+            if not p.is_dir() or p.name.startswith("netns-"):
+                continue
+            try:
+                ifindex_of(p.name)
+            except InterfaceNotFound:
+                found.append(
+                    StaleShield(
+                        p.name,
+                        here,
+                        f"interface {p.name} is gone",
+                        p,
+                        _meta_path(p.name, scope),
+                    )
+                )
+    if not scope and root.is_dir():
+        for ns_dir in sorted(root.glob("netns-*")):
+            name = ns_dir.name.removeprefix("netns-")
+            if netns.exists(name) or not ns_dir.is_dir():
+                continue
+            for p in sorted(ns_dir.iterdir()):
+                if p.is_dir():
+                    found.append(
+                        StaleShield(
+                            p.name,
+                            name,
+                            f"network namespace {name} is gone",
+                            p,
+                            _meta_path(p.name, ns_dir.name),
+                        )
+                    )
+    return found
+
+
+def find_stale(iface: str, ns_name: str | None = None) -> StaleShield | None:
+    """The stale shield on ``iface`` (of namespace ``ns_name`` when given and
+    gone, else of this namespace), or None when it is not stale."""
+    if ns_name is not None and not netns.exists(ns_name):
+        scope = _scope(ns_name)
+        pin_dir = bpffs_root() / "xdpshield" / scope / iface
+        if not pin_dir.is_dir():
+            return None
+        return StaleShield(
+            iface,
+            ns_name,
+            f"network namespace {ns_name} is gone",
+            pin_dir,
+            _meta_path(iface, scope),
+        )
+    return next((s for s in stale_shields() if s.iface == iface and s.netns == ns_name), None)
+
+
+def kept_state() -> list[str]:
+    """Interfaces of this namespace with no shield loaded but state an unload kept."""
+    root = bpffs_root() / "xdpshield" / _scope()
+    if not root.is_dir():
+        return []
+    found = []
+    for p in sorted(root.iterdir()):
+        if p.is_dir() and not p.name.startswith("netns-") and not (p / "prog").exists():
+            with contextlib.suppress(InterfaceNotFound):  # gone: stale_shields() has it
+                ifindex_of(p.name)
+                found.append(p.name)
+    return found
 
 
 def list_shields() -> list[str]:

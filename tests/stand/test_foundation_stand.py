@@ -144,7 +144,7 @@ def test_cli_load_status_stats_unload(veth: VethPair, mode: str) -> None:
         assert cli(veth, "ports", veth.inner, "add", "443").returncode == 0
         assert json.loads(cli(veth, "ports", veth.inner, "list", "--json").stdout) == [22, 80, 443]
     finally:
-        r = cli(veth, "unload", veth.inner)
+        r = cli(veth, "unload", veth.inner, "--purge")
     assert r.returncode == 0, r.stderr
     nothing_left(veth)
     assert "no xdpshield loaded" in cli(veth, "status").stdout
@@ -157,7 +157,7 @@ def test_loading_twice_is_a_clear_error(veth: VethPair) -> None:
         assert r.returncode != 0
         assert "already loaded" in r.stderr
     finally:
-        cli(veth, "unload", veth.inner)
+        cli(veth, "unload", veth.inner, "--purge")
     nothing_left(veth)
 
 

@@ -297,7 +297,7 @@ def test_legit_retries_a_reset_first_attempt(stand: Stand) -> None:
         assert sum(s.started_first_try for s in once.series) == once.first_try
     finally:
         with netns.enter(stand.ns("server")):
-            shield.unload()
+            shield.unload(purge=True)  # forget the verified source: an unload keeps it
     with netns.enter(stand.ns("server")):
         shield = Shield.load(stand.server_if, ports=[80], xdp_mode="native", handshake="reset")
     try:
