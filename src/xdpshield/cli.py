@@ -20,6 +20,7 @@ from rich.table import Table
 
 from . import __version__, netns
 from .bpf import XdpMode
+from .datapath import GuardOptions
 from .errors import InterfaceNotFound, NotAttached, XdpShieldError
 from .shield import (
     HANDSHAKE_MODES,
@@ -65,8 +66,14 @@ def cmd_load(a: argparse.Namespace) -> int:
             f"--protect {a.protect!r} names no port, so nothing would be protected; "
             "give ports (e.g. --protect 22,443) or leave --protect out"
         )
+    options = GuardOptions(debug=a.debug, syn_flood_pps=a.syn_flood_pps, rst_pps=a.rst_pps)
     shield = Shield.load(
-        a.iface, ports=ports, xdp_mode=xdp_mode, handshake=handshake, debug=a.debug
+        a.iface,
+        ports=ports,
+        xdp_mode=xdp_mode,
+        handshake=handshake,
+        debug=a.debug,
+        options=options,
     )
     with shield:
         st = shield.status()
@@ -551,6 +558,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORTS",
         default=None,
         help="TCP ports to guard with SYN cookies, e.g. 22,80,8000-8010",
+    )
+    sp.add_argument(
+        "--syn-flood-pps",
+        type=int,
+        default=GuardOptions.syn_flood_pps,
+        metavar="PPS",
+        help="transparent mode: answer SYNs with cookies only while a CPU sees this many "
+        "handshake packets per second (below it the kernel answers, with every TCP option); "
+        f"0: always (default {GuardOptions.syn_flood_pps})",
+    )
+    sp.add_argument(
+        "--rst-pps",
+        type=int,
+        default=GuardOptions.rst_pps,
+        metavar="PPS",
+        help="RSTs the shield may send per CPU and second (closed ports, reset mode's "
+        f"unverified segments); 0: none (default {GuardOptions.rst_pps})",
     )
     sp.add_argument("--debug", action="store_true", help="load the build with bpf_printk tracing")
 

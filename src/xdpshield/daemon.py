@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from . import datapath
 from .errors import XdpShieldError
-from .shield import Shield, socket_peers
+from .shield import Shield, refresh_host_view, socket_peers
 
 __all__ = ["Daemon", "DaemonEvent"]
 
@@ -94,6 +94,11 @@ class Daemon:
             removed = datapath.age_verified(maps, time.monotonic_ns())
             if removed:
                 self._emit(DaemonEvent("aged", removed=removed))
+            # The data path's view of its host follows it: addresses (the
+            # martian checks), the MAC, the ports that listen (a listener
+            # gone is no longer answered for).
+            if {"xs_local", "xs_ifinfo", "xs_listen"} <= maps.keys():
+                refresh_host_view(maps, self.shield.iface)
             next_age = now + self.age_s
         if self.seen_s is not None and now >= self.next_seen:
             before, after = datapath.rebuild_seen(maps, socket_peers)
