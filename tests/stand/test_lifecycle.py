@@ -32,7 +32,7 @@ import xdpshield
 from tests.conftest import VethPair
 from xdpshield import datapath, netns
 from xdpshield.bpf import ObjectSpec, bpffs_root, query_xdp
-from xdpshield.datapath import Reason
+from xdpshield.datapath import GuardOptions, Reason
 from xdpshield.errors import XdpShieldError
 from xdpshield.shield import RUN_DIR, STATE_MAPS, Shield
 from xdpshield.stand import Stand
@@ -108,7 +108,9 @@ def test_handshake_answered_before_a_reload_completes_after_it(stand: Stand) -> 
     )
     stand.exec("client", ["nft", "-f", "-"], input=nft, check=True)
     payload = b"answered by the old load, completed by the new one"
-    with server_shield(stand, ports=[ECHO], handshake="transparent") as reload:
+    # Every SYN answered by the shield (no flood threshold), so the cookie is ours.
+    opts = GuardOptions(syn_flood_pps=0)
+    with server_shield(stand, ports=[ECHO], handshake="transparent", options=opts) as reload:
         srv = EchoServer(stand, 4)
         try:
             with netns.enter(stand.ns("client")):
