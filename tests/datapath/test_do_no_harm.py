@@ -333,6 +333,13 @@ def test_odd_length_syn_checksum_verifies(guard: Guard) -> None:
 
 
 # -- 8. closed ports answer RST, as the kernel would -------------------------------------
+def rst_to_client(sport: int, *, seq: int, ack: int, flags: str) -> bytes:
+    """The RST the shield builds in place, to the client's port 40000."""
+    ip = IP(src=SERVER4, dst=CLIENT4, id=0, flags="DF", ttl=64)
+    tcp = TCP(sport=sport, dport=40000, seq=seq, ack=ack, flags=flags, window=0)
+    return bytes(Ether(src=SMAC, dst=CMAC) / ip / tcp)
+
+
 def test_syn_to_a_port_nothing_listens_on_gets_an_rst() -> None:
     with scratch_host(), socket.socket() as lst:
         lst.bind((SERVER4, 0))
@@ -349,12 +356,7 @@ def test_syn_to_a_port_nothing_listens_on_gets_an_rst() -> None:
             frame = eth() / IP4 / TCP(sport=40000, dport=closed, flags="S", seq=77)
             ran = g.run(frame)
             assert (ran.verdict, ran.reason) == (XDP_TX, Reason.SYN_NO_LISTENER)
-            want = (
-                Ether(src=SMAC, dst=CMAC)
-                / IP(src=SERVER4, dst=CLIENT4, id=0, flags="DF", ttl=64)
-                / TCP(sport=closed, dport=40000, seq=0, ack=78, flags="RA", window=0)
-            )
-            assert ran.frame == bytes(want)
+            assert ran.frame == rst_to_client(closed, seq=0, ack=78, flags="RA")
 
 
 def test_rsts_are_capped_per_cpu() -> None:
@@ -396,12 +398,7 @@ def test_reset_mode_answers_an_unverified_segment_with_an_rst() -> None:
         seg = data_seg(eth() / IP4)
         ran = g.run(seg)
         assert (ran.verdict, ran.reason) == (XDP_TX, Reason.NOT_VERIFIED_RST)
-        want = (
-            Ether(src=SMAC, dst=CMAC)
-            / IP(src=SERVER4, dst=CLIENT4, id=0, flags="DF", ttl=64)
-            / TCP(sport=PORT, dport=40000, seq=6000, ack=0, flags="R", window=0)
-        )
-        assert ran.frame == bytes(want)
+        assert ran.frame == rst_to_client(PORT, seq=6000, ack=0, flags="R")
         # never an RST to an RST
         ran = g.run(data_seg(eth() / IP4, "R"))
         assert (ran.verdict, ran.reason) == (XDP_DROP, Reason.NOT_VERIFIED)
