@@ -24,8 +24,8 @@ import socket
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from xdpshield.bench import BENCH_FRAME_MAX, OBJ_DIR, SinkKind, read_sink
-from xdpshield.bpf import ObjectSpec, StructCodec, UInt
+from xdpshield.ebpf import ObjectSpec, StructCodec, UInt
+from xdpshield.lab.bench import BENCH_FRAME_MAX, OBJ_DIR, SinkKind, read_sink
 
 
 def main() -> None:

@@ -32,6 +32,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 	"$VENV/bin/pip" install -q --upgrade pip
-	"$VENV/bin/pip" install -q -e ".[dev]"
+	"$VENV/bin/pip" install -q -e ".[dev,lab]"
 	echo "$want" >"$stamp"
 fi

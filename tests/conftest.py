@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from xdpshield import netns, shield
-from xdpshield.stand import Stand
+from xdpshield import netns
+from xdpshield.lab.stand import Stand
+from xdpshield.shield import core as shield
 
 ROOT = Path(__file__).resolve().parent.parent
 OBJ_DIR = ROOT / "src" / "xdpshield" / "_obj"

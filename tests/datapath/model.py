@@ -19,8 +19,8 @@ from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet
 
 import xdpshield
-from xdpshield import cookie
-from xdpshield.datapath import Reason
+from xdpshield.shield import cookie
+from xdpshield.shield.datapath import Reason
 
 OBJ = Path(xdpshield.__file__).parent / "_obj" / "xdpshield.o"
 XDP_DROP, XDP_PASS, XDP_TX = 1, 2, 3

@@ -11,7 +11,8 @@ from pathlib import Path
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from xdpshield.bench import (
+from xdpshield.ebpf import ObjectSpec, StructCodec, UInt
+from xdpshield.lab.bench import (
     BENCH_FRAME_MAX,
     OBJ_DIR,
     MicroConfig,
@@ -20,7 +21,6 @@ from xdpshield.bench import (
     run_bench,
     syn_frame,
 )
-from xdpshield.bpf import ObjectSpec, StructCodec, UInt
 
 XDP_DROP, XDP_TX = 1, 3
 

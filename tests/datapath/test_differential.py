@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xdpshield import cookie, datapath
-from xdpshield.bpf import Collection, ObjectSpec
-from xdpshield.datapath import GuardOptions, Reason
+from xdpshield.ebpf import Collection, ObjectSpec
+from xdpshield.shield import cookie, datapath
+from xdpshield.shield.datapath import GuardOptions, Reason
 
 from .model import OBJ, TEST_OPTIONS, XDP_PASS, XDP_TX, Config, decide
 

@@ -21,8 +21,8 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet
 
-from xdpshield import cookie, datapath
-from xdpshield.datapath import Reason
+from xdpshield.shield import cookie, datapath
+from xdpshield.shield.datapath import Reason
 
 from .hostns import scratch_host, set_mtu
 from .model import XDP_DROP, XDP_PASS, XDP_TX
@@ -243,7 +243,7 @@ def host_view(coll: Any, mac: str = SMAC) -> None:
 
 def load_host(**opts: Any) -> Any:
     """A shield that knows its host's addresses and MAC, as Shield.load fills them."""
-    from xdpshield.bpf import ObjectSpec
+    from xdpshield.ebpf import ObjectSpec
 
     from .model import OBJ, TEST_OPTIONS
 

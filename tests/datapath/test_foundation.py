@@ -9,7 +9,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 import xdpshield
-from xdpshield.bpf import Collection, ObjectSpec, StructCodec, UInt, sum_percpu
+from xdpshield.ebpf import Collection, ObjectSpec, StructCodec, UInt, sum_percpu
 from xdpshield.errors import KeyNotFound, MapFull, ObjectNotFound, VerifierError
 
 OBJ = Path(xdpshield.__file__).parent / "_obj"

@@ -26,10 +26,10 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
-from xdpshield import cookie, datapath
-from xdpshield.bpf import Collection, Map, ObjectSpec, StructCodec
-from xdpshield.bpf import Raw as Raw16
-from xdpshield.datapath import GuardOptions, Reason
+from xdpshield.ebpf import Collection, Map, ObjectSpec, StructCodec
+from xdpshield.ebpf import Raw as Raw16
+from xdpshield.shield import cookie, datapath
+from xdpshield.shield.datapath import GuardOptions, Reason
 
 from .model import OBJ, TEST_OPTIONS, XDP_DROP, XDP_PASS, XDP_TX, SynOptions, rst, synack
 

@@ -22,9 +22,9 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from xdpshield.bpf import Collection, ObjectSpec, Program
-from xdpshield.stand import mux_counts
-from xdpshield.traffic import FloodTarget, build_flood_frame, load_flood_program, only_program
+from xdpshield.ebpf import Collection, ObjectSpec, Program
+from xdpshield.lab.stand import mux_counts, only_program
+from xdpshield.lab.traffic import FloodTarget, build_flood_frame, load_flood_program
 
 OBJ = Path(__file__).resolve().parents[2] / "src" / "xdpshield" / "_obj" / "traffic.o"
 SERVER_MAC, ROUTER_MAC = "02:00:00:00:00:02", "02:00:00:00:00:01"

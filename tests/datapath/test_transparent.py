@@ -19,9 +19,9 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet
 
-from xdpshield import cookie, datapath
-from xdpshield.bpf import Collection
-from xdpshield.datapath import META, Meta
+from xdpshield.ebpf import Collection
+from xdpshield.shield import cookie, datapath
+from xdpshield.shield.datapath import META, Meta
 
 from .hostns import scratch_host
 from .model import XDP_DROP, XDP_PASS, XDP_TX

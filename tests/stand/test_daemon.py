@@ -15,11 +15,12 @@ import pytest
 from prometheus_client import generate_latest
 
 from tests.conftest import VethPair
-from xdpshield import datapath, netns
-from xdpshield.bpf import UInt
-from xdpshield.daemon import Daemon, DaemonEvent
-from xdpshield.metrics import registry_for
-from xdpshield.shield import Shield
+from xdpshield import netns
+from xdpshield.ebpf import UInt
+from xdpshield.ops.daemon import Daemon, DaemonEvent
+from xdpshield.ops.metrics import registry_for
+from xdpshield.shield import datapath
+from xdpshield.shield.core import Shield
 
 from .test_transparent import needs_handoff
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from xdpshield import netns
-from xdpshield.demo import run_demo
+from xdpshield.lab.demo import run_demo
 
 from .test_stand import leftovers
 

@@ -30,10 +30,11 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 
-from xdpshield import datapath, netns
-from xdpshield.datapath import GuardOptions, Reason
-from xdpshield.shield import Shield
-from xdpshield.stand import Stand
+from xdpshield import netns
+from xdpshield.lab.stand import Stand
+from xdpshield.shield import datapath
+from xdpshield.shield.core import Shield
+from xdpshield.shield.datapath import GuardOptions, Reason
 
 from .test_transparent import (
     ECHO,

@@ -18,7 +18,7 @@ import pytest
 import xdpshield
 from tests.conftest import VethPair
 from xdpshield import netns
-from xdpshield.bpf import (
+from xdpshield.ebpf import (
     ObjectSpec,
     UInt,
     attach_tc,

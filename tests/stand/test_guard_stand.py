@@ -14,10 +14,10 @@ import threading
 import pytest
 
 from xdpshield import netns
-from xdpshield.datapath import Reason
-from xdpshield.shield import Shield
-from xdpshield.stand import DEFAULT_SOURCES4, DEFAULT_SOURCES6, Stand
-from xdpshield.traffic import FloodResult, body_bytes, flood, serve_http
+from xdpshield.lab.stand import DEFAULT_SOURCES4, DEFAULT_SOURCES6, Stand
+from xdpshield.lab.traffic import FloodResult, body_bytes, flood, serve_http
+from xdpshield.shield.core import Shield
+from xdpshield.shield.datapath import Reason
 
 BODY = 4096
 

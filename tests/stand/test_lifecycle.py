@@ -30,13 +30,14 @@ import pytest
 
 import xdpshield
 from tests.conftest import VethPair
-from xdpshield import datapath, netns
-from xdpshield.bpf import ObjectSpec, bpffs_root, query_xdp
-from xdpshield.datapath import GuardOptions, Reason
+from xdpshield import netns
+from xdpshield.ebpf import ObjectSpec, bpffs_root, query_xdp
 from xdpshield.errors import XdpShieldError
-from xdpshield.shield import RUN_DIR, STATE_MAPS, Shield
-from xdpshield.stand import Stand
-from xdpshield.traffic import body_bytes, serve_http
+from xdpshield.lab.stand import Stand
+from xdpshield.lab.traffic import body_bytes, serve_http
+from xdpshield.shield import datapath
+from xdpshield.shield.core import RUN_DIR, STATE_MAPS, Shield
+from xdpshield.shield.datapath import GuardOptions, Reason
 
 from .test_foundation_stand import cli, pins_for
 from .test_guard_stand import fetch

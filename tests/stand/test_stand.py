@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from xdpshield import netns
-from xdpshield.bpf import ObjectSpec, attach_xdp, bpffs_root, query_xdp
-from xdpshield.shield import RUN_DIR, Shield
-from xdpshield.stand import Stand, StandError
-from xdpshield.traffic import flood, legit_load
+from xdpshield.ebpf import ObjectSpec, attach_xdp, bpffs_root, query_xdp
+from xdpshield.lab.stand import Stand, StandError
+from xdpshield.lab.traffic import flood, legit_load
+from xdpshield.shield.core import RUN_DIR, Shield
 
 OBJ = Path(__file__).resolve().parents[2] / "src" / "xdpshield" / "_obj"
 
@@ -96,7 +96,7 @@ def test_crash_halfway_then_down_and_up(stand: Stand) -> None:
     # A process that dies in the middle of up(): nothing can roll back.
     code = textwrap.dedent(f"""
         import os
-        from xdpshield.stand import Stand
+        from xdpshield.lab.stand import Stand
         Stand._routes = lambda self: os._exit(7)
         Stand({stand.prefix!r}).up()
     """)

@@ -20,9 +20,9 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment
 from scapy.layers.l2 import Ether
 
 from xdpshield import netns
-from xdpshield.bpf import Map, ObjectSpec, UInt, attach_xdp, close_maps, detach_xdp, sum_percpu
-from xdpshield.stand import Stand
-from xdpshield.traffic import (
+from xdpshield.ebpf import Map, ObjectSpec, UInt, attach_xdp, close_maps, detach_xdp, sum_percpu
+from xdpshield.lab.stand import Stand
+from xdpshield.lab.traffic import (
     KINDS,
     FloodKind,
     FloodTarget,
@@ -280,7 +280,7 @@ def test_legit_retries_a_reset_first_attempt(stand: Stand) -> None:
     """The shield in reset mode resets a new source's first connection by design: with
     retries=1 the retry completes (and counts as completed, not first try); without
     retries that connection is a failure, counted as a reset."""
-    from xdpshield.shield import Shield
+    from xdpshield.shield.core import Shield
 
     with netns.enter(stand.ns("server")):
         shield = Shield.load(stand.server_if, ports=[80], xdp_mode="native", handshake="reset")

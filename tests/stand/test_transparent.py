@@ -22,14 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from xdpshield import datapath, netns
-from xdpshield import shield as shield_mod
-from xdpshield.bpf import UInt, query_tc
-from xdpshield.datapath import GuardOptions, Reason
+from xdpshield import netns
+from xdpshield.ebpf import UInt, query_tc
 from xdpshield.errors import ConfigError
-from xdpshield.shield import Shield, probe_handoff
-from xdpshield.stand import DEFAULT_SOURCES4, DEFAULT_SOURCES6, Stand
-from xdpshield.traffic import FloodResult, body_bytes, flood, legit_load, serve_http
+from xdpshield.lab.stand import DEFAULT_SOURCES4, DEFAULT_SOURCES6, Stand
+from xdpshield.lab.traffic import FloodResult, body_bytes, flood, legit_load, serve_http
+from xdpshield.shield import core as shield_mod
+from xdpshield.shield import datapath
+from xdpshield.shield.core import Shield, probe_handoff
+from xdpshield.shield.datapath import GuardOptions, Reason
 
 BODY = 4096
 HTTP, ECHO = 80, 7

@@ -9,7 +9,7 @@ import pytest
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import Ether
 
-from xdpshield.bench import (
+from xdpshield.lab.bench import (
     DROP_KINDS,
     DROP_RECEIVERS,
     Goal,
@@ -204,7 +204,7 @@ def test_markdown_shows_the_per_repetition_ratio_range() -> None:
 def test_handshake_rows_say_why_when_the_stand_cannot_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import xdpshield.bench as bench
+    import xdpshield.lab.bench as bench
 
     monkeypatch.setattr(bench, "_live_unavailable", lambda: "needs root (test)")
     rows = run_handshakes(quick=True)

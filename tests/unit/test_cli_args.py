@@ -10,8 +10,9 @@ from typing import Any, ClassVar
 import pytest
 
 from xdpshield import cli
-from xdpshield.daemon import Daemon
-from xdpshield.shield import host_path
+from xdpshield.cli import shield as cli_shield
+from xdpshield.ops.daemon import Daemon
+from xdpshield.shield.core import host_path
 
 
 class FakeShield:
@@ -45,7 +46,7 @@ class FakeShield:
 @pytest.fixture
 def loads(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     FakeShield.loads = []
-    monkeypatch.setattr(cli, "Shield", FakeShield)
+    monkeypatch.setattr(cli_shield, "Shield", FakeShield)
     return FakeShield.loads
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xdpshield import cookie
+from xdpshield.shield import cookie
 
 # SipHash-2-4 reference vectors (vectors.h of the reference implementation):
 # key 00 01 .. 0f, message i bytes 00 01 .. (i-1), output as little-endian bytes.

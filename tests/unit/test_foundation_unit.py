@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from xdpshield.bpf import Raw, StructCodec, UInt, possible_cpus, sum_percpu
 from xdpshield.cli import build_parser
+from xdpshield.ebpf import Raw, StructCodec, UInt, possible_cpus, sum_percpu
 from xdpshield.errors import ConfigError, KeyNotFound, VerifierError
-from xdpshield.shield import parse_ports
+from xdpshield.policy.ports import parse_ports
 
 LOG = """0: R1=ctx() R10=fp0
 ; unsigned char *data = (void *)(long)ctx->data; @ bad.bpf.c:11

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import xdpshield
-from xdpshield.bpf import ObjectSpec
-from xdpshield.datapath import Reason
+from xdpshield.ebpf import ObjectSpec
+from xdpshield.shield.datapath import Reason
 
 OBJ_DIR = Path(xdpshield.__file__).parent / "_obj"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xdpshield import datapath
+from xdpshield.shield import datapath
 
 
 def _sysctl(root: Path, name: str, value: str) -> None:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, cast
 
-from .bpf import Map, Raw, StructCodec, UInt, sum_percpu
-from .errors import ConfigError
+from xdpshield.ebpf import Map, Raw, StructCodec, UInt, sum_percpu
+from xdpshield.errors import ConfigError
 
 __all__ = [
     "DEFAULT_KEY_ROTATION_S",

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from . import datapath
-from .shield import Shield
+from xdpshield.shield import datapath
+from xdpshield.shield.core import Shield
 
 __all__ = ["ShieldCollector", "registry_for"]
 

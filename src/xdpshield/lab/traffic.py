@@ -31,14 +31,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from .errors import XdpShieldError
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+
+from xdpshield.errors import XdpShieldError
+from xdpshield.lab import KINDS, FloodKind
+from xdpshield.lab.stand import DEFAULT_SOURCES4, Stand, only_program
+from xdpshield.objects import object_path
 
 if TYPE_CHECKING:
-    from .bpf import Map, ObjectSpec, Program
-    from .stand import Stand
+    from xdpshield.ebpf import Map, Program
 
 __all__ = [
     "KINDS",
@@ -57,10 +63,7 @@ __all__ = [
     "serve_http",
 ]
 
-FloodKind = Literal["syn", "ack", "udp", "icmp", "frag"]
-KINDS: tuple[FloodKind, ...] = ("syn", "ack", "udp", "icmp", "frag")
 
-OBJ = Path(__file__).resolve().parent / "_obj" / "traffic.o"
 TMPL_MAX = 256  # bpf/traffic.bpf.c
 NFIELDS = 8  # bpf/traffic.bpf.c
 ETH_HLEN = 14
@@ -106,7 +109,6 @@ class FloodFrame:
     constants: dict[str, int | bytes]
 
     def to_scapy(self) -> Any:
-        from scapy.layers.l2 import Ether
 
         return Ether(self.frame)
 
@@ -141,12 +143,6 @@ def build_flood_frame(
     ``size`` the frame length without FCS (rounded up to a multiple of 4, at
     least what the headers need, at most 256).
     """
-    from scapy.layers.inet import ICMP, IP, TCP, UDP
-    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment
-    from scapy.layers.l2 import Ether
-    from scapy.packet import Raw
-
-    from .stand import DEFAULT_SOURCES4
 
     if kind not in KINDS:
         raise TrafficError(f"unknown flood kind {kind!r}; kinds: {', '.join(KINDS)}")
@@ -239,12 +235,6 @@ def build_flood_frame(
     return FloodFrame(kind, raw, constants)
 
 
-def only_program(spec: ObjectSpec, program: str) -> None:
-    """Load only ``program`` of traffic.o."""
-    for name in ("xdp_flood", "xdp_upstream", "xdp_mux"):
-        spec.set_autoload(name, name == program)
-
-
 def load_flood_program(
     frame: FloodFrame, mux: Mapping[str, Map[bytes, bytes]] | None = None
 ) -> Program:
@@ -253,9 +243,9 @@ def load_flood_program(
     ``mux``: a stand's shared-link maps (``Stand.mux_maps``); the generator
     then also sends the client frames queued there, in its own stream.
     """
-    from .bpf import ObjectSpec
+    from xdpshield.ebpf import ObjectSpec
 
-    spec = ObjectSpec(OBJ)
+    spec = ObjectSpec(object_path("traffic.o"))
     spec.set_constants(**frame.constants, mux=int(mux is not None))
     for name, m in (mux or {}).items():
         spec.reuse_map(name, m)
@@ -413,7 +403,7 @@ def _mux_release(mux: Mapping[str, Map[bytes, bytes]], target: FloodTarget) -> N
         sock: socket.socket | None = None
         while (entry := mux["mux_queue"].pop()) is not None:
             if sock is None:
-                from . import netns
+                from xdpshield import netns
 
                 stack.enter_context(netns.enter(target.ns))
                 sock = stack.enter_context(socket.socket(socket.AF_PACKET, socket.SOCK_RAW))
@@ -451,7 +441,6 @@ def flood(
     when ``pin``) share the count and the rate. ``on_progress(sent,
     elapsed_s)`` is called from this thread about every ``progress_interval_s``.
     """
-    from .stand import DEFAULT_SOURCES4
 
     if (stand is None) == (target is None):
         raise TrafficError("give either a stand or a target")
@@ -488,7 +477,7 @@ def flood(
         raise TrafficError(f"tick {tick_s} s: must be in [0.001, 1]")
     if not 1 <= live_batch <= 256:
         raise TrafficError(f"live batch {live_batch}: must be in 1..256")
-    from .bpf import close_maps
+    from xdpshield.ebpf import close_maps
 
     mux = stand.mux_maps() if stand is not None else None
     try:

@@ -17,12 +17,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import netns
-from .datapath import Reason
-from .errors import XdpShieldError
-from .shield import Shield
-from .stand import Stand
-from .traffic import FloodResult, LegitResult, LegitSample, flood, legit_load, serve_http
+from xdpshield import netns
+from xdpshield.errors import XdpShieldError
+from xdpshield.lab.stand import Stand
+from xdpshield.lab.traffic import (
+    FloodResult,
+    LegitResult,
+    LegitSample,
+    flood,
+    legit_load,
+    serve_http,
+)
+from xdpshield.shield.core import Shield
+from xdpshield.shield.datapath import Reason
 
 __all__ = ["DemoResult", "DemoTick", "PhaseResult", "plot_demo", "run_demo"]
 

@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import datapath
-from .errors import XdpShieldError
-from .shield import Shield, refresh_host_view, socket_peers
+from xdpshield.errors import XdpShieldError
+from xdpshield.shield import datapath
+from xdpshield.shield.core import Shield, refresh_host_view, socket_peers
 
 __all__ = ["Daemon", "DaemonEvent"]
 

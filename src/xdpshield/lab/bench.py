@@ -40,7 +40,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from .bpf import Collection, Map, ObjectSpec, Program, StructCodec, UInt, sum_percpu
+from xdpshield.ebpf import Collection, Map, ObjectSpec, Program, StructCodec, UInt, sum_percpu
+from xdpshield.objects import obj_dir
 
 __all__ = [
     "OBJ_DIR",
@@ -57,7 +58,7 @@ __all__ = [
     "write_outputs",
 ]
 
-OBJ_DIR = Path(__file__).resolve().parent / "_obj"
+OBJ_DIR = obj_dir()
 BASELINE_OBJ = "baseline.o"
 SHIELD_OBJ = "xdpshield.o"
 BENCH_FRAME_MAX = 256  # bytes; BENCH_FRAME_MAX in bpf/baseline.bpf.c
@@ -474,7 +475,7 @@ GOAL_FORGED_ACK = Goal("<=", 2.5, "issue 3: forged-ACK drop <= 2.5x XDP_DROP")
 
 
 def _shield_stats_reader(coll: Collection) -> Callable[[], dict[str, int]]:
-    from . import datapath
+    from xdpshield.shield import datapath
 
     def read() -> dict[str, int]:
         return {r.name: pk for r, (pk, _) in datapath.read_stats(coll.maps).items()}
@@ -509,7 +510,7 @@ def _pinned(cpu: int | None) -> Iterator[None]:
 
 def load_shield(ports: Sequence[int] = (PROTECTED_PORT,), obj_dir: Path = OBJ_DIR) -> Collection:
     """The shield object (from ``obj_dir``) with its default options, protecting ``ports``."""
-    from . import datapath
+    from xdpshield.shield import datapath
 
     spec = ObjectSpec(obj_dir / SHIELD_OBJ)
     # No RSTs for unverified segments: a flood spends the per-CPU cap within
@@ -839,7 +840,7 @@ def _reset_valid_rows(
     answered with an RST, every iteration. The one difference from a first
     handshake: the table lookup finds an entry, and the insert replaces it.
     """
-    from . import datapath
+    from xdpshield.shield import datapath
 
     group = GROUP_MICRO
     note = (
@@ -906,7 +907,7 @@ def _transparent_rows(
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Ether
 
-    from . import datapath
+    from xdpshield.shield import datapath
 
     group = GROUP_TRANSPARENT
     with contextlib.ExitStack() as stack:
@@ -1104,8 +1105,8 @@ def _sum_suffix(stats: Mapping[str, int], suffix: str) -> int:
 @contextlib.contextmanager
 def _rx_xdp(stand: Any, program: str) -> Iterator[None]:
     """A bare program from baseline.o, native, on the server's link."""
-    from . import netns
-    from .bpf import attach_xdp, detach_xdp
+    from xdpshield import netns
+    from xdpshield.ebpf import attach_xdp, detach_xdp
 
     with netns.enter(stand.ns("server")):
         coll = ObjectSpec(OBJ_DIR / BASELINE_OBJ).load()
@@ -1124,8 +1125,8 @@ def _rx_xdp(stand: Any, program: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _rx_shield(stand: Any) -> Iterator[None]:
-    from . import netns
-    from .shield import Shield
+    from xdpshield import netns
+    from xdpshield.shield.core import Shield
 
     with netns.enter(stand.ns("server")):
         # The default handshake, as a user gets it (transparent where the kernel can).
@@ -1177,8 +1178,8 @@ def _rx_xdp_filter(stand: Any, kind: str) -> Iterator[None]:
     remounts /sys, so bpffs is mounted in the same shell that loads and
     configures it; it is detached by netlink afterwards.
     """
-    from . import netns
-    from .bpf import detach_xdp, query_xdp
+    from xdpshield import netns
+    from xdpshield.ebpf import detach_xdp, query_xdp
 
     proto = "tcp" if kind == "ack" else "udp"
     script = (
@@ -1259,9 +1260,9 @@ def _qlabel(q: int) -> str:
 
 
 def _live_queues(cfg: LiveConfig, q: int, report: Progress) -> list[Result]:
-    from . import netns
-    from .stand import Stand
-    from .traffic import flood, serve_http
+    from xdpshield import netns
+    from xdpshield.lab.stand import Stand
+    from xdpshield.lab.traffic import flood, serve_http
 
     stand = Stand(prefix=netns.unique_prefix("xsb"), queues=q)
     ql = _qlabel(q)
@@ -1348,7 +1349,7 @@ def _syn_flood_once(
     at ``rate_pps`` has the legit clients (``traffic.legit_load``, HTTP with
     every byte checked) running in a thread for as long as it lasts.
     """
-    from .traffic import LegitResult, legit_load
+    from xdpshield.lab.traffic import LegitResult, legit_load
 
     got: list[LegitResult | BaseException] = []
 
@@ -1618,7 +1619,7 @@ def _handshake_batch(stand: Any, listener: Any, count: int, family: int) -> floa
     """
     import socket
 
-    from . import netns
+    from xdpshield import netns
 
     af = socket.AF_INET6 if family == 6 else socket.AF_INET
     with netns.enter(stand.ns("client")):
@@ -1660,7 +1661,7 @@ def run_handshakes(
     names = ("xdpshield-transparent", "kernel-alone")
     why = _live_unavailable()
     if why is None:
-        from .shield import probe_handoff
+        from xdpshield.shield.core import probe_handoff
 
         probe = probe_handoff()
         if probe is not None:
@@ -1669,10 +1670,11 @@ def run_handshakes(
         return [
             Result(f"handshake {n}", GROUP_HANDSHAKE, "µs/handshake", skipped=why) for n in names
         ]
-    from . import datapath, netns
-    from .datapath import Reason
-    from .shield import Shield
-    from .stand import Stand
+    from xdpshield import netns
+    from xdpshield.lab.stand import Stand
+    from xdpshield.shield import datapath
+    from xdpshield.shield.core import Shield
+    from xdpshield.shield.datapath import Reason
 
     stand = Stand(prefix=netns.unique_prefix("xsh"), queues=1)
     samples: dict[str, list[float]] = {n: [] for n in names}

@@ -99,8 +99,8 @@ from typing import Any, Literal
 
 from pyroute2 import NetlinkError
 
-from . import netns, shield
-from .bpf import (
+from xdpshield import netns
+from xdpshield.ebpf import (
     Map,
     ObjectSpec,
     Program,
@@ -111,8 +111,10 @@ from .bpf import (
     query_xdp,
     sum_percpu,
 )
-from .errors import InterfaceNotFound, XdpShieldError
-from .traffic import only_program
+from xdpshield.errors import InterfaceNotFound, XdpShieldError
+from xdpshield.lab import ROLES, Role
+from xdpshield.objects import object_path
+from xdpshield.shield import core as shield
 
 __all__ = [
     "DEFAULT_SOURCES4",
@@ -126,10 +128,7 @@ __all__ = [
     "trace_lines",
 ]
 
-Role = Literal["client", "attacker", "server"]
-ROLES: tuple[Role, ...] = ("client", "attacker", "server")
 
-OBJ_DIR = Path(__file__).resolve().parent / "_obj"
 TRACE_PIPES = (Path("/sys/kernel/tracing/trace_pipe"), Path("/sys/kernel/debug/tracing/trace_pipe"))
 
 # Interface names are at most 15 bytes; the longest suffix is 3 ("-s0").
@@ -145,6 +144,12 @@ MUX_STATS = ("queued", "idle", "full", "sent")
 # What xdp_upstream delivers: the stand's own networks.
 _PASS4 = ("198.18.0.0", 23)
 _PASS6 = ("fd00:18::", 32)
+
+
+def only_program(spec: ObjectSpec, program: str) -> None:
+    """Load only ``program`` of traffic.o."""
+    for name in ("xdp_flood", "xdp_upstream", "xdp_mux"):
+        spec.set_autoload(name, name == program)
 
 
 class StandError(XdpShieldError):
@@ -454,7 +459,7 @@ class Stand:
         with netns.enter(self.ns("attacker")):
             if query_xdp(self.uplink_if) is not None:
                 return
-            spec = ObjectSpec(OBJ_DIR / "traffic.o")
+            spec = ObjectSpec(object_path("traffic.o"))
             spec.set_constants(
                 pass_net4=_be32(_PASS4[0]),
                 pass_mask4=_mask32(_PASS4[1]),
@@ -482,7 +487,7 @@ class Stand:
         with netns.enter(self.ns("attacker")):
             if query_xdp(self.access_if) is not None:
                 return
-            spec = ObjectSpec(OBJ_DIR / "traffic.o")
+            spec = ObjectSpec(object_path("traffic.o"))
             spec.set_constants(
                 mux_eth=eth,
                 mux_dst4=_be32(self.server4),

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import socket
 import time
@@ -36,8 +35,8 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from . import datapath, netns
-from .bpf import (
+from xdpshield import netns
+from xdpshield.ebpf import (
     Map,
     ObjectSpec,
     Program,
@@ -52,16 +51,18 @@ from .bpf import (
     query_tc,
     query_xdp,
 )
-from .datapath import GuardOptions, Reason
-from .errors import (
+from xdpshield.errors import (
     AlreadyAttached,
     ConfigError,
     InterfaceNotFound,
     NotAttached,
     NotPermitted,
-    ObjectNotFound,
     XdpShieldError,
 )
+from xdpshield.objects import obj_dir, shield_object
+from xdpshield.policy.ports import parse_ports
+from xdpshield.shield import datapath
+from xdpshield.shield.datapath import GuardOptions, Reason
 
 __all__ = [
     "HANDSHAKE_MODES",
@@ -76,8 +77,6 @@ __all__ = [
     "host_path",
     "kept_state",
     "list_shields",
-    "object_path",
-    "parse_ports",
     "probe_handoff",
     "refresh_host_view",
     "resolve_handshake",
@@ -94,16 +93,6 @@ _CAP_NET_ADMIN, _CAP_SYS_ADMIN, _CAP_BPF = 12, 21, 39
 #: Maps whose pins outlive ``unload`` (unless purged): the next load reuses them,
 #: so cookies minted before a reload stay valid and verified sources stay verified.
 STATE_MAPS = ("xs_keys", "xs_verified")
-
-
-def object_path(debug: bool = False) -> Path:
-    """The built shield object, wherever the package is installed."""
-    override = os.environ.get("XDPSHIELD_OBJ_DIR")
-    base = Path(override) if override else Path(__file__).resolve().parent / "_obj"
-    path = base / ("xdpshield_debug.o" if debug else "xdpshield.o")
-    if not path.is_file():
-        raise ObjectNotFound(f"BPF object not found: {path} (run 'make build')")
-    return path
 
 
 def check_privileges() -> None:
@@ -124,38 +113,12 @@ def check_privileges() -> None:
         raise NotPermitted("xdpshield needs root (CAP_BPF and CAP_NET_ADMIN): run it with sudo")
 
 
-def parse_ports(text: str | Iterable[int]) -> list[int]:
-    """'22,80,8000-8010' -> sorted ports; names the bad token on error."""
-    if not isinstance(text, str):
-        ports = list(text)
-    else:
-        ports = []
-        for token in (t.strip() for t in text.split(",")):
-            if not token:
-                continue
-            lo, sep, hi = token.partition("-")
-            try:
-                a = int(lo)
-                b = int(hi) if sep else a
-            except ValueError:
-                raise ConfigError(
-                    f"{token!r} is not a port or a range like 8000-8010", key="ports"
-                ) from None
-            if a > b:
-                raise ConfigError(f"range {token!r} runs backwards", key="ports")
-            ports.extend(range(a, b + 1))
-    for p in ports:
-        if not 1 <= p <= 65535:
-            raise ConfigError(f"port {p} is outside 1-65535", key="ports")
-    return sorted(set(ports))
-
-
 def probe_handoff() -> str | None:
     """None when this kernel lets tc hand a connection over (the kfunc
     ``bpf_sk_assign_tcp_reqsk``), else why not. Asks the verifier by loading a
     tiny program: feature listings over-report on this kernel.
     """
-    path = object_path().parent / "probe_reqsk.o"
+    path = obj_dir() / "probe_reqsk.o"
     if not path.is_file():
         return f"probe object missing: {path} (run 'make build')"
     try:
@@ -354,7 +317,7 @@ class Shield:
         # Never offer an option the protected stack has turned off.
         stack = {k: on and getattr(opts, k) for k, on in datapath.stack_options().items()}
         opts = replace(opts, transparent=transparent, **stack)
-        spec = ObjectSpec(object_path(debug))
+        spec = ObjectSpec(shield_object(debug))
         consts = datapath.constants(opts, local_known=True)
         if consts:
             spec.set_constants(**consts)

@@ -1,0 +1,116 @@
+"""Key and value codecs for maps, and per-CPU values."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+T = TypeVar("T")
+
+BPFFS_ROOT = Path("/sys/fs/bpf")
+_PERCPU_TYPES = {5, 6, 10, 21}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP
+_ARRAY_TYPES = {2, 6}  # ARRAY, PERCPU_ARRAY: keys always exist, cannot be deleted
+MAP_TYPE_NAMES = {
+    1: "hash",
+    2: "array",
+    3: "prog_array",
+    4: "perf_event_array",
+    5: "percpu_hash",
+    6: "percpu_array",
+    9: "lru_hash",
+    10: "lru_percpu_hash",
+    11: "lpm_trie",
+    27: "ringbuf",
+}
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+XDP_FLAGS_REPLACE = 1 << 4
+BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+
+
+# -- codecs -----------------------------------------------------------------------
+class Codec(Protocol[T]):
+    """Turns a Python value into a map key/value of ``size`` bytes and back."""
+
+    size: int
+
+    def encode(self, value: T) -> bytes: ...
+    def decode(self, data: bytes) -> T: ...
+
+
+class Raw:
+    """Bytes as they are; the default for maps whose layout the caller owns."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def encode(self, value: bytes) -> bytes:
+        if len(value) != self.size:
+            raise ValueError(f"expected {self.size} bytes, got {len(value)}")
+        return value
+
+    def decode(self, data: bytes) -> bytes:
+        return data
+
+
+class UInt:
+    """An unsigned little-endian (host order on x86/arm) integer of 1..8 bytes."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def encode(self, value: int) -> bytes:
+        return value.to_bytes(self.size, "little")
+
+    def decode(self, data: bytes) -> int:
+        return int.from_bytes(data[: self.size], "little")
+
+
+class StructCodec:
+    """A C struct as a tuple, through ``struct`` (use '=' formats: native, no padding)."""
+
+    def __init__(self, fmt: str) -> None:
+        self.struct = struct.Struct(fmt)
+        self.size = self.struct.size
+
+    def encode(self, value: tuple[Any, ...]) -> bytes:
+        return self.struct.pack(*value)
+
+    def decode(self, data: bytes) -> tuple[Any, ...]:
+        return self.struct.unpack(data[: self.size])
+
+
+def possible_cpus() -> int:
+    """Number of possible CPUs: the length of every per-CPU value array."""
+    text = Path("/sys/devices/system/cpu/possible").read_text().strip()
+    total = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        total += int(hi or lo) - int(lo) + 1
+    return total
+
+
+def sum_percpu(values: Sequence[T], add: Callable[[T, T], T] | None = None) -> T:
+    """Sum a per-CPU value list: ints directly, tuples field by field."""
+    if not values:
+        raise ValueError("no per-CPU values")
+    if add is None:
+
+        def add(a: Any, b: Any) -> Any:
+            if isinstance(a, tuple):
+                return (
+                    type(a)(*(x + y for x, y in zip(a, b, strict=True)))
+                    if hasattr(a, "_fields")
+                    else tuple(x + y for x, y in zip(a, b, strict=True))
+                )
+            return a + b
+
+    acc = values[0]
+    for v in values[1:]:
+        acc = add(acc, v)
+    return acc

@@ -1,0 +1,253 @@
+"""Attachments: XDP and tc on an interface, and the BPF filesystem."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TypeVar
+
+from ..errors import (
+    AlreadyAttached,
+    BpfError,
+    InterfaceNotFound,
+    NotAttached,
+    from_oserror,
+)
+from ._libbpf import lib
+from .program import Program
+
+K = TypeVar("K")
+V = TypeVar("V")
+T = TypeVar("T")
+
+BPFFS_ROOT = Path("/sys/fs/bpf")
+_PERCPU_TYPES = {5, 6, 10, 21}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP
+_ARRAY_TYPES = {2, 6}  # ARRAY, PERCPU_ARRAY: keys always exist, cannot be deleted
+MAP_TYPE_NAMES = {
+    1: "hash",
+    2: "array",
+    3: "prog_array",
+    4: "perf_event_array",
+    5: "percpu_hash",
+    6: "percpu_array",
+    9: "lru_hash",
+    10: "lru_percpu_hash",
+    11: "lpm_trie",
+    27: "ringbuf",
+}
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+XDP_FLAGS_REPLACE = 1 << 4
+BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+
+
+def ifindex_of(iface: str | int) -> int:
+    if isinstance(iface, int):
+        return iface
+    # Not /sys/class/net: sysfs shows the namespace it was mounted in, not ours.
+    try:
+        return socket.if_nametoindex(iface)
+    except OSError:
+        raise InterfaceNotFound(f"no network interface named {iface!r} in this namespace") from None
+
+
+class XdpMode(Enum):
+    NATIVE = "native"
+    GENERIC = "generic"
+    AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class XdpAttachment:
+    ifindex: int
+    prog_id: int
+    mode: str  # "native", "generic" or "offload"
+
+
+def query_xdp(iface: str | int) -> XdpAttachment | None:
+    """What XDP program is attached to the interface, in which mode (None if none)."""
+    idx = ifindex_of(iface)
+    try:
+        q = lib().xdp_query(idx)
+    except OSError as exc:
+        raise from_oserror(exc, f"query XDP on {iface}") from None
+    for pid, mode in (
+        (q.drv_prog_id, "native"),
+        (q.skb_prog_id, "generic"),
+        (q.hw_prog_id, "offload"),
+    ):
+        if pid:
+            return XdpAttachment(idx, pid, mode)
+    return None
+
+
+def attach_xdp(
+    prog: Program, iface: str | int, mode: XdpMode | str = XdpMode.AUTO, *, replace: bool = False
+) -> XdpAttachment:
+    """Attach through netlink, so the program stays after this process exits.
+
+    ``auto`` tries native and falls back to generic where the driver has no XDP.
+    Refuses to replace an attached program unless ``replace``.
+    """
+    mode = XdpMode(mode)
+    idx = ifindex_of(iface)
+    if not replace and (cur := query_xdp(idx)) is not None:
+        raise AlreadyAttached(
+            f"{iface} already has XDP program id {cur.prog_id} ({cur.mode}); unload it first"
+        )
+    tries = {
+        XdpMode.NATIVE: [XDP_FLAGS_DRV_MODE],
+        XdpMode.GENERIC: [XDP_FLAGS_SKB_MODE],
+        XdpMode.AUTO: [XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE],
+    }[mode]
+    last: OSError | None = None
+    for flags in tries:
+        f = flags | (0 if replace else XDP_FLAGS_UPDATE_IF_NOEXIST)
+        with lib().capture():
+            try:
+                lib().bpf.bpf_xdp_attach(idx, prog.fd, f, None)
+            except OSError as exc:
+                last = exc
+                if exc.errno == errno.EBUSY:
+                    raise AlreadyAttached(
+                        f"{iface}: an XDP program is already attached (in another mode?)"
+                    ) from None
+                continue
+        got = query_xdp(idx)
+        assert got is not None
+        return got
+    assert last is not None
+    raise from_oserror(last, f"attach XDP program {prog.name} to {iface} ({mode.value})")
+
+
+def detach_xdp(iface: str | int, prog_id: int | None = None) -> None:
+    """Detach the XDP program (only if it is ``prog_id``, when given)."""
+    cur = query_xdp(iface)
+    if cur is None:
+        raise NotAttached(f"no XDP program on {iface}")
+    if prog_id is not None and cur.prog_id != prog_id:
+        raise NotAttached(
+            f"{iface} runs XDP program id {cur.prog_id}, not ours ({prog_id}); left alone"
+        )
+    flags = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}.get(cur.mode, 0)
+    try:
+        lib().bpf.bpf_xdp_detach(cur.ifindex, flags, None)
+    except OSError as exc:
+        raise from_oserror(exc, f"detach XDP from {iface}") from None
+
+
+@dataclass(frozen=True)
+class TcAttachment:
+    ifindex: int
+    prog_id: int
+    handle: int
+    priority: int
+    ingress: bool
+
+
+def attach_tc(
+    prog: Program, iface: str | int, *, ingress: bool = True, handle: int = 1, priority: int = 1
+) -> TcAttachment:
+    """Attach a direct-action classifier to clsact (created when absent)."""
+    idx = ifindex_of(iface)
+    L = lib()
+    hook = L.tc_hook(idx, ingress)
+    try:
+        L.bpf.bpf_tc_hook_create(hook)
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise from_oserror(exc, f"create clsact on {iface}") from None
+    opts = L.tc_opts(prog_fd=prog.fd, handle=handle, priority=priority)
+    try:
+        L.bpf.bpf_tc_attach(hook, opts)
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            raise AlreadyAttached(
+                f"{iface}: a tc filter with handle {handle} priority {priority} exists"
+            ) from None
+        raise from_oserror(exc, f"attach tc program {prog.name} to {iface}") from None
+    return TcAttachment(idx, opts.prog_id, handle, priority, ingress)
+
+
+def detach_tc(
+    iface: str | int, *, ingress: bool = True, handle: int = 1, priority: int = 1
+) -> None:
+    idx = ifindex_of(iface)
+    L = lib()
+    hook = L.tc_hook(idx, ingress)
+    try:
+        L.bpf.bpf_tc_detach(hook, L.tc_opts(handle=handle, priority=priority))
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise NotAttached(f"no tc filter {handle}/{priority} on {iface}") from None
+        raise from_oserror(exc, f"detach tc from {iface}") from None
+
+
+def query_tc(
+    iface: str | int, *, ingress: bool = True, handle: int = 1, priority: int = 1
+) -> int | None:
+    """Program id of our tc filter, or None."""
+    L = lib()
+    hook = L.tc_hook(ifindex_of(iface), ingress)
+    opts = L.tc_opts(handle=handle, priority=priority)
+    try:
+        L.bpf.bpf_tc_query(hook, opts)
+    except OSError:
+        return None
+    return int(opts.prog_id)
+
+
+# -- bpffs --------------------------------------------------------------------------
+def _bpffs_mounted(mountinfo: Path, mountpoint: str) -> bool:
+    try:
+        for line in mountinfo.read_text().splitlines():
+            pre, _, post = line.partition(" - ")
+            if pre.split()[4] == mountpoint and post.split()[0] == "bpf":
+                return True
+    except OSError:
+        return False
+    return False
+
+
+def _ancestors() -> Iterator[int]:
+    pid = os.getppid()
+    while pid > 1:
+        yield pid
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return
+
+
+def bpffs_root() -> Path:
+    """The BPF filesystem, found or mounted.
+
+    ``ip netns exec`` remounts /sys in a private mount namespace, hiding the
+    host's bpffs; pins must still go to the host's so that the next command
+    sees them. An ancestor (the shell that ran ``ip``) still has it, reachable
+    through /proc/PID/root. Only when no bpffs is found is one mounted, and
+    then pins live only as long as this mount namespace.
+    """
+    if _bpffs_mounted(Path("/proc/self/mountinfo"), str(BPFFS_ROOT)):
+        return BPFFS_ROOT
+    for pid in _ancestors():
+        host = Path(f"/proc/{pid}/root") / BPFFS_ROOT.relative_to("/")
+        if _bpffs_mounted(Path(f"/proc/{pid}/mountinfo"), str(BPFFS_ROOT)) and os.access(
+            host, os.W_OK
+        ):
+            return host
+    BPFFS_ROOT.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        ["mount", "-t", "bpf", "bpf", str(BPFFS_ROOT)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise BpfError(f"cannot mount bpffs at {BPFFS_ROOT}: {proc.stderr.strip()}")
+    return BPFFS_ROOT

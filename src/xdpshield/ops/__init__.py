@@ -1,0 +1,1 @@
+"""Running a shield unattended: the daemon's duties and metrics."""
