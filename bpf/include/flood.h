@@ -70,6 +70,22 @@ static __always_inline int xs_flood_count(__u64 now)
 	return st->flood;
 }
 
+/* This CPU's caches, emptied when a window has passed since they were
+ * filled: a change (the MTU, an address) is followed within 134 ms.
+ */
+static __always_inline struct xs_cpu_state *xs_cache(__u64 now)
+{
+	struct xs_cpu_state *st = xs_cpu_state();
+
+	if (st && (now - st->cache_ns) >> XS_WIN_SHIFT) {
+		st->cache_ns = now;
+		st->mss4 = 0;
+		st->mss6 = 0;
+		st->dst_valid = 0;
+	}
+	return st;
+}
+
 /* May this CPU send one more RST in this window? Counts it if so. */
 static __always_inline int xs_rst_allowed(__u64 now)
 {

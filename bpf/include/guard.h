@@ -90,7 +90,7 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 		mss = XS_OPT_MSS(opts);
 	else
 		mss = l3->v6 ? 1220 : 536;
-	link = xs_link_mss(ctx, l3->v6);
+	link = xs_link_mss_cached(ctx, l3->v6, now);
 	mss_idx = xs_mss_index(mss, l3->v6, link);
 	tick = xs_cookie_tick(now);
 	ports = (__u32)th->source | (__u32)th->dest << 16;
@@ -356,6 +356,14 @@ static __always_inline void xs_seen_mark(const struct xs_l3 *l3)
 		*w |= bit;
 }
 
+/* Has this source had a socket here (its xs_seen bit)? */
+static __always_inline int xs_seen_test(const struct xs_l3 *l3)
+{
+	__u64 bit, *w = xs_seen_word(l3, &bit);
+
+	return w && (*w & bit);
+}
+
 /* Transparent mode, a SYN: is there a socket (not the listener) for its
  * 4-tuple? Mostly a TIME_WAIT that the server's own close left behind, when
  * a busy client reuses the port. Only the kernel can retire it (the
@@ -371,9 +379,8 @@ static __always_inline int xs_socket_exists(struct xdp_md *ctx,
 {
 	struct bpf_sock_tuple t;
 	__u32 tlen, state;
-	__u64 bit, *w = xs_seen_word(l3, &bit);
 
-	if (!w || !(*w & bit))
+	if (!xs_seen_test(l3))
 		return 0;
 	tlen = xs_sock_tuple(&t, l3, th);
 	state = xs_sock_state(ctx, &t, tlen);
@@ -417,7 +424,7 @@ static __always_inline __u32 xs_syn_answer(struct xdp_md *ctx,
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 state;
 
-	if (xs_martian(ctx, l3, xs_transparent))
+	if (xs_martian(ctx, l3, xs_transparent, now))
 		return XS_V(XDP_DROP, XS_R_MARTIAN);
 	if (xs_verify_csum &&
 	    !xs_syn_csum_ok(ctx, l3->l3off, l4off, l3->v6))
@@ -494,19 +501,26 @@ static __always_inline __u32 xs_reset_unverified(struct xdp_md *ctx,
 	__u32 tlen, state;
 	__u8 flags = XS_TCP_FLAGS(th);
 
-	tlen = xs_sock_tuple(&t, l3, th);
-	state = xs_sock_state(ctx, &t, tlen);
-	if (state && state != BPF_TCP_LISTEN) {
-		xs_verified_add(vk, now);
-		return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
+	/* Only a source that had a socket here (xs_seen: the peers of the
+	 * sockets at load, and every source verified since) can have one
+	 * now: a forged-ACK flood's sources are not looked up.
+	 */
+	if (xs_seen_test(l3)) {
+		tlen = xs_sock_tuple(&t, l3, th);
+		state = xs_sock_state(ctx, &t, tlen);
+		if (state && state != BPF_TCP_LISTEN) {
+			xs_verified_add(vk, now);
+			return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
+		}
 	}
 	if ((flags & XS_HANDSHAKE_MASK) == XS_TCP_ACK &&
 	    xs_ack_cookie_ok(l3, th)) {
 		xs_verified_add(vk, now);
+		xs_seen_mark(l3);
 		return xs_send_rst(ctx, l3, th, frame_len, XS_R_ACK_VALID);
 	}
 	/* Never an RST to an RST, nor to what the kernel would not answer. */
-	if ((flags & XS_TCP_RST) || xs_martian(ctx, l3, 0) ||
+	if ((flags & XS_TCP_RST) || xs_martian(ctx, l3, 0, now) ||
 	    !xs_rst_allowed(now))
 		return XS_V(XDP_DROP, (flags & XS_HANDSHAKE_MASK) == XS_TCP_ACK ?
 					      XS_R_ACK_INVALID :
@@ -593,7 +607,7 @@ __attribute__((noinline)) __u32 xs_guard_tcp(struct xdp_md *ctx, __u64 l3off,
 	}
 	if (flags == XS_TCP_SYN)
 		return xs_syn_answer(ctx, &l3, th, l4off, frame_len,
-				     xs_dst_local(&l3), now);
+				     xs_dst_local(&l3, now), now);
 	return xs_reset_unverified(ctx, &l3, th, frame_len, &vk, now);
 }
 

@@ -11,6 +11,8 @@
 #include "maps.h"
 #include "parse.h"
 #include "csum.h"
+#include "clock.h"
+#include "flood.h"
 
 /* The frame's destination MAC: a group address (broadcast, multicast) or,
  * once userspace told us the interface's, another host's (promiscuous
@@ -33,16 +35,37 @@ static __always_inline int xs_mac_not_ours(struct xdp_md *ctx)
 	       *(const __u16 *)(dst + 4) != *(const __u16 *)(ifi->mac + 4);
 }
 
-/* What xs_local says of an address (0: not local). */
-static __always_inline __u32 xs_local_kind(const struct xs_vkey *k)
+/* What xs_local says of a destination (0: not local), through this CPU's
+ * one-entry cache: a flood aims at one address, and a hash lookup of 16
+ * bytes costs a sixth of the SYN path.
+ */
+static __always_inline __u32 xs_local_lookup(const struct xs_vkey *k)
 {
 	__u32 *kind = bpf_map_lookup_elem(&xs_local, k);
 
 	return kind ? *kind : 0;
 }
 
+static __always_inline __u32 xs_local_kind(const struct xs_vkey *k, __u64 now)
+{
+	struct xs_cpu_state *st = xs_cache(now);
+	__u32 kind;
+
+	if (st && st->dst_valid && st->dst[0] == k->addr[0] &&
+	    st->dst[1] == k->addr[1] && st->dst[2] == k->addr[2] &&
+	    st->dst[3] == k->addr[3])
+		return st->dst_kind;
+	kind = xs_local_lookup(k);
+	if (st) {
+		__builtin_memcpy(st->dst, k->addr, 16);
+		st->dst_kind = kind;
+		st->dst_valid = 1;
+	}
+	return kind;
+}
+
 static __always_inline int xs_martian4(__u32 saddr_be, __u32 daddr_be,
-				       int need_local)
+				       int need_local, __u64 now)
 {
 	__u32 s = bpf_ntohl(saddr_be), d = bpf_ntohl(daddr_be);
 	struct xs_vkey k = { .addr = { 0, 0, bpf_htonl(0xffff) } };
@@ -60,11 +83,19 @@ static __always_inline int xs_martian4(__u32 saddr_be, __u32 daddr_be,
 		return 1;
 	if (!xs_local_known)
 		return 0;
-	k.addr[3] = saddr_be;
-	if (xs_local_kind(&k))	/* our own address or broadcast as source */
-		return 1;
+	/* A local subnet's broadcast as the source: every broadcast address
+	 * of a prefix up to /30 ends in binary 11, so only those sources pay
+	 * a lookup (uncached: a flood's sources vary).
+	 * XXX: a source that is another of our own addresses is not looked
+	 * up (LAND, the same address both ways, is caught above).
+	 */
+	if ((s & 3) == 3) {
+		k.addr[3] = saddr_be;
+		if (xs_local_lookup(&k) == XS_LOCAL_BROADCAST)
+			return 1;
+	}
 	k.addr[3] = daddr_be;
-	kind = xs_local_kind(&k);
+	kind = xs_local_kind(&k, now);
 	return kind == XS_LOCAL_BROADCAST || (need_local && !kind);
 }
 
@@ -81,7 +112,7 @@ static __always_inline int xs_v6_special(const __u32 *a)
 }
 
 static __always_inline int xs_martian6(const struct ipv6hdr *ip6,
-				       int need_local)
+				       int need_local, __u64 now)
 {
 	const __u32 *s = ip6->saddr.in6_u.u6_addr32;
 	const __u32 *d = ip6->daddr.in6_u.u6_addr32;
@@ -98,11 +129,8 @@ static __always_inline int xs_martian6(const struct ipv6hdr *ip6,
 		return 1;	/* LAND */
 	if (!xs_local_known)
 		return 0;
-	__builtin_memcpy(k.addr, s, 16);
-	if (xs_local_kind(&k))
-		return 1;
 	__builtin_memcpy(k.addr, d, 16);
-	kind = xs_local_kind(&k);
+	kind = xs_local_kind(&k, now);
 	return need_local && kind != XS_LOCAL_UNICAST;
 }
 
@@ -111,20 +139,22 @@ static __always_inline int xs_martian6(const struct ipv6hdr *ip6,
  * that is not one of its addresses is not ours to answer.
  */
 static __always_inline int xs_martian(struct xdp_md *ctx,
-				      const struct xs_l3 *l3, int need_local)
+				      const struct xs_l3 *l3, int need_local,
+				      __u64 now)
 {
 	if (xs_mac_not_ours(ctx))
 		return 1;
 	if (l3->v6)
-		return xs_martian6(l3->iph, need_local);
+		return xs_martian6(l3->iph, need_local, now);
 	return xs_martian4(((const struct iphdr *)l3->iph)->saddr,
-			   ((const struct iphdr *)l3->iph)->daddr, need_local);
+			   ((const struct iphdr *)l3->iph)->daddr, need_local,
+			   now);
 }
 
 /* Is the destination one of this namespace's unicast addresses? Only
  * meaningful once xs_local is filled (xs_local_known).
  */
-static __always_inline int xs_dst_local(const struct xs_l3 *l3)
+static __always_inline int xs_dst_local(const struct xs_l3 *l3, __u64 now)
 {
 	struct xs_vkey k = { .addr = { 0, 0, bpf_htonl(0xffff) } };
 
@@ -135,7 +165,7 @@ static __always_inline int xs_dst_local(const struct xs_l3 *l3)
 				 &((const struct ipv6hdr *)l3->iph)->daddr, 16);
 	else
 		k.addr[3] = ((const struct iphdr *)l3->iph)->daddr;
-	return xs_local_kind(&k) == XS_LOCAL_UNICAST;
+	return xs_local_kind(&k, now) == XS_LOCAL_UNICAST;
 }
 
 /* Do the IPv4 header (if any) and the TCP segment of a SYN sum right?
@@ -154,6 +184,32 @@ static __always_inline int xs_dst_local(const struct xs_l3 *l3)
  * the word loop masks its offset (see xs_parse_tcpopts()) so its states
  * stay few.
  */
+/* The one's-complement sum of @n bytes at p on top of @sum, folded: 0 when
+ * the checksum in them is right.
+ */
+#define XS_CSUM_CASE(n)							\
+	case n:								\
+		if ((void *)(p + n) > data_end)				\
+			return 0;					\
+		/* Verifier: keep clang from merging the cases' checks */ \
+		barrier_var(p);						\
+		return xs_csum_fold(sum + xs_sum_words(p, n / 4)) == 0;
+
+/* The sum of @n 32-bit words at @p, the caller having checked they are in
+ * the packet: unrolled loads at constant offsets, cheaper here than both
+ * a loop and the bpf_csum_diff() helper (measured).
+ */
+static __always_inline __u64 xs_sum_words(const __u8 *p, const int n)
+{
+	__u64 sum = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < n; i++)
+		sum += ((const __u32 *)p)[i];
+	return sum;
+}
+
 __attribute__((noinline)) int xs_syn_csum_ok(struct xdp_md *ctx, __u64 l3off,
 					      __u64 l4off, __u64 v6)
 {
@@ -191,8 +247,16 @@ __attribute__((noinline)) int xs_syn_csum_ok(struct xdp_md *ctx, __u64 l3off,
 		if (len < words * 4)
 			return 0;
 		len -= words * 4;
-		/* The header: ihl 32-bit words, at most 15. */
-		for (i = 0; i < 15; i++) {
+		/* The header: ihl 32-bit words, at most 15; without options
+		 * (the usual case) one csum_partial().
+		 */
+		if (words == 5) {
+			if ((void *)(p + 20) > data_end)
+				return 0;
+			barrier_var(p);
+			sum = xs_sum_words(p, 5);
+		}
+		for (i = 0; i < 15 && words != 5; i++) {
 			if (i >= words)
 				break;
 			if ((void *)(p + i * 4 + 4) > data_end)
@@ -216,6 +280,24 @@ __attribute__((noinline)) int xs_syn_csum_ok(struct xdp_md *ctx, __u64 l3off,
 	check = ((struct tcphdr *)p)->check;
 	if (check == (__u16)~xs_csum_fold(pseudo))
 		return 1;	/* left to offload */
+	/* A SYN without data, the usual case: one case per header length,
+	 * each summed at constant offsets after one bounds check.
+	 */
+	switch (len) {
+	XS_CSUM_CASE(20)
+	XS_CSUM_CASE(24)
+	XS_CSUM_CASE(28)
+	XS_CSUM_CASE(32)
+	XS_CSUM_CASE(36)
+	XS_CSUM_CASE(40)
+	XS_CSUM_CASE(44)
+	XS_CSUM_CASE(48)
+	XS_CSUM_CASE(52)
+	XS_CSUM_CASE(56)
+	XS_CSUM_CASE(60)
+	default:
+		break;
+	}
 	off = l4off;
 	stop = l4off + (len & ~3ULL);
 	for (i = 0; i < XS_CSUM_MAX / 4; i++) {

@@ -94,6 +94,15 @@ struct xs_cpu_state {
 	__u32 rst_count;	/* RSTs sent in the current window */
 	__u64 floods;		/* how many times flood mode was entered */
 	__u64 last_change_ns;	/* when flood mode last turned on or off */
+	/* What the SYN path would otherwise ask the kernel or a hash map per
+	 * packet, cached for one window (a flood hits one destination, one
+	 * link): the link's MSS, the last destination and its xs_local kind.
+	 */
+	__u64 cache_ns;		/* when the caches were last emptied */
+	__u32 mss4, mss6;	/* 0: not read yet */
+	__u32 dst[4];		/* as struct xs_vkey */
+	__u32 dst_kind;		/* enum xs_local_kind, or 0 */
+	__u32 dst_valid;	/* dst and dst_kind are filled */
 };
 
 /* Where the shield's own interface stands (userspace keeps it current). */

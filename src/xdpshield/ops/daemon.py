@@ -72,8 +72,8 @@ class Daemon:
         self.age_s = age_s
         if not 1.0 <= seen_s <= 86400.0:
             raise ValueError(f"seen-filter rebuild period {seen_s} s: must be in [1, 86400]")
-        # Only transparent mode reads the filter, and an older shield has no pin.
-        duty = shield.meta.get("handshake") == "transparent" and "xs_seen" in shield.maps
+        # Both modes read the filter; an older shield has no pin.
+        duty = "xs_seen" in shield.maps
         self.seen_s = seen_s if duty else None
         self.next_seen = time.monotonic() + seen_s if duty else math.inf
         self.on_event = on_event

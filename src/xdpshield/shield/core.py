@@ -333,10 +333,9 @@ class Shield:
             # Keys are rotated only when none is live: kept keys stay.
             datapath.init_maps(coll.maps, port_list)
             refresh_host_view(coll.maps, iface)
-            if transparent:
-                # Sockets from before the shield (a TIME_WAIT above all) are
-                # known before its first packet, not from their next segment.
-                datapath.mark_seen(coll.maps, socket_peers())
+            # Sockets from before the shield (a TIME_WAIT; in reset mode any
+            # live connection) are known before its first packet.
+            datapath.mark_seen(coll.maps, socket_peers())
             pin_dir.mkdir(parents=True, exist_ok=True)
             maps: dict[str, Map[Any, Any]] = {}
             for name in datapath.PIN_MAPS:

@@ -572,7 +572,7 @@ class CpuState:
     last_change_ns: int
 
 
-_CPU = StructCodec("=QIIIIQQ")  # struct xs_cpu_state
+_CPU = StructCodec("=QIIIIQQQII16sII")  # struct xs_cpu_state (and its caches)
 
 
 def cpu_states(maps: Maps) -> list[CpuState]:
