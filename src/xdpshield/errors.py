@@ -16,6 +16,9 @@ __all__ = [
     "NotPermitted",
     "ObjectMismatch",
     "ObjectNotFound",
+    "StandError",
+    "TrafficError",
+    "Unavailable",
     "VerifierError",
     "XdpShieldError",
     "from_oserror",
@@ -117,6 +120,18 @@ class ConfigError(XdpShieldError, ValueError):
         prefix = f"{where}: " if where else ""
         keypart = f"{key}: " if key else ""
         super().__init__(f"{prefix}{keypart}{message}")
+
+
+class StandError(XdpShieldError):
+    """The lab's stand cannot be brought up, inspected or used."""
+
+
+class TrafficError(XdpShieldError):
+    """The lab: a flood or a load cannot be built, started or completed."""
+
+
+class Unavailable(XdpShieldError):
+    """The lab: a receiver or baseline cannot run here; the message says why."""
 
 
 def from_oserror(exc: OSError, what: str) -> XdpShieldError:

@@ -17,7 +17,8 @@ import pytest
 
 from xdpshield import netns
 from xdpshield.ebpf import ObjectSpec, attach_xdp, bpffs_root, query_xdp
-from xdpshield.lab.stand import Stand, StandError
+from xdpshield.errors import StandError
+from xdpshield.lab.stand import Stand
 from xdpshield.lab.traffic import flood, legit_load
 from xdpshield.shield.core import RUN_DIR, Shield
 

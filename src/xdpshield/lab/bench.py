@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from xdpshield.ebpf import Collection, Map, ObjectSpec, Program, StructCodec, UInt, sum_percpu
+from xdpshield.errors import Unavailable
 from xdpshield.objects import obj_dir
 
 __all__ = [
@@ -1082,10 +1083,6 @@ SYN_RECEIVERS = ("xdpshield", "xdp-reflect", "linux-syncookies", "nftables-synpr
 DROP_RECEIVERS = ("xdpshield", "xdp-drop", "xdp-filter")
 DROP_KINDS = ("ack", "udp")
 LEGIT_PORT = 80
-
-
-class Unavailable(Exception):
-    """A receiver (baseline) cannot run here; the message says why."""
 
 
 def _ethtool(stand: Any, role: str, ifname: str) -> dict[str, int]:

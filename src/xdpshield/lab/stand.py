@@ -111,7 +111,7 @@ from xdpshield.ebpf import (
     query_xdp,
     sum_percpu,
 )
-from xdpshield.errors import InterfaceNotFound, XdpShieldError
+from xdpshield.errors import InterfaceNotFound, StandError
 from xdpshield.lab import ROLES, Role
 from xdpshield.objects import object_path
 from xdpshield.shield import core as shield
@@ -150,10 +150,6 @@ def only_program(spec: ObjectSpec, program: str) -> None:
     """Load only ``program`` of traffic.o."""
     for name in ("xdp_flood", "xdp_upstream", "xdp_mux"):
         spec.set_autoload(name, name == program)
-
-
-class StandError(XdpShieldError):
-    """The stand cannot be brought up, inspected or used."""
 
 
 @dataclass(frozen=True)

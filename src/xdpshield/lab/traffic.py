@@ -38,7 +38,7 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from xdpshield.errors import XdpShieldError
+from xdpshield.errors import TrafficError
 from xdpshield.lab import KINDS, FloodKind
 from xdpshield.lab.stand import DEFAULT_SOURCES4, Stand, only_program
 from xdpshield.objects import object_path
@@ -69,10 +69,6 @@ NFIELDS = 8  # bpf/traffic.bpf.c
 ETH_HLEN = 14
 MAX_DURATION_S = 3600.0
 MAX_COUNT = 10**12
-
-
-class TrafficError(XdpShieldError):
-    """A flood or a load cannot be built, started or completed."""
 
 
 # -- flood frames ---------------------------------------------------------------------
