@@ -84,7 +84,7 @@ def test_ctrl_c_mid_flood_leaves_nothing(tmp_path: Path) -> None:
     prefix = netns.unique_prefix("xsd")
     code = (
         "from pathlib import Path\n"
-        "from xdpshield.demo import run_demo\n"
+        "from xdpshield.lab.demo import run_demo\n"
         f"run_demo(Path({str(tmp_path)!r}), quick=True, prefix={prefix!r},\n"
         "         on_tick=lambda t: print(t.phase, int(t.flood_pps), flush=True))\n"
     )

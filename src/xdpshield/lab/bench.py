@@ -1586,7 +1586,7 @@ def _live_unavailable() -> str | None:
 
     if os.geteuid() != 0:
         return "needs root (network namespaces, XDP)"
-    for mod in ("xdpshield.stand", "xdpshield.traffic"):
+    for mod in ("xdpshield.lab.stand", "xdpshield.lab.traffic"):
         if importlib.util.find_spec(mod) is None:
             return f"{mod} does not exist yet (the stand and generators issue)"
     if not (OBJ_DIR / "traffic.o").exists():

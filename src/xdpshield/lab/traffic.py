@@ -10,7 +10,7 @@ attacker's namespace with setns(), which is per thread.
 
 Legit load: a small asyncio HTTP server in the server namespace and an
 asyncio client pool in the client namespace, both this module run as
-``python -m xdpshield.traffic`` through ``ip netns exec``. The client connects,
+``python -m xdpshield.lab.traffic`` through ``ip netns exec``. The client connects,
 asks for a body of known bytes, verifies every byte, and reports each second.
 """
 
@@ -676,7 +676,7 @@ class HttpServer:
 
 
 def _module_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "xdpshield.traffic", *args]
+    return [sys.executable, "-m", "xdpshield.lab.traffic", *args]
 
 
 def _cpus_args(cpus: Sequence[int] | None) -> list[str]:
@@ -1005,8 +1005,8 @@ async def _client(
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    """Entry of the stand's helper processes (``python -m xdpshield.traffic``)."""
-    p = argparse.ArgumentParser(prog="python -m xdpshield.traffic")
+    """Entry of the stand's helper processes (``python -m xdpshield.lab.traffic``)."""
+    p = argparse.ArgumentParser(prog="python -m xdpshield.lab.traffic")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
     s.add_argument("--port", type=int, default=80)
