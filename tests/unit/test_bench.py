@@ -15,14 +15,14 @@ from xdpshield.lab.bench import (
     Goal,
     LiveConfig,
     Result,
-    _live_results,
-    _live_skipped,
     format_markdown,
     parse_synack,
     run_handshakes,
     syn_frame,
     write_outputs,
 )
+from xdpshield.lab.bench import handshake as handshake_bench
+from xdpshield.lab.bench.live import LiveSamples, _live_results, _live_skipped
 
 GROUP = "test run: verdict paths"
 
@@ -166,7 +166,8 @@ def test_live_rows_carry_goals_baselines_and_why_a_receiver_did_not_run() -> Non
     drop = {(k, r): [4.0e6, 4.1e6] for k in DROP_KINDS for r in DROP_RECEIVERS}
     drop[("ack", "xdp-filter")] = []
     why = {"nftables-synproxy": "nft: no synproxy", "ack xdp-filter": "xdp-filter: EPERM"}
-    rows = {r.name: r for r in _live_results(LiveConfig(), 2, syn, legit, drop, {}, why, {})}
+    samples = LiveSamples(syn, legit, drop, {}, why, {})
+    rows = {r.name: r for r in _live_results(LiveConfig(), 2, samples)}
     vs_tx = rows["syn-flood xdpshield vs xdp-reflect (2 queues)"]
     assert vs_tx.goal is not None and vs_tx.goal.ratio == 0.9 and vs_tx.goal_met is True
     vs_linux = rows["syn-flood xdpshield vs linux-syncookies (2 queues)"]
@@ -204,9 +205,7 @@ def test_markdown_shows_the_per_repetition_ratio_range() -> None:
 def test_handshake_rows_say_why_when_the_stand_cannot_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import xdpshield.lab.bench as bench
-
-    monkeypatch.setattr(bench, "_live_unavailable", lambda: "needs root (test)")
+    monkeypatch.setattr(handshake_bench, "live_unavailable", lambda: "needs root (test)")
     rows = run_handshakes(quick=True)
     assert {r.name for r in rows} == {
         "handshake xdpshield-transparent",
