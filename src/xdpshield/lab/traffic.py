@@ -23,6 +23,7 @@ import ipaddress
 import json
 import math
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,20 +32,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pyroute2 import netns as pyroute2_netns
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
+from xdpshield import netns
+from xdpshield.ebpf import Map, ObjectSpec, Program, close_maps
 from xdpshield.errors import TrafficError
 from xdpshield.lab import KINDS, FloodKind
 from xdpshield.lab.stand import DEFAULT_SOURCES4, Stand, only_program
 from xdpshield.objects import object_path
-
-if TYPE_CHECKING:
-    from xdpshield.ebpf import Map, Program
 
 __all__ = [
     "KINDS",
@@ -105,7 +106,6 @@ class FloodFrame:
     constants: dict[str, int | bytes]
 
     def to_scapy(self) -> Any:
-
         return Ether(self.frame)
 
 
@@ -139,34 +139,61 @@ def build_flood_frame(
     ``size`` the frame length without FCS (rounded up to a multiple of 4, at
     least what the headers need, at most 256).
     """
-
     if kind not in KINDS:
         raise TrafficError(f"unknown flood kind {kind!r}; kinds: {', '.join(KINDS)}")
     try:
         net = ipaddress.ip_network(sources or DEFAULT_SOURCES4, strict=False)
     except ValueError as exc:
         raise TrafficError(f"sources: {exc}") from None
-    v6 = net.version == 6
-    dst = target.dst6 if v6 else target.dst4
+    dst = target.dst6 if net.version == 6 else target.dst4
     if dst is None:
         raise TrafficError(f"the target has no IPv{net.version} address for sources {net}")
     if not 0 < dport < 65536:
         raise TrafficError(f"destination port {dport} is not in 1..65535")
+    lay = _FrameLayout.of(kind, net.version == 6, size)
+    raw = _template(kind, target, net, dst, dport, lay)
+    windows = _random_windows(kind, net, lay)
+    return FloodFrame(kind, raw, _flood_constants(kind, net.version == 6, raw, windows, lay))
 
-    ip_hlen = 40 if v6 else 20
-    l3_off = ETH_HLEN
-    frag_hlen = 8 if (v6 and kind == "frag") else 0
-    l4_off = l3_off + ip_hlen + frag_hlen
-    l4_fixed = {"syn": 24, "ack": 20, "udp": 8, "icmp": 8, "frag": 8}[kind]
-    need = l4_off + l4_fixed
-    frame_len = max(size, need, 60)
-    frame_len = (frame_len + 3) & ~3
-    if frame_len > TMPL_MAX:
-        raise TrafficError(f"frame size {frame_len} exceeds the generator's {TMPL_MAX} bytes")
-    # L4 length: what fits, a multiple of 4 (the checksum helper's unit).
-    l4_len = l4_fixed if kind in ("syn", "ack") else (frame_len - l4_off) & ~3
-    payload = Raw(bytes(l4_len - l4_fixed))
 
+@dataclass(frozen=True)
+class _FrameLayout:
+    """Where the headers of a flood frame start and how long its parts are."""
+
+    l3_off: int
+    l4_off: int
+    l4_fixed: int  # bytes of the L4 header (TCP: with its options)
+    l4_len: int  # L4 header and payload: what fits, a multiple of 4
+    frame_len: int
+
+    @classmethod
+    def of(cls, kind: FloodKind, v6: bool, size: int) -> _FrameLayout:
+        ip_hlen = 40 if v6 else 20
+        l3_off = ETH_HLEN
+        frag_hlen = 8 if (v6 and kind == "frag") else 0
+        l4_off = l3_off + ip_hlen + frag_hlen
+        l4_fixed = {"syn": 24, "ack": 20, "udp": 8, "icmp": 8, "frag": 8}[kind]
+        need = l4_off + l4_fixed
+        frame_len = max(size, need, 60)
+        frame_len = (frame_len + 3) & ~3
+        if frame_len > TMPL_MAX:
+            raise TrafficError(f"frame size {frame_len} exceeds the generator's {TMPL_MAX} bytes")
+        # L4 length: what fits, a multiple of 4 (the checksum helper's unit).
+        l4_len = l4_fixed if kind in ("syn", "ack") else (frame_len - l4_off) & ~3
+        return cls(l3_off, l4_off, l4_fixed, l4_len, frame_len)
+
+
+def _template(
+    kind: FloodKind,
+    target: FloodTarget,
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+    dst: str,
+    dport: int,
+    lay: _FrameLayout,
+) -> bytes:
+    """The frame the generator starts from (checksums right), padded to its length."""
+    v6 = net.version == 6
+    payload = Raw(bytes(lay.l4_len - lay.l4_fixed))
     src = str(net.network_address)
     ip: Any = (
         IPv6(src=src, dst=dst, hlim=64)
@@ -186,10 +213,17 @@ def build_flood_frame(
         ip = ip / IPv6ExtHdrFragment(offset=0, m=1, id=0, nh=17)
     pkt = Ether(src=target.src_mac, dst=target.dst_mac) / ip / l4
     raw = bytes(pkt)
-    if len(raw) > frame_len:  # pragma: no cover - sizes above guarantee it
+    if len(raw) > lay.frame_len:  # pragma: no cover - sizes above guarantee it
         raise TrafficError(f"{kind} headers need {len(raw)} bytes")
-    raw = raw + bytes(frame_len - len(raw))
+    return raw + bytes(lay.frame_len - len(raw))
 
+
+def _random_windows(
+    kind: FloodKind, net: ipaddress.IPv4Network | ipaddress.IPv6Network, lay: _FrameLayout
+) -> list[tuple[int, int]]:
+    """(offset, mask) of each 32-bit window the program randomises, padded to NFIELDS."""
+    v6 = net.version == 6
+    l3_off, l4_off = lay.l3_off, lay.l4_off
     windows: list[tuple[int, int]] = _addr_windows(l3_off + (8 if v6 else 12), net)
     if not v6:
         # IP id (and, for fragments, the 13-bit offset; MF stays set).
@@ -212,23 +246,27 @@ def build_flood_frame(
         raise TrafficError(
             f"{kind} from {net} needs {len(windows)} random fields; the generator has {NFIELDS}"
         )
-    windows += [(0, 0)] * (NFIELDS - len(windows))
+    return windows + [(0, 0)] * (NFIELDS - len(windows))
 
+
+def _flood_constants(
+    kind: FloodKind, v6: bool, raw: bytes, windows: list[tuple[int, int]], lay: _FrameLayout
+) -> dict[str, int | bytes]:
+    """The generator's load-time constants (bpf/traffic.bpf.c) for this frame."""
     proto = {"syn": 6, "ack": 6, "udp": 17, "icmp": 58 if v6 else 1, "frag": 17}[kind]
     csum_off = {"syn": 16, "ack": 16, "udp": 6, "icmp": 2, "frag": 0}[kind]
-    constants: dict[str, int | bytes] = {
-        "tmpl": raw + bytes(TMPL_MAX - frame_len),
-        "frame_len": frame_len,
+    return {
+        "tmpl": raw + bytes(TMPL_MAX - lay.frame_len),
+        "frame_len": lay.frame_len,
         "ip_version": 6 if v6 else 4,
-        "l4_off": l4_off,
-        "l4_len": l4_len,
+        "l4_off": lay.l4_off,
+        "l4_len": lay.l4_len,
         "l4_csum_off": csum_off,
         "l4_pseudo": int(not (kind == "icmp" and not v6)),
         "l4_proto": proto,
         "field_off": b"".join(o.to_bytes(4, sys.byteorder) for o, _ in windows),
         "field_mask": b"".join(m.to_bytes(4, sys.byteorder) for _, m in windows),
     }
-    return FloodFrame(kind, raw, constants)
 
 
 def load_flood_program(
@@ -239,8 +277,6 @@ def load_flood_program(
     ``mux``: a stand's shared-link maps (``Stand.mux_maps``); the generator
     then also sends the client frames queued there, in its own stream.
     """
-    from xdpshield.ebpf import ObjectSpec
-
     spec = ObjectSpec(object_path("traffic.o"))
     spec.set_constants(**frame.constants, mux=int(mux is not None))
     for name, m in (mux or {}).items():
@@ -317,8 +353,6 @@ def _run_worker(
     live_batch: int,
     tick_s: float = _TICK_S,
 ) -> None:
-    from pyroute2 import netns as pyroute2_netns
-
     try:
         if target.ns is not None:
             # setns() moves this thread only; the ifindex is looked up in it.
@@ -399,8 +433,6 @@ def _mux_release(mux: Mapping[str, Map[bytes, bytes]], target: FloodTarget) -> N
         sock: socket.socket | None = None
         while (entry := mux["mux_queue"].pop()) is not None:
             if sock is None:
-                from xdpshield import netns
-
                 stack.enter_context(netns.enter(target.ns))
                 sock = stack.enter_context(socket.socket(socket.AF_PACKET, socket.SOCK_RAW))
                 sock.bind((target.ifname, 0))
@@ -437,12 +469,45 @@ def flood(
     when ``pin``) share the count and the rate. ``on_progress(sent,
     elapsed_s)`` is called from this thread about every ``progress_interval_s``.
     """
-
     if (stand is None) == (target is None):
         raise TrafficError("give either a stand or a target")
     if target is None:
         assert stand is not None
         target = FloodTarget.of_stand(stand)
+    _check_bounds(duration_s, count, rate_pps, workers)
+    ff = build_flood_frame(
+        kind, target, sources=sources or DEFAULT_SOURCES4, dport=dport, size=size
+    )
+    pool = _pool(count, workers, rate_pps, cpus, pin)
+    if not 0.001 <= tick_s <= 1.0:
+        raise TrafficError(f"tick {tick_s} s: must be in [0.001, 1]")
+    if not 1 <= live_batch <= 256:
+        raise TrafficError(f"live batch {live_batch}: must be in 1..256")
+    mux = stand.mux_maps() if stand is not None else None
+    try:
+        prog = load_flood_program(ff, mux)
+    except BaseException:
+        close_maps(mux)
+        raise
+    xmit_before = _veth_xmit(target)
+    pace = _Pace(duration_s, live_batch, tick_s, on_progress, progress_interval_s)
+    try:
+        t0 = _run_pool(pool, prog, ff.frame, target, pace)
+    finally:
+        prog.close()
+        if mux is not None:
+            try:
+                _mux_release(mux, target)
+            finally:
+                close_maps(mux)
+    failed = [w.error for w in pool if w.error is not None]
+    if failed:
+        exc = failed[0]
+        raise TrafficError(f"flood worker failed: {exc}") from exc
+    return _flood_result(ff, pool, t0, xmit_before, _veth_xmit(target))
+
+
+def _check_bounds(duration_s: float, count: int, rate_pps: float | None, workers: int) -> None:
     if not 0 < duration_s <= MAX_DURATION_S:
         raise TrafficError(f"duration {duration_s} s: must be in (0, {MAX_DURATION_S:.0f}]")
     if not 0 < count <= MAX_COUNT:
@@ -452,9 +517,12 @@ def flood(
     ncpu = len(os.sched_getaffinity(0))
     if not 1 <= workers <= max(ncpu, 1) * 4:
         raise TrafficError(f"workers {workers}: must be in 1..{ncpu * 4}")
-    ff = build_flood_frame(
-        kind, target, sources=sources or DEFAULT_SOURCES4, dport=dport, size=size
-    )
+
+
+def _pool(
+    count: int, workers: int, rate_pps: float | None, cpus: Sequence[int] | None, pin: bool
+) -> list[_Worker]:
+    """The workers, sharing the count and the rate, pinned round-robin to ``cpus``."""
     allowed = sorted(os.sched_getaffinity(0))
     use = sorted(set(cpus)) if cpus else allowed
     if not use or not set(use) <= set(allowed):
@@ -468,70 +536,72 @@ def flood(
         )
         for i in range(workers)
     ]
-    pool = [w for w in pool if w.quota > 0]
-    if not 0.001 <= tick_s <= 1.0:
-        raise TrafficError(f"tick {tick_s} s: must be in [0.001, 1]")
-    if not 1 <= live_batch <= 256:
-        raise TrafficError(f"live batch {live_batch}: must be in 1..256")
-    from xdpshield.ebpf import close_maps
+    return [w for w in pool if w.quota > 0]
 
-    mux = stand.mux_maps() if stand is not None else None
-    try:
-        prog = load_flood_program(ff, mux)
-    except BaseException:
-        close_maps(mux)
-        raise
-    xmit_before = _veth_xmit(target)
+
+@dataclass(frozen=True)
+class _Pace:
+    """How long a flood runs, how it sends, and how often it reports."""
+
+    duration_s: float
+    live_batch: int
+    tick_s: float
+    on_progress: ProgressFn | None
+    progress_interval_s: float
+
+
+def _run_pool(
+    pool: list[_Worker], prog: Program, frame: bytes, target: FloodTarget, pace: _Pace
+) -> float:
+    """Start the workers together, report progress until they end; returns the start time."""
     t0 = [0.0]
     start = threading.Barrier(len(pool) + 1)
     stop = threading.Event()
+    for w in pool:
+        w.thread = threading.Thread(
+            target=_run_worker,
+            args=(w, prog, frame, target, start, t0, pace.duration_s, stop, pace.live_batch,
+                  pace.tick_s),
+            name=f"xdpshield-flood-{w.index}",
+            daemon=True,
+        )  # fmt: skip
+        w.thread.start()
+    t0[0] = time.monotonic()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        start.wait()
+    last = t0[0]
     try:
         for w in pool:
-            w.thread = threading.Thread(
-                target=_run_worker,
-                args=(w, prog, ff.frame, target, start, t0, duration_s, stop, live_batch, tick_s),
-                name=f"xdpshield-flood-{w.index}",
-                daemon=True,
-            )
-            w.thread.start()
-        t0[0] = time.monotonic()
-        with contextlib.suppress(threading.BrokenBarrierError):
-            start.wait()
-        last = t0[0]
-        try:
-            for w in pool:
-                assert w.thread is not None
-                while w.thread.is_alive():
-                    w.thread.join(timeout=min(0.1, progress_interval_s))
-                    now = time.monotonic()
-                    if on_progress is not None and now - last >= progress_interval_s:
-                        last = now
-                        on_progress(sum(x.sent for x in pool), now - t0[0])
-        except BaseException:
-            stop.set()  # Ctrl-C: the workers end after their current batch
-            for w in pool:
-                if w.thread is not None:
-                    w.thread.join()
-            raise
-    finally:
-        prog.close()
-        if mux is not None:
-            try:
-                _mux_release(mux, target)
-            finally:
-                close_maps(mux)
-    failed = [w.error for w in pool if w.error is not None]
-    if failed:
-        exc = failed[0]
-        raise TrafficError(f"flood worker failed: {exc}") from exc
+            assert w.thread is not None
+            while w.thread.is_alive():
+                w.thread.join(timeout=min(0.1, pace.progress_interval_s))
+                now = time.monotonic()
+                if pace.on_progress is not None and now - last >= pace.progress_interval_s:
+                    last = now
+                    pace.on_progress(sum(x.sent for x in pool), now - t0[0])
+    except BaseException:
+        stop.set()  # Ctrl-C: the workers end after their current batch
+        for w in pool:
+            if w.thread is not None:
+                w.thread.join()
+        raise
+    return t0[0]
+
+
+def _flood_result(
+    ff: FloodFrame,
+    pool: list[_Worker],
+    t0: float,
+    xmit_before: int | None,
+    xmit_after: int | None,
+) -> FloodResult:
     sent = sum(w.sent for w in pool)
-    seconds = max((w.ended for w in pool), default=t0[0]) - t0[0]
-    xmit_after = _veth_xmit(target)
+    seconds = max((w.ended for w in pool), default=t0) - t0
     delivered = (
         xmit_after - xmit_before if xmit_before is not None and xmit_after is not None else None
     )
     return FloodResult(
-        kind=kind,
+        kind=ff.kind,
         sent=sent,
         seconds=seconds,
         pps=sent / seconds if seconds > 0 else 0.0,
@@ -550,8 +620,6 @@ BODY_SEED = 0x5EED
 
 def body_bytes(size: int) -> bytes:
     """The body the stand's HTTP server sends: known, non-periodic bytes."""
-    import random
-
     return random.Random(BODY_SEED).randbytes(size)
 
 
@@ -762,16 +830,7 @@ def legit_load(
     ``connect_timeout_s``. ``cpus``: run the clients (and the server, when
     started here) only there.
     """
-    if not 0 < duration_s <= MAX_DURATION_S:
-        raise TrafficError(f"duration {duration_s} s: must be in (0, {MAX_DURATION_S:.0f}]")
-    if not 1 <= n_clients <= 10000:
-        raise TrafficError(f"clients {n_clients}: must be in 1..10000")
-    if count is not None and count < 1:
-        raise TrafficError(f"count {count}: must be at least 1")
-    if family not in (4, 6):
-        raise TrafficError(f"family {family}: 4 or 6")
-    if not 0 <= retries <= 10:
-        raise TrafficError(f"retries {retries}: must be in 0..10")
+    _check_legit_args(n_clients, duration_s, count, family, retries)
     host = stand.addr("server", family)
     cpu_args = _cpus_args(cpus)
     srv = serve_http(stand, port=port, body_size=body_size, cpus=cpus) if server else None
@@ -797,27 +856,8 @@ def legit_load(
         if count is not None:
             argv += ["--count", str(count)]
         proc = stand.popen("client", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        result: LegitResult | None = None
         limit = time.monotonic() + duration_s + 2 * (1 + retries) * connect_timeout_s + 30
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                msg = json.loads(line)
-                if "sample" in msg and on_sample is not None:
-                    on_sample(LegitSample(**msg["sample"]))
-                elif "result" in msg:
-                    result = LegitResult.from_dict(msg["result"])
-                if time.monotonic() > limit:
-                    break
-            proc.wait(timeout=max(1.0, limit - time.monotonic()))
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            err = proc.stderr.read() if proc.stderr is not None else ""
-            for f in (proc.stdout, proc.stderr):
-                if f is not None:
-                    f.close()
+        result, err = _client_output(proc, limit, on_sample)
         if result is None:
             raise TrafficError(
                 f"legit clients in {stand.ns('client')} gave no result "
@@ -827,6 +867,49 @@ def legit_load(
     finally:
         if srv is not None:
             srv.stop()
+
+
+def _check_legit_args(
+    n_clients: int, duration_s: float, count: int | None, family: int, retries: int
+) -> None:
+    if not 0 < duration_s <= MAX_DURATION_S:
+        raise TrafficError(f"duration {duration_s} s: must be in (0, {MAX_DURATION_S:.0f}]")
+    if not 1 <= n_clients <= 10000:
+        raise TrafficError(f"clients {n_clients}: must be in 1..10000")
+    if count is not None and count < 1:
+        raise TrafficError(f"count {count}: must be at least 1")
+    if family not in (4, 6):
+        raise TrafficError(f"family {family}: 4 or 6")
+    if not 0 <= retries <= 10:
+        raise TrafficError(f"retries {retries}: must be in 0..10")
+
+
+def _client_output(
+    proc: subprocess.Popen[str], limit: float, on_sample: Callable[[LegitSample], None] | None
+) -> tuple[LegitResult | None, str]:
+    """Read the client process's samples and result until it ends (or ``limit``, on the
+    monotonic clock); then it is ended for sure. Returns the result and its stderr."""
+    result: LegitResult | None = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            msg = json.loads(line)
+            if "sample" in msg and on_sample is not None:
+                on_sample(LegitSample(**msg["sample"]))
+            elif "result" in msg:
+                result = LegitResult.from_dict(msg["result"])
+            if time.monotonic() > limit:
+                break
+        proc.wait(timeout=max(1.0, limit - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        err = proc.stderr.read() if proc.stderr is not None else ""
+        for f in (proc.stdout, proc.stderr):
+            if f is not None:
+                f.close()
+    return result, err
 
 
 # -- the processes behind serve_http() and legit_load() ---------------------------------
@@ -868,67 +951,71 @@ async def _serve(port: int, body_size: int) -> None:
 _RETRYABLE = frozenset({"reset", "refused", "broken_pipe"})
 
 
-async def _client(
-    host: str,
-    port: int,
-    clients: int,
-    duration: float,
-    count: int | None,
-    body_size: int,
-    timeout: float,
-    retries: int = 0,
-) -> dict[str, Any]:
-    expected = body_bytes(body_size)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    deadline = start + duration
-    attempted = completed = first_try = failed = verified = retried_n = 0
-    latencies: list[float] = []
-    failures: dict[str, int] = {}
-    retried: dict[str, int] = {}
-    # second -> [completed, failed, connect latencies, first try]
-    per_sec: dict[int, list[Any]] = {}
-    # second a connection started -> [started, completed on the first attempt]
-    by_start: dict[int, list[int]] = {}
-    request = f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+class _ClientPool:
+    """The client process's run: ``clients`` workers, each one connection at a
+    time, sharing the counters; a sample of each second printed as it ends."""
 
-    def slot_of(sec: int) -> list[Any]:
-        return per_sec.setdefault(sec, [0, 0, [], 0])
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        duration: float,
+        count: int | None,
+        body_size: int,
+        timeout: float,
+        retries: int,
+    ) -> None:
+        self.host, self.port, self.count = host, port, count
+        self.timeout, self.retries = timeout, retries
+        self.expected = body_bytes(body_size)
+        self.request = f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+        self.loop = asyncio.get_running_loop()
+        self.start = self.loop.time()
+        self.deadline = self.start + duration
+        self.attempted = self.completed = self.first_try = self.failed = 0
+        self.verified = self.retried_n = 0
+        self.latencies: list[float] = []
+        self.failures: dict[str, int] = {}
+        self.retried: dict[str, int] = {}
+        # second -> [completed, failed, connect latencies, first try]
+        self.per_sec: dict[int, list[Any]] = {}
+        # second a connection started -> [started, completed on the first attempt]
+        self.by_start: dict[int, list[int]] = {}
 
-    def record(ok: bool, first: bool, connect_ms: float | None, why: str = "") -> None:
-        nonlocal completed, failed, first_try
-        slot = slot_of(int(loop.time() - start))
+    def record(self, ok: bool, first: bool, connect_ms: float | None, why: str = "") -> None:
+        slot = self.per_sec.setdefault(int(self.loop.time() - self.start), [0, 0, [], 0])
         if ok:
-            completed += 1
+            self.completed += 1
             slot[0] += 1
             if first:
-                first_try += 1
+                self.first_try += 1
                 slot[3] += 1
             if connect_ms is not None:
-                latencies.append(connect_ms)
+                self.latencies.append(connect_ms)
                 slot[2].append(connect_ms)
         else:
-            failed += 1
+            self.failed += 1
             slot[1] += 1
-            failures[why] = failures.get(why, 0) + 1
+            self.failures[why] = self.failures.get(why, 0) + 1
 
-    async def one(t_first: float) -> tuple[str, float | None]:
+    async def one(self, t_first: float) -> tuple[str, float | None]:
         """One TCP connection: ("", connect ms since ``t_first``) or (why, ...)."""
-        nonlocal verified
         writer: asyncio.StreamWriter | None = None
         connect_ms: float | None = None
         try:
-            reader, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            reader, w = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), self.timeout
+            )
             writer = w
-            connect_ms = (loop.time() - t_first) * 1000
-            w.write(request)
-            data = await asyncio.wait_for(reader.read(), timeout)
+            connect_ms = (self.loop.time() - t_first) * 1000
+            w.write(self.request)
+            data = await asyncio.wait_for(reader.read(), self.timeout)
             head, sep, body = data.partition(b"\r\n\r\n")
             if not sep or not head.startswith(b"HTTP/1.1 200"):
                 return "bad_response", connect_ms
-            if body != expected:
+            if body != self.expected:
                 return "bad_body", connect_ms
-            verified += len(body)
+            self.verified += len(body)
             return "", connect_ms
         except TimeoutError:
             return ("timeout" if connect_ms is None else "read_timeout"), connect_ms
@@ -946,62 +1033,78 @@ async def _client(
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
 
-    async def connection() -> None:
-        nonlocal retried_n
-        t_first = loop.time()
-        began = by_start.setdefault(int(t_first - start), [0, 0])
+    async def connection(self) -> None:
+        """What a user asked for: one connection, retried as a browser does."""
+        t_first = self.loop.time()
+        began = self.by_start.setdefault(int(t_first - self.start), [0, 0])
         began[0] += 1
-        for attempt in range(retries + 1):
-            why, connect_ms = await one(t_first)
+        for attempt in range(self.retries + 1):
+            why, connect_ms = await self.one(t_first)
             if not why:
-                record(True, attempt == 0, connect_ms)
+                self.record(True, attempt == 0, connect_ms)
                 began[1] += attempt == 0
                 return
-            if why not in _RETRYABLE or attempt == retries:
-                record(False, False, None, why)
+            if why not in _RETRYABLE or attempt == self.retries:
+                self.record(False, False, None, why)
                 return
-            retried_n += 1
-            retried[why] = retried.get(why, 0) + 1
+            self.retried_n += 1
+            self.retried[why] = self.retried.get(why, 0) + 1
 
-    async def worker() -> None:
-        nonlocal attempted
-        while loop.time() < deadline and (count is None or attempted < count):
-            attempted += 1
-            await connection()
+    async def worker(self) -> None:
+        while self.loop.time() < self.deadline and (
+            self.count is None or self.attempted < self.count
+        ):
+            self.attempted += 1
+            await self.connection()
 
-    def sample(sec: int) -> LegitSample:
-        slot = per_sec.get(sec, [0, 0, [], 0])
-        began = by_start.get(sec, [0, 0])
+    def sample(self, sec: int) -> LegitSample:
+        slot = self.per_sec.get(sec, [0, 0, [], 0])
+        began = self.by_start.get(sec, [0, 0])
         return LegitSample(
             sec, slot[0], slot[1], _percentile(slot[2], 50), slot[3], began[0], began[1]
         )
 
-    async def reporter() -> None:
+    async def reporter(self) -> None:
         sec = 0
         while True:
-            await asyncio.sleep(max(0.0, start + sec + 1 - loop.time()))
-            print(json.dumps({"sample": asdict(sample(sec))}), flush=True)
+            await asyncio.sleep(max(0.0, self.start + sec + 1 - self.loop.time()))
+            print(json.dumps({"sample": asdict(self.sample(sec))}), flush=True)
             sec += 1
 
-    rep = asyncio.create_task(reporter())
-    await asyncio.gather(*(worker() for _ in range(clients)))
+    def result(self) -> dict[str, Any]:
+        """What ``LegitResult.from_dict`` reads."""
+        last = max([*self.per_sec, *self.by_start], default=-1)
+        return {
+            "attempted": self.attempted,
+            "completed": self.completed,
+            "failed": self.failed,
+            "p50_ms": _percentile(self.latencies, 50),
+            "p99_ms": _percentile(self.latencies, 99),
+            "bytes_verified": self.verified,
+            "seconds": self.loop.time() - self.start,
+            "failures": self.failures,
+            "series": [asdict(self.sample(s)) for s in range(last + 1)],
+            "first_try": self.first_try,
+            "retries": self.retried_n,
+            "retried": self.retried,
+        }
+
+
+async def _client(
+    host: str,
+    port: int,
+    clients: int,
+    duration: float,
+    count: int | None,
+    body_size: int,
+    timeout: float,
+    retries: int = 0,
+) -> dict[str, Any]:
+    pool = _ClientPool(host, port, duration, count, body_size, timeout, retries)
+    rep = asyncio.create_task(pool.reporter())
+    await asyncio.gather(*(pool.worker() for _ in range(clients)))
     rep.cancel()
-    seconds = loop.time() - start
-    last = max([*per_sec, *by_start], default=-1)
-    return {
-        "attempted": attempted,
-        "completed": completed,
-        "failed": failed,
-        "p50_ms": _percentile(latencies, 50),
-        "p99_ms": _percentile(latencies, 99),
-        "bytes_verified": verified,
-        "seconds": seconds,
-        "failures": failures,
-        "series": [asdict(sample(s)) for s in range(last + 1)],
-        "first_try": first_try,
-        "retries": retried_n,
-        "retried": retried,
-    }
+    return pool.result()
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
