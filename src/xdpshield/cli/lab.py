@@ -17,7 +17,7 @@ from rich.table import Table
 
 from xdpshield import netns
 from xdpshield.ebpf import XdpMode
-from xdpshield.errors import XdpShieldError
+from xdpshield.errors import StandError, Unavailable
 from xdpshield.lab import KINDS, ROLES
 from xdpshield.policy.ports import parse_ports
 from xdpshield.shield.core import HANDSHAKE_MODES, Shield
@@ -25,7 +25,7 @@ from xdpshield.shield.core import HANDSHAKE_MODES, Shield
 from ._console import AddCommand, err, human, out
 
 if TYPE_CHECKING:
-    from xdpshield.lab.stand import Stand
+    from xdpshield.lab.stand import Stand, StandStatus
 
 LAB_MISSING = (
     "the lab commands (stand, flood, demo, bench) need the lab extra: "
@@ -43,7 +43,7 @@ def lab_extra() -> Iterator[None]:
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
         if top in ("scapy", "matplotlib"):
-            raise XdpShieldError(f"{LAB_MISSING} ({top} is missing)") from None
+            raise Unavailable(f"{LAB_MISSING} ({top} is missing)") from None
         raise
 
 
@@ -70,25 +70,8 @@ def cmd_stand(a: argparse.Namespace) -> int:
         st = stand.status()
         if a.json:
             print(json.dumps(dataclasses.asdict(st), indent=2, default=str))
-            return 0
-        t = Table(
-            "namespace",
-            "link",
-            "up",
-            "addresses",
-            "xdp",
-            title=f"stand {stand.prefix}: {'up' if st.up else 'not up'}",
-        )
-        for link in st.links:
-            xdp = f"{link.xdp.mode} id {link.xdp.prog_id}" if link.xdp else "-"
-            t.add_row(
-                stand.ns(link.role),
-                link.ifname,
-                "yes" if link.up else ("absent" if not link.present else "no"),
-                " ".join(link.addresses),
-                xdp,
-            )
-        out.print(t)
+        else:
+            out.print(_status_table(stand, st))
         return 0 if st.up else 1
     if a.action == "attach":
         with netns.enter(stand.ns("server")):
@@ -118,14 +101,35 @@ def cmd_stand(a: argparse.Namespace) -> int:
     if a.action == "exec":
         argv = a.argv[1:] if a.argv[:1] == ["--"] else a.argv
         if not argv:
-            raise XdpShieldError(
+            raise StandError(
                 "stand exec: no command given, e.g. 'stand exec client -- curl http://198.18.0.2/'"
             )
         r = stand.exec(a.role, argv, timeout=None)
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)
         return r.returncode
-    raise XdpShieldError(f"unknown stand action {a.action}")
+    raise StandError(f"unknown stand action {a.action}")
+
+
+def _status_table(stand: Stand, st: StandStatus) -> Table:
+    t = Table(
+        "namespace",
+        "link",
+        "up",
+        "addresses",
+        "xdp",
+        title=f"stand {stand.prefix}: {'up' if st.up else 'not up'}",
+    )
+    for link in st.links:
+        xdp = f"{link.xdp.mode} id {link.xdp.prog_id}" if link.xdp else "-"
+        t.add_row(
+            stand.ns(link.role),
+            link.ifname,
+            "yes" if link.up else ("absent" if not link.present else "no"),
+            " ".join(link.addresses),
+            xdp,
+        )
+    return t
 
 
 def cmd_flood(a: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """The demo: the same SYN flood twice, without and with the shield, while real clients connect.
 
 Library only: ``run_demo`` drives the stand and reports each second through a
-callback; ``cli.py`` renders the live view and the summary. Everything it
+callback; ``cli/lab.py`` renders the live view and the summary. Everything it
 creates is removed in a ``finally``, so Ctrl-C leaves nothing behind.
 """
 
@@ -17,8 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+
 from xdpshield import netns
-from xdpshield.errors import XdpShieldError
+from xdpshield.errors import TrafficError
 from xdpshield.lab.stand import Stand
 from xdpshield.lab.traffic import (
     FloodResult,
@@ -31,6 +33,10 @@ from xdpshield.lab.traffic import (
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
 
+# The backend must be chosen before pyplot is imported: files only, no display.
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
 __all__ = ["DemoResult", "DemoTick", "PhaseResult", "plot_demo", "run_demo"]
 
 PORT = 80
@@ -38,6 +44,9 @@ RETRIES = 1  # as a browser does; needed only if the shield runs reset mode (--h
 CONNECT_TIMEOUT_S = 3.0
 # Frames per kernel flush of the generator: one is its slowest, steadiest pace.
 FLOOD_LIVE_BATCH = 1
+
+# Packets per verdict reason, as Shield.stats() gives them.
+ShieldStats = dict[Reason, tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -250,6 +259,179 @@ def _one(cpu: int | None) -> list[int] | None:
     return None if cpu is None else [cpu]
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """The host's and the stand's counters a phase is measured between."""
+
+    cpu: dict[str, list[int]]
+    syncookies: int
+    link: dict[str, int]
+
+    @classmethod
+    def before(cls, stand: Stand) -> _Snapshot:
+        link = stand.mux_stats()
+        cookies = _kernel_syncookies(stand)
+        return cls(_cpu_times(), cookies, link)
+
+    @classmethod
+    def after(cls, stand: Stand) -> _Snapshot:
+        # The reverse order of before(): the CPU window is the tightest.
+        cpu = _cpu_times()
+        cookies = _kernel_syncookies(stand)
+        return cls(cpu, cookies, stand.mux_stats())
+
+
+class _PhaseRun:
+    """One phase: the legit clients and the flood in threads, a tick each second.
+
+    The flood starts a second after the clients and stops a second before
+    them, so the plot shows the service before, during and after it.
+    """
+
+    def __init__(
+        self,
+        stand: Stand,
+        layout: _Layout,
+        name: str,
+        shield: Shield | None,
+        seconds: float,
+        clients: int,
+        on_tick: Callable[[DemoTick], None] | None,
+    ) -> None:
+        self.stand, self.layout, self.name, self.shield = stand, layout, name, shield
+        self.seconds, self.clients, self.on_tick = seconds, clients, on_tick
+        self.flood_s = max(1.0, seconds - 2.0)
+        self.latest: list[LegitSample] = []
+        self.flood_sent: list[tuple[float, int]] = [(0.0, 0)]
+        self.legit_result: LegitResult | None = None
+        self.flood_result: FloodResult | None = None
+        self.errors: list[BaseException] = []
+        self.started: dict[str, float] = {}
+        self.first_report = threading.Event()
+
+    def on_progress(self, sent: int, elapsed: float) -> None:
+        # The flood's own clock starts after it has built and loaded its
+        # program: its first frame, not our call, is when it began.
+        self.started.setdefault("flood", time.monotonic() - elapsed)
+        self.flood_sent.append((elapsed, sent))
+
+    def on_sample(self, s: LegitSample) -> None:
+        self.latest.append(s)
+        if not self.first_report.is_set():
+            self.started["first_report"] = time.monotonic()
+            self.first_report.set()
+
+    def legit(self) -> None:
+        try:
+            self.legit_result = legit_load(
+                self.stand,
+                n_clients=self.clients,
+                duration_s=self.seconds,
+                port=PORT,
+                server=False,
+                retries=RETRIES,
+                connect_timeout_s=CONNECT_TIMEOUT_S,
+                cpus=_one(self.layout.internet_cpu),
+                on_sample=self.on_sample,
+            )
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def attack(self) -> None:
+        try:
+            # The clients report their second 0 when their clock reads 1 s:
+            # the flood starts then, on the clients' clock, not ours (they
+            # start a process first).
+            if not self.first_report.wait(timeout=10.0):
+                raise TrafficError("the legit clients did not report their first second")
+            self.flood_result = flood(
+                "syn",
+                stand=self.stand,
+                duration_s=self.flood_s,
+                dport=PORT,
+                workers=1,
+                cpus=_one(self.layout.internet_cpu),
+                live_batch=FLOOD_LIVE_BATCH,
+                on_progress=self.on_progress,
+                progress_interval_s=0.5,
+            )
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def watch(self, threads: list[threading.Thread], before: ShieldStats) -> list[dict[str, Any]]:
+        """A tick each second until both threads end (they are bounded; so is this)."""
+        series: list[dict[str, Any]] = []
+        last_stats = before
+        last_sent, last_t = 0, 0.0
+        t0 = time.monotonic()
+        sec = 0
+        while any(t.is_alive() for t in threads):
+            time.sleep(max(0.0, t0 + sec + 1 - time.monotonic()))
+            el, sent = self.flood_sent[-1]
+            pps = (sent - last_sent) / (el - last_t) if el > last_t else 0.0
+            last_sent, last_t = (sent, el) if el > last_t else (last_sent, last_t)
+            now = self.shield.stats() if self.shield else {}
+            delta = {r.label: now[r][0] - last_stats.get(r, (0, 0))[0] for r in now}
+            last_stats = now
+            tick = self._tick(sec, pps, {k: v for k, v in delta.items() if v})
+            series.append(asdict(tick))
+            if self.on_tick is not None:
+                self.on_tick(tick)
+            sec += 1
+            if time.monotonic() - t0 > self.seconds + 60:  # both are bounded; belt and braces
+                raise TrafficError(f"demo phase {self.name} overran its time")
+        return series
+
+    def _tick(self, sec: int, pps: float, verdicts: dict[str, int]) -> DemoTick:
+        s = self.latest[-1] if self.latest else None
+        return DemoTick(
+            self.name,
+            sec,
+            pps,
+            s.t if s else None,
+            s.completed if s else 0,
+            s.first_try if s else 0,
+            s.failed if s else 0,
+            s.p50_ms if s else None,
+            verdicts,
+        )
+
+    def result(
+        self,
+        series: list[dict[str, Any]],
+        before: ShieldStats,
+        at0: _Snapshot,
+        at1: _Snapshot,
+    ) -> PhaseResult:
+        after = self.shield.stats() if self.shield else {}
+        verdicts = {r.label: after[r][0] - before.get(r, (0, 0))[0] for r in after}
+        assert self.legit_result is not None and self.flood_result is not None
+        offset = 1.0 + self.started["flood"] - self.started["first_report"]
+        flood_series = [
+            (round(offset + (t_a + t_b) / 2, 3), float(round((n_b - n_a) / (t_b - t_a))))
+            for (t_a, n_a), (t_b, n_b) in itertools.pairwise(self.flood_sent)
+            if t_b > t_a
+        ]
+        server_cpu = self.layout.server_cpu
+        return PhaseResult(
+            name=self.name,
+            shield=self.shield is not None,
+            legit=self.legit_result.to_dict(),
+            flood=self.flood_result.to_dict(),
+            softirq_cpu_pct=_softirq_pct(at0.cpu, at1.cpu),
+            verdicts=verdicts,
+            series=series,
+            flood_offset_s=round(offset, 3),
+            flood_series=flood_series,
+            server_cpu=server_cpu,
+            server_cpu_busy_pct=(
+                _busy_pct(at0.cpu, at1.cpu, server_cpu) if server_cpu is not None else None
+            ),
+            kernel_syncookies=at1.syncookies - at0.syncookies,
+            shared_link={k: at1.link[k] - at0.link[k] for k in at1.link},
+        )
+
+
 def _measure(
     stand: Stand,
     layout: _Layout,
@@ -259,136 +441,18 @@ def _measure(
     clients: int,
     on_tick: Callable[[DemoTick], None] | None,
 ) -> PhaseResult:
-    latest: list[LegitSample] = []
-    flood_sent: list[tuple[float, int]] = [(0.0, 0)]
-    out: dict[str, Any] = {}
-    errors: list[BaseException] = []
-    # The flood starts a second after the clients and stops a second before
-    # them, so the plot shows the service before, during and after it.
-    flood_s = max(1.0, seconds - 2.0)
-    started: dict[str, float] = {}
-    first_report = threading.Event()
-
-    def on_progress(sent: int, elapsed: float) -> None:
-        # The flood's own clock starts after it has built and loaded its
-        # program: its first frame, not our call, is when it began.
-        started.setdefault("flood", time.monotonic() - elapsed)
-        flood_sent.append((elapsed, sent))
-
-    def on_sample(s: LegitSample) -> None:
-        latest.append(s)
-        if not first_report.is_set():
-            started["first_report"] = time.monotonic()
-            first_report.set()
-
-    def legit() -> None:
-        try:
-            out["legit"] = legit_load(
-                stand,
-                n_clients=clients,
-                duration_s=seconds,
-                port=PORT,
-                server=False,
-                retries=RETRIES,
-                connect_timeout_s=CONNECT_TIMEOUT_S,
-                cpus=_one(layout.internet_cpu),
-                on_sample=on_sample,
-            )
-        except BaseException as exc:
-            errors.append(exc)
-
-    def attack() -> None:
-        try:
-            # The clients report their second 0 when their clock reads 1 s:
-            # the flood starts then, on the clients' clock, not ours (they
-            # start a process first).
-            if not first_report.wait(timeout=10.0):
-                raise XdpShieldError("the legit clients did not report their first second")
-            out["flood"] = flood(
-                "syn",
-                stand=stand,
-                duration_s=flood_s,
-                dport=PORT,
-                workers=1,
-                cpus=_one(layout.internet_cpu),
-                live_batch=FLOOD_LIVE_BATCH,
-                on_progress=on_progress,
-                progress_interval_s=0.5,
-            )
-        except BaseException as exc:
-            errors.append(exc)
-
+    run = _PhaseRun(stand, layout, name, shield, seconds, clients, on_tick)
     before = shield.stats() if shield else {}
-    link0 = stand.mux_stats()
-    cookies0 = _kernel_syncookies(stand)
-    cpu0 = _cpu_times()
+    at0 = _Snapshot.before(stand)
     with serve_http(stand, port=PORT, cpus=_one(layout.server_cpu)):
-        threads = [threading.Thread(target=f, daemon=True) for f in (legit, attack)]
+        threads = [threading.Thread(target=f, daemon=True) for f in (run.legit, run.attack)]
         for t in threads:
             t.start()
-        series: list[dict[str, Any]] = []
-        last_stats = before
-        last_sent, last_t = 0, 0.0
-        t0 = time.monotonic()
-        sec = 0
-        while any(t.is_alive() for t in threads):
-            time.sleep(max(0.0, t0 + sec + 1 - time.monotonic()))
-            el, sent = flood_sent[-1]
-            pps = (sent - last_sent) / (el - last_t) if el > last_t else 0.0
-            last_sent, last_t = (sent, el) if el > last_t else (last_sent, last_t)
-            now = shield.stats() if shield else {}
-            delta = {r.label: now[r][0] - last_stats.get(r, (0, 0))[0] for r in now}
-            last_stats = now
-            s = latest[-1] if latest else None
-            tick = DemoTick(
-                name,
-                sec,
-                pps,
-                s.t if s else None,
-                s.completed if s else 0,
-                s.first_try if s else 0,
-                s.failed if s else 0,
-                s.p50_ms if s else None,
-                {k: v for k, v in delta.items() if v},
-            )
-            series.append(asdict(tick))
-            if on_tick is not None:
-                on_tick(tick)
-            sec += 1
-            if time.monotonic() - t0 > seconds + 60:  # both are bounded; belt and braces
-                raise XdpShieldError(f"demo phase {name} overran its time")
-    cpu1 = _cpu_times()
-    cookies1 = _kernel_syncookies(stand)
-    link1 = stand.mux_stats()
-    if errors:
-        raise errors[0]
-    after = shield.stats() if shield else {}
-    verdicts = {r.label: after[r][0] - before.get(r, (0, 0))[0] for r in after}
-    legit_res: LegitResult = out["legit"]
-    flood_res: FloodResult = out["flood"]
-    offset = 1.0 + started["flood"] - started["first_report"]
-    flood_series = [
-        (round(offset + (t_a + t_b) / 2, 3), float(round((n_b - n_a) / (t_b - t_a))))
-        for (t_a, n_a), (t_b, n_b) in itertools.pairwise(flood_sent)
-        if t_b > t_a
-    ]
-    return PhaseResult(
-        name=name,
-        shield=shield is not None,
-        legit=legit_res.to_dict(),
-        flood=flood_res.to_dict(),
-        softirq_cpu_pct=_softirq_pct(cpu0, cpu1),
-        verdicts=verdicts,
-        series=series,
-        flood_offset_s=round(offset, 3),
-        flood_series=flood_series,
-        server_cpu=layout.server_cpu,
-        server_cpu_busy_pct=(
-            _busy_pct(cpu0, cpu1, layout.server_cpu) if layout.server_cpu is not None else None
-        ),
-        kernel_syncookies=cookies1 - cookies0,
-        shared_link={k: link1[k] - link0[k] for k in link1},
-    )
+        series = run.watch(threads, before)
+    at1 = _Snapshot.after(stand)
+    if run.errors:
+        raise run.errors[0]
+    return run.result(series, before, at0, at1)
 
 
 def run_demo(
@@ -471,11 +535,6 @@ def plot_demo(result: DemoResult, path: Path) -> None:
     Time is seconds since the clients started; the flood starts about a
     second later (its progress reports are shifted by the measured offset).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(result.phases)
     fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 4.8), sharey=True, squeeze=False)
     top = max((float(f) for p in result.phases for _, f in p.flood_series), default=0.0)
