@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from enum import Enum
 
 __all__ = [
     "AlreadyAttached",
@@ -16,6 +17,7 @@ __all__ = [
     "NotPermitted",
     "ObjectMismatch",
     "ObjectNotFound",
+    "Op",
     "StandError",
     "TrafficError",
     "Unavailable",
@@ -27,6 +29,9 @@ __all__ = [
 
 class XdpShieldError(Exception):
     """Base of every error xdpshield raises on purpose."""
+
+    #: The kernel's reason when a syscall failed (0: not from a syscall).
+    errno: int | None = 0
 
 
 class BpfError(XdpShieldError):
@@ -116,6 +121,8 @@ class ConfigError(XdpShieldError, ValueError):
         key: str | None = None,
     ) -> None:
         self.file, self.line, self.key = file, line, key
+        #: What is wrong, without where (to say it again with more of where).
+        self.message = message
         where = ":".join(str(p) for p in (file, line) if p is not None)
         prefix = f"{where}: " if where else ""
         keypart = f"{key}: " if key else ""
@@ -134,14 +141,69 @@ class Unavailable(XdpShieldError):
     """The lab: a receiver or baseline cannot run here; the message says why."""
 
 
-def from_oserror(exc: OSError, what: str) -> XdpShieldError:
-    """Turn an errno from libbpf into the exception a caller can act on."""
+class Op(Enum):
+    """What a failed call was doing: the same errno means different things per operation
+    (ENOENT is a missing key to a map lookup, a missing pin to obj_get)."""
+
+    MAP_LOOKUP = "map lookup"
+    MAP_DELETE = "map delete"
+    MAP_UPDATE = "map update"
+    OBJ_GET = "open pinned object"
+    OBJ_PIN = "pin object"
+    BY_ID = "open object by id"
+    INTERFACE = "interface"
+    ATTACH = "attach"
+    DETACH = "detach"
+    LOAD = "load"
+    OTHER = "other"
+
+
+_NO_IFACE = {
+    _errno.ENODEV: InterfaceNotFound,
+    _errno.ENXIO: InterfaceNotFound,
+}
+#: errno -> class per operation; EPERM/EACCES are NotPermitted everywhere, the rest BpfError.
+_BY_OP: dict[Op, dict[int, type[XdpShieldError]]] = {
+    Op.MAP_LOOKUP: {_errno.ENOENT: KeyNotFound},
+    Op.MAP_DELETE: {_errno.ENOENT: KeyNotFound},
+    Op.MAP_UPDATE: {_errno.E2BIG: MapFull, _errno.ENOSPC: MapFull, _errno.ENOENT: KeyNotFound},
+    Op.OBJ_GET: {_errno.ENOENT: ObjectNotFound},
+    Op.OBJ_PIN: {_errno.ENOENT: ObjectNotFound},
+    Op.BY_ID: {_errno.ENOENT: ObjectNotFound},
+    Op.INTERFACE: {_errno.ENOENT: InterfaceNotFound, **_NO_IFACE},
+    Op.ATTACH: {_errno.EEXIST: AlreadyAttached, _errno.EBUSY: AlreadyAttached, **_NO_IFACE},
+    Op.DETACH: {_errno.ENOENT: NotAttached, **_NO_IFACE},
+    Op.LOAD: {_errno.ENOENT: ObjectNotFound},
+    Op.OTHER: {},
+}
+#: What the errno means for the class it maps to (strerror's ENOENT,
+#: "No such file or directory", misleads about a map key or an interface).
+_REASONS: dict[type[XdpShieldError], str] = {
+    NotPermitted: "not permitted (BPF needs root or CAP_BPF+CAP_NET_ADMIN)",
+    KeyNotFound: "no such key",
+    MapFull: "the map is full",
+    ObjectNotFound: "not found",
+    InterfaceNotFound: "no such network interface",
+    AlreadyAttached: "a program is already attached",
+    NotAttached: "nothing attached",
+}
+
+
+def from_oserror(exc: OSError, what: str, op: Op = Op.OTHER) -> XdpShieldError:
+    """Turn an errno from libbpf into the exception a caller can act on.
+
+    ``what`` names the thing (``lookup in map xs_keys``), ``op`` says which
+    operation failed, so that an errno maps to the class that fits it.
+    """
     err = exc.errno or 0
-    text = f"{what}: {os.strerror(err) if err else exc}"
     if err in (_errno.EPERM, _errno.EACCES):
-        return NotPermitted(f"{text} (BPF needs root or CAP_BPF+CAP_NET_ADMIN)", err)
-    if err == _errno.ENOENT:
-        return KeyNotFound(text, err)
-    if err == _errno.E2BIG:
-        return MapFull(text, err)
-    return BpfError(text, err)
+        cls: type[XdpShieldError] = NotPermitted
+    else:
+        cls = _BY_OP[op].get(err, BpfError)
+    reason = _REASONS.get(cls) or (os.strerror(err) if err else str(exc))
+    text = f"{what}: {reason}"
+    if issubclass(cls, BpfError):
+        return cls(text, err)
+    made = cls(text)
+    made.errno = err
+    return made

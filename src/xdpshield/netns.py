@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,14 +19,18 @@ from .errors import XdpShieldError
 
 __all__ = [
     "NETNS_RUN_DIR",
+    "NamespaceRef",
     "add_address",
     "create",
     "current_inode",
     "current_name",
     "enter",
+    "enter_fd",
     "exists",
+    "inode_of",
     "ipr",
     "link_up",
+    "open_current",
     "remove",
     "set_sysctl",
     "unique_prefix",
@@ -68,12 +73,25 @@ def enter(name: str | None) -> Iterator[None]:
         return
     if not exists(name):
         raise XdpShieldError(f"network namespace {name!r} does not exist")
+    with _switched(name):
+        yield
+
+
+@contextlib.contextmanager
+def enter_fd(fd: int) -> Iterator[None]:
+    """Run the block inside the namespace open as ``fd`` (see ``open_current``)."""
+    with _switched(fd):
+        yield
+
+
+@contextlib.contextmanager
+def _switched(target: str | int) -> Iterator[None]:
     # setns() moves only the calling thread, so save *this thread's* namespace
     # (pyroute2's pushns saves /proc/self, the main thread's), and never let
     # pyroute2 create a namespace that is missing (flags=0, not O_CREAT).
-    saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    saved = open_current()
     try:
-        netns.setns(name, flags=0)
+        netns.setns(target, flags=0)
         try:
             yield
         finally:
@@ -82,8 +100,22 @@ def enter(name: str | None) -> Iterator[None]:
         os.close(saved)
 
 
+def open_current() -> int:
+    """An fd of this thread's network namespace (to come back to it from elsewhere)."""
+    return os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+
+
 def current_inode() -> int:
-    return os.stat("/proc/self/ns/net").st_ino
+    """This thread's namespace (setns() moves a thread, not the process)."""
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+def inode_of(name: str) -> int:
+    """The namespace now named ``name`` (a deleted and recreated one differs)."""
+    try:
+        return (NETNS_RUN_DIR / name).stat().st_ino
+    except OSError:
+        raise XdpShieldError(f"network namespace {name!r} does not exist") from None
 
 
 def current_name() -> str | None:
@@ -142,3 +174,40 @@ def set_sysctl(ns: str | None, key: str, value: str | int) -> None:
     path = Path("/proc/sys") / key.replace(".", "/")
     with enter(ns):
         path.write_text(f"{value}\n")
+
+
+class NamespaceRef:
+    """The namespace this thread is in at construction, to re-enter from any other.
+
+    A named namespace is entered by name, so that holding the reference does
+    not keep it alive after ``ip netns del`` (a daemon would keep a deleted
+    namespace's interfaces up). The host's (or an unnamed one) has no name: it
+    is held open by an fd, closed with ``close()`` or when collected.
+    """
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+        self.inode = current_inode()
+        self._fd = None if name else open_current()
+        self._finalizer = weakref.finalize(self, _close_fd, self._fd)
+
+    def enter(self) -> contextlib.AbstractContextManager[None]:
+        """Run a block in the namespace (nothing to do when already there)."""
+        if current_inode() == self.inode:
+            return contextlib.nullcontext()
+        if self._fd is not None:
+            return enter_fd(self._fd)
+        assert self.name is not None
+        if inode_of(self.name) != self.inode:
+            raise XdpShieldError(
+                f"network namespace {self.name!r} was deleted and another made under its name"
+            )
+        return enter(self.name)
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def _close_fd(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)

@@ -6,6 +6,7 @@ on failure. The shield side is ``inner`` in ``ns_inner``; pings come from ``oute
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,9 @@ from tests.conftest import VethPair
 from xdpshield import netns
 from xdpshield.ebpf import (
     ObjectSpec,
+    TcLink,
     UInt,
+    XdpLink,
     attach_tc,
     attach_xdp,
     bpffs_root,
@@ -30,7 +33,7 @@ from xdpshield.ebpf import (
     query_xdp,
     sum_percpu,
 )
-from xdpshield.errors import AlreadyAttached
+from xdpshield.errors import AlreadyAttached, NotAttached
 
 OBJ = Path(xdpshield.__file__).parent / "_obj"
 
@@ -108,6 +111,35 @@ def test_second_attach_is_refused(veth: VethPair) -> None:
                 attach_xdp(coll.program("xdp_count"), veth.inner, "generic")
         finally:
             detach_xdp(veth.inner)
+            coll.close()
+
+
+def test_a_link_detaches_only_its_own_program(veth: VethPair) -> None:
+    # XDP: a program put in place of the link's (replace) is left alone.
+    with netns.enter(veth.ns_inner):
+        coll = ObjectSpec(OBJ / "test_counter.o").load()
+        try:
+            link = XdpLink.attach(coll.program("xdp_pass"), veth.inner, "native")
+            assert link.attached() and link.mode == "native"
+            other = attach_xdp(coll.program("xdp_count"), veth.inner, "native", replace=True)
+            assert not link.attached()
+            with pytest.raises(NotAttached, match=f"not ours \\({link.prog_id}\\)"):
+                link.detach()
+            assert query_xdp(veth.inner) == other
+            other.detach()
+            assert query_xdp(veth.inner) is None
+            # tc: the link's filter goes; detached, it says so and touches nothing.
+            tc = TcLink.attach(coll.program("tc_count"), veth.inner, handle=7, priority=3)
+            assert tc.attached()
+            tc.detach()
+            assert not tc.attached() and query_tc(veth.inner, handle=7, priority=3) is None
+            with pytest.raises(NotAttached, match="no tc filter 7/3"):
+                tc.detach()
+        finally:
+            with contextlib.suppress(NotAttached):
+                detach_xdp(veth.inner)
+            with contextlib.suppress(NotAttached):
+                detach_tc(veth.inner, handle=7, priority=3)
             coll.close()
 
 

@@ -46,8 +46,9 @@ def nstat(stand: Stand, counter: str) -> int:
 
 @pytest.mark.parametrize("family", [4, 6])
 def test_client_connects_through_a_syn_flood(stand: Stand, family: int) -> None:
-    with netns.enter(stand.ns("server")):
-        shield = Shield.load(stand.server_if, ports=[80], xdp_mode="native", handshake="reset")
+    shield = Shield.load(
+        stand.server_if, ports=[80], xdp_mode="native", handshake="reset", netns=stand.ns("server")
+    )
     cookies_before = nstat(stand, "TcpExtSyncookiesSent")
     result: list[FloodResult] = []
     attack = threading.Thread(
@@ -75,8 +76,7 @@ def test_client_connects_through_a_syn_flood(stand: Stand, family: int) -> None:
         stats = shield.stats()
     finally:
         attack.join(30)
-        with netns.enter(stand.ns("server")):
-            shield.unload()
+        shield.unload()
     (fl,) = result
     assert fl.sent > 100_000
     # Every flood SYN the link delivered was answered by XDP, none by the kernel.

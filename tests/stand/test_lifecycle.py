@@ -78,22 +78,20 @@ def server_shield(stand: Stand, **kw: Any) -> Iterator[Callable[[], Shield]]:
     ns = stand.ns("server")
 
     def load() -> Shield:
-        with netns.enter(ns):
-            return Shield.load(stand.server_if, xdp_mode="native", **kw)
+        return Shield.load(stand.server_if, xdp_mode="native", **kw, netns=ns)
 
     current = [load()]
 
     def reload() -> Shield:
-        with netns.enter(ns):
-            current[0].unload()
+        current[0].unload()
         current[0] = load()
         return current[0]
 
     try:
         yield reload
     finally:
-        with netns.enter(ns), contextlib.suppress(XdpShieldError):
-            Shield.open(stand.server_if).unload(purge=True)
+        with contextlib.suppress(XdpShieldError):
+            Shield.open(stand.server_if, netns=ns).unload(purge=True)
 
 
 # -- state kept across unload and load -------------------------------------------------
@@ -233,15 +231,17 @@ def _daemon_of(pair: VethPair) -> dict[str, Any] | None:
 
 
 def test_daemon_reopens_a_reloaded_shield_and_exits_when_it_is_unloaded(veth: VethPair) -> None:
-    with netns.enter(veth.ns_inner):
-        sh = Shield.load(veth.inner, ports=[80], xdp_mode="native", handshake="reset")
+    sh = Shield.load(
+        veth.inner, ports=[80], xdp_mode="native", handshake="reset", netns=veth.ns_inner
+    )
     d = DaemonProc(veth, "--rotate-keys", "1")
     try:
         wait_for(lambda: d.said("keys rotate every 1 s"), 20, "the daemon to start")
         # A purged reload: new maps, new keys, a new program id.
-        with netns.enter(veth.ns_inner):
-            sh.unload(purge=True)
-            sh = Shield.load(veth.inner, ports=[80], xdp_mode="native", handshake="reset")
+        sh.unload(purge=True)
+        sh = Shield.load(
+            veth.inner, ports=[80], xdp_mode="native", handshake="reset", netns=veth.ns_inner
+        )
         start = datapath.current_epoch(sh.maps)
         assert start is not None
         wait_for(lambda: d.said("the shield was reloaded"), 10, "the daemon to reopen")
@@ -251,15 +251,14 @@ def test_daemon_reopens_a_reloaded_shield_and_exits_when_it_is_unloaded(veth: Ve
             "the daemon to rotate the new shield's keys",
         )
         assert _daemon_of(veth) == {"pid": d.proc.pid, "rotate_s": 1.0}
-        with netns.enter(veth.ns_inner):
-            sh.unload()
+        sh.unload()
         assert d.proc.wait(15) == 0
         assert d.said("the shield was unloaded; the daemon exits")
         assert not record(veth).with_suffix(".daemon").exists()
     finally:
         d.stop()
-        with netns.enter(veth.ns_inner), contextlib.suppress(XdpShieldError):
-            Shield.open(veth.inner).unload(purge=True)
+        with contextlib.suppress(XdpShieldError):
+            Shield.open(veth.inner, netns=veth.ns_inner).unload(purge=True)
 
 
 def test_status_says_what_rotates_the_keys(veth: VethPair) -> None:

@@ -117,8 +117,7 @@ def test_down_removes_a_loaded_shield_and_its_pins(stand: Stand) -> None:
     # The pins live in the host's bpffs and would keep the shield's maps alive
     # after its namespace is gone.
     stand.up()
-    with netns.enter(stand.ns("server")):
-        Shield.load(stand.server_if, ports=[80], handshake="reset").close()
+    Shield.load(stand.server_if, ports=[80], handshake="reset", netns=stand.ns("server")).close()
     pins = list((bpffs_root() / "xdpshield").glob(f"netns-{stand.prefix}-*/*/prog"))
     assert len(pins) == 1
     stand.down()

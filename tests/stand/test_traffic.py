@@ -282,8 +282,9 @@ def test_legit_retries_a_reset_first_attempt(stand: Stand) -> None:
     retries that connection is a failure, counted as a reset."""
     from xdpshield.shield.core import Shield
 
-    with netns.enter(stand.ns("server")):
-        shield = Shield.load(stand.server_if, ports=[80], xdp_mode="native", handshake="reset")
+    shield = Shield.load(
+        stand.server_if, ports=[80], xdp_mode="native", handshake="reset", netns=stand.ns("server")
+    )
     try:
         once = legit_load(stand, n_clients=1, duration_s=10, count=10, retries=1)
         assert (once.attempted, once.completed, once.failed) == (10, 10, 0), once.failures
@@ -296,17 +297,16 @@ def test_legit_retries_a_reset_first_attempt(stand: Stand) -> None:
         assert sum(s.started for s in once.series) == 10
         assert sum(s.started_first_try for s in once.series) == once.first_try
     finally:
-        with netns.enter(stand.ns("server")):
-            shield.unload(purge=True)  # forget the verified source: an unload keeps it
-    with netns.enter(stand.ns("server")):
-        shield = Shield.load(stand.server_if, ports=[80], xdp_mode="native", handshake="reset")
+        shield.unload(purge=True)  # forget the verified source: an unload keeps it
+    shield = Shield.load(
+        stand.server_if, ports=[80], xdp_mode="native", handshake="reset", netns=stand.ns("server")
+    )
     try:
         never = legit_load(stand, n_clients=1, duration_s=10, count=10, retries=0)
         assert never.failures.get("reset", 0) >= 1 and never.retries == 0
         assert never.completed == never.first_try == 10 - never.failed
     finally:
-        with netns.enter(stand.ns("server")):
-            shield.unload()
+        shield.unload()
 
 
 def test_legit_retries_are_bounded(stand: Stand) -> None:

@@ -47,13 +47,17 @@ def shielded(stand: Stand, xdp_mode: str = "native", **kw: object) -> Iterator[S
     # These tests follow the shield's own handshake: every SYN gets a cookie
     # (no flood threshold), unless a test says otherwise.
     kw.setdefault("options", GuardOptions(syn_flood_pps=0))
-    with netns.enter(stand.ns("server")):
-        sh = Shield.load(stand.server_if, ports=[HTTP, ECHO], xdp_mode=xdp_mode, **kw)  # type: ignore[arg-type]
+    sh = Shield.load(
+        stand.server_if,
+        ports=[HTTP, ECHO],
+        xdp_mode=xdp_mode,
+        netns=stand.ns("server"),
+        **kw,  # type: ignore[arg-type]
+    )
     try:
         yield sh
     finally:
-        with netns.enter(stand.ns("server")):
-            sh.unload()
+        sh.unload()
 
 
 @dataclass(frozen=True)
@@ -169,8 +173,7 @@ def _in(stand: Stand, role: str) -> list[str]:
 
 
 def status(stand: Stand, sh: Shield) -> shield_mod.ShieldStatus:
-    with netns.enter(stand.ns("server")):
-        return sh.status()
+    return sh.status()  # from the host: the shield enters its namespace itself
 
 
 def nstat(stand: Stand, counter: str) -> int:
@@ -456,8 +459,10 @@ def test_auto_falls_back_to_reset_without_the_kfunc(
             assert echo(stand, 4, b"retry")[0] == b"retry"
         finally:
             srv.close()
-    with netns.enter(stand.ns("server")), pytest.raises(ConfigError, match="simulated"):
-        Shield.load(stand.server_if, ports=[HTTP], handshake="transparent")
+    with pytest.raises(ConfigError, match="simulated"):
+        Shield.load(
+            stand.server_if, ports=[HTTP], handshake="transparent", netns=stand.ns("server")
+        )
 
 
 @needs_handoff
@@ -473,8 +478,10 @@ def test_auto_is_transparent_and_syncookies_zero_is_refused(stand: Stand) -> Non
             is None
         )
     stand.exec("server", ["sysctl", "-qw", "net.ipv4.tcp_syncookies=0"], check=True)
-    with netns.enter(stand.ns("server")), pytest.raises(ConfigError, match="tcp_syncookies is 0"):
-        Shield.load(stand.server_if, ports=[HTTP], handshake="transparent")
+    with pytest.raises(ConfigError, match="tcp_syncookies is 0"):
+        Shield.load(
+            stand.server_if, ports=[HTTP], handshake="transparent", netns=stand.ns("server")
+        )
     with shielded(stand, handshake="auto") as sh:
         st = status(stand, sh)
         assert st.handshake == "reset"
@@ -563,8 +570,7 @@ def test_seen_filter_rebuild_keeps_the_peers_with_a_socket(stand: Stand, family:
     ):
         first, tw = _get_leaving_time_wait(stand, family, sport)
         datapath.mark_seen(sh.maps, [stale])
-        with netns.enter(stand.ns("server")):
-            before, after = datapath.rebuild_seen(sh.maps, shield_mod.socket_peers)
+        before, after = sh.rebuild_seen()  # lists the server namespace's sockets itself
         bits = seen_bits(sh)
         second = _get_from_port(stand, family, sport)
         stats = sh.stats()

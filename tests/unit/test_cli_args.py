@@ -11,8 +11,10 @@ import pytest
 
 from xdpshield import cli
 from xdpshield.cli import shield as cli_shield
+from xdpshield.errors import ConfigError
 from xdpshield.ops.daemon import Daemon
-from xdpshield.shield.core import host_path
+from xdpshield.shield.core import LoadRecord, host_path
+from xdpshield.shield.datapath import GuardOptions
 
 
 class FakeShield:
@@ -116,12 +118,13 @@ def test_daemon_rotation_period_out_of_range_is_an_error(
 def test_daemon_rotation_zero_is_not_the_default() -> None:
     class Fake:
         def __init__(self) -> None:
-            self.meta: dict[str, Any] = {"options": {"key_rotation_s": 60.0}}
-            self.maps: dict[str, Any] = {}
+            self.record = LoadRecord("x0", options=GuardOptions(key_rotation_s=45.0))
+            self.tracks_seen = False
 
-    with pytest.raises(ValueError, match=r"key rotation period 0\.0 s"):
+    with pytest.raises(ConfigError, match=r"rotate_s: key rotation period 0\.0 s"):
         Daemon(Fake(), rotate_s=0)  # type: ignore[arg-type]
-    assert Daemon(Fake(), rotate_s=None).rotate_s == 60.0  # type: ignore[arg-type]
+    # None: the period the shield was loaded with.
+    assert Daemon(Fake(), rotate_s=None).rotate_s == 45.0  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from xdpshield.cli import build_parser
@@ -69,8 +71,28 @@ def test_sum_percpu_ints_and_tuples() -> None:
         sum_percpu([])
 
 
-def test_possible_cpus_is_positive() -> None:
-    assert possible_cpus() >= 1
+def _cpus_listed(text: str) -> set[int]:
+    """The CPU numbers of a kernel CPU list, expanded one by one (not by arithmetic)."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def test_possible_cpus_counts_this_machines_list() -> None:
+    listed = Path("/sys/devices/system/cpu/possible").read_text()
+    assert possible_cpus() == len(_cpus_listed(listed))
+
+
+@pytest.mark.parametrize(
+    ("listed", "count"), [("0", 1), ("0-3", 4), ("0-3,6,8-9\n", 7), ("2-2,5", 2)]
+)
+def test_possible_cpus_counts_every_range(tmp_path: Path, listed: str, count: int) -> None:
+    # Holes and single CPUs too: a per-CPU value array has one slot per listed CPU.
+    f = tmp_path / "possible"
+    f.write_text(listed)
+    assert possible_cpus(f) == count == len(_cpus_listed(listed))
 
 
 def test_key_not_found_reads_as_a_sentence() -> None:

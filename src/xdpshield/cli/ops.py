@@ -51,10 +51,7 @@ def cmd_daemon(a: argparse.Namespace) -> int:
         }.get(ev.what, ev.what)
         out.print(f"{time.strftime('%H:%M:%S')} {a.iface}: {ev.what} ({what})")
 
-    try:
-        daemon = Daemon(shield, rotate_s=a.rotate_keys, seen_s=a.seen_rebuild, on_event=log)
-    except ValueError as exc:
-        raise XdpShieldError(str(exc)) from None
+    daemon = Daemon(shield, rotate_s=a.rotate_keys, seen_s=a.seen_rebuild, on_event=log)
     if a.metrics:
         host, port = _listen_addr(a.metrics)
         start_http_server(

@@ -94,27 +94,27 @@ def cmd_unload(a: argparse.Namespace) -> int:
         gone_ns.remove()
         out.print(f"removed the stale shield on {a.iface} of namespace {a.netns} ({gone_ns.why})")
         return 0
-    with netns.enter(a.netns or None):
-        try:
-            shield = Shield.open(a.iface)
-        except InterfaceNotFound:
-            gone_if = find_stale(a.iface, netns.current_name())
-            if gone_if is None:
-                raise
-            gone_if.remove()
-            out.print(f"removed the stale shield on {a.iface} ({gone_if.why})")
-            return 0
-        except NotAttached:
-            if a.purge and forget_state(a.iface):
-                out.print(f"removed the state kept for {a.iface} (cookie keys, verified sources)")
-                return 0
-            if a.iface in kept_state():
-                raise NotAttached(
-                    f"xdpshield is not loaded on {a.iface}; it keeps the cookie keys and "
-                    f"verified sources of an earlier load ('unload {a.iface} --purge' drops them)"
-                ) from None
+    ns = a.netns or None
+    try:
+        shield = Shield.open(a.iface, netns=ns)
+    except InterfaceNotFound:
+        gone_if = find_stale(a.iface, ns or netns.current_name())
+        if gone_if is None:
             raise
-        shield.unload(purge=a.purge)
+        gone_if.remove()
+        out.print(f"removed the stale shield on {a.iface} ({gone_if.why})")
+        return 0
+    except NotAttached:
+        if a.purge and forget_state(a.iface, ns):
+            out.print(f"removed the state kept for {a.iface} (cookie keys, verified sources)")
+            return 0
+        if a.iface in kept_state(ns):
+            raise NotAttached(
+                f"xdpshield is not loaded on {a.iface}; it keeps the cookie keys and "
+                f"verified sources of an earlier load ('unload {a.iface} --purge' drops them)"
+            ) from None
+        raise
+    shield.unload(purge=a.purge)
     kept = "" if a.purge else "; cookie keys and verified sources kept for the next load"
     out.print(f"xdpshield unloaded from [bold]{a.iface}[/]{kept}")
     return 0

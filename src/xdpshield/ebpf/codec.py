@@ -85,9 +85,12 @@ class StructCodec:
         return self.struct.unpack(data[: self.size])
 
 
-def possible_cpus() -> int:
-    """Number of possible CPUs: the length of every per-CPU value array."""
-    text = Path("/sys/devices/system/cpu/possible").read_text().strip()
+def possible_cpus(path: str | Path = "/sys/devices/system/cpu/possible") -> int:
+    """Number of possible CPUs: the length of every per-CPU value array.
+
+    ``path``: the kernel's list of ranges ("0-3,6"), another only in tests.
+    """
+    text = Path(path).read_text().strip()
     total = 0
     for part in text.split(","):
         lo, _, hi = part.partition("-")

@@ -6,46 +6,28 @@ import errno
 import os
 import socket
 import subprocess
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TypeVar
 
 from ..errors import (
     AlreadyAttached,
     BpfError,
     InterfaceNotFound,
     NotAttached,
+    Op,
     from_oserror,
 )
 from ._libbpf import lib
 from .program import Program
 
-K = TypeVar("K")
-V = TypeVar("V")
-T = TypeVar("T")
-
 BPFFS_ROOT = Path("/sys/fs/bpf")
-_PERCPU_TYPES = {5, 6, 10, 21}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP
-_ARRAY_TYPES = {2, 6}  # ARRAY, PERCPU_ARRAY: keys always exist, cannot be deleted
-MAP_TYPE_NAMES = {
-    1: "hash",
-    2: "array",
-    3: "prog_array",
-    4: "perf_event_array",
-    5: "percpu_hash",
-    6: "percpu_array",
-    9: "lru_hash",
-    10: "lru_percpu_hash",
-    11: "lpm_trie",
-    27: "ringbuf",
-}
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_REPLACE = 1 << 4
-BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 
 
 def ifindex_of(iface: str | int) -> int:
@@ -64,33 +46,119 @@ class XdpMode(Enum):
     AUTO = "auto"
 
 
-@dataclass(frozen=True)
-class XdpAttachment:
+class Link(ABC):
+    """One attachment of one program to one hook, identified by the program's id.
+
+    Netlink acts in the caller's network namespace: use a link from the
+    namespace of its interface. ``detach`` removes only this link's program:
+    a program someone attached since is left alone (NotAttached).
+    """
+
     ifindex: int
     prog_id: int
-    mode: str  # "native", "generic" or "offload"
+
+    @abstractmethod
+    def attached(self) -> bool:
+        """Whether this link's program is still the one on the hook."""
+
+    @abstractmethod
+    def detach(self) -> None:
+        """Remove the attachment if it is still this link's program."""
 
 
-def query_xdp(iface: str | int) -> XdpAttachment | None:
+@dataclass(frozen=True)
+class XdpLink(Link):
+    """An XDP program on an interface, in ``mode`` ("native", "generic", "offload")."""
+
+    ifindex: int
+    prog_id: int
+    mode: str
+
+    @classmethod
+    def attach(cls, prog: Program, iface: str | int, mode: XdpMode | str = XdpMode.AUTO) -> XdpLink:
+        return attach_xdp(prog, iface, mode)
+
+    def attached(self) -> bool:
+        cur = query_xdp(self.ifindex)
+        return cur is not None and cur.prog_id == self.prog_id
+
+    def detach(self) -> None:
+        detach_xdp(self.ifindex, self.prog_id)
+
+
+#: The name before links could detach themselves.
+XdpAttachment = XdpLink
+
+
+@dataclass(frozen=True)
+class TcLink(Link):
+    """A direct-action tc classifier, known by its handle and priority on the hook."""
+
+    ifindex: int
+    prog_id: int
+    handle: int
+    priority: int
+    ingress: bool
+
+    @classmethod
+    def attach(
+        cls,
+        prog: Program,
+        iface: str | int,
+        *,
+        ingress: bool = True,
+        handle: int = 1,
+        priority: int = 1,
+    ) -> TcLink:
+        return attach_tc(prog, iface, ingress=ingress, handle=handle, priority=priority)
+
+    def attached(self) -> bool:
+        return self._query() == self.prog_id
+
+    def _query(self) -> int | None:
+        return query_tc(
+            self.ifindex, ingress=self.ingress, handle=self.handle, priority=self.priority
+        )
+
+    def detach(self) -> None:
+        cur, where = self._query(), f"interface {self.ifindex}"
+        if cur is None:
+            raise NotAttached(
+                f"{where}: no tc filter {self.handle}/{self.priority} "
+                f"(ours was program id {self.prog_id})"
+            )
+        if cur != self.prog_id:
+            raise NotAttached(
+                f"{where}: tc filter {self.handle}/{self.priority} runs program id {cur}, "
+                f"not ours ({self.prog_id}); left alone"
+            )
+        detach_tc(self.ifindex, ingress=self.ingress, handle=self.handle, priority=self.priority)
+
+
+#: The name before links could detach themselves.
+TcAttachment = TcLink
+
+
+def query_xdp(iface: str | int) -> XdpLink | None:
     """What XDP program is attached to the interface, in which mode (None if none)."""
     idx = ifindex_of(iface)
     try:
         q = lib().xdp_query(idx)
     except OSError as exc:
-        raise from_oserror(exc, f"query XDP on {iface}") from None
+        raise from_oserror(exc, f"query XDP on {iface}", Op.INTERFACE) from None
     for pid, mode in (
         (q.drv_prog_id, "native"),
         (q.skb_prog_id, "generic"),
         (q.hw_prog_id, "offload"),
     ):
         if pid:
-            return XdpAttachment(idx, pid, mode)
+            return XdpLink(idx, pid, mode)
     return None
 
 
 def attach_xdp(
     prog: Program, iface: str | int, mode: XdpMode | str = XdpMode.AUTO, *, replace: bool = False
-) -> XdpAttachment:
+) -> XdpLink:
     """Attach through netlink, so the program stays after this process exits.
 
     ``auto`` tries native and falls back to generic where the driver has no XDP.
@@ -124,7 +192,7 @@ def attach_xdp(
         assert got is not None
         return got
     assert last is not None
-    raise from_oserror(last, f"attach XDP program {prog.name} to {iface} ({mode.value})")
+    raise from_oserror(last, f"attach XDP program {prog.name} to {iface} ({mode.value})", Op.ATTACH)
 
 
 def detach_xdp(iface: str | int, prog_id: int | None = None) -> None:
@@ -140,21 +208,12 @@ def detach_xdp(iface: str | int, prog_id: int | None = None) -> None:
     try:
         lib().bpf.bpf_xdp_detach(cur.ifindex, flags, None)
     except OSError as exc:
-        raise from_oserror(exc, f"detach XDP from {iface}") from None
-
-
-@dataclass(frozen=True)
-class TcAttachment:
-    ifindex: int
-    prog_id: int
-    handle: int
-    priority: int
-    ingress: bool
+        raise from_oserror(exc, f"detach XDP from {iface}", Op.DETACH) from None
 
 
 def attach_tc(
     prog: Program, iface: str | int, *, ingress: bool = True, handle: int = 1, priority: int = 1
-) -> TcAttachment:
+) -> TcLink:
     """Attach a direct-action classifier to clsact (created when absent)."""
     idx = ifindex_of(iface)
     L = lib()
@@ -163,17 +222,14 @@ def attach_tc(
         L.bpf.bpf_tc_hook_create(hook)
     except OSError as exc:
         if exc.errno != errno.EEXIST:
-            raise from_oserror(exc, f"create clsact on {iface}") from None
+            raise from_oserror(exc, f"create clsact on {iface}", Op.INTERFACE) from None
     opts = L.tc_opts(prog_fd=prog.fd, handle=handle, priority=priority)
     try:
         L.bpf.bpf_tc_attach(hook, opts)
     except OSError as exc:
-        if exc.errno == errno.EEXIST:
-            raise AlreadyAttached(
-                f"{iface}: a tc filter with handle {handle} priority {priority} exists"
-            ) from None
-        raise from_oserror(exc, f"attach tc program {prog.name} to {iface}") from None
-    return TcAttachment(idx, opts.prog_id, handle, priority, ingress)
+        what = f"{iface}: attach tc program {prog.name} as filter {handle}/{priority}"
+        raise from_oserror(exc, what, Op.ATTACH) from None
+    return TcLink(idx, opts.prog_id, handle, priority, ingress)
 
 
 def detach_tc(
@@ -185,9 +241,8 @@ def detach_tc(
     try:
         L.bpf.bpf_tc_detach(hook, L.tc_opts(handle=handle, priority=priority))
     except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            raise NotAttached(f"no tc filter {handle}/{priority} on {iface}") from None
-        raise from_oserror(exc, f"detach tc from {iface}") from None
+        what = f"{iface}: detach tc filter {handle}/{priority}"
+        raise from_oserror(exc, what, Op.DETACH) from None
 
 
 def query_tc(

@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 from ..errors import (
     BpfError,
     KeyNotFound,
-    ObjectNotFound,
+    Op,
     from_oserror,
 )
 from ._libbpf import lib
@@ -55,7 +55,7 @@ def _obj_pin(fd: int, path: str | Path, what: str) -> None:
     try:
         lib().bpf.bpf_obj_pin(fd, str(path).encode())
     except OSError as exc:
-        raise from_oserror(exc, f"pin {what} at {path}") from None
+        raise from_oserror(exc, f"pin {what} at {path}", Op.OBJ_PIN) from None
 
 
 def _obj_get(path: str | Path, what: str) -> int:
@@ -63,9 +63,7 @@ def _obj_get(path: str | Path, what: str) -> int:
     try:
         return int(lib().bpf.bpf_obj_get(str(path).encode()))
     except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            raise ObjectNotFound(f"no pinned {what} at {path}") from None
-        raise from_oserror(exc, f"open pinned {what} {path}") from None
+        raise from_oserror(exc, f"pinned {what} at {path}", Op.OBJ_GET) from None
 
 
 # -- maps ---------------------------------------------------------------------------
@@ -120,7 +118,7 @@ class Map(Generic[K, V]):
         try:
             fd = int(lib().bpf.bpf_map_get_fd_by_id(map_id))
         except OSError as exc:
-            raise from_oserror(exc, f"open map id {map_id}") from None
+            raise from_oserror(exc, f"open map id {map_id}", Op.BY_ID) from None
         return cls.from_fd(fd)
 
     def typed(self, key: Codec[T], value: Codec[Any]) -> Map[T, Any]:
@@ -180,9 +178,9 @@ class Map(Generic[K, V]):
         try:
             lib().bpf.bpf_map_lookup_elem(self.fd, k, v)
         except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                raise KeyNotFound(f"map {self.name}: no key {key!r}", exc.errno) from None
-            raise from_oserror(exc, f"lookup in map {self.name}") from None
+            raise from_oserror(
+                exc, f"map {self.name}: lookup of key {key!r}", Op.MAP_LOOKUP
+            ) from None
         return self._decode_value(v.raw)
 
     def pop(self) -> V | None:
@@ -216,24 +214,22 @@ class Map(Generic[K, V]):
         try:
             lib().bpf.bpf_map_update_elem(self.fd, k, v, flags)
         except OSError as exc:
-            if exc.errno == errno.E2BIG:
-                raise from_oserror(
-                    exc, f"map {self.name} is full ({self.max_entries} entries)"
-                ) from None
-            if exc.errno == errno.EEXIST:
+            if exc.errno == errno.EEXIST:  # BPF_NOEXIST
                 raise BpfError(f"map {self.name}: key {key!r} exists", exc.errno) from None
-            if exc.errno == errno.ENOENT:
-                raise KeyNotFound(f"map {self.name}: no key {key!r}", exc.errno) from None
-            raise from_oserror(exc, f"update map {self.name}") from None
+            raise from_oserror(
+                exc,
+                f"map {self.name} ({self.max_entries} entries): update of key {key!r}",
+                Op.MAP_UPDATE,
+            ) from None
 
     def delete(self, key: K) -> None:
         k = lib().buffer(self.key.encode(key))
         try:
             lib().bpf.bpf_map_delete_elem(self.fd, k)
         except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                raise KeyNotFound(f"map {self.name}: no key {key!r}", exc.errno) from None
-            raise from_oserror(exc, f"delete from map {self.name}") from None
+            raise from_oserror(
+                exc, f"map {self.name}: delete of key {key!r}", Op.MAP_DELETE
+            ) from None
 
     def keys(self) -> Iterator[K]:
         cur: Any = None
@@ -303,7 +299,10 @@ class Map(Generic[K, V]):
             L.bpf.bpf_map_update_batch(self.fd, keys, vals, count, L.batch_opts())
         except OSError as exc:
             raise from_oserror(
-                exc, f"batch update of map {self.name} ({count.value} of {len(items)} written)"
+                exc,
+                f"map {self.name} ({self.max_entries} entries): batch update "
+                f"({count.value} of {len(items)} written)",
+                Op.MAP_UPDATE,
             ) from None
 
     def delete_batch(self, keys: Sequence[K]) -> None:
@@ -315,12 +314,13 @@ class Map(Generic[K, V]):
         try:
             L.bpf.bpf_map_delete_batch(self.fd, kbuf, count, L.batch_opts())
         except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                raise KeyNotFound(
-                    f"map {self.name}: a key of the batch is absent ({count.value} deleted)",
-                    exc.errno,
-                ) from None
-            raise from_oserror(exc, f"batch delete from map {self.name}") from None
+            raise from_oserror(
+                exc,
+                f"map {self.name}: batch delete, a key is absent ({count.value} deleted)"
+                if exc.errno == errno.ENOENT
+                else f"map {self.name}: batch delete",
+                Op.MAP_DELETE,
+            ) from None
 
     def clear(self) -> None:
         if self.type in _ARRAY_TYPES:

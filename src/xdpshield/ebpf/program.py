@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import (
-    from_oserror,
-)
+from ..errors import Op, from_oserror
 from ._libbpf import TEST_RUN_XDP_LIVE_FRAMES, XdpMd, lib
 from .map import Map, _obj_get, _obj_pin
 
@@ -79,7 +77,7 @@ class Program:
         try:
             fd = int(lib().bpf.bpf_prog_get_fd_by_id(prog_id))
         except OSError as exc:
-            raise from_oserror(exc, f"open program id {prog_id}") from None
+            raise from_oserror(exc, f"open program id {prog_id}", Op.BY_ID) from None
         return cls._from_fd(fd)
 
     @classmethod

@@ -6,7 +6,7 @@ so a cookie stays valid for one to two periods; expired verified sources are
 removed before the LRU has to evict live ones. In transparent mode the filter
 of sources seen with a socket is cut back to the sockets that exist, so that
 it does not fill up (then every SYN would pay a socket lookup). The daemon
-runs in the shield's network namespace: it lists that namespace's sockets.
+works from any namespace: the shield enters its own to list its sockets.
 
 The daemon follows the shield it serves: about once a second it looks at the
 program pinned in the shield's directory. A different program (the shield was
@@ -27,9 +27,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from xdpshield.errors import XdpShieldError
-from xdpshield.shield import datapath
-from xdpshield.shield.core import Shield, refresh_host_view, socket_peers
+from xdpshield.errors import ConfigError, XdpShieldError
+from xdpshield.shield.core import Shield
 
 __all__ = ["Daemon", "DaemonEvent"]
 
@@ -59,21 +58,22 @@ class Daemon:
         check_s: float = 1.0,
         absent_s: float = 3.0,
     ) -> None:
-        opts = shield.meta.get("options", {})
         self.shield = shield
         # `is None`, not falsiness: 0 is a period the check below refuses.
         self.rotate_s = float(
-            rotate_s
-            if rotate_s is not None
-            else opts.get("key_rotation_s", datapath.DEFAULT_KEY_ROTATION_S)
+            rotate_s if rotate_s is not None else shield.record.options.key_rotation_s
         )
         if not 1.0 <= self.rotate_s <= 86400.0:
-            raise ValueError(f"key rotation period {self.rotate_s} s: must be in [1, 86400]")
+            raise ConfigError(
+                f"key rotation period {self.rotate_s} s: must be in [1, 86400]", key="rotate_s"
+            )
         self.age_s = age_s
         if not 1.0 <= seen_s <= 86400.0:
-            raise ValueError(f"seen-filter rebuild period {seen_s} s: must be in [1, 86400]")
+            raise ConfigError(
+                f"seen-filter rebuild period {seen_s} s: must be in [1, 86400]", key="seen_s"
+            )
         # Both modes read the filter; an older shield has no pin.
-        duty = "xs_seen" in shield.maps
+        duty = shield.tracks_seen
         self.seen_s = seen_s if duty else None
         self.next_seen = time.monotonic() + seen_s if duty else math.inf
         self.on_event = on_event
@@ -85,23 +85,21 @@ class Daemon:
 
     def step(self, now: float, next_rotate: float, next_age: float) -> tuple[float, float]:
         """Do what is due at ``now`` (monotonic seconds); return the next due times."""
-        maps = self.shield.maps
+        shield = self.shield
         if now >= next_rotate:
-            datapath.rotate_keys(maps)
-            self._emit(DaemonEvent("rotated", epoch=datapath.current_epoch(maps)))
+            self._emit(DaemonEvent("rotated", epoch=shield.rotate_keys()))
             next_rotate = now + self.rotate_s
         if now >= next_age:
-            removed = datapath.age_verified(maps, time.monotonic_ns())
+            removed = shield.age_verified()
             if removed:
                 self._emit(DaemonEvent("aged", removed=removed))
             # The data path's view of its host follows it: addresses (the
             # martian checks), the MAC, the ports that listen (a listener
             # gone is no longer answered for).
-            if {"xs_local", "xs_ifinfo", "xs_listen"} <= maps.keys():
-                refresh_host_view(maps, self.shield.iface)
+            shield.refresh_host_view()
             next_age = now + self.age_s
         if self.seen_s is not None and now >= self.next_seen:
-            before, after = datapath.rebuild_seen(maps, socket_peers)
+            before, after = shield.rebuild_seen()
             self._emit(DaemonEvent("seen", removed=max(0, before - after)))
             self.next_seen = now + self.seen_s
         return next_rotate, next_age
@@ -122,7 +120,7 @@ class Daemon:
                 return True
             old, self.shield = self.shield, new
             old.close()
-            self._emit(DaemonEvent("reopened", epoch=datapath.current_epoch(new.maps)))
+            self._emit(DaemonEvent("reopened", epoch=new.current_epoch()))
         return True
 
     def run(self, stop: threading.Event) -> None:

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from xdpshield.shield import datapath
 from xdpshield.shield.core import Shield
 
 __all__ = ["ShieldCollector", "registry_for"]
@@ -54,8 +53,8 @@ class ShieldCollector(Collector):
                 packets.add_metric([s.iface, reason.label], p)
                 octets.add_metric([s.iface, reason.label], b)
             ports.add_metric([s.iface], len(s.ports))
-            verified.add_metric([s.iface], len(datapath.verified_sources(s.maps)))
-            epoch.add_metric([s.iface], datapath.current_epoch(s.maps) or 0)
+            verified.add_metric([s.iface], len(s.verified_sources()))
+            epoch.add_metric([s.iface], s.current_epoch() or 0)
         yield from (packets, octets, ports, verified, epoch)
 
 

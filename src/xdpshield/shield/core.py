@@ -4,7 +4,7 @@ A loaded shield leaves three things behind for the next process (the CLI, the
 daemon): the XDP program attached to the interface (netlink, survives us), its
 maps and program pinned under ``/sys/fs/bpf/xdpshield/[netns-NAME/]IFACE/``,
 and a small JSON record of how it was loaded under ``/run/xdpshield/``
-(bpffs holds only BPF objects). A daemon serving the shield records itself
+(bpffs holds only BPF objects; :class:`LoadRecord`). A daemon serving the shield records itself
 beside it (``IFACE.daemon``: its pid and rotation period).
 
 State kept across unload: ``unload`` leaves the pins of the state maps
@@ -35,20 +35,18 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from xdpshield import netns
+from xdpshield import netns as _ns
 from xdpshield.ebpf import (
+    Collection,
     Map,
     ObjectSpec,
     Program,
+    TcLink,
+    XdpLink,
     XdpMode,
-    attach_tc,
-    attach_xdp,
     bpffs_root,
     close_maps,
-    detach_tc,
-    detach_xdp,
     ifindex_of,
-    query_tc,
     query_xdp,
 )
 from xdpshield.errors import (
@@ -63,16 +61,20 @@ from xdpshield.objects import obj_dir, shield_object
 from xdpshield.policy.ports import parse_ports
 from xdpshield.shield import datapath
 from xdpshield.shield.datapath import GuardOptions, Reason
+from xdpshield.shield.record import HANDSHAKE_MODES, Handshake, LoadRecord
 
 __all__ = [
     "HANDSHAKE_MODES",
     "STATE_MAPS",
+    "Handshake",
+    "LoadRecord",
     "Shield",
     "ShieldStatus",
     "StaleShield",
     "check_privileges",
     "daemon_record",
     "find_stale",
+    "forget_namespace",
     "forget_state",
     "host_path",
     "kept_state",
@@ -80,13 +82,12 @@ __all__ = [
     "probe_handoff",
     "refresh_host_view",
     "resolve_handshake",
+    "socket_peers",
     "stale_shields",
     "syncookies_setting",
 ]
 
 RUN_DIR = Path("/run/xdpshield")
-#: auto: transparent where the kernel can take the handoff, else reset.
-HANDSHAKE_MODES = ("auto", "transparent", "reset")
 # Our tc filter on the protected link's clsact ingress ("xs").
 TC_HANDLE, TC_PRIORITY = 0x7873, 1
 _CAP_NET_ADMIN, _CAP_SYS_ADMIN, _CAP_BPF = 12, 21, 39
@@ -143,27 +144,29 @@ _SYNCOOKIES_OFF = (
 )
 
 
-def resolve_handshake(requested: str) -> tuple[str, str]:
+def resolve_handshake(requested: Handshake | str) -> tuple[Handshake, str]:
     """(mode, why) for a requested handshake mode, in the current namespace.
 
     ``transparent`` fails loudly when it cannot work; ``auto`` falls back to
     reset mode and says why.
     """
-    if requested not in HANDSHAKE_MODES:
+    try:
+        want = Handshake(requested)
+    except ValueError:
         raise ConfigError(
             f"unknown handshake mode {requested!r} (choose from {', '.join(HANDSHAKE_MODES)})",
             key="mode",
-        )
-    if requested == "reset":
-        return "reset", "requested"
+        ) from None
+    if want is Handshake.RESET:
+        return Handshake.RESET, "requested"
     problem = probe_handoff()
     if problem is None and syncookies_setting() == 0:
         problem = _SYNCOOKIES_OFF
     if problem is None:
-        return "transparent", f"{requested}: the kernel has bpf_sk_assign_tcp_reqsk"
-    if requested == "transparent":
+        return Handshake.TRANSPARENT, f"{want}: the kernel has bpf_sk_assign_tcp_reqsk"
+    if want is Handshake.TRANSPARENT:
         raise ConfigError(f"transparent handshake unavailable: {problem}", key="mode")
-    return "reset", f"auto: fell back to reset ({problem})"
+    return Handshake.RESET, f"auto: fell back to reset ({problem})"
 
 
 def _scope(name: str | None = None) -> str:
@@ -171,7 +174,7 @@ def _scope(name: str | None = None) -> str:
 
     ``name``: that namespace's scope; default: the one this thread is in.
     """
-    name = name or netns.current_name()
+    name = name or _ns.current_name()
     return f"netns-{name}" if name else ""
 
 
@@ -243,28 +246,56 @@ class ShieldStatus:
 
 
 class Shield:
-    """A shield on one interface of the current network namespace."""
+    """A shield on one interface; it owns its interface index, namespace, pins and links.
+
+    Every method works from any network namespace: what needs the shield's
+    own (netlink, sock_diag, its sysctls) enters it; map access goes through
+    fds, which work anywhere.
+    """
 
     def __init__(
         self,
         iface: str,
         maps: dict[str, Map[Any, Any]],
         prog: Program,
-        meta: dict[str, Any],
+        record: LoadRecord,
         *,
         pin_dir: Path | None = None,
         meta_path: Path | None = None,
         warnings: list[str] | None = None,
+        xdp_link: XdpLink | None = None,
+        tc_link: TcLink | None = None,
+        ns: _ns.NamespaceRef | None = None,
     ) -> None:
         self.iface = iface
         self.maps = maps
         self.program = prog
-        self.meta = meta
+        self.record = record
+        # Made in the shield's namespace (load and open run there).
+        self._ns = ns or _ns.NamespaceRef(record.netns)
+        self.ifindex = record.ifindex
         # Where the pins and the record are, fixed at open: valid from any namespace.
-        self.pin_dir = pin_dir or _pin_dir(iface)
-        self.meta_path = meta_path or _meta_path(iface)
+        self.pin_dir = pin_dir or _pin_dir(iface, _scope(record.netns))
+        self.meta_path = meta_path or _meta_path(iface, _scope(record.netns))
+        #: Our XDP attachment (None: nothing of ours is attached) and tc handoff.
+        self.xdp_link = xdp_link
+        self.tc_link = tc_link
         #: What load had to say (a kept state map that no longer fits, ...).
         self.warnings = warnings or []
+
+    @property
+    def netns(self) -> str | None:
+        """The shield's namespace (``ip netns`` name; None: the host's or an unnamed one)."""
+        return self._ns.name
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The load record as a dict, for callers written before :attr:`record`."""
+        return self.record.as_dict()
+
+    def in_netns(self) -> contextlib.AbstractContextManager[None]:
+        """Run a block in the shield's namespace (e.g. to list its sockets)."""
+        return self._ns.enter()
 
     # -- lifecycle ----------------------------------------------------------------
     @classmethod
@@ -274,11 +305,15 @@ class Shield:
         *,
         ports: Iterable[int] = (),
         xdp_mode: XdpMode | str = XdpMode.AUTO,
-        handshake: str = "auto",
+        handshake: Handshake | str = Handshake.AUTO,
         debug: bool = False,
         options: GuardOptions | None = None,
+        netns: str | None = None,
     ) -> Shield:
         """Load the shield object, fill its maps, pin them, then attach.
+
+        ``netns``: the namespace of ``iface`` (default: the current one); the
+        shield remembers it, so its methods work from anywhere.
 
         Maps are filled before the attach so the first packet already meets the
         configured ports. In transparent mode the tc program is attached before
@@ -293,27 +328,41 @@ class Shield:
         the kernel supports it, see :func:`resolve_handshake`), the default.
         """
         check_privileges()
-        handshake, why = resolve_handshake(handshake)
-        transparent = handshake == "transparent"
-        mode = XdpMode(xdp_mode)
         port_list = parse_ports(ports)
-        ifindex_of(iface)  # InterfaceNotFound before any work
-        pin_dir, meta_path = _pin_dir(iface), _meta_path(iface)
-        if pin_dir.exists():
-            if _attached_is_ours(iface, pin_dir):
-                raise AlreadyAttached(
-                    f"xdpshield is already loaded on {iface}; 'xdpshield unload {iface}' first"
+        mode = XdpMode(xdp_mode)
+        with _ns.enter(netns):
+            ns = _ns.NamespaceRef(netns or _ns.current_name())
+            try:
+                return cls._load_here(
+                    iface,
+                    port_list,
+                    mode,
+                    handshake,
+                    debug,
+                    options or GuardOptions(debug=debug),
+                    ns,
                 )
-            _detach_tc_ours(iface, pin_dir / "tc")
-            # Stale (the interface was recreated or detached by hand), or what
-            # an unload kept: all but the state maps go.
-            _remove_pins(pin_dir, meta_path, keep=STATE_MAPS)
-        if (cur := query_xdp(iface)) is not None:
-            raise AlreadyAttached(
-                f"{iface} already runs XDP program id {cur.prog_id} "
-                f"({cur.mode}) that is not xdpshield's; detach it first"
-            )
-        opts = options or GuardOptions(debug=debug)
+            except BaseException:
+                ns.close()
+                raise
+
+    @classmethod
+    def _load_here(
+        cls,
+        iface: str,
+        ports: list[int],
+        mode: XdpMode,
+        handshake: Handshake | str,
+        debug: bool,
+        opts: GuardOptions,
+        ns: _ns.NamespaceRef,
+    ) -> Shield:
+        """``load`` inside the shield's namespace."""
+        resolved, why = resolve_handshake(handshake)
+        scope = _scope(ns.name)
+        pin_dir, meta_path = _pin_dir(iface, scope), _meta_path(iface, scope)
+        ifindex = _claim_interface(iface, pin_dir, meta_path)
+        transparent = resolved is Handshake.TRANSPARENT
         # Never offer an option the protected stack has turned off.
         stack = {k: on and getattr(opts, k) for k, on in datapath.stack_options().items()}
         opts = replace(opts, transparent=transparent, **stack)
@@ -328,67 +377,56 @@ class Shield:
         except BaseException:
             _remove_pins(pin_dir, meta_path, keep=kept)
             raise
-        tc_attached = False
+        installed = _Install(coll, iface, pin_dir, meta_path, kept)
         try:
-            # Keys are rotated only when none is live: kept keys stay.
-            datapath.init_maps(coll.maps, port_list)
-            refresh_host_view(coll.maps, iface)
-            # Sockets from before the shield (a TIME_WAIT; in reset mode any
-            # live connection) are known before its first packet.
-            datapath.mark_seen(coll.maps, socket_peers())
-            pin_dir.mkdir(parents=True, exist_ok=True)
-            maps: dict[str, Map[Any, Any]] = {}
-            for name in datapath.PIN_MAPS:
-                m = coll.map(name)
-                if name not in kept:  # a reused map is pinned already
-                    m.pin(pin_dir / name)
-                maps[name] = m
-            prog = coll.program("xdpshield_xdp")
-            prog.pin(pin_dir / "prog")
-            if transparent:
-                tc = coll.program("xdpshield_tc")
-                tc.pin(pin_dir / "tc")
-                attach_tc(tc, iface, handle=TC_HANDLE, priority=TC_PRIORITY)
-                tc_attached = True
-            att = attach_xdp(prog, iface, mode)
-            meta = {
-                "iface": iface,
-                "prog_id": att.prog_id,
-                "xdp_mode": att.mode,
-                "handshake": handshake,
-                "handshake_why": why,
-                "debug": debug,
-                "loaded_at": time.time(),
-                "options": asdict(opts),
-                "netns": netns.current_name(),
-            }
+            installed.run(ports, transparent, mode)
+            record = LoadRecord(
+                iface=iface,
+                ifindex=ifindex,
+                prog_id=installed.xdp.prog_id,
+                xdp_mode=installed.xdp.mode,
+                handshake=resolved,
+                handshake_why=why,
+                debug=debug,
+                loaded_at=time.time(),
+                options=opts,
+                netns=ns.name,
+            )
             meta_path.parent.mkdir(parents=True, exist_ok=True)
-            meta_path.write_text(json.dumps(meta, indent=2))
+            meta_path.write_text(record.to_json())
         except BaseException:
-            if tc_attached:
-                with contextlib.suppress(XdpShieldError, OSError):
-                    detach_tc(iface, handle=TC_HANDLE, priority=TC_PRIORITY)
-            with contextlib.suppress(XdpShieldError, OSError):
-                _remove_pins(pin_dir, meta_path, keep=kept)
-            coll.close()
+            installed.undo()
             raise
-        # Keep the pinned maps and program; the object itself is no longer needed.
-        for name, m in coll.maps.items():
-            if name not in maps:
-                m.close()
-        return cls(iface, maps, prog, meta, pin_dir=pin_dir, meta_path=meta_path, warnings=warnings)
+        return cls(
+            iface,
+            installed.maps,
+            installed.prog,
+            record,
+            pin_dir=pin_dir,
+            meta_path=meta_path,
+            warnings=warnings,
+            xdp_link=installed.xdp,
+            tc_link=installed.tc,
+            ns=ns,
+        )
 
     @classmethod
-    def open(cls, iface: str) -> Shield:
-        """Reopen a running shield from its pins (e.g. from the CLI)."""
+    def open(cls, iface: str, *, netns: str | None = None) -> Shield:
+        """Reopen a running shield from its pins (e.g. from the CLI).
+
+        ``netns``: the namespace of ``iface`` (default: the current one).
+        """
         check_privileges()
-        ifindex_of(iface)
-        return cls._from_pins(iface, _pin_dir(iface), _meta_path(iface))
+        with _ns.enter(netns):
+            ifindex_of(iface)
+            scope = _scope(netns)
+            return cls._from_pins(iface, _pin_dir(iface, scope), _meta_path(iface, scope))
 
     def reopen(self) -> Shield:
         """The shield now loaded at this one's pins (after a reload: new program
         and maps), from any namespace. NotAttached when none is."""
-        return Shield._from_pins(self.iface, self.pin_dir, self.meta_path)
+        with self._ns.enter():
+            return Shield._from_pins(self.iface, self.pin_dir, self.meta_path)
 
     def is_current(self) -> bool | None:
         """Whether the program pinned at this shield's pins is still this one
@@ -404,6 +442,7 @@ class Shield:
 
     @classmethod
     def _from_pins(cls, iface: str, pin_dir: Path, meta_path: Path) -> Shield:
+        """Open the shield pinned at ``pin_dir``, in its namespace (the current one)."""
         if not (pin_dir / "prog").exists():
             raise NotAttached(f"xdpshield is not loaded on {iface}")
         maps: dict[str, Map[Any, Any]] = {}
@@ -416,11 +455,22 @@ class Shield:
         except BaseException:
             close_maps(maps)
             raise
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
-            meta = {"iface": iface, "handshake": "reset", "debug": False, "loaded_at": 0.0}
-        return cls(iface, maps, prog, meta, pin_dir=pin_dir, meta_path=meta_path)
+        record, warnings = _read_record(iface, meta_path)
+        ifindex = ifindex_of(iface)
+        record = replace(record, ifindex=ifindex, netns=_ns.current_name())
+        cur = query_xdp(ifindex)
+        xdp = XdpLink(ifindex, prog.id, cur.mode if cur else record.xdp_mode)
+        return cls(
+            iface,
+            maps,
+            prog,
+            record,
+            pin_dir=pin_dir,
+            meta_path=meta_path,
+            warnings=warnings,
+            xdp_link=xdp,
+            tc_link=_pinned_tc_link(ifindex, pin_dir / "tc"),
+        )
 
     def unload(self, *, purge: bool = False) -> None:
         """Detach (only our programs) and remove the pins but those of the
@@ -429,14 +479,18 @@ class Shield:
 
         XDP goes first, so no handshake is passed on after tc has gone.
         """
-        _detach_ours(self.iface, self.program.id)
-        _detach_tc_ours(self.iface, self.pin_dir / "tc")
+        with self._ns.enter():
+            for link in (self.xdp_link, self.tc_link):
+                if link is not None:
+                    with contextlib.suppress(NotAttached):  # someone else's now: left alone
+                        link.detach()
         self.close()
         _remove_pins(self.pin_dir, self.meta_path, keep=() if purge else STATE_MAPS)
 
     def close(self) -> None:
         close_maps(self.maps)
         self.program.close()
+        self._ns.close()
 
     def __enter__(self) -> Shield:
         return self
@@ -465,65 +519,200 @@ class Shield:
     def stats(self) -> dict[Reason, tuple[int, int]]:
         return datapath.read_stats(self.maps)
 
+    # -- housekeeping (the daemon's duties) ---------------------------------------
+    def rotate_keys(self) -> int | None:
+        """A fresh cookie key (the current one stays valid one more period);
+        returns the new epoch."""
+        datapath.rotate_keys(self.maps)
+        return datapath.current_epoch(self.maps)
+
+    def current_epoch(self) -> int | None:
+        """Epoch of the current cookie key (None before any key)."""
+        return datapath.current_epoch(self.maps)
+
+    def key_age_s(self) -> float | None:
+        """Seconds since the current cookie key was written (None: no key)."""
+        return datapath.key_age_s(self.maps)
+
+    def verified_sources(self) -> dict[datapath.Address, datapath.VerifiedEntry]:
+        return datapath.verified_sources(self.maps)
+
+    def age_verified(self, now_ns: int | None = None) -> int:
+        """Remove verified sources expired at ``now_ns`` (default: now, on
+        CLOCK_MONOTONIC as the data path); returns how many."""
+        return datapath.age_verified(self.maps, time.monotonic_ns() if now_ns is None else now_ns)
+
+    def cpu_states(self) -> list[datapath.CpuState]:
+        return datapath.cpu_states(self.maps)
+
+    @property
+    def tracks_seen(self) -> bool:
+        """Whether the shield has the seen-sources filter (one loaded by an
+        older version has none)."""
+        return "xs_seen" in self.maps
+
+    def rebuild_seen(self) -> tuple[int, int]:
+        """Cut the seen-sources filter back to the peers of the namespace's
+        sockets now; returns the bits set before and after."""
+        with self._ns.enter():
+            return datapath.rebuild_seen(self.maps, socket_peers)
+
+    def refresh_host_view(self) -> bool:
+        """Tell the data path the namespace's addresses, MAC and listeners now;
+        False when the shield is too old to have those maps."""
+        if not {"xs_local", "xs_ifinfo", "xs_listen"} <= self.maps.keys():
+            return False
+        with self._ns.enter():
+            refresh_host_view(self.maps, self.iface)
+        return True
+
     def status(self) -> ShieldStatus:
-        att = query_xdp(self.iface)
-        prog_id = self.program.id
+        with self._ns.enter():
+            attached = self.xdp_link is not None and self.xdp_link.attached()
+            tc_attached = self.tc_link is not None and self.tc_link.attached()
+            syncookies = syncookies_setting()
         stats = self.stats()
         rec = daemon_record(self.meta_path)
         return ShieldStatus(
             iface=self.iface,
-            attached=att is not None and att.prog_id == prog_id,
-            prog_id=prog_id,
-            xdp_mode=att.mode if att else "detached",
-            handshake=str(self.meta.get("handshake", "reset")),
-            handshake_why=str(self.meta.get("handshake_why", "")),
-            tc_attached=query_tc(self.iface, handle=TC_HANDLE, priority=TC_PRIORITY) is not None,
-            syncookies=syncookies_setting(),
+            attached=attached,
+            prog_id=self.program.id,
+            xdp_mode=self.xdp_link.mode if attached and self.xdp_link else "detached",
+            handshake=self.record.handshake.value,
+            handshake_why=self.record.handshake_why,
+            tc_attached=tc_attached,
+            syncookies=syncookies,
             ports=self.ports,
-            loaded_at=float(self.meta.get("loaded_at", 0.0)),
+            loaded_at=self.record.loaded_at,
             pin_dir=host_path(self.pin_dir),
-            debug=bool(self.meta.get("debug", False)),
-            netns=netns.current_name(),
+            debug=self.record.debug,
+            netns=self.netns,
             totals={
                 "packets": sum(p for p, _ in stats.values()),
                 "bytes": sum(b for _, b in stats.values()),
             },
-            key_age_s=datapath.key_age_s(self.maps),
+            key_age_s=self.key_age_s(),
             daemon=None
             if rec is None
             else {"pid": int(rec["pid"]), "rotate_s": float(rec.get("rotate_s", 0.0))},
         )
 
 
-def _attached_is_ours(iface: str, pin_dir: Path) -> bool:
+def _claim_interface(iface: str, pin_dir: Path, meta_path: Path) -> int:
+    """The interface's index, once it is free for the shield: no shield of
+    ours on it (AlreadyAttached), no one else's XDP program; clears what a
+    stale or unloaded shield left (but the state maps)."""
+    ifindex = ifindex_of(iface)  # InterfaceNotFound before any work
+    if pin_dir.exists():
+        if _attached_is_ours(ifindex, pin_dir):
+            raise AlreadyAttached(
+                f"xdpshield is already loaded on {iface}; 'xdpshield unload {iface}' first"
+            )
+        tc = _pinned_tc_link(ifindex, pin_dir / "tc")
+        if tc is not None:
+            with contextlib.suppress(NotAttached):
+                tc.detach()
+        # Stale (the interface was recreated or detached by hand), or what
+        # an unload kept: all but the state maps go.
+        _remove_pins(pin_dir, meta_path, keep=STATE_MAPS)
+    if (cur := query_xdp(ifindex)) is not None:
+        raise AlreadyAttached(
+            f"{iface} already runs XDP program id {cur.prog_id} "
+            f"({cur.mode}) that is not xdpshield's; detach it first"
+        )
+    return ifindex
+
+
+class _Install:
+    """The steps of a load after the object is in the kernel, and their undo."""
+
+    def __init__(
+        self, coll: Collection, iface: str, pin_dir: Path, meta_path: Path, kept: set[str]
+    ) -> None:
+        self.coll, self.iface, self.kept = coll, iface, kept
+        self.pin_dir, self.meta_path = pin_dir, meta_path
+        self.maps: dict[str, Map[Any, Any]] = {}
+        self.prog = coll.program("xdpshield_xdp")
+        self.tc: TcLink | None = None
+        self._xdp: XdpLink | None = None
+
+    @property
+    def xdp(self) -> XdpLink:
+        assert self._xdp is not None, "run() attaches first"
+        return self._xdp
+
+    def run(self, ports: list[int], transparent: bool, mode: XdpMode) -> None:
+        maps = self.coll.maps
+        # Keys are rotated only when none is live: kept keys stay.
+        datapath.init_maps(maps, ports)
+        refresh_host_view(maps, self.iface)
+        # Sockets from before the shield (a TIME_WAIT; in reset mode any
+        # live connection) are known before its first packet.
+        datapath.mark_seen(maps, socket_peers())
+        self.pin_dir.mkdir(parents=True, exist_ok=True)
+        for name in datapath.PIN_MAPS:
+            m = self.coll.map(name)
+            if name not in self.kept:  # a reused map is pinned already
+                m.pin(self.pin_dir / name)
+            self.maps[name] = m
+        self.prog.pin(self.pin_dir / "prog")
+        if transparent:
+            tc = self.coll.program("xdpshield_tc")
+            tc.pin(self.pin_dir / "tc")
+            self.tc = TcLink.attach(tc, self.iface, handle=TC_HANDLE, priority=TC_PRIORITY)
+        self._xdp = XdpLink.attach(self.prog, self.iface, mode)
+        # Keep the pinned maps and program; the object itself is no longer needed.
+        for name, m in self.coll.maps.items():
+            if name not in self.maps:
+                m.close()
+
+    def undo(self) -> None:
+        """Leave nothing attached or pinned (kept state maps stay kept)."""
+        for link in (self._xdp, self.tc):
+            if link is not None:
+                with contextlib.suppress(XdpShieldError, OSError):
+                    link.detach()
+        with contextlib.suppress(XdpShieldError, OSError):
+            _remove_pins(self.pin_dir, self.meta_path, keep=self.kept)
+        self.coll.close()
+
+
+def _read_record(iface: str, meta_path: Path) -> tuple[LoadRecord, list[str]]:
+    """The load record, or defaults and a warning when it is missing or broken
+    (the shield must stay usable: unload above all)."""
+    try:
+        text = meta_path.read_text()
+    except OSError as exc:
+        why = f"no load record at {meta_path} ({exc.strerror}): handshake and options unknown"
+        return LoadRecord(iface), [why]
+    try:
+        return LoadRecord.from_json(text, iface=iface, source=str(meta_path)), []
+    except ConfigError as exc:
+        return LoadRecord(iface), [f"load record ignored: {exc}"]
+
+
+def _attached_is_ours(ifindex: int, pin_dir: Path) -> bool:
     try:
         prog = Program.open_pinned(pin_dir / "prog")
     except XdpShieldError:
         return False
     try:
-        att = query_xdp(iface)
+        att = query_xdp(ifindex)
         return att is not None and att.prog_id == prog.id
     finally:
         prog.close()
 
 
-def _detach_ours(iface: str, prog_id: int) -> None:
-    with contextlib.suppress(NotAttached):
-        detach_xdp(iface, prog_id)
-
-
-def _detach_tc_ours(iface: str, pin: Path) -> None:
-    """Remove our tc filter, if the one attached is the pinned program."""
+def _pinned_tc_link(ifindex: int, pin: Path) -> TcLink | None:
+    """The link our tc program pinned at ``pin`` would have (None: no pin)."""
     if not pin.exists():
-        return
+        return None
     try:
         prog = Program.open_pinned(pin)
     except XdpShieldError:
-        return
+        return None
     try:
-        if query_tc(iface, handle=TC_HANDLE, priority=TC_PRIORITY) == prog.id:
-            with contextlib.suppress(NotAttached):
-                detach_tc(iface, handle=TC_HANDLE, priority=TC_PRIORITY)
+        return TcLink(ifindex, prog.id, TC_HANDLE, TC_PRIORITY, ingress=True)
     finally:
         prog.close()
 
@@ -640,7 +829,7 @@ def forget_namespace(name: str) -> None:
     the pins in the host's bpffs keep the maps alive until removed here.
     """
     if not name:
-        raise ValueError("forget_namespace needs a namespace name")
+        raise ConfigError("forget_namespace needs a namespace name", key="netns")
     scope = _scope(name)
     pins = bpffs_root() / "xdpshield" / scope
     if pins.is_dir():
@@ -648,15 +837,17 @@ def forget_namespace(name: str) -> None:
     shutil.rmtree(RUN_DIR / scope, ignore_errors=True)
 
 
-def forget_state(iface: str) -> bool:
-    """Remove the state maps an unload kept for ``iface`` in this namespace
-    (the shield must be unloaded); False when there were none."""
-    pin_dir = _pin_dir(iface)
+def forget_state(iface: str, netns: str | None = None) -> bool:
+    """Remove the state maps an unload kept for ``iface`` in namespace
+    ``netns`` (default: this one; the shield must be unloaded); False when
+    there were none."""
+    scope = _scope(netns)
+    pin_dir = _pin_dir(iface, scope)
     if (pin_dir / "prog").exists():
         raise AlreadyAttached(f"xdpshield is loaded on {iface}: 'xdpshield unload {iface} --purge'")
     if not pin_dir.is_dir():
         return False
-    _remove_pins(pin_dir, _meta_path(iface))
+    _remove_pins(pin_dir, _meta_path(iface, scope))
     return True
 
 
@@ -696,7 +887,7 @@ def stale_shields() -> list[StaleShield]:
     host namespace, every shield of a named namespace that no longer exists
     (its pins sit under ``netns-NAME`` in the host's bpffs)."""
     scope = _scope()
-    here = netns.current_name()
+    here = _ns.current_name()
     root = bpffs_root() / "xdpshield"
     found: list[StaleShield] = []
     mine = root / scope
@@ -719,7 +910,7 @@ def stale_shields() -> list[StaleShield]:
     if not scope and root.is_dir():
         for ns_dir in sorted(root.glob("netns-*")):
             name = ns_dir.name.removeprefix("netns-")
-            if netns.exists(name) or not ns_dir.is_dir():
+            if _ns.exists(name) or not ns_dir.is_dir():
                 continue
             for p in sorted(ns_dir.iterdir()):
                 if p.is_dir():
@@ -738,7 +929,7 @@ def stale_shields() -> list[StaleShield]:
 def find_stale(iface: str, ns_name: str | None = None) -> StaleShield | None:
     """The stale shield on ``iface`` (of namespace ``ns_name`` when given and
     gone, else of this namespace), or None when it is not stale."""
-    if ns_name is not None and not netns.exists(ns_name):
+    if ns_name is not None and not _ns.exists(ns_name):
         scope = _scope(ns_name)
         pin_dir = bpffs_root() / "xdpshield" / scope / iface
         if not pin_dir.is_dir():
@@ -750,20 +941,24 @@ def find_stale(iface: str, ns_name: str | None = None) -> StaleShield | None:
             pin_dir,
             _meta_path(iface, scope),
         )
-    return next((s for s in stale_shields() if s.iface == iface and s.netns == ns_name), None)
+    with _ns.enter(ns_name):  # its interfaces are seen from inside it
+        here = _ns.current_name()
+        return next((s for s in stale_shields() if s.iface == iface and s.netns == here), None)
 
 
-def kept_state() -> list[str]:
-    """Interfaces of this namespace with no shield loaded but state an unload kept."""
-    root = bpffs_root() / "xdpshield" / _scope()
+def kept_state(netns: str | None = None) -> list[str]:
+    """Interfaces of namespace ``netns`` (default: this one) with no shield
+    loaded but state an unload kept."""
+    root = bpffs_root() / "xdpshield" / _scope(netns)
     if not root.is_dir():
         return []
     found = []
-    for p in sorted(root.iterdir()):
-        if p.is_dir() and not p.name.startswith("netns-") and not (p / "prog").exists():
-            with contextlib.suppress(InterfaceNotFound):  # gone: stale_shields() has it
-                ifindex_of(p.name)
-                found.append(p.name)
+    with _ns.enter(netns):
+        for p in sorted(root.iterdir()):
+            if p.is_dir() and not p.name.startswith("netns-") and not (p / "prog").exists():
+                with contextlib.suppress(InterfaceNotFound):  # gone: stale_shields() has it
+                    ifindex_of(p.name)
+                    found.append(p.name)
     return found
 
 

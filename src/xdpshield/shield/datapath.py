@@ -2,7 +2,8 @@
 
 This module is the one contract between the BPF object (bpf/) and the rest of
 the package: map names, key/value layouts, ``.rodata`` constants and the
-verdict reasons. ``shield.py`` and ``cli.py`` call only what is here.
+verdict reasons. ``shield/core.py`` (Shield) calls only what is here; the rest of the
+package goes through Shield.
 
 Layouts mirror bpf/include/shared.h and maps.h:
 
@@ -317,7 +318,7 @@ def set_ports(maps: Maps, ports: Iterable[int]) -> None:
     want = set(ports)
     bad = sorted(p for p in want if not 0 <= p < _PORTS)
     if bad:
-        raise ValueError(f"not a TCP port: {bad[0]}")
+        raise ConfigError(f"not a TCP port: {bad[0]}", key="ports")
     bits = 0
     for port in want:
         bits |= 1 << port
@@ -379,7 +380,8 @@ def set_keys(maps: Maps, current: bytes, previous: bytes | None = None, epoch: i
     """Install known keys (tests, or restoring state): ``current`` at ``epoch``,
     ``previous`` at ``epoch - 1`` (or that slot emptied)."""
     if len(current) != 16 or (previous is not None and len(previous) != 16):
-        raise ValueError("cookie keys are 16 bytes")
+        sizes = f"{len(current)}" + ("" if previous is None else f" and {len(previous)}")
+        raise ConfigError(f"cookie keys are 16 bytes, got {sizes}", key="keys")
     epoch &= 0xFFFFFFFF
     m = _keys(maps)
     prev_epoch = (epoch - 1) & 0xFFFFFFFF
@@ -524,7 +526,7 @@ def set_listening(maps: Maps, ports: Iterable[int]) -> None:
     bits = 0
     for port in ports:
         if not 0 <= port < _PORTS:
-            raise ValueError(f"not a TCP port: {port}")
+            raise ConfigError(f"not a TCP port: {port}", key="listening")
         bits |= 1 << port
     maps["xs_listen"].typed(UInt(4), Raw(_PORTS // 8)).update(
         0, bits.to_bytes(_PORTS // 8, "little")
