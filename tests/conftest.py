@@ -15,10 +15,11 @@ import pytest
 
 from xdpshield import netns
 from xdpshield.lab.stand import Stand
+from xdpshield.objects import obj_dir
 from xdpshield.shield import core as shield
 
 ROOT = Path(__file__).resolve().parent.parent
-OBJ_DIR = ROOT / "src" / "xdpshield" / "_obj"
+OBJ_DIR = obj_dir()
 
 
 def obj_path(name: str) -> Path:

@@ -11,18 +11,17 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet
 
-import xdpshield
+from xdpshield.objects import shield_object
 from xdpshield.shield import cookie
 from xdpshield.shield.datapath import Reason
 
-OBJ = Path(xdpshield.__file__).parent / "_obj" / "xdpshield.o"
+OBJ = shield_object()
 XDP_DROP, XDP_PASS, XDP_TX = 1, 2, 3
 #: Guard options the byte-exact tests load with: a fixed link MSS (the test
 #: run's device is the loopback), cookies for every SYN (no flood threshold),

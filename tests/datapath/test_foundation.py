@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-import xdpshield
 from xdpshield.ebpf import Collection, ObjectSpec, StructCodec, UInt, sum_percpu
 from xdpshield.errors import KeyNotFound, MapFull, ObjectNotFound, VerifierError
+from xdpshield.objects import obj_dir
 
-OBJ = Path(xdpshield.__file__).parent / "_obj"
+OBJ = obj_dir()
 XDP_DROP, XDP_PASS, XDP_TX = 1, 2, 3
 
 FRAME = bytes(

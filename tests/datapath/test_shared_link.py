@@ -13,7 +13,6 @@ import ipaddress
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,9 @@ from scapy.packet import Raw
 from xdpshield.ebpf import Collection, ObjectSpec, Program
 from xdpshield.lab.stand import mux_counts, only_program
 from xdpshield.lab.traffic import FloodTarget, build_flood_frame, load_flood_program
+from xdpshield.objects import object_path
 
-OBJ = Path(__file__).resolve().parents[2] / "src" / "xdpshield" / "_obj" / "traffic.o"
+OBJ = object_path("traffic.o")
 SERVER_MAC, ROUTER_MAC = "02:00:00:00:00:02", "02:00:00:00:00:01"
 CLIENT_MAC, ACCESS_MAC = "02:00:00:00:01:02", "02:00:00:00:01:01"
 SERVER = {4: "198.18.0.2", 6: "fd00:18::2"}

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-import xdpshield
 from tests.conftest import VethPair
 from xdpshield import netns
 from xdpshield.ebpf import (
@@ -34,8 +33,9 @@ from xdpshield.ebpf import (
     sum_percpu,
 )
 from xdpshield.errors import AlreadyAttached, NotAttached
+from xdpshield.objects import obj_dir
 
-OBJ = Path(xdpshield.__file__).parent / "_obj"
+OBJ = obj_dir()
 
 
 def ping(pair: VethPair, count: int = 3, v6: bool = False) -> subprocess.CompletedProcess[str]:

@@ -28,13 +28,13 @@ from typing import Any
 
 import pytest
 
-import xdpshield
 from tests.conftest import VethPair
 from xdpshield import netns
 from xdpshield.ebpf import ObjectSpec, bpffs_root, query_xdp
 from xdpshield.errors import XdpShieldError
 from xdpshield.lab.stand import Stand
 from xdpshield.lab.traffic import body_bytes, serve_http
+from xdpshield.objects import obj_dir
 from xdpshield.shield import datapath
 from xdpshield.shield.core import RUN_DIR, STATE_MAPS, Shield
 from xdpshield.shield.datapath import GuardOptions, Reason
@@ -43,7 +43,7 @@ from .test_foundation_stand import cli, pins_for
 from .test_guard_stand import fetch
 from .test_transparent import ECHO, EchoServer, needs_handoff
 
-OBJ = Path(xdpshield.__file__).parent / "_obj"
+OBJ = obj_dir()
 HTTP = 80
 IN_NS = ("ip", "netns", "exec")
 

@@ -20,9 +20,10 @@ from xdpshield.ebpf import ObjectSpec, attach_xdp, bpffs_root, query_xdp
 from xdpshield.errors import StandError
 from xdpshield.lab.stand import Stand
 from xdpshield.lab.traffic import flood, legit_load
+from xdpshield.objects import obj_dir
 from xdpshield.shield.core import RUN_DIR, Shield
 
-OBJ = Path(__file__).resolve().parents[2] / "src" / "xdpshield" / "_obj"
+OBJ = obj_dir()
 
 
 def leftovers(prefix: str) -> list[str]:

@@ -11,7 +11,6 @@ import itertools
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,8 +32,9 @@ from xdpshield.lab.traffic import (
     legit_load,
     load_flood_program,
 )
+from xdpshield.objects import obj_dir
 
-OBJ = Path(__file__).resolve().parents[2] / "src" / "xdpshield" / "_obj"
+OBJ = obj_dir()
 SOURCES = {4: "198.19.0.0/16", 6: "fd00:19::/32"}
 # A fresh link carries a few IPv6 MLD reports within about a second of coming up;
 # the counter sees them too.

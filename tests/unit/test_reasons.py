@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-import xdpshield
 from xdpshield.ebpf import ObjectSpec
+from xdpshield.objects import obj_dir
 from xdpshield.shield.datapath import Reason
 
-OBJ_DIR = Path(xdpshield.__file__).parent / "_obj"
+OBJ_DIR = obj_dir()
 
 
 @pytest.mark.parametrize("name", ["xdpshield.o", "xdpshield_debug.o"])
