@@ -135,6 +135,11 @@
 #define XS_META_ECN		0x08
 #define XS_META_MAGIC		0x78736d31	/* "xsm1" */
 
+/* Transparent mode, tc: a segment of the tuple this CPU handed to the
+ * kernel less than this long ago is left to the stack (handoff.h).
+ */
+#define XS_TC_INFLIGHT_NS	(10ULL * 1000 * 1000)
+
 /* tc verdicts (linux/pkt_cls.h: #defines, so not in vmlinux.h). */
 #define XS_TC_ACT_OK		0
 #define XS_TC_ACT_SHOT		2

@@ -217,6 +217,26 @@ static __always_inline __u32 xs_cookie_pack(__u32 hash, __u32 slot,
 	       slot << XS_COOKIE_SLOT_SHIFT | mss_idx;
 }
 
+/* What our SYN-ACK's TSval, echoed in an ACK's TSecr, carries in its low
+ * bits (xs_syn_cookie() lays them out as Linux's cookie_init_timestamp()):
+ * decoded into @m as Linux's cookie_timestamp_decode() does. @m has the
+ * ACK's timestamps; its opts and snd_wscale are 0.
+ */
+static __always_inline void xs_ts_decode(struct xs_meta *m)
+{
+	__u32 tsopt = m->tsecr & ((1U << XS_TS_BITS) - 1);
+
+	m->opts = XS_META_TS;
+	if (tsopt & XS_TS_SACK)
+		m->opts |= XS_META_SACK;
+	if (tsopt & XS_TS_ECN)
+		m->opts |= XS_META_ECN;
+	if ((tsopt & XS_TS_WSCALE_MASK) != XS_TS_WSCALE_MASK) {
+		m->opts |= XS_META_WS;
+		m->snd_wscale = tsopt & XS_TS_WSCALE_MASK;
+	}
+}
+
 /* The live key of the newest epoch, or NULL before userspace wrote one. */
 static __always_inline const struct xs_key *xs_current_key(void)
 {
