@@ -48,6 +48,11 @@
 #define XS_MAX_VLAN		2
 #endif
 
+/* The IP header starts within this many bytes of the frame: Ethernet and
+ * XS_MAX_VLAN tags.
+ */
+#define XS_MAX_L3_OFF		(14 + 4 * XS_MAX_VLAN)
+
 /* IPv6 extension headers walked; more than this is dropped as malformed
  * (real traffic carries one or two; a long chain only hides the L4 header).
  */

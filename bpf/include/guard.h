@@ -469,7 +469,7 @@ __attribute__((noinline)) __u32 xs_guard_tcp(struct xdp_md *ctx, __u64 l3off,
 	/* The caller parsed all this; the bounds are restated for the
 	 * verifier, which sees this function apart from its caller.
 	 */
-	if (l3off > 14 + 4 * XS_MAX_VLAN || l4off > XS_MAX_L4_OFF)
+	if (l3off > XS_MAX_L3_OFF || l4off > XS_MAX_L4_OFF)
 		return XS_V(XDP_DROP, XS_R_MALFORMED);
 	l3.iph = data + l3off;
 	barrier_var(l3.iph);

@@ -78,7 +78,7 @@ __attribute__((noinline)) int xs_tc_recheck(struct __sk_buff *skb,
 		return -1;
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
-	if (l3off > 14 + 4 * XS_MAX_VLAN || l4off > XS_MAX_L4_OFF)
+	if (l3off > XS_MAX_L3_OFF || l4off > XS_MAX_L4_OFF)
 		return -1;
 	l3.iph = data + l3off;
 	barrier_var(l3.iph);

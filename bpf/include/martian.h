@@ -220,7 +220,7 @@ __attribute__((noinline)) int xs_syn_csum_ok(struct xdp_md *ctx, __u64 l3off,
 	__u16 check;
 	__u8 *p;
 
-	if (l3off > 14 + 4 * XS_MAX_VLAN || l4off > XS_MAX_L4_OFF)
+	if (l3off > XS_MAX_L3_OFF || l4off > XS_MAX_L4_OFF)
 		return 0;
 	p = data + l3off;
 	if (v6) {
