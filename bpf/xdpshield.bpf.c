@@ -20,8 +20,11 @@
 #define xs_debug(fmt, ...) do { } while (0)
 #endif
 
-/* Keeps enum xs_reason in the object's BTF for Python to read. */
+/* Keep enum xs_reason and enum xs_abi in the object's BTF for Python to
+ * read (nothing else names them as a type).
+ */
 enum xs_reason xs_reason_btf_anchor SEC(".rodata.btf") __attribute__((unused));
+enum xs_abi xs_abi_btf_anchor SEC(".rodata.btf") __attribute__((unused));
 
 /* Parse down to L4 and decide. Returns XS_V(action, reason). */
 static __always_inline __u32 xs_classify(struct xdp_md *ctx)
