@@ -11,8 +11,11 @@ BPF_HDRS := $(wildcard bpf/include/*.h)
 
 SHIELD_OBJS := $(OBJDIR)/xdpshield.o $(OBJDIR)/xdpshield_debug.o
 TEST_OBJS := $(patsubst bpf/test/%.bpf.c,$(OBJDIR)/test_%.o,$(wildcard bpf/test/*.bpf.c))
-# Every other bpf/NAME.bpf.c (generators, baselines) becomes _obj/NAME.o.
+# Every other bpf/NAME.bpf.c (the product's probes) becomes _obj/NAME.o.
 EXTRA_OBJS := $(patsubst bpf/%.bpf.c,$(OBJDIR)/%.o,$(filter-out bpf/xdpshield.bpf.c,$(wildcard bpf/*.bpf.c)))
+# The lab's programs (generators, benchmark baselines): bpf/lab/NAME.bpf.c
+# becomes _obj/NAME.o too, the name Python looks them up by.
+LAB_OBJS := $(patsubst bpf/lab/%.bpf.c,$(OBJDIR)/%.o,$(wildcard bpf/lab/*.bpf.c))
 
 .PHONY: all bootstrap build test check demo bench clean
 all: build
@@ -35,13 +38,16 @@ $(OBJDIR)/xdpshield_debug.o: bpf/xdpshield.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h 
 $(OBJDIR)/%.o: bpf/%.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OBJDIR)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
+$(OBJDIR)/%.o: bpf/lab/%.bpf.c $(BUILD)/vmlinux.h | $(OBJDIR)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
 $(OBJDIR)/test_%.o: bpf/test/%.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OBJDIR)
 	$(CLANG) $(BPF_CFLAGS) $(if $(findstring bad_,$*),-Wno-error) -c $< -o $@
 
 $(OBJDIR):
 	@mkdir -p $@
 
-build: bootstrap $(SHIELD_OBJS) $(TEST_OBJS) $(EXTRA_OBJS)
+build: bootstrap $(SHIELD_OBJS) $(TEST_OBJS) $(EXTRA_OBJS) $(LAB_OBJS)
 
 test: build
 	$(PY) -m pytest -q -ra

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* xdpshield entry points. Logic lives in include/; this file only wires the
- * stages together and has the one exit that counts every verdict.
+ * stages together, and each entry ends in the one exit that counts every
+ * verdict (verdict.h).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -9,6 +10,7 @@
 #include "shared.h"
 #include "maps.h"
 #include "parse.h"
+#include "verdict.h"
 #include "guard.h"
 #include "handoff.h"
 
@@ -18,8 +20,11 @@
 #define xs_debug(fmt, ...) do { } while (0)
 #endif
 
-/* Keeps enum xs_reason in the object's BTF for Python to read. */
+/* Keep enum xs_reason and enum xs_abi in the object's BTF for Python to
+ * read (nothing else names them as a type).
+ */
 enum xs_reason xs_reason_btf_anchor SEC(".rodata.btf") __attribute__((unused));
+enum xs_abi xs_abi_btf_anchor SEC(".rodata.btf") __attribute__((unused));
 
 /* Parse down to L4 and decide. Returns XS_V(action, reason). */
 static __always_inline __u32 xs_classify(struct xdp_md *ctx)
@@ -56,8 +61,8 @@ static __always_inline __u32 xs_classify(struct xdp_md *ctx)
 
 	switch (proto) {
 	case IPPROTO_TCP:
-		th = xs_parse_tcp(&c, &l3);
-		if (!th || (void *)th - data > XS_MAX_L4_OFF)
+		if (xs_parse_tcp(&c, &l3, &th) < 0 ||
+		    (void *)th - data > XS_MAX_L4_OFF)
 			return XS_V(XDP_DROP, XS_R_MALFORMED);
 		if (!xs_port_protected(th->dest))
 			return XS_V(XDP_PASS, XS_R_PASS_UNPROTECTED);
@@ -84,18 +89,10 @@ int xdpshield_xdp(struct xdp_md *ctx)
 {
 	__u32 frame_len = ctx->data_end - ctx->data;
 	__u32 verdict = xs_classify(ctx);
-	__u32 reason = XS_V_REASON(verdict);
-	struct xs_counter *cnt;
 
 	xs_debug("xdpshield: len %u action %u reason %u", frame_len,
-		 XS_V_ACT(verdict), reason);
-	/* The one exit: every verdict is counted with its reason. */
-	cnt = bpf_map_lookup_elem(&xs_stats, &reason);
-	if (cnt) {
-		cnt->packets++;
-		cnt->bytes += frame_len;
-	}
-	return XS_V_ACT(verdict);
+		 XS_V_ACT(verdict), XS_V_REASON(verdict));
+	return xs_verdict_exit(verdict, frame_len);
 }
 
 /* Transparent mode only (Python switches it off otherwise): the handoff of
@@ -105,18 +102,11 @@ SEC("tc")
 int xdpshield_tc(struct __sk_buff *skb)
 {
 	__u32 verdict = xs_tc_handoff(skb);
-	__u32 reason = XS_V_REASON(verdict);
-	struct xs_counter *cnt;
 
-	if (reason < XS_R__MAX) {
-		cnt = bpf_map_lookup_elem(&xs_stats, &reason);
-		if (cnt) {
-			cnt->packets++;
-			cnt->bytes += skb->len;
-		}
-	}
 	/* Back from a byte to the tc action: 0xff is TC_ACT_UNSPEC (-1). */
-	return (int)(__s8)XS_V_ACT(verdict);
+	if (XS_V_IS_QUIET(verdict))
+		return (int)(__s8)XS_V_ACT(verdict);
+	return (int)(__s8)xs_verdict_exit(verdict, skb->len);
 }
 
 char _license[] SEC("license") = "GPL";

@@ -48,6 +48,11 @@
 #define XS_MAX_VLAN		2
 #endif
 
+/* The IP header starts within this many bytes of the frame: Ethernet and
+ * XS_MAX_VLAN tags.
+ */
+#define XS_MAX_L3_OFF		(14 + 4 * XS_MAX_VLAN)
+
 /* IPv6 extension headers walked; more than this is dropped as malformed
  * (real traffic carries one or two; a long chain only hides the L4 header).
  */
@@ -134,6 +139,11 @@
 #define XS_META_WS		0x04
 #define XS_META_ECN		0x08
 #define XS_META_MAGIC		0x78736d31	/* "xsm1" */
+
+/* Transparent mode, tc: a segment of the tuple this CPU handed to the
+ * kernel less than this long ago is left to the stack (handoff.h).
+ */
+#define XS_TC_INFLIGHT_NS	(10ULL * 1000 * 1000)
 
 /* tc verdicts (linux/pkt_cls.h: #defines, so not in vmlinux.h). */
 #define XS_TC_ACT_OK		0

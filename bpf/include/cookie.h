@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* SYN cookies: SipHash-2-4 and the cookie layout. src/xdpshield/cookie.py is
- * the reference this must agree with, bit for bit.
+/* SYN cookies: what is hashed (siphash.h) and the cookie layout.
+ * src/xdpshield/shield/cookie.py is the reference this must agree with, bit
+ * for bit.
  *
  * The hashed message is a byte string: saddr, daddr (as in the header),
  * sport, dport, the client's ISN (network order), the coarse clock tick the
@@ -22,61 +23,7 @@
 #include "consts.h"
 #include "maps.h"
 #include "flood.h"
-
-#define XS_ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
-
-struct xs_sip {
-	__u64 v0, v1, v2, v3;
-};
-
-static __always_inline void xs_sipround(struct xs_sip *s)
-{
-	s->v0 += s->v1;
-	s->v1 = XS_ROTL(s->v1, 13);
-	s->v1 ^= s->v0;
-	s->v0 = XS_ROTL(s->v0, 32);
-	s->v2 += s->v3;
-	s->v3 = XS_ROTL(s->v3, 16);
-	s->v3 ^= s->v2;
-	s->v0 += s->v3;
-	s->v3 = XS_ROTL(s->v3, 21);
-	s->v3 ^= s->v0;
-	s->v2 += s->v1;
-	s->v1 = XS_ROTL(s->v1, 17);
-	s->v1 ^= s->v2;
-	s->v2 = XS_ROTL(s->v2, 32);
-}
-
-static __always_inline void xs_sip_init(struct xs_sip *s, const __u64 *k)
-{
-	s->v0 = k[0] ^ 0x736f6d6570736575ULL;
-	s->v1 = k[1] ^ 0x646f72616e646f6dULL;
-	s->v2 = k[0] ^ 0x6c7967656e657261ULL;
-	s->v3 = k[1] ^ 0x7465646279746573ULL;
-}
-
-/* One 8-byte block, two compression rounds (the "2" of 2-4). */
-static __always_inline void xs_sip_block(struct xs_sip *s, __u64 m)
-{
-	s->v3 ^= m;
-	xs_sipround(s);
-	xs_sipround(s);
-	s->v0 ^= m;
-}
-
-/* The last block (tail bytes and the length in the top byte), then the four
- * finalisation rounds.
- */
-static __always_inline __u64 xs_sip_final(struct xs_sip *s, __u64 last)
-{
-	xs_sip_block(s, last);
-	s->v2 ^= 0xff;
-	xs_sipround(s);
-	xs_sipround(s);
-	xs_sipround(s);
-	xs_sipround(s);
-	return s->v0 ^ s->v1 ^ s->v2 ^ s->v3;
-}
+#include "siphash.h"
 
 /* Tail block: tick (4 bytes), MSS index (1 byte), message length on top. */
 static __always_inline __u64 xs_sip_tail(__u32 tick, __u32 mss_idx, __u64 len)
@@ -215,6 +162,26 @@ static __always_inline __u32 xs_cookie_pack(__u32 hash, __u32 slot,
 	return (hash & XS_COOKIE_HASH_MASK) |
 	       (tick & 1) << XS_COOKIE_TICK_SHIFT |
 	       slot << XS_COOKIE_SLOT_SHIFT | mss_idx;
+}
+
+/* What our SYN-ACK's TSval, echoed in an ACK's TSecr, carries in its low
+ * bits (xs_syn_cookie() lays them out as Linux's cookie_init_timestamp()):
+ * decoded into @m as Linux's cookie_timestamp_decode() does. @m has the
+ * ACK's timestamps; its opts and snd_wscale are 0.
+ */
+static __always_inline void xs_ts_decode(struct xs_meta *m)
+{
+	__u32 tsopt = m->tsecr & ((1U << XS_TS_BITS) - 1);
+
+	m->opts = XS_META_TS;
+	if (tsopt & XS_TS_SACK)
+		m->opts |= XS_META_SACK;
+	if (tsopt & XS_TS_ECN)
+		m->opts |= XS_META_ECN;
+	if ((tsopt & XS_TS_WSCALE_MASK) != XS_TS_WSCALE_MASK) {
+		m->opts |= XS_META_WS;
+		m->snd_wscale = tsopt & XS_TS_WSCALE_MASK;
+	}
 }
 
 /* The live key of the newest epoch, or NULL before userspace wrote one. */

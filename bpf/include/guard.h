@@ -13,6 +13,9 @@
 #include "consts.h"
 #include "maps.h"
 #include "parse.h"
+#include "sock.h"
+#include "tcpopt.h"
+#include "verdict.h"
 #include "cookie.h"
 #include "reply.h"
 #include "policy.h"
@@ -20,47 +23,8 @@
 #include "flood.h"
 #include "martian.h"
 
-#define XS_V(act, reason)	((__u32)(reason) << 8 | (act))
-#define XS_V_ACT(v)		((v) & 0xff)
-#define XS_V_REASON(v)		((v) >> 8)
-
 #define XS_TCP_FLAGS(th)	(((__u8 *)(th))[13])
 #define XS_HANDSHAKE_MASK	(XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST | XS_TCP_FIN)
-
-/* The client's SYN options. The layout every Linux client sends (MSS,
- * SACK-permitted, timestamps, NOP, window scale: 20 bytes) is recognised with
- * three compares; anything else goes through the general walk, a function
- * call of ~40 steps that would cost the SYN path about as much again.
- */
-static __always_inline __u64 xs_syn_options(struct xdp_md *ctx,
-					    struct tcphdr *th, void *data_end)
-{
-	__u32 optlen = th->doff * 4 - sizeof(*th);
-	__u8 *o = (__u8 *)(th + 1);
-	__u64 res, mss;
-	__u32 ws;
-
-	if (optlen == 20 && (void *)(o + 20) <= data_end &&
-	    *(__u16 *)o == bpf_htons(XS_TCPOPT_MSS << 8 | 4) &&
-	    *(__u32 *)(o + 4) == bpf_htonl(XS_TCPOPT_SACK_PERM << 24 |
-					   2 << 16 |
-					   XS_TCPOPT_TIMESTAMP << 8 | 10) &&
-	    (*(__u32 *)(o + 16) & bpf_htonl(0xffffff00)) ==
-		    bpf_htonl(XS_TCPOPT_NOP << 24 | XS_TCPOPT_WSCALE << 16 |
-			      3 << 8)) {
-		mss = (__u32)o[2] << 8 | o[3];
-		ws = o[19] > XS_MAX_WSCALE ? XS_MAX_WSCALE : o[19];
-		res = (__u64)*(__u32 *)(o + 8) << 32 | XS_OPT_SACK | XS_OPT_TS |
-		      XS_OPT_HAS_WS | (__u64)ws << 16;
-		if (mss)
-			res |= mss | XS_OPT_HAS_MSS;
-		return res;
-	}
-	if (!optlen)
-		return 0;
-	return xs_parse_tcpopts(ctx, (void *)o - (void *)(long)ctx->data,
-				optlen);
-}
 
 /* A SYN to a protected port: answer with a cookie SYN-ACK (XDP_TX). */
 static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
@@ -243,43 +207,6 @@ static __always_inline __u32 xs_send_rst(struct xdp_md *ctx,
 	return XS_V(XDP_TX, reason);
 }
 
-/* The client's TSval and TSecr (host order) from a non-SYN segment; 0 when
- * it carries no timestamps option. The layout Linux, BSD and Windows send
- * (NOP NOP TS, 12 bytes) is two compares; anything else is the general walk.
- */
-static __always_inline int xs_ack_timestamps(struct xdp_md *ctx,
-					     struct tcphdr *th, __u64 l4off,
-					     __u32 *tsval, __u32 *tsecr)
-{
-	void *data_end = (void *)(long)ctx->data_end;
-	__u32 optlen = th->doff * 4 - sizeof(*th);
-	__u8 *o = (__u8 *)(th + 1);
-	__u64 off;
-
-	if (!optlen)
-		return 0;
-	if (optlen == 12 && (void *)(o + 12) <= data_end &&
-	    *(__u32 *)o == bpf_htonl(XS_TCPOPT_NOP << 24 | XS_TCPOPT_NOP << 16 |
-				     XS_TCPOPT_TIMESTAMP << 8 | 10)) {
-		*tsval = bpf_ntohl(*(__u32 *)(o + 4));
-		*tsecr = bpf_ntohl(*(__u32 *)(o + 8));
-		return 1;
-	}
-	off = xs_find_tsopt(ctx, l4off + sizeof(*th), optlen);
-	if (!off || off > XS_MAX_L4_OFF + 60)
-		return 0;
-	o = (void *)(long)ctx->data + off;
-	/* Verifier: as for th in xs_guard_tcp(), keep clang from redoing
-	 * data + off after the check.
-	 */
-	barrier_var(o);
-	if ((void *)(o + 10) > data_end)
-		return 0;
-	*tsval = bpf_ntohl(*(__u32 *)(o + 2));
-	*tsecr = bpf_ntohl(*(__u32 *)(o + 6));
-	return 1;
-}
-
 /* Transparent mode's handshake ACK, cookie already checked: decode what the
  * cookie and the echoed TSval carry, as Linux's cookie_timestamp_decode()
  * does, into XDP metadata for the tc program, and pass.
@@ -294,23 +221,12 @@ static __always_inline __u32 xs_ack_pass_meta(struct xdp_md *ctx,
 		.magic = XS_META_MAGIC,
 	};
 	struct xs_meta *mp;
-	__u32 tsopt;
 
-	if (xs_ack_timestamps(ctx, th, l4off, &m.tsval, &m.tsecr)) {
-		/* Without timestamps the SYN-ACK offered neither window
-		 * scale nor SACK, so there is nothing more to decode.
-		 */
-		tsopt = m.tsecr & ((1U << XS_TS_BITS) - 1);
-		m.opts = XS_META_TS;
-		if (tsopt & XS_TS_SACK)
-			m.opts |= XS_META_SACK;
-		if (tsopt & XS_TS_ECN)
-			m.opts |= XS_META_ECN;
-		if ((tsopt & XS_TS_WSCALE_MASK) != XS_TS_WSCALE_MASK) {
-			m.opts |= XS_META_WS;
-			m.snd_wscale = tsopt & XS_TS_WSCALE_MASK;
-		}
-	}
+	/* Without timestamps the SYN-ACK offered neither window scale nor
+	 * SACK, so there is nothing more to decode.
+	 */
+	if (xs_ack_timestamps(ctx, th, l4off, &m.tsval, &m.tsecr))
+		xs_ts_decode(&m);
 	if (xs_force_nometa || bpf_xdp_adjust_meta(ctx, -(int)sizeof(m))) {
 		/* No metadata on this driver: tc re-checks the cookie. */
 		if (!xs_nometa_seen)
@@ -553,7 +469,7 @@ __attribute__((noinline)) __u32 xs_guard_tcp(struct xdp_md *ctx, __u64 l3off,
 	/* The caller parsed all this; the bounds are restated for the
 	 * verifier, which sees this function apart from its caller.
 	 */
-	if (l3off > 14 + 4 * XS_MAX_VLAN || l4off > XS_MAX_L4_OFF)
+	if (l3off > XS_MAX_L3_OFF || l4off > XS_MAX_L4_OFF)
 		return XS_V(XDP_DROP, XS_R_MALFORMED);
 	l3.iph = data + l3off;
 	barrier_var(l3.iph);

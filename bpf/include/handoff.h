@@ -16,6 +16,9 @@
 #include "consts.h"
 #include "maps.h"
 #include "parse.h"
+#include "sock.h"
+#include "tcpopt.h"
+#include "verdict.h"
 #include "cookie.h"
 #include "policy.h"
 #include "guard.h"
@@ -29,11 +32,10 @@ extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk,
 				   struct bpf_tcp_req_attrs *attrs,
 				   int attrs__sz) __ksym __weak;
 
-/* A tc result that is not counted: the ordinary segment that tc leaves alone
- * (counting it would add a map write to every packet the server receives).
- * TC_ACT_UNSPEC, so that other filters on the hook still see it.
+/* tc's uncounted result for a segment it leaves alone: TC_ACT_UNSPEC, so
+ * that other filters on the hook still see it.
  */
-#define XS_TC_QUIET		XS_V(XS_TC_ACT_UNSPEC, XS_R__MAX)
+#define XS_TC_QUIET		XS_V_QUIET(XS_TC_ACT_UNSPEC)
 
 /* No metadata (the driver gave none): decode the ACK's timestamps from the
  * common layouts only.
@@ -46,33 +48,16 @@ static __always_inline int xs_tc_decode(struct __sk_buff *skb,
 					const struct xs_l3 *l3,
 					struct xs_meta *m)
 {
-	__u32 optlen = th->doff * 4 - sizeof(*th);
-	__u8 *o = (__u8 *)(th + 1);
-	__u32 cookie = bpf_ntohl(th->ack_seq) - 1, tsopt;
+	__u32 cookie = bpf_ntohl(th->ack_seq) - 1;
+	int found;
 
 	m->mss = xs_mss_class(cookie, l3->v6, xs_link_mss(skb, l3->v6));
 	m->opts = 0;
 	m->snd_wscale = 0;
-	if (!optlen)
-		return 0;
-	if (optlen != 12 || (void *)(o + 12) > data_end ||
-	    *(__u32 *)o != bpf_htonl(XS_TCPOPT_NOP << 24 |
-				     XS_TCPOPT_NOP << 16 |
-				     XS_TCPOPT_TIMESTAMP << 8 | 10))
-		return -1;
-	m->tsval = bpf_ntohl(*(__u32 *)(o + 4));
-	m->tsecr = bpf_ntohl(*(__u32 *)(o + 8));
-	tsopt = m->tsecr & ((1U << XS_TS_BITS) - 1);
-	m->opts = XS_META_TS;
-	if (tsopt & XS_TS_SACK)
-		m->opts |= XS_META_SACK;
-	if (tsopt & XS_TS_ECN)
-		m->opts |= XS_META_ECN;
-	if ((tsopt & XS_TS_WSCALE_MASK) != XS_TS_WSCALE_MASK) {
-		m->opts |= XS_META_WS;
-		m->snd_wscale = tsopt & XS_TS_WSCALE_MASK;
-	}
-	return 0;
+	found = xs_ts_common(th, data_end, &m->tsval, &m->tsecr);
+	if (found > 0)
+		xs_ts_decode(m);
+	return found < 0 ? -1 : 0;
 }
 
 /* No metadata (the driver gave none): check the ACK's cookie and decode
@@ -93,7 +78,7 @@ __attribute__((noinline)) int xs_tc_recheck(struct __sk_buff *skb,
 		return -1;
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
-	if (l3off > 14 + 4 * XS_MAX_VLAN || l4off > XS_MAX_L4_OFF)
+	if (l3off > XS_MAX_L3_OFF || l4off > XS_MAX_L4_OFF)
 		return -1;
 	l3.iph = data + l3off;
 	barrier_var(l3.iph);
@@ -113,27 +98,14 @@ __attribute__((noinline)) int xs_tc_recheck(struct __sk_buff *skb,
 }
 
 /* A segment of a connection whose handshake ACK was handed over moments
- * ago on this CPU. A client sends its first data right behind that ACK, and
- * both often reach tc in one receive batch, before the stack has turned the
- * ACK's request socket into a connection: a second request socket for the
- * same tuple would then be refused as a duplicate and the data dropped (the
- * client resends it after its 200 ms RTO). Left to the stack, which handles
- * the batch in order, the data meets the new connection.
+ * ago on this CPU (xs_tc_last, within XS_TC_INFLIGHT_NS). A client sends its
+ * first data right behind that ACK, and both often reach tc in one receive
+ * batch, before the stack has turned the ACK's request socket into a
+ * connection: a second request socket for the same tuple would then be
+ * refused as a duplicate and the data dropped (the client resends it after
+ * its 200 ms RTO). Left to the stack, which handles the batch in order, the
+ * data meets the new connection.
  */
-#define XS_TC_INFLIGHT_NS (10ULL * 1000 * 1000)
-
-struct xs_tc_last {
-	struct bpf_sock_tuple t;
-	__u64 ns;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct xs_tc_last);
-} xs_tc_last SEC(".maps");
-
 static __always_inline int xs_tc_same_tuple(const struct bpf_sock_tuple *a,
 					    const struct bpf_sock_tuple *b)
 {
@@ -272,8 +244,7 @@ static __always_inline __u32 xs_tc_handoff(struct __sk_buff *skb)
 		return XS_TC_QUIET;
 	if (proto != IPPROTO_TCP || l3.nonfirst)
 		return XS_TC_QUIET;
-	th = xs_parse_tcp(&c, &l3);
-	if (!th)
+	if (xs_parse_tcp(&c, &l3, &th) < 0)
 		return XS_TC_QUIET;
 	if (!have_meta) {
 		if ((XS_TCP_FLAGS(th) & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) !=

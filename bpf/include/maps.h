@@ -98,6 +98,21 @@ struct {
 	__type(value, struct xs_cpu_state);
 } xs_cpu SEC(".maps");
 
+/* Transparent mode, tc: the tuple this CPU last handed to the kernel, and
+ * when (handoff.h, xs_tc_same_tuple()).
+ */
+struct xs_tc_last {
+	struct bpf_sock_tuple t;
+	__u64 ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xs_tc_last);
+} xs_tc_last SEC(".maps");
+
 /* Load-time knobs (const volatile: the verifier sees the values and prunes
  * what they switch off). datapath.constants() fills them.
  */

@@ -181,7 +181,7 @@ static __always_inline int xs_dst_local(const struct xs_l3 *l3, __u64 now)
  * corrupted one has it are 2^-16.
  *
  * Verifier: global, verified once; the offsets are re-bounded here, and
- * the word loop masks its offset (see xs_parse_tcpopts()) so its states
+ * the word loop masks its offset (see xs_tcpopt_walk()) so its states
  * stay few.
  */
 /* The one's-complement sum of @n bytes at p on top of @sum, folded: 0 when
@@ -220,7 +220,7 @@ __attribute__((noinline)) int xs_syn_csum_ok(struct xdp_md *ctx, __u64 l3off,
 	__u16 check;
 	__u8 *p;
 
-	if (l3off > 14 + 4 * XS_MAX_VLAN || l4off > XS_MAX_L4_OFF)
+	if (l3off > XS_MAX_L3_OFF || l4off > XS_MAX_L4_OFF)
 		return 0;
 	p = data + l3off;
 	if (v6) {

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Types and numbers read by both the BPF object and Python. Python reads the
  * reason numbers from the object's BTF (enum xs_reason), and a test checks
- * that xdpshield.datapath.Reason agrees with it. Map value layouts here are
- * mirrored by the StructCodec formats in datapath.py.
+ * that xdpshield.shield.datapath.Reason agrees with it. Every other number
+ * Python mirrors is in enum xs_abi below, and the map value layouts here are
+ * mirrored by the StructCodec formats in datapath.py: tests/unit/
+ * test_mirrors.py checks both against the object's BTF.
  */
 #ifndef XDPSHIELD_SHARED_H
 #define XDPSHIELD_SHARED_H
+
+#include "consts.h"
 
 /* Why a frame got its verdict. Append only: the numbers are an ABI with
  * pinned maps and with Python.
@@ -129,6 +133,46 @@ struct xs_meta {
 	__u8 opts;		/* XS_META_* */
 	__u8 snd_wscale;	/* the client's window scale */
 	__u32 magic;		/* XS_META_MAGIC */
+};
+
+/* The numbers Python mirrors, as one enum that the object's BTF keeps (see
+ * xs_abi_btf_anchor): the #defines stay the ones the code uses, and a test
+ * compares each member with its Python twin, named beside it.
+ */
+enum xs_abi {
+	/* datapath.SRV_*: xs_server_opts bits */
+	XS_ABI_SRV_TS = XS_SRV_TS,
+	XS_ABI_SRV_SACK = XS_SRV_SACK,
+	XS_ABI_SRV_WS = XS_SRV_WS,
+	XS_ABI_SRV_ECN = XS_SRV_ECN,
+	/* datapath.META_*: struct xs_meta's opts bits and magic */
+	XS_ABI_META_TS = XS_META_TS,
+	XS_ABI_META_SACK = XS_META_SACK,
+	XS_ABI_META_WS = XS_META_WS,
+	XS_ABI_META_ECN = XS_META_ECN,
+	XS_ABI_META_MAGIC = XS_META_MAGIC,
+	/* datapath.SEEN_BITS, datapath.WIN_NS (1 << XS_WIN_SHIFT) */
+	XS_ABI_SEEN_BITS = XS_SEEN_BITS,
+	XS_ABI_WIN_SHIFT = XS_WIN_SHIFT,
+	/* datapath.LOCAL_*: xs_local values */
+	XS_ABI_LOCAL_UNICAST = XS_LOCAL_UNICAST,
+	XS_ABI_LOCAL_BROADCAST = XS_LOCAL_BROADCAST,
+	/* cookie.py: the cookie layout and its clock */
+	XS_ABI_COOKIE_MSS_MASK = XS_COOKIE_MSS_MASK,
+	XS_ABI_COOKIE_SLOT_SHIFT = XS_COOKIE_SLOT_SHIFT,
+	XS_ABI_COOKIE_TICK_SHIFT = XS_COOKIE_TICK_SHIFT,
+	XS_ABI_COOKIE_HASH_MASK = XS_COOKIE_HASH_MASK,
+	XS_ABI_COOKIE_TICK_NS_SHIFT = XS_COOKIE_TICK_NS_SHIFT,
+	/* cookie.py: the TSval low bits and clock */
+	XS_ABI_TS_BITS = XS_TS_BITS,
+	XS_ABI_TS_WSCALE_MASK = XS_TS_WSCALE_MASK,
+	XS_ABI_TS_SACK = XS_TS_SACK,
+	XS_ABI_TS_ECN = XS_TS_ECN,
+	XS_ABI_MAX_WSCALE = XS_MAX_WSCALE,
+	XS_ABI_TS_SHIFT = XS_TS_SHIFT,
+	/* tests/datapath/model.py: what a reply carries */
+	XS_ABI_REPLY_TTL = XS_REPLY_TTL,
+	XS_ABI_SYNACK_WINDOW = XS_SYNACK_WINDOW,
 };
 
 #endif

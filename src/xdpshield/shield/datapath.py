@@ -120,6 +120,7 @@ _PORTS = 65536
 _KEY = StructCodec("=16sIIQ")  # struct xs_key: k[2], epoch, live, born_s
 _VKEY = Raw(16)  # struct xs_vkey: the address, network order
 _VERIFIED = StructCodec("=QII")  # struct xs_verified: expires_ns, pad[2]
+_COUNTER = StructCodec("=QQ")  # struct xs_counter: packets, bytes
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 
 
@@ -593,7 +594,7 @@ def init_maps(maps: Maps, ports: Iterable[int]) -> None:
 
 def read_stats(maps: Maps) -> dict[Reason, tuple[int, int]]:
     """(packets, bytes) per reason, summed over CPUs."""
-    stats = maps["xs_stats"].typed(UInt(4), StructCodec("=QQ"))
+    stats = maps["xs_stats"].typed(UInt(4), _COUNTER)
     out: dict[Reason, tuple[int, int]] = {}
     for reason in Reason:
         pk, by = sum_percpu(stats.lookup_percpu(int(reason)))

@@ -63,6 +63,12 @@ enum bench_sink_kind {
 	BENCH_SINK__MAX,
 };
 
+/* Keeps enum bench_sink_kind in the object's BTF (tests/unit/
+ * test_mirrors.py compares it with SinkKind).
+ */
+enum bench_sink_kind bench_sink_btf_anchor SEC(".rodata.btf")
+	__attribute__((unused));
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, BENCH_SINK__MAX);

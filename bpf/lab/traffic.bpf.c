@@ -180,6 +180,17 @@ static __always_inline __u16 csum_fold(__u64 sum)
 	return ~sum;
 }
 
+/* The numbers Python mirrors (lab/traffic.py, lab/stand.py), kept in the
+ * object's BTF with enum mux_stat; tests/unit/test_mirrors.py checks them.
+ */
+enum traffic_abi {
+	TRAFFIC_ABI_TMPL_MAX = TMPL_MAX,
+	TRAFFIC_ABI_NFIELDS = NFIELDS,
+	TRAFFIC_ABI_MUX_FRAME_MAX = MUX_FRAME_MAX,
+};
+enum traffic_abi traffic_abi_btf_anchor SEC(".rodata.btf") __attribute__((unused));
+enum mux_stat mux_stat_btf_anchor SEC(".rodata.btf") __attribute__((unused));
+
 SEC("xdp")
 int xdp_flood(struct xdp_md *ctx)
 {
