@@ -2,7 +2,7 @@
 
 Run as root after `make build`:  .venv/bin/python bench/testrun_semantics.py
 
-Uses bench_mark (bpf/baseline.bpf.c), which counts the kind of frame it sees
+Uses bench_mark (bpf/lab/baseline.bpf.c), which counts the kind of frame it sees
 and then sets the ACK bit of a SYN. If every run got a fresh copy of the input,
 all N runs count a SYN; if runs reuse what an earlier run left, only the first
 (or the first per recycled page) does.

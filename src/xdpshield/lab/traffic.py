@@ -1,6 +1,6 @@
 """Traffic for the stand: in-kernel floods and a legitimate HTTP load.
 
-Floods: ``xdp_flood`` (bpf/traffic.bpf.c) runs under BPF_PROG_TEST_RUN in
+Floods: ``xdp_flood`` (bpf/lab/traffic.bpf.c) runs under BPF_PROG_TEST_RUN in
 live-frames mode on the attacker's uplink, so every XDP_TX leaves on the wire.
 Python builds one correct frame (the template) and tells the program which
 32-bit windows of it to randomise; the program rewrites the whole frame each
@@ -65,8 +65,8 @@ __all__ = [
 ]
 
 
-TMPL_MAX = 256  # bpf/traffic.bpf.c
-NFIELDS = 8  # bpf/traffic.bpf.c
+TMPL_MAX = 256  # bpf/lab/traffic.bpf.c
+NFIELDS = 8  # bpf/lab/traffic.bpf.c
 ETH_HLEN = 14
 MAX_DURATION_S = 3600.0
 MAX_COUNT = 10**12
@@ -252,7 +252,7 @@ def _random_windows(
 def _flood_constants(
     kind: FloodKind, v6: bool, raw: bytes, windows: list[tuple[int, int]], lay: _FrameLayout
 ) -> dict[str, int | bytes]:
-    """The generator's load-time constants (bpf/traffic.bpf.c) for this frame."""
+    """The generator's load-time constants (bpf/lab/traffic.bpf.c) for this frame."""
     proto = {"syn": 6, "ack": 6, "udp": 17, "icmp": 58 if v6 else 1, "frag": 17}[kind]
     csum_off = {"syn": 16, "ack": 16, "udp": 6, "icmp": 2, "frag": 0}[kind]
     return {

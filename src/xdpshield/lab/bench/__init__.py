@@ -1,7 +1,7 @@
 """Benchmarks: every verdict path in the kernel's test run, and live floods on the stand.
 
 Every measurement is reported next to a baseline measured in the same run
-(bare XDP_DROP / XDP_TX programs from ``bpf/baseline.bpf.c``, the Linux stack,
+(bare XDP_DROP / XDP_TX programs from ``bpf/lab/baseline.bpf.c``, the Linux stack,
 nftables synproxy, xdp-filter) and as a ratio to it; goals are reported, never
 asserted. Nothing here prints: progress goes through the ``progress`` callback
 and results come back as ``Result`` objects, written to ``bench.json``,

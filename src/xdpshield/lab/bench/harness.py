@@ -2,7 +2,7 @@
 
 BPF_PROG_TEST_RUN with ``repeat`` > 1 runs every iteration on the buffer the
 previous one left behind, so a program that rewrites the frame is timed under
-``bench_restore`` (bpf/baseline.bpf.c): it writes the original frame back and
+``bench_restore`` (bpf/lab/baseline.bpf.c): it writes the original frame back and
 tail-calls the program. ``Harness.timed`` takes the time with sub-ns
 resolution; ``pinned`` keeps the measurement on one CPU.
 """
@@ -29,7 +29,7 @@ __all__ = ["BENCH_FRAME_MAX", "OBJ_DIR", "Harness", "SinkKind", "load_shield", "
 OBJ_DIR = obj_dir()
 BASELINE_OBJ = "baseline.o"
 SHIELD_OBJ = "xdpshield.o"
-BENCH_FRAME_MAX = 256  # bytes; BENCH_FRAME_MAX in bpf/baseline.bpf.c
+BENCH_FRAME_MAX = 256  # bytes; BENCH_FRAME_MAX in bpf/lab/baseline.bpf.c
 
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX = 0, 1, 2, 3
 VERDICT_NAMES = {0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"}
@@ -40,7 +40,7 @@ def vname(verdict: int) -> str:
 
 
 class SinkKind(IntEnum):
-    """Mirrors ``enum bench_sink_kind`` in bpf/baseline.bpf.c."""
+    """Mirrors ``enum bench_sink_kind`` in bpf/lab/baseline.bpf.c."""
 
     OTHER = 0
     SYNACK = 1
