@@ -26,6 +26,73 @@
 #define XS_TCP_FLAGS(th)	(((__u8 *)(th))[13])
 #define XS_HANDSHAKE_MASK	(XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST | XS_TCP_FIN)
 
+/* The SYN's options, less those the server's stack has turned off: the
+ * kernel would refuse a handed-off connection with one (-EINVAL).
+ */
+static __always_inline __u64 xs_syn_offered(struct xdp_md *ctx,
+					    struct tcphdr *th, void *data_end)
+{
+	__u64 opts = xs_syn_options(ctx, th, data_end);
+
+	if (!(xs_server_opts & XS_SRV_TS))
+		opts &= ~XS_OPT_TS;
+	if (!(xs_server_opts & XS_SRV_SACK))
+		opts &= ~XS_OPT_SACK;
+	if (!(xs_server_opts & XS_SRV_WS))
+		opts &= ~XS_OPT_HAS_WS;
+	return opts;
+}
+
+/* The SYN-ACK's options after the MSS: timestamps, carrying in TSval's
+ * low bits what the cookie cannot hold, and ECN.
+ */
+static __always_inline void xs_synack_options(struct xs_reply *r,
+					      struct tcphdr *th, __u64 opts,
+					      __u64 now)
+{
+	__u32 tsopt, now_ts, ts;
+
+	r->sack = !!(opts & XS_OPT_SACK);
+	r->tsval = 0;
+	r->tsecr = 0;
+	if (!(opts & XS_OPT_TS)) {
+		/* No TSval to carry window scale and SACK-permitted in, so
+		 * offer neither, as Linux does for a cookie SYN-ACK: a
+		 * server that later rebuilds the connection from the cookie
+		 * could not know the client's scale, and both ends would
+		 * disagree on the window. (Transparent mode answers only
+		 * under a SYN flood, as Linux resorts to cookies only then.)
+		 */
+		r->optlen = XS_OPTLEN_MSS;
+		return;
+	}
+	/* Linux's cookie_init_timestamp(): the options the cookie cannot
+	 * hold ride in the low bits of TSval, and TSval never runs ahead of
+	 * the clock.
+	 */
+	tsopt = opts & XS_OPT_HAS_WS ? XS_OPT_WS(opts) : XS_TS_WSCALE_MASK;
+	if (opts & XS_OPT_SACK)
+		tsopt |= XS_TS_SACK;
+	/* ECN: an ECN-setup SYN (ECE and CWR) gets an ECN-setup SYN-ACK
+	 * (ECE) when the server's stack takes ECN; the TSval bit tells the
+	 * handoff, so both ends agree (RFC 3168 6.1.1). Without timestamps
+	 * nothing could carry it: not offered.
+	 */
+	if ((xs_server_opts & XS_SRV_ECN) &&
+	    (XS_TCP_FLAGS(th) & (XS_TCP_ECE | XS_TCP_CWR)) ==
+		    (XS_TCP_ECE | XS_TCP_CWR)) {
+		tsopt |= XS_TS_ECN;
+		r->flags |= XS_TCP_ECE;
+	}
+	now_ts = (__u32)(now >> XS_TS_SHIFT);
+	ts = (now_ts & ~((1U << XS_TS_BITS) - 1)) | tsopt;
+	if ((__s32)(ts - now_ts) > 0)
+		ts -= 1U << XS_TS_BITS;
+	r->tsval = bpf_htonl(ts);
+	r->tsecr = XS_OPT_TSVAL(opts);
+	r->optlen = opts & XS_OPT_HAS_WS ? XS_OPTLEN_TS_WS : XS_OPTLEN_TS;
+}
+
 /* A SYN to a protected port: answer with a cookie SYN-ACK (XDP_TX). */
 static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 					   const struct xs_l3 *l3,
@@ -34,21 +101,12 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 {
 	const struct xs_key *key = xs_current_key();
 	struct xs_reply r;
-	__u32 mss, mss_idx, hash, ports, tsopt, now_ts, ts, link, tick;
+	__u32 mss, mss_idx, hash, ports, link, tick;
 	__u64 opts;
 
 	if (!key)
 		return XS_V(XDP_DROP, XS_R_NO_KEY);
-	opts = xs_syn_options(ctx, th, data_end);
-	/* An option the server's stack has turned off is not offered: the
-	 * kernel would refuse the handed-off connection (-EINVAL).
-	 */
-	if (!(xs_server_opts & XS_SRV_TS))
-		opts &= ~XS_OPT_TS;
-	if (!(xs_server_opts & XS_SRV_SACK))
-		opts &= ~XS_OPT_SACK;
-	if (!(xs_server_opts & XS_SRV_WS))
-		opts &= ~XS_OPT_HAS_WS;
+	opts = xs_syn_offered(ctx, th, data_end);
 	/* Without an MSS option, RFC 9293's defaults. */
 	if (opts & XS_OPT_HAS_MSS)
 		mss = XS_OPT_MSS(opts);
@@ -85,47 +143,7 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 	r.flags = XS_TCP_SYN | XS_TCP_ACK;
 	r.window = XS_SYNACK_WINDOW;
 	r.wscale = xs_wscale;
-	r.sack = !!(opts & XS_OPT_SACK);
-	r.tsval = 0;
-	r.tsecr = 0;
-	if (opts & XS_OPT_TS) {
-		/* Linux's cookie_init_timestamp(): the options the cookie
-		 * cannot hold ride in the low bits of TSval, and TSval never
-		 * runs ahead of the clock.
-		 */
-		tsopt = opts & XS_OPT_HAS_WS ? XS_OPT_WS(opts) :
-					       XS_TS_WSCALE_MASK;
-		if (opts & XS_OPT_SACK)
-			tsopt |= XS_TS_SACK;
-		/* ECN: an ECN-setup SYN (ECE and CWR) gets an ECN-setup
-		 * SYN-ACK (ECE) when the server's stack takes ECN; the TSval
-		 * bit tells the handoff, so both ends agree (RFC 3168 6.1.1).
-		 * Without timestamps nothing could carry it: not offered.
-		 */
-		if ((xs_server_opts & XS_SRV_ECN) &&
-		    (XS_TCP_FLAGS(th) & (XS_TCP_ECE | XS_TCP_CWR)) ==
-			    (XS_TCP_ECE | XS_TCP_CWR)) {
-			tsopt |= XS_TS_ECN;
-			r.flags |= XS_TCP_ECE;
-		}
-		now_ts = (__u32)(now >> XS_TS_SHIFT);
-		ts = (now_ts & ~((1U << XS_TS_BITS) - 1)) | tsopt;
-		if ((__s32)(ts - now_ts) > 0)
-			ts -= 1U << XS_TS_BITS;
-		r.tsval = bpf_htonl(ts);
-		r.tsecr = XS_OPT_TSVAL(opts);
-		r.optlen = opts & XS_OPT_HAS_WS ? XS_OPTLEN_TS_WS :
-						  XS_OPTLEN_TS;
-	} else {
-		/* No TSval to carry window scale and SACK-permitted in, so
-		 * offer neither, as Linux does for a cookie SYN-ACK: a
-		 * server that later rebuilds the connection from the cookie
-		 * could not know the client's scale, and both ends would
-		 * disagree on the window. (Transparent mode answers only
-		 * under a SYN flood, as Linux resorts to cookies only then.)
-		 */
-		r.optlen = XS_OPTLEN_MSS;
-	}
+	xs_synack_options(&r, th, opts, now);
 	if (xs_reply_write(ctx, &r, frame_len))
 		return XS_V(XDP_DROP, XS_R_REPLY_FAILED);
 	return XS_V(XDP_TX, XS_R_SYN_COOKIE_SENT);

@@ -210,12 +210,86 @@ static __always_inline __u64 xs_sum_words(const __u8 *p, const int n)
 	return sum;
 }
 
+/* Does an IPv4 header of @words 32-bit words (at most 15) sum right? */
+static __always_inline int xs_ip4_header_ok(__u8 *p, void *data_end,
+					    __u32 words)
+{
+	__u64 sum = 0;
+	__u32 i;
+
+	/* Without options (the usual case) at constant offsets. */
+	if (words == 5) {
+		if ((void *)(p + 20) > data_end)
+			return 0;
+		barrier_var(p);
+		sum = xs_sum_words(p, 5);
+	}
+	for (i = 0; i < 15 && words != 5; i++) {
+		/* Verifier: an opaque index keeps clang from turning the
+		 * bound checks into arithmetic on data_end.
+		 */
+		asm volatile("%[i] &= 0xf" : [i] "+r"(i));
+		if (i >= words)
+			break;
+		if ((void *)(p + i * 4 + 4) > data_end)
+			return 0;
+		sum += *(__u32 *)(p + i * 4);
+	}
+	return xs_csum_fold(sum) == 0;
+}
+
+/* Does the segment of @len bytes at @l4off sum right on top of @sum (the
+ * pseudo-header)? Any length: a word loop, then the last 1 to 3 bytes
+ * zero-padded to a word. The loop masks its offset (see xs_tcpopt_walk())
+ * so its states stay few.
+ */
+static __always_inline int xs_sum_segment(struct xdp_md *ctx, __u64 l4off,
+					  __u64 len, __u64 sum)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 off = l4off, stop = l4off + (len & ~3ULL);
+	__u8 *p;
+	__u32 i;
+
+	for (i = 0; i < XS_CSUM_MAX / 4; i++) {
+		asm volatile("%[off] &= 0xfff" : [off] "+r"(off));
+		if (off >= stop)
+			break;
+		p = data + off;
+		if ((void *)(p + 4) > data_end)
+			return 0;
+		sum += *(__u32 *)p;
+		off += 4;
+	}
+	asm volatile("%[off] &= 0xfff" : [off] "+r"(off));
+	p = data + off;
+	switch (len & 3) {
+	case 3:
+		if ((void *)(p + 3) > data_end)
+			return 0;
+		sum += (__u32)p[0] | (__u32)p[1] << 8 | (__u32)p[2] << 16;
+		break;
+	case 2:
+		if ((void *)(p + 2) > data_end)
+			return 0;
+		sum += (__u32)p[0] | (__u32)p[1] << 8;
+		break;
+	case 1:
+		if ((void *)(p + 1) > data_end)
+			return 0;
+		sum += p[0];
+		break;
+	}
+	return xs_csum_fold(sum) == 0;
+}
+
 __attribute__((noinline)) int xs_syn_csum_ok(struct xdp_md *ctx, __u64 l3off,
 					      __u64 l4off, __u64 v6)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u64 sum = 0, pseudo, off, stop, len;
+	__u64 sum = 0, pseudo, len;
 	__u32 i, words;
 	__u16 check;
 	__u8 *p;
@@ -247,23 +321,7 @@ __attribute__((noinline)) int xs_syn_csum_ok(struct xdp_md *ctx, __u64 l3off,
 		if (len < words * 4)
 			return 0;
 		len -= words * 4;
-		/* The header: ihl 32-bit words, at most 15; without options
-		 * (the usual case) one csum_partial().
-		 */
-		if (words == 5) {
-			if ((void *)(p + 20) > data_end)
-				return 0;
-			barrier_var(p);
-			sum = xs_sum_words(p, 5);
-		}
-		for (i = 0; i < 15 && words != 5; i++) {
-			if (i >= words)
-				break;
-			if ((void *)(p + i * 4 + 4) > data_end)
-				return 0;
-			sum += *(__u32 *)(p + i * 4);
-		}
-		if (xs_csum_fold(sum))
+		if (!xs_ip4_header_ok(p, data_end, words))
 			return 0;
 		sum = (__u64)iph->saddr + iph->daddr;
 	}
@@ -298,39 +356,7 @@ __attribute__((noinline)) int xs_syn_csum_ok(struct xdp_md *ctx, __u64 l3off,
 	default:
 		break;
 	}
-	off = l4off;
-	stop = l4off + (len & ~3ULL);
-	for (i = 0; i < XS_CSUM_MAX / 4; i++) {
-		asm volatile("%[off] &= 0xfff" : [off] "+r"(off));
-		if (off >= stop)
-			break;
-		p = data + off;
-		if ((void *)(p + 4) > data_end)
-			return 0;
-		sum += *(__u32 *)p;
-		off += 4;
-	}
-	/* The last 1 to 3 bytes, zero-padded to a word. */
-	asm volatile("%[off] &= 0xfff" : [off] "+r"(off));
-	p = data + off;
-	switch (len & 3) {
-	case 3:
-		if ((void *)(p + 3) > data_end)
-			return 0;
-		sum += (__u32)p[0] | (__u32)p[1] << 8 | (__u32)p[2] << 16;
-		break;
-	case 2:
-		if ((void *)(p + 2) > data_end)
-			return 0;
-		sum += (__u32)p[0] | (__u32)p[1] << 8;
-		break;
-	case 1:
-		if ((void *)(p + 1) > data_end)
-			return 0;
-		sum += p[0];
-		break;
-	}
-	return xs_csum_fold(sum) == 0;
+	return xs_sum_segment(ctx, l4off, len, sum);
 }
 
 #endif

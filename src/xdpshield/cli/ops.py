@@ -8,8 +8,12 @@ import sys
 import threading
 import time
 
+from prometheus_client import generate_latest, start_http_server
+
 from xdpshield import netns
 from xdpshield.errors import XdpShieldError
+from xdpshield.ops.daemon import Daemon, DaemonEvent
+from xdpshield.ops.metrics import registry_for
 from xdpshield.shield.core import (
     Shield,
     list_shields,
@@ -28,10 +32,6 @@ def _listen_addr(text: str) -> tuple[str, int]:
 
 
 def cmd_daemon(a: argparse.Namespace) -> int:
-    from prometheus_client import start_http_server
-
-    from xdpshield.ops.daemon import Daemon, DaemonEvent
-    from xdpshield.ops.metrics import registry_for
 
     for opt, value in (("--rotate-keys", a.rotate_keys), ("--seen-rebuild", a.seen_rebuild)):
         if value is not None and not 1.0 <= value <= 86400.0:
@@ -65,9 +65,6 @@ def cmd_daemon(a: argparse.Namespace) -> int:
 
 
 def cmd_metrics(a: argparse.Namespace) -> int:
-    from prometheus_client import generate_latest
-
-    from xdpshield.ops.metrics import registry_for
 
     stale = {st.iface for st in stale_shields() if st.netns == netns.current_name()}
     ifaces = [a.iface] if a.iface else [i for i in list_shields() if i not in stale]

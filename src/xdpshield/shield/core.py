@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import IPRoute
+from pyroute2 import DiagSocket, IPRoute
 
 from xdpshield import netns as _ns
 from xdpshield.ebpf import (
@@ -796,8 +796,6 @@ def refresh_host_view(maps: Mapping[str, Map[Any, Any]], iface: str) -> None:
 
 def listening_ports() -> set[int]:
     """TCP ports something listens on in this namespace (sock_diag)."""
-    from pyroute2 import DiagSocket
-
     ports: set[int] = set()
     with DiagSocket() as ds:
         ds.bind()
@@ -810,8 +808,6 @@ def listening_ports() -> set[int]:
 def socket_peers() -> set[str]:
     """Remote addresses of this namespace's TCP sockets but the listeners
     (TIME_WAIT included), through sock_diag."""
-    from pyroute2 import DiagSocket
-
     every_but_listen = ((1 << 13) - 2) & ~(1 << 10)  # TCP states 1..12, LISTEN is 10
     peers: set[str] = set()
     with DiagSocket() as ds:
