@@ -280,7 +280,7 @@ static __always_inline __u64 *xs_seen_word(const struct xs_l3 *l3, __u64 *bit)
 /* Mark the source of a segment that passes to a socket. Not atomic: a bit
  * lost to a race on the same word is set again by the source's next segment.
  * The peers of sockets that exist at load (a TIME_WAIT above all) are
- * marked by userspace (shield.py, socket_peers()).
+ * marked by userspace (shield/core.py, socket_peers()).
  */
 static __always_inline void xs_seen_mark(const struct xs_l3 *l3)
 {

@@ -3,7 +3,7 @@
  * reason numbers from the object's BTF (enum xs_reason), and a test checks
  * that xdpshield.shield.datapath.Reason agrees with it. Every other number
  * Python mirrors is in enum xs_abi below, and the map value layouts here are
- * mirrored by the StructCodec formats in datapath.py: tests/unit/
+ * mirrored by the StructCodec formats in shield/datapath.py: tests/unit/
  * test_mirrors.py checks both against the object's BTF.
  */
 #ifndef XDPSHIELD_SHARED_H

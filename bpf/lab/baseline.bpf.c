@@ -53,7 +53,7 @@ struct {
 	__type(value, __u32);
 } bench_target SEC(".maps");
 
-/* Kinds counted by bench_sink; mirrored by SinkKind in bench.py. */
+/* Kinds counted by bench_sink; mirrored by SinkKind in lab/bench/harness.py. */
 enum bench_sink_kind {
 	BENCH_SINK_OTHER = 0,
 	BENCH_SINK_SYNACK,	/* TCP SYN+ACK */

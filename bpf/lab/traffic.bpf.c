@@ -16,7 +16,7 @@
  * they would never meet the overflow. xdp_mux, on the router's client-facing
  * link, queues client frames to the server while a generator runs; the
  * generator sends them in its own stream, a queued batch at a random run, so
- * they meet the ring nearly as a flood frame does (stand.py says how near).
+ * they meet the ring nearly as a flood frame does (lab/stand.py says how near).
  *
  * xdp_upstream: the native program on every link that faces the server, so
  * that the server's XDP_TX replies are delivered at all (a veth drops them

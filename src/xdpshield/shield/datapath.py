@@ -135,7 +135,7 @@ class GuardOptions:
     ``key_rotation_s`` is not in the object: it tells the daemon how often to
     call :func:`rotate_keys`. ``transparent`` selects the transparent
     handshake (valid handshake ACKs pass to the kernel, the tc program hands
-    them over; see shield.py), else reset mode. ``timestamps``, ``sack``,
+    them over; see shield/core.py), else reset mode. ``timestamps``, ``sack``,
     ``window_scaling`` and ``ecn``: the TCP options the protected stack
     accepts (its ``net.ipv4.tcp_*`` sysctls, see :func:`stack_options`); the
     SYN-ACK offers no other.
