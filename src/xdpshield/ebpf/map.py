@@ -23,7 +23,6 @@ K = TypeVar("K")
 V = TypeVar("V")
 T = TypeVar("T")
 
-BPFFS_ROOT = Path("/sys/fs/bpf")
 _PERCPU_TYPES = {5, 6, 10, 21}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP
 _ARRAY_TYPES = {2, 6}  # ARRAY, PERCPU_ARRAY: keys always exist, cannot be deleted
 MAP_TYPE_NAMES = {
@@ -38,10 +37,6 @@ MAP_TYPE_NAMES = {
     11: "lpm_trie",
     27: "ringbuf",
 }
-XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
-XDP_FLAGS_SKB_MODE = 1 << 1
-XDP_FLAGS_DRV_MODE = 1 << 2
-XDP_FLAGS_REPLACE = 1 << 4
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 
 

@@ -6,36 +6,10 @@ import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from ..errors import Op, from_oserror
 from ._libbpf import TEST_RUN_XDP_LIVE_FRAMES, XdpMd, lib
 from .map import Map, _obj_get, _obj_pin
-
-K = TypeVar("K")
-V = TypeVar("V")
-T = TypeVar("T")
-
-BPFFS_ROOT = Path("/sys/fs/bpf")
-_PERCPU_TYPES = {5, 6, 10, 21}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP
-_ARRAY_TYPES = {2, 6}  # ARRAY, PERCPU_ARRAY: keys always exist, cannot be deleted
-MAP_TYPE_NAMES = {
-    1: "hash",
-    2: "array",
-    3: "prog_array",
-    4: "perf_event_array",
-    5: "percpu_hash",
-    6: "percpu_array",
-    9: "lru_hash",
-    10: "lru_percpu_hash",
-    11: "lpm_trie",
-    27: "ringbuf",
-}
-XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
-XDP_FLAGS_SKB_MODE = 1 << 1
-XDP_FLAGS_DRV_MODE = 1 << 2
-XDP_FLAGS_REPLACE = 1 << 4
-BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 
 
 @dataclass(frozen=True)

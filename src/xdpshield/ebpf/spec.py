@@ -8,7 +8,7 @@ import errno
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..errors import (
     BpfError,
@@ -21,31 +21,6 @@ from ..errors import (
 from ._libbpf import lib
 from .map import Map, close_maps
 from .program import Program
-
-K = TypeVar("K")
-V = TypeVar("V")
-T = TypeVar("T")
-
-BPFFS_ROOT = Path("/sys/fs/bpf")
-_PERCPU_TYPES = {5, 6, 10, 21}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP
-_ARRAY_TYPES = {2, 6}  # ARRAY, PERCPU_ARRAY: keys always exist, cannot be deleted
-MAP_TYPE_NAMES = {
-    1: "hash",
-    2: "array",
-    3: "prog_array",
-    4: "perf_event_array",
-    5: "percpu_hash",
-    6: "percpu_array",
-    9: "lru_hash",
-    10: "lru_percpu_hash",
-    11: "lpm_trie",
-    27: "ringbuf",
-}
-XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
-XDP_FLAGS_SKB_MODE = 1 << 1
-XDP_FLAGS_DRV_MODE = 1 << 2
-XDP_FLAGS_REPLACE = 1 << 4
-BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 
 
 class ObjectSpec:
