@@ -7,6 +7,8 @@ loopback, or the device named by ``ingress_ifindex``).
 from __future__ import annotations
 
 import contextlib
+import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,9 +45,27 @@ def scratch_host(mtu: int = 1500) -> Iterator[ScratchHost]:
         for cidr in (f"{SERVER4}/24", f"{CLIENT4}/32", f"{SERVER6}/64", f"{CLIENT6}/128"):
             netns.add_address(dev, cidr, name)
         with netns.enter(name):
+            _wait_bindable((SERVER4, CLIENT4, SERVER6, CLIENT6))
             yield ScratchHost(name, dev, idx)
     finally:
         netns.remove(name)
+
+
+def _wait_bindable(addrs: tuple[str, ...], timeout_s: float = 5.0) -> None:
+    """Until every address can be bound (an IPv6 address is briefly
+    unusable after it is added, even without duplicate address detection)."""
+    deadline = time.monotonic() + timeout_s
+    for addr in addrs:
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        while True:
+            with socket.socket(family) as s:
+                try:
+                    s.bind((addr, 0))
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+            time.sleep(0.01)
 
 
 def set_mtu(host: ScratchHost, mtu: int) -> None:

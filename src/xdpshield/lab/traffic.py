@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import json
 import math
@@ -437,7 +438,22 @@ def _mux_release(mux: Mapping[str, Map[bytes, bytes]], target: FloodTarget) -> N
                 sock = stack.enter_context(socket.socket(socket.AF_PACKET, socket.SOCK_RAW))
                 sock.bind((target.ifname, 0))
             length = int.from_bytes(entry[:4], sys.byteorder)
-            sock.send(entry[4 : 4 + length])
+            _send_draining(sock, entry[4 : 4 + length])
+
+
+def _send_draining(sock: socket.socket, frame: bytes, tries: int = 200) -> None:
+    """Send one frame on a packet socket whose device queue may be full for
+    a moment (ENOBUFS right after a flood): wait for it to drain, as a
+    link's queue would, rather than fail the whole release."""
+    for _ in range(tries - 1):
+        try:
+            sock.send(frame)
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOBUFS:
+                raise
+            time.sleep(0.001)
+    sock.send(frame)
 
 
 def flood(
