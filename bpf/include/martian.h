@@ -35,10 +35,7 @@ static __always_inline int xs_mac_not_ours(struct xdp_md *ctx)
 	       *(const __u16 *)(dst + 4) != *(const __u16 *)(ifi->mac + 4);
 }
 
-/* What xs_local says of a destination (0: not local), through this CPU's
- * one-entry cache: a flood aims at one address, and a hash lookup of 16
- * bytes costs a sixth of the SYN path.
- */
+/* What xs_local says of an address (0: not local). */
 static __always_inline __u32 xs_local_lookup(const struct xs_vkey *k)
 {
 	__u32 *kind = bpf_map_lookup_elem(&xs_local, k);
@@ -46,6 +43,10 @@ static __always_inline __u32 xs_local_lookup(const struct xs_vkey *k)
 	return kind ? *kind : 0;
 }
 
+/* xs_local_lookup() of a destination through this CPU's one-entry cache: a
+ * flood aims at one address, and a hash lookup of 16 bytes costs a sixth of
+ * the SYN path.
+ */
 static __always_inline __u32 xs_local_kind(const struct xs_vkey *k, __u64 now)
 {
 	struct xs_cpu_state *st = xs_cache(now);
@@ -168,22 +169,6 @@ static __always_inline int xs_dst_local(const struct xs_l3 *l3, __u64 now)
 	return xs_local_kind(&k, now) == XS_LOCAL_UNICAST;
 }
 
-/* Do the IPv4 header (if any) and the TCP segment of a SYN sum right?
- * Words are summed as loaded (network order read little-endian); a
- * one's-complement sum is the same in either byte order, so a correct
- * checksum folds to zero here too.
- *
- * A TCP checksum field that holds just the pseudo-header's sum is a segment
- * whose checksum was left to offload (CHECKSUM_PARTIAL): what a local stack
- * sends over veth, which XDP sees before anything completes it. The kernel
- * takes those as good, and so do we.
- * XXX: so a crafted SYN with that field is answered; the odds that a
- * corrupted one has it are 2^-16.
- *
- * Verifier: global, verified once; the offsets are re-bounded here, and
- * the word loop masks its offset (see xs_tcpopt_walk()) so its states
- * stay few.
- */
 /* The one's-complement sum of @n bytes at p on top of @sum, folded: 0 when
  * the checksum in them is right.
  */
@@ -284,6 +269,22 @@ static __always_inline int xs_sum_segment(struct xdp_md *ctx, __u64 l4off,
 	return xs_csum_fold(sum) == 0;
 }
 
+/* Do the IPv4 header (if any) and the TCP segment of a SYN sum right?
+ * Words are summed as loaded (network order read little-endian); a
+ * one's-complement sum is the same in either byte order, so a correct
+ * checksum folds to zero here too.
+ *
+ * A TCP checksum field that holds just the pseudo-header's sum is a segment
+ * whose checksum was left to offload (CHECKSUM_PARTIAL): what a local stack
+ * sends over veth, which XDP sees before anything completes it. The kernel
+ * takes those as good, and so do we.
+ * XXX: so a crafted SYN with that field is answered; the odds that a
+ * corrupted one has it are 2^-16.
+ *
+ * Verifier: global, verified once; the offsets are re-bounded here, and
+ * the word loop masks its offset (see xs_tcpopt_walk()) so its states
+ * stay few.
+ */
 __attribute__((noinline)) int xs_syn_csum_ok(struct xdp_md *ctx, __u64 l3off,
 					      __u64 l4off, __u64 v6)
 {

@@ -299,13 +299,28 @@ class Meta:
 
 
 # -- ports ------------------------------------------------------------------------
-def _ports(maps: Maps) -> Map[int, bytes]:
-    return maps["xs_ports"].typed(UInt(4), Raw(_PORTS // 8))
+def _portset(maps: Maps, name: str) -> Map[int, bytes]:
+    """A ``struct xs_portset`` map (xs_ports, xs_listen): bit ``port`` set."""
+    return maps[name].typed(UInt(4), Raw(_PORTS // 8))
+
+
+def _read_portset(maps: Maps, name: str) -> set[int]:
+    raw = _portset(maps, name).lookup(0)
+    return {i * 8 + b for i, byte in enumerate(raw) if byte for b in range(8) if byte >> b & 1}
+
+
+def _write_portset(maps: Maps, name: str, ports: Iterable[int], key: str) -> None:
+    """One write of the whole bitmap (``key``: the setting a bad port names)."""
+    bits = 0
+    for port in sorted(set(ports)):  # the smallest bad port is named
+        if not 0 <= port < _PORTS:
+            raise ConfigError(f"not a TCP port: {port}", key=key)
+        bits |= 1 << port
+    _portset(maps, name).update(0, bits.to_bytes(_PORTS // 8, "little"))
 
 
 def get_ports(maps: Maps) -> set[int]:
-    raw = _ports(maps).lookup(0)
-    return {i * 8 + b for i, byte in enumerate(raw) if byte for b in range(8) if byte >> b & 1}
+    return _read_portset(maps, "xs_ports")
 
 
 def set_ports(maps: Maps, ports: Iterable[int]) -> None:
@@ -316,14 +331,7 @@ def set_ports(maps: Maps, ports: Iterable[int]) -> None:
     the set at once can lose one's change (read-modify-write), as with any
     unlocked map.
     """
-    want = set(ports)
-    bad = sorted(p for p in want if not 0 <= p < _PORTS)
-    if bad:
-        raise ConfigError(f"not a TCP port: {bad[0]}", key="ports")
-    bits = 0
-    for port in want:
-        bits |= 1 << port
-    _ports(maps).update(0, bits.to_bytes(_PORTS // 8, "little"))
+    _write_portset(maps, "xs_ports", ports, key="ports")
 
 
 # -- cookie keys ------------------------------------------------------------------
@@ -524,19 +532,11 @@ LOCAL_UNICAST, LOCAL_BROADCAST = 1, 2  # shared.h enum xs_local_kind
 def set_listening(maps: Maps, ports: Iterable[int]) -> None:
     """Make ``xs_listen`` exactly these ports (the data path adds a port
     itself when a SYN's lookup finds its listener)."""
-    bits = 0
-    for port in ports:
-        if not 0 <= port < _PORTS:
-            raise ConfigError(f"not a TCP port: {port}", key="listening")
-        bits |= 1 << port
-    maps["xs_listen"].typed(UInt(4), Raw(_PORTS // 8)).update(
-        0, bits.to_bytes(_PORTS // 8, "little")
-    )
+    _write_portset(maps, "xs_listen", ports, key="listening")
 
 
 def get_listening(maps: Maps) -> set[int]:
-    raw = maps["xs_listen"].typed(UInt(4), Raw(_PORTS // 8)).lookup(0)
-    return {i * 8 + b for i, byte in enumerate(raw) if byte for b in range(8) if byte >> b & 1}
+    return _read_portset(maps, "xs_listen")
 
 
 def set_local_addresses(maps: Maps, addrs: Mapping[str, int]) -> None:
