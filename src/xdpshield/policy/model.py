@@ -1,0 +1,188 @@
+"""What a policy is, as plain values: the one interface between the config
+file (config.py), the rule compiler (rules.py) and the shield that writes
+them to its maps (shield/policy.py). Nothing here touches the kernel.
+
+Semantics, in the data path's order (see bpf/xdpshield.bpf.c):
+
+1. ``allow``: a source in one of these prefixes skips every later stage.
+2. ``deny``: a source in one of these prefixes is dropped.
+3. ``hygiene``: protocol checks (:class:`Hygiene`), each switchable.
+4. ``rules``: the first rule (in file order) that matches decides; a rule
+   matches when every field it sets matches (a field holding several values
+   matches any of them); ``pass`` hands the packet to the kernel at once
+   (no TCP guard), ``drop`` drops it.
+5. The TCP guard on the protected ports.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+__all__ = [
+    "DEFAULT_ICMP6_TYPES",
+    "DEFAULT_ICMP_TYPES",
+    "DEFAULT_REFLECTION_PORTS",
+    "ICMP6_ND_TYPES",
+    "ICMP6_PTB",
+    "ICMP_UNREACH",
+    "PROTO_ICMP",
+    "PROTO_ICMPV6",
+    "PROTO_TCP",
+    "PROTO_UDP",
+    "TCP_FLAGS",
+    "Action",
+    "Config",
+    "Hygiene",
+    "InterfaceConfig",
+    "Network",
+    "Policy",
+    "Prefix",
+    "PrefixList",
+    "Rule",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+
+#: TCP flag bits by name, as in the header's 13th byte.
+TCP_FLAGS = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08,
+             "ACK": 0x10, "URG": 0x20, "ECE": 0x40, "CWR": 0x80}  # fmt: skip
+
+#: UDP source ports of the amplification attacks seen in the wild: chargen,
+#: DNS, portmap, NTP, NetBIOS, SNMP, CLDAP, SSDP, WS-Discovery, ARD, memcached
+#: and others (US-CERT TA14-017A and its successors).
+DEFAULT_REFLECTION_PORTS = (
+    19, 53, 111, 123, 137, 161, 389, 520, 1900, 3283, 3702, 5353, 10001, 11211,
+)  # fmt: skip
+
+#: ICMP types that pass by default: echo reply/request, destination
+#: unreachable (its code 4 is path MTU discovery), time exceeded (traceroute),
+#: parameter problem.
+DEFAULT_ICMP_TYPES = frozenset({0, 3, 8, 11, 12})
+ICMP_UNREACH = 3
+#: ICMPv6: destination unreachable, packet too big, time exceeded, parameter
+#: problem, echo request/reply, multicast listener query/report/done (MLD)
+#: and MLDv2 reports.
+DEFAULT_ICMP6_TYPES = frozenset({1, 2, 3, 4, 128, 129, 130, 131, 132, 143})
+ICMP6_PTB = 2
+#: Neighbour discovery (router/neighbour solicitation and advertisement,
+#: redirect): always passes, whatever the config says; IPv6 dies without it.
+ICMP6_ND_TYPES = frozenset({133, 134, 135, 136, 137})
+
+
+class Action(StrEnum):
+    DROP = "drop"
+    PASS = "pass"
+
+
+class Prefix(NamedTuple):
+    """An IPv4 or IPv6 prefix, host bits clear. A tuple, not an
+    ``ipaddress`` network: a list of a million must parse and pack in well
+    under a second (cidr.py makes them)."""
+
+    version: int  # 4 or 6
+    addr: bytes  # packed, 4 or 16 bytes
+    plen: int
+
+    @property
+    def network(self) -> Network:
+        return ipaddress.ip_network((self.addr, self.plen))
+
+    def __str__(self) -> str:
+        family = socket.AF_INET if self.version == 4 else socket.AF_INET6
+        return f"{socket.inet_ntop(family, self.addr)}/{self.plen}"
+
+
+#: An allow or deny list: prefix -> seconds it lives once applied (None: until
+#: removed).
+PrefixList = dict[Prefix, float | None]
+
+
+@dataclass(frozen=True)
+class Hygiene:
+    """Protocol checks that need no list: each one switchable, all on by default."""
+
+    #: Drop TCP with no flags, SYN+FIN, SYN+RST, FIN+PSH+URG (any port).
+    tcp_flags: bool = True
+    #: Drop UDP from ``reflection_ports`` unless it answers a request this
+    #: host sent (to that peer and port, from that local port) within
+    #: ``reflection_window_s``.
+    reflection: bool = True
+    reflection_ports: frozenset[int] = frozenset(DEFAULT_REFLECTION_PORTS)
+    reflection_window_s: float = 10.0
+    #: Pass a non-first fragment only when its datagram's first fragment
+    #: passed within ``fragment_window_s``.
+    fragments: bool = True
+    fragment_window_s: float = 5.0
+    #: Pass only these ICMP / ICMPv6 types (neighbour discovery always passes).
+    icmp: bool = True
+    icmp_types: frozenset[int] = DEFAULT_ICMP_TYPES
+    icmpv6_types: frozenset[int] = DEFAULT_ICMP6_TYPES
+    #: Path MTU discovery's messages (ICMP type 3, ICMPv6 type 2) pass even
+    #: when the type lists leave them out.
+    icmp_pmtu: bool = True
+    #: Other IP protocols (not TCP, UDP, ICMP, ICMPv6): these numbers dropped.
+    protocols_drop: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One named rule; an empty field matches anything."""
+
+    name: str
+    action: Action
+    #: IP protocol numbers (empty: any).
+    protocols: frozenset[int] = frozenset()
+    sources: tuple[Prefix, ...] = ()
+    #: Destination port ranges, inclusive (TCP and UDP only).
+    dports: tuple[tuple[int, int], ...] = ()
+    #: Source ports (TCP and UDP only).
+    sports: frozenset[int] = frozenset()
+    #: TCP flags: (mask, value); matches when flags & mask == value.
+    tcp_flags: tuple[int, int] | None = None
+    #: ICMP or ICMPv6 type and code (the protocol says which).
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    #: Where it was written (for messages): "FILE:LINE" or "".
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    allow: PrefixList = field(default_factory=dict)
+    deny: PrefixList = field(default_factory=dict)
+    hygiene: Hygiene = field(default_factory=Hygiene)
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class InterfaceConfig:
+    """One ``[[interface]]``: a shield and its protected ports."""
+
+    name: str
+    protect: tuple[int, ...] = ()
+    #: ``ip netns`` name of the interface's namespace (None: the current one).
+    netns: str | None = None
+    handshake: str = "auto"
+    xdp_mode: str = "auto"
+    #: Transparent mode: SYNs per second and CPU before cookies start.
+    syn_flood_pps: int | None = None
+    #: RSTs the shield may send per second and CPU.
+    rst_pps: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole config file."""
+
+    path: str
+    interfaces: tuple[InterfaceConfig, ...] = ()
+    policy: Policy = field(default_factory=Policy)
