@@ -11,6 +11,9 @@
 #include "maps.h"
 #include "parse.h"
 #include "verdict.h"
+#include "acl.h"
+#include "hygiene.h"
+#include "rules.h"
 #include "guard.h"
 #include "handoff.h"
 
@@ -26,15 +29,210 @@
 enum xs_reason xs_reason_btf_anchor SEC(".rodata.btf") __attribute__((unused));
 enum xs_abi xs_abi_btf_anchor SEC(".rodata.btf") __attribute__((unused));
 
-/* Parse down to L4 and decide. Returns XS_V(action, reason). */
-static __always_inline __u32 xs_classify(struct xdp_md *ctx)
+/* Not a verdict: the TCP guard decides (xs_classify() calls it, so the
+ * guard's deep stack never adds to the policy stages').
+ */
+#define XS_V_GUARD	0xffffffffU
+
+/* Hygiene and rules for a packet with an L4 header (@c points at it).
+ * Returns XS_V(action, reason), or XS_V_GUARD.
+ */
+static __always_inline __u32 xs_judge(struct xdp_md *ctx, struct xs_cursor *c,
+				      const struct xs_l3 *l3, int proto,
+				      const struct xs_psel *sel,
+				      const struct xs_hygiene *h, __u32 len)
+{
+	struct tcphdr *th = NULL;
+	struct xs_rule_q l4 = {};
+	__u8 *icmp;
+	__u32 r;
+
+	switch (proto) {
+	case IPPROTO_TCP:
+		if (xs_parse_tcp(c, l3, &th) < 0)
+			return XS_V(XDP_DROP, XS_R_MALFORMED);
+		l4.tcp_flags = ((__u8 *)th)[13];
+		if ((h->flags & XS_HYG_TCP_FLAGS) &&
+		    xs_tcp_flags_bad(l4.tcp_flags))
+			return XS_V(XDP_DROP, XS_R_TCP_FLAGS);
+		l4.slot = 0;
+		l4.port = bpf_ntohs(th->dest);
+		l4.sport = bpf_ntohs(th->source);
+		break;
+	case IPPROTO_UDP: {
+		struct udphdr *uh = c->pos;
+
+		if (xs_parse_udp(c, l3) < 0 || (void *)(uh + 1) > c->end)
+			return XS_V(XDP_DROP, XS_R_MALFORMED);
+		if (xs_reflected(h, l3, uh))
+			return XS_V(XDP_DROP, XS_R_REFLECTION);
+		l4.slot = 1;
+		l4.port = bpf_ntohs(uh->dest);
+		l4.sport = bpf_ntohs(uh->source);
+		break;
+	}
+	case IPPROTO_ICMP:
+	case XS_IPPROTO_ICMPV6:
+		icmp = c->pos;
+		if (xs_parse_icmp(c, l3) < 0 || (void *)(icmp + 2) > c->end)
+			return XS_V(XDP_DROP, XS_R_MALFORMED);
+		if (xs_icmp_denied(h, l3, icmp[0]))
+			return XS_V(XDP_DROP, XS_R_ICMP_TYPE);
+		l4.slot = proto == IPPROTO_ICMP ? 2 : 3;
+		l4.port = icmp[0];
+		l4.icmp_code = icmp[1];
+		break;
+	default:
+		/* XXX: tunnels (GRE, IPIP, ...) pass uninspected unless the
+		 * protocol is dropped: the shield does not look inside.
+		 */
+		if (xs_bit256(h->proto_drop, proto & 0xff))
+			return XS_V(XDP_DROP, XS_R_PROTOCOL);
+		l4.slot = 4;
+		l4.port = proto & 0xff;
+		break;
+	}
+	if (sel->n_rules) {
+		l4.k.gen = sel->rules_gen;
+		xs_addr16(l4.k.addr, xs_saddr(l3), l3->v6);
+		l4.len = len;
+		r = xs_rules_match(&l4);
+		if (r == XS_RULE_DROP)
+			return XS_V(XDP_DROP, XS_R_RULE_DROP);
+		if (r == XS_RULE_PASS)
+			return XS_V(XDP_PASS, XS_R_RULE_PASS);
+	}
+	if (th && xs_port_protected(th->dest))
+		return XS_V_GUARD;
+	return XS_V(XDP_PASS, XS_R_PASS_UNPROTECTED);
+}
+
+/* What parsing found, passed to the global functions below as offsets:
+ * the verifier checks each of them once, not once per parse path.
+ */
+struct xs_pkt {
+	__u32 frag_id;
+	__u32 l4len;
+	__u32 len;		/* frame bytes */
+	__u16 l3off;
+	__u16 l4off;		/* TCP: the header the guard reads */
+	__u8 v6;
+	__u8 nonfirst;
+	__u8 first_frag;
+	__u8 proto;
+};
+
+_Static_assert(XS_MAX_L3_OFF <= 0x1f && XS_MAX_L4_OFF <= 0x7ff,
+	       "xs_l3_of() masks the offsets to these bounds");
+
+/* @p back to an xs_l3 and a cursor at L4; -1 when the offsets are bad. */
+static __always_inline int xs_l3_of(struct xdp_md *ctx, const struct xs_pkt *p,
+				    struct xs_l3 *l3, struct xs_cursor *c)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 l3off = p->l3off, l4off = p->l4off;
+
+	if (l3off > XS_MAX_L3_OFF || l4off > XS_MAX_L4_OFF)
+		return -1;
+	/* Verifier: the masks change nothing after the checks, but they bound
+	 * the offsets whichever register the compiler computes them in (the
+	 * checks alone did not reach the pointer arithmetic).
+	 */
+	l3off &= 0x1f;
+	l4off &= 0x7ff;
+	barrier_var(l3off);
+	barrier_var(l4off);
+	l3->iph = data + l3off;
+	barrier_var(l3->iph);
+	if (l3->iph + (p->v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) >
+	    data_end)
+		return -1;
+	l3->l3off = l3off;
+	l3->v6 = p->v6;
+	l3->l4len = p->l4len;
+	l3->nonfirst = p->nonfirst;
+	l3->first_frag = p->first_frag;
+	l3->frag_id = p->frag_id;
+	c->pos = data + l4off;
+	c->end = data_end;
+	return 0;
+}
+
+/* The policy stages in order: allow, deny, fragments, then xs_judge().
+ * Returns XS_V(action, reason), or XS_V_GUARD.
+ *
+ * Verifier: a global function. Inlined into the parser, every stage was
+ * verified again for each of its paths (VLAN depths times IPv6 extension
+ * header chains), past the 1M-instruction budget.
+ */
+__attribute__((noinline)) __u32 xs_stages(struct xdp_md *ctx, struct xs_pkt *p)
+{
+	const struct xs_hygiene *h;
+	const struct xs_psel *sel;
+	struct xs_l3 l3 = {};
+	struct xs_cursor c;
+	__u32 zero = 0;
+
+	if (!p || xs_l3_of(ctx, p, &l3, &c) < 0)
+		return XS_V(XDP_DROP, XS_R_MALFORMED);
+	/* Verifier: array lookups with a constant key cannot fail, but it
+	 * wants the check.
+	 */
+	sel = bpf_map_lookup_elem(&xs_psel, &zero);
+	if (!sel)
+		return XS_V(XDP_PASS, XS_R_PASS_UNPROTECTED);
+	if (xs_allowed(sel, &l3))
+		return XS_V(XDP_PASS, XS_R_ALLOW_PASS);
+	if (xs_denied(sel, &l3))
+		return XS_V(XDP_DROP, XS_R_DENY);
+	h = xs_hyg_get(sel);
+	if (!h)
+		return XS_V(XDP_PASS, XS_R_PASS_UNPROTECTED);
+	/* A non-first fragment has no L4 header to judge: it passes when its
+	 * datagram's first fragment did.
+	 */
+	if (l3.nonfirst) {
+		if (xs_frag_known(h, &l3, p->proto))
+			return XS_V(XDP_PASS, XS_R_PASS_FRAGMENT);
+		return XS_V(XDP_DROP, XS_R_FRAGMENT_UNKNOWN);
+	}
+	return xs_judge(ctx, &c, &l3, p->proto, sel, h, p->len);
+}
+
+/* A first fragment passed: its datagram's other fragments may follow. */
+__attribute__((noinline)) int xs_frag_open(struct xdp_md *ctx, struct xs_pkt *p)
+{
+	const struct xs_hygiene *h;
+	struct xs_frag_key k = {};
+	const struct xs_psel *sel;
+	struct xs_l3 l3 = {};
+	struct xs_cursor c;
+	__u32 zero = 0;
+
+	if (!p || xs_l3_of(ctx, p, &l3, &c) < 0)
+		return 0;
+	sel = bpf_map_lookup_elem(&xs_psel, &zero);
+	if (!sel)
+		return 0;
+	h = xs_hyg_get(sel);
+	if (!h || !(h->flags & XS_HYG_FRAGMENTS))
+		return 0;
+	xs_frag_key_of(&k, &l3, p->proto);
+	xs_frag_note(h, &k);
+	return 0;
+}
+
+/* Parse to L4's start, then xs_stages(). Returns XS_V(action, reason). */
+static __always_inline __u32 xs_classify(struct xdp_md *ctx, __u32 len)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct xs_cursor c = { .pos = data, .end = data_end };
 	struct xs_l3 l3 = {};
-	struct tcphdr *th;
+	struct xs_pkt p = {};
 	int proto;
+	__u32 v;
 
 	proto = xs_parse_eth(&c);
 	if (proto < 0)
@@ -49,46 +247,30 @@ static __always_inline __u32 xs_classify(struct xdp_md *ctx)
 		return XS_V(XDP_DROP, XS_R_VLAN_TOO_DEEP);
 	else
 		return XS_V(XDP_PASS, XS_R_PASS_NON_IP);
-	if (proto < 0)
+	if (proto < 0 || c.pos - data > XS_MAX_L4_OFF)
 		return XS_V(XDP_DROP, XS_R_MALFORMED);
-	/* XXX: non-first fragments pass unjudged (no ports to look at); the
-	 * kernel reassembles them, so a fragmented segment reaches the stack
-	 * unguarded. The first fragment, which carries the TCP header, is
-	 * judged like any segment.
-	 */
-	if (l3.nonfirst)
-		return XS_V(XDP_PASS, XS_R_PASS_FRAGMENT);
-
-	switch (proto) {
-	case IPPROTO_TCP:
-		if (xs_parse_tcp(&c, &l3, &th) < 0 ||
-		    (void *)th - data > XS_MAX_L4_OFF)
-			return XS_V(XDP_DROP, XS_R_MALFORMED);
-		if (!xs_port_protected(th->dest))
-			return XS_V(XDP_PASS, XS_R_PASS_UNPROTECTED);
-		return xs_guard_tcp(ctx, l3.l3off, (void *)th - data, l3.v6);
-	case IPPROTO_UDP:
-		if (xs_parse_udp(&c, &l3) < 0)
-			return XS_V(XDP_DROP, XS_R_MALFORMED);
-		break;
-	case IPPROTO_ICMP:
-	case XS_IPPROTO_ICMPV6:
-		/* ICMPv6 includes neighbour discovery, which must pass. */
-		if (xs_parse_icmp(&c, &l3) < 0)
-			return XS_V(XDP_DROP, XS_R_MALFORMED);
-		break;
-	default:
-		/* XXX: other protocols (tunnels included) pass uninspected. */
-		break;
-	}
-	return XS_V(XDP_PASS, XS_R_PASS_UNPROTECTED);
+	p.l3off = l3.l3off;
+	p.l4off = c.pos - data;
+	p.v6 = l3.v6;
+	p.nonfirst = l3.nonfirst;
+	p.first_frag = l3.first_frag;
+	p.frag_id = l3.frag_id;
+	p.l4len = l3.l4len;
+	p.proto = proto;
+	p.len = len;
+	v = xs_stages(ctx, &p);
+	if (v == XS_V_GUARD)
+		v = xs_guard_tcp(ctx, p.l3off, p.l4off, p.v6);
+	if (p.first_frag && XS_V_ACT(v) == XDP_PASS)
+		xs_frag_open(ctx, &p);
+	return v;
 }
 
 SEC("xdp")
 int xdpshield_xdp(struct xdp_md *ctx)
 {
 	__u32 frame_len = ctx->data_end - ctx->data;
-	__u32 verdict = xs_classify(ctx);
+	__u32 verdict = xs_classify(ctx, frame_len);
 
 	xs_debug("xdpshield: len %u action %u reason %u", frame_len,
 		 XS_V_ACT(verdict), XS_V_REASON(verdict));
@@ -107,6 +289,16 @@ int xdpshield_tc(struct __sk_buff *skb)
 	if (XS_V_IS_QUIET(verdict))
 		return (int)(__s8)XS_V_ACT(verdict);
 	return (int)(__s8)xs_verdict_exit(verdict, skb->len);
+}
+
+/* Hygiene's reflection check: note the host's own requests to reflection
+ * ports, so their replies pass XDP. Never changes the packet's fate.
+ */
+SEC("tc")
+int xdpshield_tc_egress(struct __sk_buff *skb)
+{
+	xs_refl_note(skb);
+	return -1;	/* TC_ACT_UNSPEC: on to the next filter */
 }
 
 char _license[] SEC("license") = "GPL";

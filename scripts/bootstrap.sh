@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(clang llvm libbpf-dev bpftool iproute2 ethtool tcpdump hping3
-	nftables iptables xdp-tools linux-libc-dev curl netcat-openbsd iputils-ping make)
+	nftables iptables xdp-tools linux-libc-dev curl netcat-openbsd iputils-ping make
+	dnsmasq-base bind9-dnsutils ntpsec-ntpdig)
 VENV=.venv
 PY=${PYTHON:-python3}
 

@@ -153,4 +153,41 @@
  */
 #define XS_TC_ACT_UNSPEC	0xff
 
+/* Policy. Allow and deny tries hold two generations while one replaces
+ * the other: room for XS_LIST_MAX prefixes per family in each.
+ */
+#ifndef XS_LIST_MAX
+#define XS_LIST_MAX		(1U << 21)
+#endif
+/* Requests to reflection ports remembered (LRU), and datagrams whose
+ * first fragment passed (LRU).
+ */
+#ifndef XS_REFL_MAX
+#define XS_REFL_MAX		65536
+#endif
+#ifndef XS_FRAG_MAX
+#define XS_FRAG_MAX		16384
+#endif
+/* struct xs_hygiene flags */
+#define XS_HYG_TCP_FLAGS	0x1
+#define XS_HYG_REFLECTION	0x2
+#define XS_HYG_FRAGMENTS	0x4
+#define XS_HYG_ICMP		0x8
+/* struct xs_acl flags: added live (kept across config applies) */
+#define XS_ACL_LIVE		0x1
+/* Rules: candidates per (class, prefix), protocol slots (TCP, UDP, ICMP,
+ * ICMPv6, other), rule counters, (class, prefix) entries (two generations).
+ */
+#define XS_RULE_CANDS		4
+#define XS_RULE_SLOTS		5
+#define XS_RULE_ANY		0xff
+#define XS_RULE_DROP		1
+#define XS_RULE_PASS		2
+#ifndef XS_RULES_MAX
+#define XS_RULES_MAX		16384
+#endif
+#ifndef XS_RULE_ENTRIES
+#define XS_RULE_ENTRIES		(1U << 19)
+#endif
+
 #endif

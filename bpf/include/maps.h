@@ -113,6 +113,98 @@ struct {
 	__type(value, struct xs_tc_last);
 } xs_tc_last SEC(".maps");
 
+/* Policy (acl.h, hygiene.h, rules.h). The selector: which generation of
+ * each table is live (struct xs_psel).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xs_psel);
+} xs_psel SEC(".maps");
+
+/* Allow and deny lists: LPM tries keyed by (generation, prefix). LPM tries
+ * allocate per entry (BPF_F_NO_PREALLOC is required): memory follows what
+ * is stored, up to max_entries.
+ */
+#define XS_LPM_MAP(name, keytype)					\
+	struct {							\
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);			\
+		__uint(max_entries, XS_LIST_MAX);			\
+		__uint(map_flags, BPF_F_NO_PREALLOC);			\
+		__type(key, keytype);					\
+		__type(value, struct xs_acl);				\
+	} name SEC(".maps")
+
+XS_LPM_MAP(xs_allow4, struct xs_lpm4);
+XS_LPM_MAP(xs_allow6, struct xs_lpm6);
+XS_LPM_MAP(xs_deny4, struct xs_lpm4);
+XS_LPM_MAP(xs_deny6, struct xs_lpm6);
+
+/* Hygiene settings, two slots (one live, one being written). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct xs_hygiene);
+} xs_hyg SEC(".maps");
+
+/* Requests this host sent to reflection ports (tc egress writes, XDP
+ * reads). LRU: a busy host's oldest requests go first; a flood cannot add
+ * to it (only the host's own egress does).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XS_REFL_MAX);
+	__type(key, struct xs_refl_key);
+	__type(value, __u64);	/* expires, ns */
+} xs_refl SEC(".maps");
+
+/* Datagrams whose first fragment passed: their other fragments may pass.
+ * LRU: a flood of first fragments evicts the oldest (and those fragments
+ * were passed to the kernel, whose own reassembly limits apply).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XS_FRAG_MAX);
+	__type(key, struct xs_frag_key);
+	__type(value, __u64);	/* expires, ns */
+} xs_frag SEC(".maps");
+
+/* Rules: port classes, slot (rules_gen & 1) * XS_RULE_SLOTS + protocol
+ * slot; an array lookup is inlined, and one 128 KiB value is written in one
+ * syscall.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * XS_RULE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xs_rule_ports);
+} xs_rule_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct xs_rule_sport);
+} xs_rule_sport SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XS_RULE_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xs_rule_key);
+	__type(value, struct xs_rule_val);
+} xs_rules SEC(".maps");
+
+/* Packets and bytes per rule id (Python keeps the names). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XS_RULES_MAX);
+	__type(key, __u32);
+	__type(value, struct xs_counter);
+} xs_rule_stats SEC(".maps");
+
 /* Load-time knobs (const volatile: the verifier sees the values and prunes
  * what they switch off). datapath.constants() fills them.
  */

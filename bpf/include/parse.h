@@ -25,6 +25,8 @@ struct xs_l3 {
 	__u8 v6;
 	__u8 nonfirst;		/* a non-first fragment: no L4 header here */
 	__u8 first_frag;	/* first fragment of several (more follow) */
+	__u32 frag_id;		/* fragments: IPv4 id or IPv6 identification
+				 * (as read, network order) */
 };
 
 /* Ethernet and up to XS_MAX_VLAN tags; returns the ethertype (network order).
@@ -79,6 +81,7 @@ static __always_inline int xs_parse_ipv4(struct xs_cursor *c, struct xs_l3 *l3)
 	l3->l4len = tot - hlen;
 	l3->nonfirst = (frag & XS_IP_OFFMASK) != 0;
 	l3->first_frag = !l3->nonfirst && (frag & XS_IP_MF);
+	l3->frag_id = iph->id;
 	c->pos = (void *)iph + hlen;
 	return iph->protocol;
 }
@@ -135,6 +138,7 @@ static __always_inline int xs_parse_ipv6(struct xs_cursor *c, struct xs_l3 *l3)
 			if ((void *)(fh + 1) > c->end || plen < sizeof(*fh))
 				return -1;
 			nexthdr = fh->nexthdr;
+			l3->frag_id = fh->identification;
 			c->pos = fh + 1;
 			plen -= sizeof(*fh);
 			/* frag_off: offset in the top 13 bits, M in bit 0. */

@@ -51,6 +51,19 @@ enum xs_reason {
 				 * verification, answered with an RST */
 	XS_R_RST_CAPPED,	/* an RST not sent: over the per-CPU cap */
 	XS_R_VLAN_TOO_DEEP,	/* more VLAN tags than XS_MAX_VLAN */
+	/* Policy stages (acl.h, hygiene.h, rules.h). */
+	XS_R_ALLOW_PASS,	/* source in the allow list: passes unjudged */
+	XS_R_DENY,		/* source in the deny list */
+	XS_R_TCP_FLAGS,		/* TCP flag nonsense (none, SYN+FIN, SYN+RST,
+				 * FIN+PSH+URG) */
+	XS_R_REFLECTION,	/* UDP from an amplification port answering no
+				 * request of this host */
+	XS_R_FRAGMENT_UNKNOWN,	/* non-first fragment of no datagram whose first
+				 * fragment passed */
+	XS_R_ICMP_TYPE,		/* ICMP / ICMPv6 type not allowed */
+	XS_R_PROTOCOL,		/* IP protocol dropped by policy */
+	XS_R_RULE_DROP,		/* a rule said drop */
+	XS_R_RULE_PASS,		/* a rule said pass: to the kernel unguarded */
 	XS_R__MAX,
 };
 
@@ -115,6 +128,109 @@ struct xs_ifinfo {
 	__u16 has_mac;		/* 0: not known, no MAC check */
 };
 
+/* The live policy: which generation of each policy table packets use, and
+ * how full the lists are (0: skip the lookup). Python writes a whole new
+ * generation beside the live one, then switches every table at once with
+ * one update of this one-element array: no packet sees half a policy.
+ */
+struct xs_psel {
+	__u32 allow_gen;	/* generation in xs_allow4/6 keys */
+	__u32 deny_gen;		/* in xs_deny4/6 keys */
+	__u32 rules_gen;	/* in xs_rules keys (low 16 bits); & 1: the slot
+				 * of xs_rule_ports and xs_rule_sport */
+	__u32 hyg_gen;		/* & 1: the slot of xs_hyg */
+	__u32 n_allow4, n_allow6;	/* upper bounds: 0 means empty */
+	__u32 n_deny4, n_deny6;
+	__u32 n_rules;		/* 0: no rule, skip the stage */
+	__u32 n_ttl;		/* list entries with an expiry: the daemon ages
+				 * the lists only while some are (unused by BPF) */
+};
+
+/* Keys of the allow and deny tries: the generation comes first, so one trie
+ * holds the live generation and the one being built; prefixlen counts its
+ * 32 bits too.
+ */
+struct xs_lpm4 {
+	__u32 prefixlen;
+	__u32 gen;
+	__u32 addr;		/* network order */
+};
+
+struct xs_lpm6 {
+	__u32 prefixlen;
+	__u32 gen;
+	__u32 addr[4];
+};
+
+/* An allow or deny entry. */
+struct xs_acl {
+	__u64 expires_ns;	/* CLOCK_MONOTONIC; 0: never */
+	__u32 flags;		/* XS_ACL_*: unused by BPF */
+	__u32 pad;
+};
+
+/* Hygiene settings, one per slot (xs_psel.hyg_gen & 1). */
+struct xs_hygiene {
+	__u32 flags;		/* XS_HYG_* */
+	__u32 pad;
+	__u64 frag_window_ns;	/* a passed first fragment opens its datagram
+				 * for this long */
+	__u64 refl_window_ns;	/* a request we sent lets replies in this long */
+	__u64 icmp4[4];		/* bit per ICMP type: allowed */
+	__u64 icmp6[4];		/* bit per ICMPv6 type: allowed */
+	__u64 proto_drop[4];	/* bit per IP protocol: dropped */
+	struct xs_portset refl;	/* UDP source ports of reflection attacks */
+};
+
+/* xs_refl: a request this host sent to a reflection port (tc egress). */
+struct xs_refl_key {
+	__u32 peer[4];		/* as struct xs_vkey */
+	__u16 peer_port;	/* network order */
+	__u16 local_port;	/* network order */
+};
+
+/* xs_frag: a datagram whose first fragment passed. */
+struct xs_frag_key {
+	__u32 src[4];		/* as struct xs_vkey */
+	__u32 dst[4];
+	__u32 id;		/* IPv4 id or IPv6 fragment identification */
+	__u32 proto;
+};
+
+/* Rules, compiled (src/xdpshield/policy/rules.py): the protocol's slot and
+ * the port (ICMP type, protocol number) give a class; (class, source) is
+ * looked up in xs_rules; its candidates are checked in order.
+ */
+struct xs_rule_ports {
+	__u16 cls[65536];	/* 0: no rule can match */
+};
+
+struct xs_rule_sport {
+	__u32 mask[65536];	/* bit n: the source port is in sport set n */
+};
+
+struct xs_rule_key {
+	__u32 prefixlen;	/* 32 + prefix length (IPv4 mapped: 96 + n) */
+	__u16 gen;
+	__u16 cls;
+	__u32 addr[4];		/* as struct xs_vkey */
+};
+
+struct xs_rule_cand {
+	__u16 id;		/* xs_rule_stats index */
+	__u8 action;		/* XS_RULE_DROP, XS_RULE_PASS */
+	__u8 sportset;		/* bit of xs_rule_sport's mask; XS_RULE_ANY */
+	__u8 fmask, fval;	/* TCP flags: flags & fmask == fval */
+	__u8 has_code;		/* 1: the ICMP code must be icmp_code */
+	__u8 icmp_code;
+};
+
+struct xs_rule_val {
+	__u32 n;		/* candidates used */
+	__u32 pad;
+	struct xs_rule_cand c[XS_RULE_CANDS];
+};
+
 /* xs_local values: what a local address is. */
 enum xs_local_kind {
 	XS_LOCAL_UNICAST = 1,	/* an address of this namespace */
@@ -170,6 +286,18 @@ enum xs_abi {
 	XS_ABI_TS_ECN = XS_TS_ECN,
 	XS_ABI_MAX_WSCALE = XS_MAX_WSCALE,
 	XS_ABI_TS_SHIFT = XS_TS_SHIFT,
+	/* policy: hygiene flags, rule layout */
+	XS_ABI_HYG_TCP_FLAGS = XS_HYG_TCP_FLAGS,
+	XS_ABI_HYG_REFLECTION = XS_HYG_REFLECTION,
+	XS_ABI_HYG_FRAGMENTS = XS_HYG_FRAGMENTS,
+	XS_ABI_HYG_ICMP = XS_HYG_ICMP,
+	XS_ABI_RULE_CANDS = XS_RULE_CANDS,
+	XS_ABI_RULE_ANY = XS_RULE_ANY,
+	XS_ABI_RULE_DROP = XS_RULE_DROP,
+	XS_ABI_RULE_PASS = XS_RULE_PASS,
+	XS_ABI_RULE_SLOTS = XS_RULE_SLOTS,
+	XS_ABI_RULES_MAX = XS_RULES_MAX,
+	XS_ABI_ACL_LIVE = XS_ACL_LIVE,
 	/* tests/datapath/model.py: what a reply carries */
 	XS_ABI_REPLY_TTL = XS_REPLY_TTL,
 	XS_ABI_SYNACK_WINDOW = XS_SYNACK_WINDOW,

@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from rich.markup import escape
 
 from xdpshield import __version__
-from xdpshield.errors import XdpShieldError
+from xdpshield.errors import ConfigError, XdpShieldError
 
-from . import lab, ops, shield
+from . import lab, ops, policy, shield
 from ._console import err
 
 __all__ = ["build_parser", "main"]
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=fn)
         return sp
 
-    for group in (shield, ops, lab):
+    for group in (shield, policy, ops, lab):
         group.add_parsers(add)
     return p
 
@@ -49,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except XdpShieldError as exc:
         # escape: an error names what is wrong verbatim, brackets included
         err.print(f"[red]xdpshield: error:[/] {escape(str(exc))}")
-        return 1
+        # Bad input exits 2, as argparse's own usage errors; a failure, 1.
+        return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:
         err.print("xdpshield: interrupted")
         return 130

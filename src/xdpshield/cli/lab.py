@@ -150,6 +150,7 @@ def cmd_flood(a: argparse.Namespace) -> int:
             count=a.count,
             sources=a.sources,
             dport=a.port,
+            sport=a.sport,
             workers=a.workers,
             on_progress=progress,
         )
@@ -307,6 +308,13 @@ def add_parsers(add: AddCommand) -> None:
         help="spoofed source range (default 198.19.0.0/16)",
     )
     sp.add_argument("--port", type=int, default=80)
+    sp.add_argument(
+        "--sport",
+        type=int,
+        default=None,
+        help="a fixed source port (syn, ack, udp; e.g. 53 for a DNS reflection flood); "
+        "default random",
+    )
     sp.add_argument("--workers", type=int, default=1)
     sp.add_argument("--prefix", default="xs")
     sp.add_argument("--json", action="store_true")

@@ -207,17 +207,24 @@ def cmd_status(a: argparse.Namespace) -> int:
 def cmd_stats(a: argparse.Namespace) -> int:
     with Shield.open(a.iface) as s:
         stats = s.stats()
+        rules = s.rules() if "xs_rule_stats" in s.maps else []
     if a.json:
-        print(
-            json.dumps(
-                {r.label: {"packets": p, "bytes": b} for r, (p, b) in stats.items()}, indent=2
-            )
-        )
+        doc: dict[str, Any] = {
+            r.label: {"packets": p, "bytes": b} for r, (p, b) in stats.items()
+        }
+        # Rules by name, under a key no reason label can take.
+        doc["rules"] = {r["name"]: {"packets": r["packets"], "bytes": r["bytes"]} for r in rules}
+        print(json.dumps(doc, indent=2))
         return 0
     t = Table("reason", "packets", "bytes", title=f"xdpshield verdicts on {a.iface}")
     for r, (p, b) in stats.items():
         t.add_row(r.label, f"{p:,}", f"{b:,}")
     out.print(t)
+    if rules:
+        rt = Table("rule", "packets", "bytes", title="rules")
+        for r in rules:
+            rt.add_row(r["name"], f"{r['packets']:,}", f"{r['bytes']:,}")
+        out.print(rt)
     return 0
 
 

@@ -133,12 +133,14 @@ def build_flood_frame(
     sources: str | None = None,
     dport: int = 80,
     size: int = 60,
+    sport: int | None = None,
 ) -> FloodFrame:
     """The template frame of a flood and the constants that make the program vary it.
 
     ``sources`` is a CIDR of spoofed sources (IPv4 or IPv6: the flood's family);
     ``size`` the frame length without FCS (rounded up to a multiple of 4, at
-    least what the headers need, at most 256).
+    least what the headers need, at most 256); ``sport`` a fixed source port
+    (a reflection flood: UDP from port 53), else random.
     """
     if kind not in KINDS:
         raise TrafficError(f"unknown flood kind {kind!r}; kinds: {', '.join(KINDS)}")
@@ -151,9 +153,11 @@ def build_flood_frame(
         raise TrafficError(f"the target has no IPv{net.version} address for sources {net}")
     if not 0 < dport < 65536:
         raise TrafficError(f"destination port {dport} is not in 1..65535")
+    if sport is not None and not 0 < sport < 65536:
+        raise TrafficError(f"source port {sport} is not in 1..65535")
     lay = _FrameLayout.of(kind, net.version == 6, size)
-    raw = _template(kind, target, net, dst, dport, lay)
-    windows = _random_windows(kind, net, lay)
+    raw = _template(kind, target, net, dst, dport, lay, sport or 1024)
+    windows = _random_windows(kind, net, lay, random_sport=sport is None)
     return FloodFrame(kind, raw, _flood_constants(kind, net.version == 6, raw, windows, lay))
 
 
@@ -191,6 +195,7 @@ def _template(
     dst: str,
     dport: int,
     lay: _FrameLayout,
+    sport: int = 1024,
 ) -> bytes:
     """The frame the generator starts from (checksums right), padded to its length."""
     v6 = net.version == 6
@@ -203,13 +208,13 @@ def _template(
     )
     l4: Any
     if kind == "syn":
-        l4 = TCP(sport=1024, dport=dport, flags="S", seq=0, window=64240, options=[("MSS", 1460)])
+        l4 = TCP(sport=sport, dport=dport, flags="S", seq=0, window=64240, options=[("MSS", 1460)])
     elif kind == "ack":
-        l4 = TCP(sport=1024, dport=dport, flags="A", seq=0, ack=0, window=502)
+        l4 = TCP(sport=sport, dport=dport, flags="A", seq=0, ack=0, window=502)
     elif kind == "icmp":
         l4 = (ICMPv6EchoRequest(id=0, seq=0) if v6 else ICMP(type=8, id=0, seq=0)) / payload
     else:
-        l4 = UDP(sport=1024, dport=dport) / payload
+        l4 = UDP(sport=sport, dport=dport) / payload
     if kind == "frag" and v6:
         ip = ip / IPv6ExtHdrFragment(offset=0, m=1, id=0, nh=17)
     pkt = Ether(src=target.src_mac, dst=target.dst_mac) / ip / l4
@@ -220,7 +225,11 @@ def _template(
 
 
 def _random_windows(
-    kind: FloodKind, net: ipaddress.IPv4Network | ipaddress.IPv6Network, lay: _FrameLayout
+    kind: FloodKind,
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+    lay: _FrameLayout,
+    *,
+    random_sport: bool = True,
 ) -> list[tuple[int, int]]:
     """(offset, mask) of each 32-bit window the program randomises, padded to NFIELDS."""
     v6 = net.version == 6
@@ -235,7 +244,7 @@ def _random_windows(
         fh = l3_off + 40
         windows.append((fh, _window_mask(b"\0\0\xff\xf8")))  # offset; M stays set
         windows.append((fh + 4, _window_mask(b"\xff\xff\xff\xff")))  # identification
-    if kind in ("syn", "ack", "udp"):
+    if kind in ("syn", "ack", "udp") and random_sport:
         windows.append((l4_off, _window_mask(b"\xff\xff\0\0")))  # source port
     if kind in ("syn", "ack"):
         windows.append((l4_off + 4, _window_mask(b"\xff" * 4)))  # seq
@@ -466,6 +475,7 @@ def flood(
     count: int = 10**9,
     sources: str | None = None,
     dport: int = 80,
+    sport: int | None = None,
     size: int = 60,
     workers: int = 1,
     pin: bool = True,
@@ -492,7 +502,7 @@ def flood(
         target = FloodTarget.of_stand(stand)
     _check_bounds(duration_s, count, rate_pps, workers)
     ff = build_flood_frame(
-        kind, target, sources=sources or DEFAULT_SOURCES4, dport=dport, size=size
+        kind, target, sources=sources or DEFAULT_SOURCES4, dport=dport, size=size, sport=sport
     )
     pool = _pool(count, workers, rate_pps, cpus, pin)
     if not 0.001 <= tick_s <= 1.0:

@@ -37,8 +37,9 @@ __all__ = ["Daemon", "DaemonEvent"]
 class DaemonEvent:
     """Something the daemon did, for the log (never a key)."""
 
-    #: "rotated", "aged", "seen" (the seen-sources filter rebuilt), "reopened"
-    #: (the shield was reloaded) or "unloaded" (the run ends)
+    #: "rotated", "aged", "seen" (the seen-sources filter rebuilt), "expired"
+    #: (allow/deny entries whose ttl ran out removed), "reopened" (the shield
+    #: was reloaded) or "unloaded" (the run ends)
     what: str
     epoch: int | None = None
     removed: int = 0  # expired verified sources; for "seen", bits cleared
@@ -104,6 +105,17 @@ class Daemon:
             self.next_seen = now + self.seen_s
         return next_rotate, next_age
 
+    def expire_lists(self) -> int:
+        """Remove allow/deny entries whose ttl ran out (each second: the data
+        path ignores them already, but an expired prefix hides a shorter live
+        one that contains it). Costs one map read while no entry has a ttl."""
+        if "xs_psel" not in self.shield.maps:  # a shield from before policies
+            return 0
+        removed = self.shield.age_lists()
+        if removed:
+            self._emit(DaemonEvent("expired", removed=removed))
+        return removed
+
     def follow(self, now: float) -> bool:
         """Check the shield's pins at ``now`` (monotonic seconds): reopen a
         reloaded shield; False once it has been absent for ``absent_s``."""
@@ -151,6 +163,8 @@ class Daemon:
                     self._emit(DaemonEvent("unloaded"))
                     return
                 next_check = now + self.check_s
+                if self._absent_since is None:
+                    self.expire_lists()
             if self._absent_since is None:  # no duty on maps of an unloaded shield
                 next_rotate, next_age = self.step(now, next_rotate, next_age)
             due = min(next_rotate, next_age, self.next_seen, next_check)

@@ -17,7 +17,8 @@ __all__ = ["ShieldCollector", "registry_for"]
 
 
 class ShieldCollector(Collector):
-    """Verdict counters, protected ports, verified sources and key epoch per shield."""
+    """Verdict counters, protected ports, verified sources, key epoch and
+    rule counters (by rule name) per shield."""
 
     def __init__(self, shields: Iterable[Shield] | Callable[[], Iterable[Shield]]) -> None:
         """``shields``: the shields, or a function that names them at each
@@ -48,6 +49,12 @@ class ShieldCollector(Collector):
         epoch = GaugeMetricFamily(
             "xdpshield_key_epoch", "Epoch of the current cookie key", labels=["iface"]
         )
+        rule_packets = CounterMetricFamily(
+            "xdpshield_rule_packets", "Packets matched per rule", labels=["iface", "rule"]
+        )
+        rule_bytes = CounterMetricFamily(
+            "xdpshield_rule_bytes", "Bytes matched per rule", labels=["iface", "rule"]
+        )
         for s in self.shields:
             for reason, (p, b) in s.stats().items():
                 packets.add_metric([s.iface, reason.label], p)
@@ -55,7 +62,11 @@ class ShieldCollector(Collector):
             ports.add_metric([s.iface], len(s.ports))
             verified.add_metric([s.iface], len(s.verified_sources()))
             epoch.add_metric([s.iface], s.current_epoch() or 0)
-        yield from (packets, octets, ports, verified, epoch)
+            if "xs_rule_stats" in s.maps:  # a shield from before policies has none
+                for r in s.rules():
+                    rule_packets.add_metric([s.iface, r["name"]], r["packets"])
+                    rule_bytes.add_metric([s.iface, r["name"]], r["bytes"])
+        yield from (packets, octets, ports, verified, epoch, rule_packets, rule_bytes)
 
 
 def registry_for(shields: Iterable[Shield] | Callable[[], Iterable[Shield]]) -> CollectorRegistry:

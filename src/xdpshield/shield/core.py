@@ -24,11 +24,12 @@ removes them.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import shutil
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,10 @@ from xdpshield.errors import (
     XdpShieldError,
 )
 from xdpshield.objects import obj_dir, shield_object
+from xdpshield.policy.model import Hygiene, Policy, Prefix, PrefixList
 from xdpshield.policy.ports import parse_ports
-from xdpshield.shield import datapath
+from xdpshield.policy.rules import CompiledRules
+from xdpshield.shield import datapath, policy
 from xdpshield.shield.datapath import GuardOptions, Reason
 from xdpshield.shield.record import HANDSHAKE_MODES, Handshake, LoadRecord
 
@@ -190,6 +193,11 @@ def _daemon_path(meta_path: Path) -> Path:
     return meta_path.with_suffix(".daemon")
 
 
+def _policy_path(meta_path: Path) -> Path:
+    """What the last policy apply recorded (rule names and ids, digests)."""
+    return meta_path.with_suffix(".policy.json")
+
+
 def host_path(path: Path | str) -> str:
     """``path`` as it reads on the host: bpffs reached through /proc/PID/root
     (where ``ip netns exec`` hid /sys/fs/bpf) is the host's /sys/fs/bpf, and
@@ -265,6 +273,7 @@ class Shield:
         warnings: list[str] | None = None,
         xdp_link: XdpLink | None = None,
         tc_link: TcLink | None = None,
+        tc_egress: TcLink | None = None,
         ns: _ns.NamespaceRef | None = None,
     ) -> None:
         self.iface = iface
@@ -280,6 +289,8 @@ class Shield:
         #: Our XDP attachment (None: nothing of ours is attached) and tc handoff.
         self.xdp_link = xdp_link
         self.tc_link = tc_link
+        #: tc egress: notes the host's requests to reflection ports (hygiene).
+        self.tc_egress = tc_egress
         #: What load had to say (a kept state map that no longer fits, ...).
         self.warnings = warnings or []
 
@@ -407,6 +418,7 @@ class Shield:
             warnings=warnings,
             xdp_link=installed.xdp,
             tc_link=installed.tc,
+            tc_egress=installed.tc_egress,
             ns=ns,
         )
 
@@ -470,6 +482,7 @@ class Shield:
             warnings=warnings,
             xdp_link=xdp,
             tc_link=_pinned_tc_link(ifindex, pin_dir / "tc"),
+            tc_egress=_pinned_tc_link(ifindex, pin_dir / "tc_egress", ingress=False),
         )
 
     def unload(self, *, purge: bool = False) -> None:
@@ -480,7 +493,7 @@ class Shield:
         XDP goes first, so no handshake is passed on after tc has gone.
         """
         with self._ns.enter():
-            for link in (self.xdp_link, self.tc_link):
+            for link in (self.xdp_link, self.tc_link, self.tc_egress):
                 if link is not None:
                     with contextlib.suppress(NotAttached):  # someone else's now: left alone
                         link.detach()
@@ -518,6 +531,73 @@ class Shield:
 
     def stats(self) -> dict[Reason, tuple[int, int]]:
         return datapath.read_stats(self.maps)
+
+    # -- policy (shield/policy.py) --------------------------------------------------
+    @contextlib.contextmanager
+    def _policy_lock(self) -> Iterator[None]:
+        """One policy writer at a time (the CLI, the daemon, an apply)."""
+        self.meta_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.meta_path.with_suffix(".lock"), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    def applied(self) -> dict[str, Any]:
+        """What the last apply recorded ({} before any)."""
+        try:
+            data = json.loads(_policy_path(self.meta_path).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def apply_policy(
+        self, pol: Policy, *, source: str | None = None, compiled: CompiledRules | None = None
+    ) -> policy.ApplyResult:
+        """Make ``pol`` live, atomically; see :func:`policy.apply_policy`.
+        ``compiled``: its rules, compiled against :meth:`applied`'s ids."""
+        with self._policy_lock():
+            prev = self.applied()
+            res = policy.apply_policy(self.maps, pol, previous=prev, compiled=compiled)
+            by_name = {r.name: r for r in pol.rules}
+            record = {
+                "source": source,
+                "applied_at": time.time(),
+                "digests": res.digests,
+                "rule_ids": res.rule_ids,
+                "rules": [
+                    {"name": n, "id": rid, "rule": fp, "origin": by_name[n].origin}
+                    for n, (rid, fp) in res.rule_ids.items()
+                ],
+                "hygiene": _hygiene_json(pol.hygiene),
+            }
+            path = _policy_path(self.meta_path)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, indent=1))
+            tmp.replace(path)
+            return res
+
+    def list_entries(self, which: str) -> list[policy.ListEntry]:
+        return policy.list_entries(self.maps, which)
+
+    def add_entries(self, which: str, entries: PrefixList) -> int:
+        with self._policy_lock():
+            return policy.add_entries(self.maps, which, entries)
+
+    def del_entries(self, which: str, prefixes: Iterable[Prefix]) -> int:
+        with self._policy_lock():
+            return policy.del_entries(self.maps, which, prefixes)
+
+    def age_lists(self, now_ns: int | None = None) -> int:
+        with self._policy_lock():
+            return policy.age_lists(self.maps, now_ns)
+
+    def rules(self) -> list[dict[str, Any]]:
+        """The live rules in order: name, id, definition, where written, and
+        their counters (packets, bytes)."""
+        rules = [dict(r) for r in self.applied().get("rules", [])]
+        stats = policy.rule_stats(self.maps, {r["name"]: int(r["id"]) for r in rules})
+        for r in rules:
+            r["packets"], r["bytes"] = stats[r["name"]]
+        return rules
 
     # -- housekeeping (the daemon's duties) ---------------------------------------
     def rotate_keys(self) -> int | None:
@@ -598,6 +678,10 @@ class Shield:
         )
 
 
+def _hygiene_json(h: Hygiene) -> dict[str, Any]:
+    return {k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(h).items()}
+
+
 def _claim_interface(iface: str, pin_dir: Path, meta_path: Path) -> int:
     """The interface's index, once it is free for the shield: no shield of
     ours on it (AlreadyAttached), no one else's XDP program; clears what a
@@ -608,10 +692,11 @@ def _claim_interface(iface: str, pin_dir: Path, meta_path: Path) -> int:
             raise AlreadyAttached(
                 f"xdpshield is already loaded on {iface}; 'xdpshield unload {iface}' first"
             )
-        tc = _pinned_tc_link(ifindex, pin_dir / "tc")
-        if tc is not None:
-            with contextlib.suppress(NotAttached):
-                tc.detach()
+        for pin, ingress in (("tc", True), ("tc_egress", False)):
+            tc = _pinned_tc_link(ifindex, pin_dir / pin, ingress=ingress)
+            if tc is not None:
+                with contextlib.suppress(NotAttached):
+                    tc.detach()
         # Stale (the interface was recreated or detached by hand), or what
         # an unload kept: all but the state maps go.
         _remove_pins(pin_dir, meta_path, keep=STATE_MAPS)
@@ -634,6 +719,7 @@ class _Install:
         self.maps: dict[str, Map[Any, Any]] = {}
         self.prog = coll.program("xdpshield_xdp")
         self.tc: TcLink | None = None
+        self.tc_egress: TcLink | None = None
         self._xdp: XdpLink | None = None
 
     @property
@@ -645,6 +731,7 @@ class _Install:
         maps = self.coll.maps
         # Keys are rotated only when none is live: kept keys stay.
         datapath.init_maps(maps, ports)
+        policy.init_policy(maps)
         refresh_host_view(maps, self.iface)
         # Sockets from before the shield (a TIME_WAIT; in reset mode any
         # live connection) are known before its first packet.
@@ -660,6 +747,13 @@ class _Install:
             tc = self.coll.program("xdpshield_tc")
             tc.pin(self.pin_dir / "tc")
             self.tc = TcLink.attach(tc, self.iface, handle=TC_HANDLE, priority=TC_PRIORITY)
+        # Before XDP: the host's requests to reflection ports are noted
+        # before any reply can be judged.
+        egress = self.coll.program("xdpshield_tc_egress")
+        egress.pin(self.pin_dir / "tc_egress")
+        self.tc_egress = TcLink.attach(
+            egress, self.iface, ingress=False, handle=TC_HANDLE, priority=TC_PRIORITY
+        )
         self._xdp = XdpLink.attach(self.prog, self.iface, mode)
         # Keep the pinned maps and program; the object itself is no longer needed.
         for name, m in self.coll.maps.items():
@@ -668,7 +762,7 @@ class _Install:
 
     def undo(self) -> None:
         """Leave nothing attached or pinned (kept state maps stay kept)."""
-        for link in (self._xdp, self.tc):
+        for link in (self._xdp, self.tc, self.tc_egress):
             if link is not None:
                 with contextlib.suppress(XdpShieldError, OSError):
                     link.detach()
@@ -703,7 +797,7 @@ def _attached_is_ours(ifindex: int, pin_dir: Path) -> bool:
         prog.close()
 
 
-def _pinned_tc_link(ifindex: int, pin: Path) -> TcLink | None:
+def _pinned_tc_link(ifindex: int, pin: Path, *, ingress: bool = True) -> TcLink | None:
     """The link our tc program pinned at ``pin`` would have (None: no pin)."""
     if not pin.exists():
         return None
@@ -712,7 +806,7 @@ def _pinned_tc_link(ifindex: int, pin: Path) -> TcLink | None:
     except XdpShieldError:
         return None
     try:
-        return TcLink(ifindex, prog.id, TC_HANDLE, TC_PRIORITY, ingress=True)
+        return TcLink(ifindex, prog.id, TC_HANDLE, TC_PRIORITY, ingress=ingress)
     finally:
         prog.close()
 
@@ -762,8 +856,9 @@ def _remove_pins(pin_dir: Path, meta: Path, *, keep: Iterable[str] = ()) -> None
                 p.unlink()  # unlinking a pin drops that reference only
         with contextlib.suppress(OSError):
             pin_dir.rmdir()  # only when empty: nothing kept
-    with contextlib.suppress(FileNotFoundError):
-        meta.unlink()
+    for path in (meta, _policy_path(meta)):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
     # Leave no empty per-namespace directories behind.
     for d in (pin_dir.parent, meta.parent):
         with contextlib.suppress(OSError):

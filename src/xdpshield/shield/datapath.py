@@ -35,6 +35,7 @@ __all__ = [
     "META",
     "OPTIONAL_PINS",
     "PIN_MAPS",
+    "POLICY_MAPS",
     "CpuState",
     "GuardOptions",
     "Meta",
@@ -90,11 +91,36 @@ class Reason(IntEnum):
     NOT_VERIFIED_RST = 22
     RST_CAPPED = 23
     VLAN_TOO_DEEP = 24
+    ALLOW_PASS = 25
+    DENY = 26
+    TCP_FLAGS = 27
+    REFLECTION = 28
+    FRAGMENT_UNKNOWN = 29
+    ICMP_TYPE = 30
+    PROTOCOL = 31
+    RULE_DROP = 32
+    RULE_PASS = 33
 
     @property
     def label(self) -> str:
         return self.name.lower().replace("_", "-")
 
+
+#: The policy's maps (shield/policy.py writes them).
+POLICY_MAPS = (
+    "xs_psel",
+    "xs_allow4",
+    "xs_allow6",
+    "xs_deny4",
+    "xs_deny6",
+    "xs_hyg",
+    "xs_refl",
+    "xs_frag",
+    "xs_rule_ports",
+    "xs_rule_sport",
+    "xs_rules",
+    "xs_rule_stats",
+)
 
 #: Maps pinned under the shield's directory, so other processes can reopen them
 #: (the daemon rotates xs_keys and ages xs_verified through the pins).
@@ -108,9 +134,12 @@ PIN_MAPS = (
     "xs_local",
     "xs_ifinfo",
     "xs_cpu",
+    *POLICY_MAPS,
 )
 # Pinned since a later version: a shield loaded before it runs without them.
-OPTIONAL_PINS = frozenset({"xs_seen", "xs_listen", "xs_local", "xs_ifinfo", "xs_cpu"})
+OPTIONAL_PINS = frozenset(
+    {"xs_seen", "xs_listen", "xs_local", "xs_ifinfo", "xs_cpu", *POLICY_MAPS}
+)
 
 #: How often the daemon should call :func:`rotate_keys` unless configured.
 DEFAULT_KEY_ROTATION_S = 60.0

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Protocol hygiene: TCP flag nonsense, UDP reflection, fragments, ICMP
+ * types and other IP protocols. Settings in xs_hyg (struct xs_hygiene);
+ * the reflection table is filled by the tc egress program (xs_refl_note).
+ */
+#ifndef XDPSHIELD_HYGIENE_H
+#define XDPSHIELD_HYGIENE_H
+
+#include "maps.h"
+#include "parse.h"
+#include "clock.h"
+
+static __always_inline int xs_bit256(const __u64 *bits, __u32 n)
+{
+	return (bits[(n >> 6) & 3] >> (n & 63)) & 1;
+}
+
+static __always_inline int xs_portset_has(const struct xs_portset *ps,
+					  __u16 port_be)
+{
+	__u32 port = bpf_ntohs(port_be) & 0xffff;
+
+	return (ps->bits[port >> 6] >> (port & 63)) & 1;
+}
+
+/* An address as 16 bytes, IPv4 as ::ffff:a.b.c.d (the key form of every
+ * table that holds both families).
+ */
+static __always_inline void xs_addr16(__u32 out[4], const void *addr, int v6)
+{
+	if (v6) {
+		__builtin_memcpy(out, addr, 16);
+	} else {
+		out[0] = 0;
+		out[1] = 0;
+		out[2] = bpf_htonl(0xffff);
+		out[3] = *(const __u32 *)addr;
+	}
+}
+
+static __always_inline const void *xs_saddr(const struct xs_l3 *l3)
+{
+	if (l3->v6)
+		return &((struct ipv6hdr *)l3->iph)->saddr;
+	return &((struct iphdr *)l3->iph)->saddr;
+}
+
+static __always_inline const void *xs_daddr(const struct xs_l3 *l3)
+{
+	if (l3->v6)
+		return &((struct ipv6hdr *)l3->iph)->daddr;
+	return &((struct iphdr *)l3->iph)->daddr;
+}
+
+/* The live settings; NULL only if the map lookup fails (it cannot). */
+static __always_inline const struct xs_hygiene *
+xs_hyg_get(const struct xs_psel *sel)
+{
+	__u32 slot = sel->hyg_gen & 1;
+
+	return bpf_map_lookup_elem(&xs_hyg, &slot);
+}
+
+/* No flags, SYN+FIN, SYN+RST, FIN+PSH+URG: no stack sends these; scanners
+ * and floods that probe for stacks that mishandle them do.
+ */
+static __always_inline int xs_tcp_flags_bad(__u8 f)
+{
+	return !(f & (XS_TCP_FIN | XS_TCP_SYN | XS_TCP_RST | XS_TCP_PSH |
+		      XS_TCP_ACK | XS_TCP_URG)) ||
+	       (f & (XS_TCP_SYN | XS_TCP_FIN)) == (XS_TCP_SYN | XS_TCP_FIN) ||
+	       (f & (XS_TCP_SYN | XS_TCP_RST)) == (XS_TCP_SYN | XS_TCP_RST) ||
+	       (f & (XS_TCP_FIN | XS_TCP_PSH | XS_TCP_URG)) ==
+		       (XS_TCP_FIN | XS_TCP_PSH | XS_TCP_URG);
+}
+
+/* UDP from a reflection port: 1 (drop) unless this host asked that peer,
+ * from the datagram's destination port, within the window.
+ */
+static __always_inline int xs_reflected(const struct xs_hygiene *h,
+					const struct xs_l3 *l3,
+					const struct udphdr *uh)
+{
+	struct xs_refl_key k = {};
+	__u64 *exp;
+
+	if (!(h->flags & XS_HYG_REFLECTION) ||
+	    !xs_portset_has(&h->refl, uh->source))
+		return 0;
+	xs_addr16(k.peer, xs_saddr(l3), l3->v6);
+	k.peer_port = uh->source;
+	k.local_port = uh->dest;
+	exp = bpf_map_lookup_elem(&xs_refl, &k);
+	return !exp || *exp <= xs_now();
+}
+
+/* ICMP types not in the allowed set (ICMPv6 neighbour discovery is always
+ * allowed: IPv6 stops working without it).
+ */
+static __always_inline int xs_icmp_denied(const struct xs_hygiene *h,
+					  const struct xs_l3 *l3, __u8 type)
+{
+	if (!(h->flags & XS_HYG_ICMP))
+		return 0;
+	if (l3->v6)
+		return !(type >= 133 && type <= 137) &&
+		       !xs_bit256(h->icmp6, type);
+	return !xs_bit256(h->icmp4, type);
+}
+
+static __always_inline void xs_frag_key_of(struct xs_frag_key *k,
+					   const struct xs_l3 *l3, int proto)
+{
+	xs_addr16(k->src, xs_saddr(l3), l3->v6);
+	xs_addr16(k->dst, xs_daddr(l3), l3->v6);
+	k->id = l3->frag_id;
+	k->proto = proto;
+}
+
+/* A non-first fragment: 1 when its datagram's first fragment passed within
+ * the window (or fragment hygiene is off).
+ */
+static __always_inline int xs_frag_known(const struct xs_hygiene *h,
+					 const struct xs_l3 *l3, int proto)
+{
+	struct xs_frag_key k = {};
+	__u64 *exp;
+
+	if (!(h->flags & XS_HYG_FRAGMENTS))
+		return 1;
+	xs_frag_key_of(&k, l3, proto);
+	exp = bpf_map_lookup_elem(&xs_frag, &k);
+	return exp && *exp > xs_now();
+}
+
+/* A first fragment passed: open its datagram (@k, made before judging:
+ * the TCP guard may rewrite the frame) to the other fragments.
+ * XXX: fragments that arrive before their first are dropped (the kernel
+ * would have queued them); real networks seldom reorder so, floods always.
+ */
+static __always_inline void xs_frag_note(const struct xs_hygiene *h,
+					 const struct xs_frag_key *k)
+{
+	__u64 exp = xs_now() + h->frag_window_ns;
+
+	bpf_map_update_elem(&xs_frag, k, &exp, BPF_ANY);
+}
+
+/* tc egress: a UDP datagram this host sends to a reflection port opens the
+ * way for its replies. The entry is rewritten only when half its window
+ * has passed, so a busy resolver does not write the map per query.
+ */
+static __always_inline void xs_refl_note(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct xs_cursor c = { .pos = data, .end = data_end };
+	const struct xs_hygiene *h;
+	struct xs_refl_key k = {};
+	struct xs_l3 l3 = {};
+	struct udphdr *uh;
+	struct xs_psel *sel;
+	__u64 now, exp, *cur;
+	__u32 zero = 0;
+	int proto;
+
+	sel = bpf_map_lookup_elem(&xs_psel, &zero);
+	if (!sel)
+		return;
+	h = xs_hyg_get(sel);
+	if (!h || !(h->flags & XS_HYG_REFLECTION))
+		return;
+	proto = xs_parse_eth(&c);
+	if (proto == bpf_htons(XS_ETH_P_IP))
+		proto = xs_parse_ipv4(&c, &l3);
+	else if (proto == bpf_htons(XS_ETH_P_IPV6))
+		proto = xs_parse_ipv6(&c, &l3);
+	else
+		return;
+	if (proto != IPPROTO_UDP || l3.nonfirst || xs_parse_udp(&c, &l3) < 0)
+		return;
+	uh = c.pos - sizeof(*uh);
+	if ((void *)(uh + 1) > data_end || !xs_portset_has(&h->refl, uh->dest))
+		return;
+	xs_addr16(k.peer, xs_daddr(&l3), l3.v6);
+	k.peer_port = uh->dest;
+	k.local_port = uh->source;
+	now = xs_now();
+	cur = bpf_map_lookup_elem(&xs_refl, &k);
+	if (cur && *cur > now + h->refl_window_ns / 2)
+		return;
+	exp = now + h->refl_window_ns;
+	bpf_map_update_elem(&xs_refl, &k, &exp, BPF_ANY);
+}
+
+#endif

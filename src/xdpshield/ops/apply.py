@@ -1,0 +1,185 @@
+"""A config file made real: load the shields it names where missing, and
+bring every one to its ports and policy (``xdpshield config apply``); or
+say what that would change (``config diff``).
+
+All or nothing before the first write: the file is checked whole and every
+interface's rules compiled before any shield is touched, so a bad file
+applies nothing. Each shield then switches to its new policy atomically
+(shield/policy.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from xdpshield.errors import NotAttached
+from xdpshield.policy.model import Config, Hygiene, InterfaceConfig, Prefix
+from xdpshield.policy.rules import CompiledRules, compile_rules
+from xdpshield.shield.core import Shield
+from xdpshield.shield.datapath import GuardOptions
+
+__all__ = ["IfaceChange", "apply_config", "diff_config"]
+
+_SHOWN = 20  # prefixes named per list in a diff; the rest are counted
+
+
+@dataclass
+class IfaceChange:
+    """What applying the config does (or did) to one interface."""
+
+    iface: str
+    netns: str | None
+    load: bool = False  # the shield is not loaded: applying loads it
+    ports: tuple[list[int], list[int]] = ([], [])  # (added, removed)
+    lists: dict[str, tuple[list[str], list[str], int, int]] = field(default_factory=dict)
+    hygiene: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # key -> (old, new)
+    rules: dict[str, list[str]] = field(default_factory=dict)  # added/removed/changed
+    #: Settings only a reload changes (handshake, options): key -> (running, config).
+    restart: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.load
+            or any(self.ports)
+            or any(a or r for a, r, _, _ in self.lists.values())
+            or self.hygiene
+            or any(self.rules.values())
+            or self.restart
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _options(ic: InterfaceConfig) -> GuardOptions:
+    kw: dict[str, Any] = {}
+    if ic.syn_flood_pps is not None:
+        kw["syn_flood_pps"] = ic.syn_flood_pps
+    if ic.rst_pps is not None:
+        kw["rst_pps"] = ic.rst_pps
+    return GuardOptions(**kw)
+
+
+@contextlib.contextmanager
+def _open(ic: InterfaceConfig) -> Iterator[Shield | None]:
+    try:
+        s = Shield.open(ic.name, netns=ic.netns)
+    except NotAttached:
+        yield None
+        return
+    with s:
+        yield s
+
+
+def _list_diff(
+    want: dict[Prefix, float | None], have: set[Prefix]
+) -> tuple[list[str], list[str], int, int]:
+    added = [p for p in want if p not in have]
+    removed = [p for p in have if p not in want]
+    return (
+        [str(p) for p in added[:_SHOWN]],
+        [str(p) for p in removed[:_SHOWN]],
+        len(added),
+        len(removed),
+    )
+
+
+def _hygiene_diff(old: dict[str, Any], new: Hygiene) -> dict[str, tuple[Any, Any]]:
+    out: dict[str, tuple[Any, Any]] = {}
+    for k, v in asdict(new).items():
+        nv = sorted(v) if isinstance(v, frozenset) else v
+        if old.get(k) != nv:
+            out[k] = (old.get(k), nv)
+    return out
+
+
+def _diff_one(cfg: Config, ic: InterfaceConfig, s: Shield | None) -> IfaceChange:
+    ch = IfaceChange(ic.name, ic.netns)
+    pol = cfg.policy
+    if s is None:
+        ch.load = True
+        ch.ports = (list(ic.protect), [])
+        ch.lists = {w: _list_diff(getattr(pol, w), set()) for w in ("allow", "deny")}
+        ch.hygiene = _hygiene_diff({}, pol.hygiene)
+        ch.rules = {"added": [r.name for r in pol.rules], "removed": [], "changed": []}
+        return ch
+    have_ports = set(s.ports)
+    ch.ports = (
+        sorted(set(ic.protect) - have_ports),
+        sorted(have_ports - set(ic.protect)),
+    )
+    for which in ("allow", "deny"):
+        # Entries added live are not the file's: applying keeps them.
+        have = {e.prefix for e in s.list_entries(which) if not e.live}
+        ch.lists[which] = _list_diff(getattr(pol, which), have)
+    applied = s.applied()
+    ch.hygiene = _hygiene_diff(applied.get("hygiene") or _default_hygiene(), pol.hygiene)
+    old = {r["name"]: r["rule"] for r in applied.get("rules", [])}
+    compiled = compile_rules(pol.rules, applied.get("rule_ids"))
+    new = {n: fp for n, (_, fp) in compiled.ids.items()}
+    ch.rules = {
+        "added": [n for n in new if n not in old],
+        "removed": [n for n in old if n not in new],
+        "changed": [n for n in new if n in old and old[n] != new[n]],
+    }
+    want_hs = ic.handshake
+    if want_hs != "auto" and s.record.handshake.value != want_hs:
+        ch.restart["handshake"] = (s.record.handshake.value, want_hs)
+    opts = _options(ic)
+    for key in ("syn_flood_pps", "rst_pps"):
+        have_v, want_v = getattr(s.record.options, key), getattr(opts, key)
+        if getattr(ic, key) is not None and have_v != want_v:
+            ch.restart[key] = (have_v, want_v)
+    return ch
+
+
+def _default_hygiene() -> dict[str, Any]:
+    return {k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(Hygiene()).items()}
+
+
+def diff_config(cfg: Config) -> list[IfaceChange]:
+    """What ``apply_config(cfg)`` would change, per interface; touches nothing."""
+    out = []
+    for ic in cfg.interfaces:
+        with _open(ic) as s:
+            out.append(_diff_one(cfg, ic, s))
+    return out
+
+
+def apply_config(cfg: Config) -> list[IfaceChange]:
+    """Load the shields that are missing and bring every one to the config.
+
+    The rules are compiled for every interface before the first write (a
+    rule set that cannot compile applies nothing). Settings fixed at load
+    (handshake, SYN threshold, RST cap) are not changed on a running shield:
+    they are reported in ``restart``.
+    """
+    plans: list[tuple[InterfaceConfig, IfaceChange, CompiledRules]] = []
+    for ic in cfg.interfaces:
+        with _open(ic) as s:
+            ch = _diff_one(cfg, ic, s)
+            prev = s.applied().get("rule_ids") if s is not None else None
+            plans.append((ic, ch, compile_rules(cfg.policy.rules, prev)))
+    for ic, ch, compiled in plans:
+        if ch.load:
+            s = Shield.load(
+                ic.name,
+                ports=ic.protect,
+                xdp_mode=ic.xdp_mode,
+                handshake=ic.handshake,
+                options=_options(ic),
+                netns=ic.netns,
+            )
+        else:
+            s = Shield.open(ic.name, netns=ic.netns)
+        with s:
+            if not ch.load and any(ch.ports):
+                s.set_ports(ic.protect)
+            res = s.apply_policy(cfg.policy, source=cfg.path, compiled=compiled)
+            ch.seconds = res.seconds
+    return [ch for _, ch, _ in plans]

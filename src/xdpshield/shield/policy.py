@@ -1,0 +1,529 @@
+"""A policy in a shield's maps: generations, live list edits, rule counters.
+
+Layouts mirror bpf/include/shared.h (struct xs_psel, xs_lpm4/6, xs_acl,
+xs_hygiene, xs_rule_*); tests/unit/test_mirrors.py checks them against the
+object's BTF.
+
+Atomic apply: every policy table is keyed or indexed by a generation, and
+``struct xs_psel`` (a one-element array) says which generation of each table
+is live. :func:`apply_policy` writes the new generation of every table that
+changed beside the live one, then switches them all with one update of
+``xs_psel``; only then is the old generation removed. A failure before the
+switch removes what was written and leaves the live policy as it was.
+
+Live edits (:func:`add_entries`, :func:`del_entries`) change the live
+generation's entries in place (each entry update is atomic on its own);
+entries added live carry ``ACL_LIVE`` and are carried into every later
+generation, so a config apply keeps them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import struct
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+from xdpshield.ebpf import Map, Raw, StructCodec, UInt, sum_percpu
+from xdpshield.errors import ConfigError, KeyNotFound
+from xdpshield.policy.model import Hygiene, Policy, Prefix, PrefixList
+from xdpshield.policy.rules import CANDS, SLOTS, CompiledRules, compile_rules
+
+__all__ = [
+    "ACL_LIVE",
+    "HYG_FRAGMENTS",
+    "HYG_ICMP",
+    "HYG_REFLECTION",
+    "HYG_TCP_FLAGS",
+    "LISTS",
+    "ApplyResult",
+    "ListEntry",
+    "Selector",
+    "add_entries",
+    "age_lists",
+    "apply_policy",
+    "del_entries",
+    "hygiene_bytes",
+    "init_policy",
+    "refl_key",
+    "list_entries",
+    "rule_stats",
+    "selector",
+    "write_hygiene",
+]
+
+Maps = Mapping[str, Map[Any, Any]]
+
+LISTS = ("allow", "deny")
+HYG_TCP_FLAGS, HYG_REFLECTION, HYG_FRAGMENTS, HYG_ICMP = 0x1, 0x2, 0x4, 0x8  # consts.h XS_HYG_*
+ACL_LIVE = 0x1  # consts.h XS_ACL_LIVE
+RULE_ANY, RULE_DROP, RULE_PASS = 0xFF, 1, 2  # consts.h XS_RULE_*
+
+_PSEL = StructCodec("=10I")  # struct xs_psel
+_ACL = StructCodec("=QII")  # struct xs_acl: expires_ns, flags, pad
+_HYG_HEAD = struct.Struct("=IIQQ4Q4Q4Q")  # struct xs_hygiene up to refl
+_PORTSET = 65536 // 8
+_CAND = struct.Struct("=HBBBBBB")  # struct xs_rule_cand
+_RULE_KEY = struct.Struct("=IHH16s")  # struct xs_rule_key
+_COUNTER = StructCodec("=QQ")
+_BATCH = 65536  # entries per batch syscall
+_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Selector:
+    """``struct xs_psel``: the live generation of each table, and how full
+    the lists are (upper bounds: 0 means empty, and the data path skips the
+    lookup)."""
+
+    allow_gen: int = 0
+    deny_gen: int = 0
+    rules_gen: int = 0
+    hyg_gen: int = 0
+    n_allow4: int = 0
+    n_allow6: int = 0
+    n_deny4: int = 0
+    n_deny6: int = 0
+    n_rules: int = 0
+    n_ttl: int = 0
+
+    def gen(self, which: str) -> int:
+        return cast(int, getattr(self, f"{which}_gen"))
+
+    def count(self, which: str, version: int) -> int:
+        return cast(int, getattr(self, f"n_{which}{version}"))
+
+
+def selector(maps: Maps) -> Selector:
+    return Selector(*maps["xs_psel"].typed(UInt(4), _PSEL).lookup(0))
+
+
+def _write_selector(maps: Maps, sel: Selector) -> None:
+    values = (
+        sel.allow_gen, sel.deny_gen, sel.rules_gen, sel.hyg_gen,
+        sel.n_allow4, sel.n_allow6, sel.n_deny4, sel.n_deny6, sel.n_rules, sel.n_ttl,
+    )  # fmt: skip
+    maps["xs_psel"].typed(UInt(4), _PSEL).update(0, tuple(v & 0xFFFFFFFF for v in values))
+
+
+# -- allow and deny lists ------------------------------------------------------------
+def _check_list(which: str) -> None:
+    if which not in LISTS:
+        raise ConfigError(f"no list {which!r} (lists: {', '.join(LISTS)})", key="list")
+
+
+def _trie(maps: Maps, which: str, version: int) -> Map[bytes, tuple[int, int, int]]:
+    m = maps[f"xs_{which}{version}"]
+    return m.typed(Raw(m.key_size), _ACL)
+
+
+def _lpm_key(p: Prefix, gen: int) -> bytes:
+    """struct xs_lpm4/6: the generation's 32 bits count in prefixlen."""
+    return struct.pack("=II", 32 + p.plen, gen & 0xFFFFFFFF) + p.addr
+
+
+def _prefix_of(key: bytes) -> tuple[int, Prefix]:
+    """(generation, prefix) of a trie key."""
+    plen, gen = struct.unpack_from("=II", key)
+    addr = key[8:]
+    return gen, Prefix(4 if len(addr) == 4 else 6, addr, plen - 32)
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """An entry of a live list. ``expires_ns``: CLOCK_MONOTONIC (0: never);
+    ``live``: added live (kept across config applies)."""
+
+    prefix: Prefix
+    expires_ns: int
+    live: bool
+
+    def ttl_s(self, now_ns: int | None = None) -> float | None:
+        """Seconds left (None: no expiry)."""
+        if not self.expires_ns:
+            return None
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        return max(0.0, (self.expires_ns - now) / _NS)
+
+
+def _read_gen(maps: Maps, which: str, version: int, gen: int) -> dict[bytes, tuple[int, int]]:
+    """Key -> (expires_ns, flags) of one generation of one trie."""
+    out: dict[bytes, tuple[int, int]] = {}
+    for key, value in _trie(maps, which, version).lookup_batch(chunk=4096):
+        g, _ = _prefix_of(key)
+        if g == gen:
+            exp, flags, _ = cast(tuple[int, int, int], value)
+            out[key] = (exp, flags)
+    return out
+
+
+def list_entries(maps: Maps, which: str) -> list[ListEntry]:
+    """The live generation of a list, IPv4 first, each family in address order."""
+    _check_list(which)
+    sel = selector(maps)
+    out: list[ListEntry] = []
+    for version in (4, 6):
+        if not sel.count(which, version):
+            continue
+        for key, (exp, flags) in _read_gen(maps, which, version, sel.gen(which)).items():
+            out.append(ListEntry(_prefix_of(key)[1], exp, bool(flags & ACL_LIVE)))
+    out.sort(key=lambda e: (e.prefix.version, e.prefix.addr, e.prefix.plen))
+    return out
+
+
+def _expiry(ttl_s: float | None, now_ns: int) -> int:
+    return 0 if ttl_s is None else now_ns + max(1, int(ttl_s * _NS))
+
+
+def _write(trie: Map[bytes, tuple[int, int, int]], items: Sequence[tuple[bytes, Any]]) -> None:
+    for i in range(0, len(items), _BATCH):
+        trie.update_batch(items[i : i + _BATCH])
+
+
+def add_entries(
+    maps: Maps, which: str, entries: PrefixList, *, now_ns: int | None = None, live: bool = True
+) -> int:
+    """Add (or renew) prefixes in the live generation of a list; returns how
+    many were written. Batched: a million prefixes are a few dozen syscalls."""
+    _check_list(which)
+    now = time.monotonic_ns() if now_ns is None else now_ns
+    sel = selector(maps)
+    gen = sel.gen(which)
+    flags = ACL_LIVE if live else 0
+    counts = {4: 0, 6: 0}
+    ttls = 0
+    by_version: dict[int, list[tuple[bytes, tuple[int, int, int]]]] = {4: [], 6: []}
+    for p, ttl in entries.items():
+        by_version[p.version].append((_lpm_key(p, gen), (_expiry(ttl, now), flags, 0)))
+        counts[p.version] += 1
+        ttls += ttl is not None
+    for version, items in by_version.items():
+        _write(_trie(maps, which, version), items)
+    # Counts stay upper bounds (a renewed prefix is counted again): they
+    # only tell the data path whether to look up at all.
+    _write_selector(
+        maps,
+        replace(
+            sel,
+            **{
+                f"n_{which}4": sel.count(which, 4) + counts[4],
+                f"n_{which}6": sel.count(which, 6) + counts[6],
+            },
+            n_ttl=sel.n_ttl + ttls,
+        ),
+    )
+    return counts[4] + counts[6]
+
+
+def del_entries(maps: Maps, which: str, prefixes: Iterable[Prefix]) -> int:
+    """Remove exact prefixes from the live generation. All or nothing: a
+    prefix that is not in the list is an error and nothing is removed."""
+    _check_list(which)
+    sel = selector(maps)
+    gen = sel.gen(which)
+    done: list[tuple[Map[bytes, tuple[int, int, int]], bytes, tuple[int, int, int]]] = []
+    missing: list[Prefix] = []
+    for p in dict.fromkeys(prefixes):
+        trie = _trie(maps, which, p.version)
+        key = _lpm_key(p, gen)
+        try:
+            value = cast(tuple[int, int, int], trie.lookup(key))
+            trie.delete(key)
+        except KeyNotFound:
+            missing.append(p)
+            continue
+        done.append((trie, key, value))
+    if missing:
+        for trie, key, value in done:  # put back what went: nothing changed
+            trie.update(key, value)
+        raise ConfigError(
+            f"not in the {which} list: {', '.join(map(str, missing))}", key=which
+        )
+    counts = {4: 0, 6: 0}
+    for _, key, _ in done:
+        counts[_prefix_of(key)[1].version] += 1
+    _write_selector(
+        maps,
+        replace(
+            sel,
+            **{
+                f"n_{which}4": max(0, sel.count(which, 4) - counts[4]),
+                f"n_{which}6": max(0, sel.count(which, 6) - counts[6]),
+            },
+        ),
+    )
+    return len(done)
+
+
+def age_lists(maps: Maps, now_ns: int | None = None) -> int:
+    """Remove expired entries from the live lists; returns how many. Reads
+    the lists only while some entry has an expiry (``n_ttl``)."""
+    sel = selector(maps)
+    if not sel.n_ttl:
+        return 0
+    now = time.monotonic_ns() if now_ns is None else now_ns
+    removed = 0
+    left = 0
+    counts = {f"n_{w}{v}": sel.count(w, v) for w in LISTS for v in (4, 6)}
+    for which in LISTS:
+        for version in (4, 6):
+            if not sel.count(which, version):
+                continue
+            entries = _read_gen(maps, which, version, sel.gen(which))
+            gone = [k for k, (exp, _) in entries.items() if exp and exp <= now]
+            left += sum(1 for exp, _ in entries.values() if exp and exp > now)
+            trie = _trie(maps, which, version)
+            for key in gone:
+                try:
+                    trie.delete(key)
+                except KeyNotFound:  # removed meanwhile
+                    continue
+                removed += 1
+            counts[f"n_{which}{version}"] = len(entries) - len(gone)
+    cur = selector(maps)  # a live edit may have run meanwhile: keep its counts
+    if cur == sel:
+        _write_selector(maps, replace(sel, n_ttl=left, **counts))
+    return removed
+
+
+# -- hygiene ------------------------------------------------------------------------
+def _bits256(values: Iterable[int]) -> tuple[int, int, int, int]:
+    n = 0
+    for v in values:
+        n |= 1 << (v & 0xFF)
+    return (n & (2**64 - 1), n >> 64 & (2**64 - 1), n >> 128 & (2**64 - 1), n >> 192)
+
+
+def hygiene_bytes(h: Hygiene) -> bytes:
+    """``struct xs_hygiene`` for these settings."""
+    flags = (
+        HYG_TCP_FLAGS * h.tcp_flags
+        | HYG_REFLECTION * h.reflection
+        | HYG_FRAGMENTS * h.fragments
+        | HYG_ICMP * h.icmp
+    )
+    icmp4 = set(h.icmp_types) | ({3} if h.icmp_pmtu else set())
+    icmp6 = set(h.icmpv6_types) | ({2} if h.icmp_pmtu else set())
+    refl = 0
+    for port in h.reflection_ports:
+        refl |= 1 << port
+    head = _HYG_HEAD.pack(
+        flags,
+        0,
+        int(h.fragment_window_s * _NS),
+        int(h.reflection_window_s * _NS),
+        *_bits256(icmp4),
+        *_bits256(icmp6),
+        *_bits256(h.protocols_drop),
+    )
+    return head + refl.to_bytes(_PORTSET, "little")
+
+
+def init_policy(maps: Maps) -> None:
+    """A fresh shield's policy: the default hygiene, no lists, no rules."""
+    write_hygiene(maps, Hygiene(), 0)
+    _write_selector(maps, Selector())
+
+
+def refl_key(peer: str, peer_port: int, local_port: int) -> bytes:
+    """``struct xs_refl_key``: a request to ``peer``:``peer_port`` from our
+    ``local_port`` (tests and tools; the tc egress program writes them)."""
+    addr = ipaddress.ip_address(peer)
+    raw = _V4_MAPPED + addr.packed if addr.version == 4 else addr.packed
+    return raw + struct.pack("!HH", peer_port, local_port)
+
+
+def _hyg(maps: Maps) -> Map[int, bytes]:
+    m = maps["xs_hyg"]
+    return m.typed(UInt(4), Raw(m.value_size))
+
+
+def write_hygiene(maps: Maps, h: Hygiene, slot: int) -> None:
+    _hyg(maps).update(slot & 1, hygiene_bytes(h))
+
+
+# -- rules --------------------------------------------------------------------------
+def _rule_val(cands: Sequence[Any]) -> bytes:
+    parts = []
+    for c in cands:
+        fmask, fval = c.tcp_flags or (0, 0)
+        parts.append(
+            _CAND.pack(
+                c.rule_id,
+                RULE_DROP if c.action == "drop" else RULE_PASS,
+                RULE_ANY if c.sportset is None else c.sportset,
+                fmask,
+                fval,
+                c.icmp_code is not None,
+                c.icmp_code or 0,
+            )
+        )
+    parts += [bytes(_CAND.size)] * (CANDS - len(cands))
+    return struct.pack("=II", len(cands), 0) + b"".join(parts)
+
+
+def _rule_key(cls: int, p: Prefix, gen: int) -> bytes:
+    return _RULE_KEY.pack(32 + p.plen, gen & 0xFFFF, cls, p.addr)
+
+
+def _write_rules(maps: Maps, compiled: CompiledRules, gen: int, new_ids: Iterable[int]) -> None:
+    half = gen & 1
+    ports = maps["xs_rule_ports"].typed(UInt(4), Raw(maps["xs_rule_ports"].value_size))
+    for slot, arr in enumerate(compiled.port_classes):
+        ports.update(half * SLOTS + slot, arr.tobytes())
+    sport = maps["xs_rule_sport"]
+    sport.typed(UInt(4), Raw(sport.value_size)).update(half, compiled.sport_masks.tobytes())
+    stats = maps["xs_rule_stats"].typed(UInt(4), _COUNTER)
+    zero = [(0, 0)] * stats.ncpus
+    for rid in new_ids:  # a reused id starts from zero
+        stats.update(rid, zero)
+    trie = maps["xs_rules"].typed(Raw(_RULE_KEY.size), Raw(maps["xs_rules"].value_size))
+    _write(trie, [(_rule_key(cls, p, gen), _rule_val(c)) for cls, p, c in compiled.entries])
+
+
+def _rule_keys(maps: Maps, gen: int) -> list[bytes]:
+    """Keys of one generation of the rules trie."""
+    trie = maps["xs_rules"].typed(Raw(_RULE_KEY.size), Raw(maps["xs_rules"].value_size))
+    return [k for k in trie.keys() if _RULE_KEY.unpack(k)[1] == gen & 0xFFFF]
+
+
+def rule_stats(maps: Maps, ids: Mapping[str, int]) -> dict[str, tuple[int, int]]:
+    """(packets, bytes) per rule name, summed over CPUs."""
+    stats = maps["xs_rule_stats"].typed(UInt(4), _COUNTER)
+    return {name: cast(tuple[int, int], sum_percpu(stats.lookup_percpu(rid))) for name, rid in ids.items()}
+
+
+# -- apply -----------------------------------------------------------------------------
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def list_digest(entries: PrefixList) -> str:
+    return _digest(sorted((p.version, p.addr, p.plen, t) for p, t in entries.items()))
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What an apply changed, and what the next one needs to know."""
+
+    changed: tuple[str, ...]  # tables switched to a new generation
+    digests: dict[str, str]
+    rule_ids: dict[str, tuple[int, str]]  # name -> (id, fingerprint)
+    kept_live: int  # live list entries carried over
+    seconds: float
+
+
+def apply_policy(
+    maps: Maps,
+    policy: Policy,
+    *,
+    previous: Mapping[str, Any] | None = None,
+    compiled: CompiledRules | None = None,
+    now_ns: int | None = None,
+) -> ApplyResult:
+    """Make ``policy`` the live one, atomically (see the module doc).
+
+    ``previous``: what the last apply returned (``digests`` and
+    ``rule_ids``), so unchanged tables are not rewritten and unchanged rules
+    keep their ids and counters. ``compiled``: the rules already compiled
+    with those ids (else compiled here).
+    """
+    t0 = time.perf_counter()
+    now = time.monotonic_ns() if now_ns is None else now_ns
+    prev_digests: Mapping[str, str] = (previous or {}).get("digests", {})
+    prev_ids: Mapping[str, tuple[int, str]] = (previous or {}).get("rule_ids", {})
+    if compiled is None:
+        compiled = compile_rules(policy.rules, prev_ids)
+    digests = {
+        "allow": list_digest(policy.allow),
+        "deny": list_digest(policy.deny),
+        "hygiene": _digest(policy.hygiene),
+        "rules": _digest(sorted(compiled.ids.items()), [r.name for r in policy.rules]),
+    }
+    sel = selector(maps)
+    new = sel
+    changed = [t for t in digests if digests[t] != prev_digests.get(t)]
+    written: list[tuple[Map[bytes, Any], bytes]] = []  # undone on failure
+    stale: list[tuple[Map[bytes, Any], bytes]] = []  # the old generations
+    kept_live = 0
+    try:
+        for which in LISTS:
+            if which not in changed:
+                continue
+            gen = (sel.gen(which) + 1) & 0xFFFFFFFF
+            config = policy.allow if which == "allow" else policy.deny
+            counts = {}
+            for version in (4, 6):
+                trie = _trie(maps, which, version)
+                old = _read_gen(maps, which, version, sel.gen(which)) if sel.count(
+                    which, version
+                ) else {}
+                stale += [(trie, k) for k in old]
+                items: dict[bytes, tuple[int, int, int]] = {}
+                for p, ttl in config.items():
+                    if p.version == version:
+                        items[_lpm_key(p, gen)] = (_expiry(ttl, now), 0, 0)
+                for key, (exp, flags) in old.items():
+                    if flags & ACL_LIVE and (not exp or exp > now):
+                        items.setdefault(key[:4] + struct.pack("=I", gen) + key[8:], (exp, flags, 0))
+                        kept_live += 1
+                batch = list(items.items())
+                _write(trie, batch)
+                written += [(trie, k) for k, _ in batch]
+                counts[f"n_{which}{version}"] = len(batch)
+            new = replace(new, **{f"{which}_gen": gen}, **counts)
+        if "hygiene" in changed:
+            write_hygiene(maps, policy.hygiene, sel.hyg_gen + 1)
+            new = replace(new, hyg_gen=(sel.hyg_gen + 1) & 0xFFFFFFFF)
+        if "rules" in changed:
+            gen = (sel.rules_gen + 1) & 0xFFFFFFFF
+            live_ids = {rid for rid, _ in prev_ids.values()}
+            fresh = [rid for rid, _ in compiled.ids.values() if rid not in live_ids]
+            old_keys = _rule_keys(maps, sel.rules_gen) if sel.n_rules else []
+            trie = maps["xs_rules"].typed(Raw(_RULE_KEY.size), Raw(maps["xs_rules"].value_size))
+            stale += [(trie, k) for k in old_keys]
+            _write_rules(maps, compiled, gen, fresh)
+            written += [(trie, _rule_key(c, p, gen)) for c, p, _ in compiled.entries]
+            new = replace(new, rules_gen=gen, n_rules=len(policy.rules))
+        ttls = sum(t is not None for t in policy.allow.values()) + sum(
+            t is not None for t in policy.deny.values()
+        )
+        new = replace(new, n_ttl=ttls + kept_live)
+        _write_selector(maps, new)  # the switch
+    except BaseException:
+        _delete_keys(written)
+        raise
+    # Packets that read the old selector may still be using the old
+    # generation: give them an RCU grace period's worth of time.
+    if stale:
+        time.sleep(0.01)
+        _delete_keys(stale)
+    return ApplyResult(
+        changed=tuple(changed),
+        digests=digests,
+        rule_ids=dict(compiled.ids),
+        kept_live=kept_live,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _delete_keys(keys: Sequence[tuple[Map[bytes, Any], bytes]]) -> None:
+    by_map: dict[int, tuple[Map[bytes, Any], list[bytes]]] = {}
+    for m, k in keys:
+        by_map.setdefault(id(m), (m, []))[1].append(k)
+    for m, ks in by_map.values():
+        for i in range(0, len(ks), _BATCH):
+            chunk = ks[i : i + _BATCH]
+            try:
+                m.delete_batch(chunk)
+            except KeyNotFound:  # some went meanwhile: one by one
+                for k in chunk:
+                    try:
+                        m.delete(k)
+                    except KeyNotFound:
+                        continue
+

@@ -1,0 +1,463 @@
+"""The policy stages in the kernel (BPF_PROG_TEST_RUN): allow and deny lists,
+hygiene (TCP flags, reflection, fragments, ICMP, other protocols) and rules,
+over IPv4, IPv6 with extension headers, VLAN and QinQ; and the generation
+switch of an apply. Each case asserts the verdict, the reason counter that
+moved (``Guard.run`` checks exactly one moved) and, for rules, the rule's
+own counter.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import (
+    ICMPv6DestUnreach,
+    ICMPv6EchoRequest,
+    ICMPv6ND_NS,
+    ICMPv6PacketTooBig,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+)
+from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
+from scapy.packet import Packet, Raw
+
+from xdpshield.ebpf import Raw as RawCodec
+from xdpshield.ebpf import UInt
+from xdpshield.policy.model import (
+    Action,
+    Hygiene,
+    Policy,
+    Prefix,
+    PrefixList,
+    Rule,
+)
+from xdpshield.shield import policy
+from xdpshield.shield.datapath import Reason
+
+from .model import XDP_DROP, XDP_PASS, XDP_TX
+from .test_guard import CLIENT4, CLIENT6, CMAC, NOW, PORT, SERVER4, SERVER6, SMAC, Guard, load
+
+OTHER4, OTHER6 = "198.19.7.9", "fd00:77::9"
+
+
+def P(text: str) -> Prefix:
+    n = ipaddress.ip_network(text)
+    return Prefix(n.version, n.network_address.packed, n.prefixlen)
+
+
+def plist(*texts: str, ttl: float | None = None) -> PrefixList:
+    return {P(t): ttl for t in texts}
+
+
+class PolicyGuard(Guard):
+    """A loaded shield with the default policy (hygiene on), and apply()."""
+
+    def __init__(self, coll: Any) -> None:
+        super().__init__(coll)
+        policy.init_policy(self.maps)
+        self.previous: dict[str, Any] = {}
+
+    def apply(self, now_ns: int = NOW, **kw: Any) -> policy.ApplyResult:
+        res = policy.apply_policy(self.maps, Policy(**kw), previous=self.previous, now_ns=now_ns)
+        self.previous = {"digests": res.digests, "rule_ids": res.rule_ids}
+        return res
+
+    def expect(self, frame: Packet, verdict: int, reason: Reason) -> None:
+        ran = self.run(frame)
+        assert (ran.verdict, ran.reason) == (verdict, reason), (ran.verdict, ran.reason)
+
+    def rule_packets(self, name: str) -> int:
+        ids = {n: rid for n, (rid, _) in self.previous["rule_ids"].items()}
+        return policy.rule_stats(self.maps, {name: ids[name]})[name][0]
+
+
+@pytest.fixture
+def pg() -> Iterator[PolicyGuard]:
+    with load() as coll:
+        yield PolicyGuard(coll)
+
+
+def l2(kind: str) -> Packet:
+    p: Packet = Ether(src=CMAC, dst=SMAC)
+    if kind == "vlan":
+        p = p / Dot1Q(vlan=10)
+    elif kind == "qinq":
+        p = p / Dot1AD(vlan=100) / Dot1Q(vlan=10)
+    return p
+
+
+#: (name, family, L2 tags, IPv6 extension headers)
+SHAPES = {
+    "ipv4": (4, "plain", False),
+    "ipv6": (6, "plain", False),
+    "vlan-ipv4": (4, "vlan", False),
+    "qinq-ipv6": (6, "qinq", False),
+    "ipv6-exthdrs": (6, "plain", True),
+    "qinq-ipv6-exthdrs": (6, "qinq", True),
+}
+
+
+def ip(shape: str, src: str | None = None, dst: str | None = None, **kw: Any) -> Packet:
+    v, tags, ext = SHAPES[shape]
+    if v == 4:
+        return l2(tags) / IP(src=src or CLIENT4, dst=dst or SERVER4, **kw)
+    p = l2(tags) / IPv6(src=src or CLIENT6, dst=dst or SERVER6, **kw)
+    if ext:
+        p = p / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt()
+    return p
+
+
+def other(shape: str) -> str:
+    return OTHER4 if SHAPES[shape][0] == 4 else OTHER6
+
+
+def net_of(shape: str, plen4: int = 24, plen6: int = 48) -> str:
+    v = SHAPES[shape][0]
+    addr = CLIENT4 if v == 4 else CLIENT6
+    return str(ipaddress.ip_network(f"{addr}/{plen4 if v == 4 else plen6}", strict=False))
+
+
+shapes = pytest.mark.parametrize("shape", list(SHAPES))
+
+
+# -- allow and deny -------------------------------------------------------------------
+@shapes
+def test_deny_drops_the_network_and_nothing_else(pg: PolicyGuard, shape: str) -> None:
+    pg.apply(deny=plist(net_of(shape)))
+    pg.expect(ip(shape) / UDP(sport=5000, dport=9999), XDP_DROP, Reason.DENY)
+    pg.expect(ip(shape) / TCP(sport=5000, dport=PORT, flags="S"), XDP_DROP, Reason.DENY)
+    pg.expect(ip(shape, src=other(shape)) / UDP(sport=5000, dport=9999), XDP_PASS,
+              Reason.PASS_UNPROTECTED)  # fmt: skip
+
+
+@shapes
+def test_allow_skips_every_later_stage(pg: PolicyGuard, shape: str) -> None:
+    """Allowed and denied (a longer deny inside): allow wins; its SYN to a
+    protected port reaches the kernel, as does flag nonsense."""
+    net = net_of(shape)
+    pg.apply(allow=plist(net), deny=plist(net_of(shape, 28, 64)),
+             hygiene=Hygiene(protocols_drop=frozenset({47})))  # fmt: skip
+    pg.expect(ip(shape) / TCP(sport=5000, dport=PORT, flags="S"), XDP_PASS, Reason.ALLOW_PASS)
+    pg.expect(ip(shape) / TCP(sport=5000, dport=22, flags="SF"), XDP_PASS, Reason.ALLOW_PASS)
+    pg.expect(ip(shape) / UDP(sport=53, dport=9999), XDP_PASS, Reason.ALLOW_PASS)
+    # Without the allow, the same SYN meets the guard.
+    pg.expect(ip(shape, src=other(shape)) / TCP(sport=5000, dport=PORT, flags="S"), XDP_TX,
+              Reason.SYN_COOKIE_SENT)  # fmt: skip
+
+
+@pytest.mark.parametrize("v", [4, 6])
+def test_list_entries_expire_in_the_data_path(pg: PolicyGuard, v: int) -> None:
+    shape = "ipv4" if v == 4 else "ipv6"
+    # Applied 20 s before the frozen clock with a 10 s ttl: expired.
+    pg.apply(now_ns=NOW - 20 * 10**9, deny=plist(net_of(shape), ttl=10))
+    pg.expect(ip(shape) / UDP(sport=5000, dport=9999), XDP_PASS, Reason.PASS_UNPROTECTED)
+    pg.apply(now_ns=NOW - 5 * 10**9, deny=plist(net_of(shape), ttl=10.5))
+    pg.expect(ip(shape) / UDP(sport=5000, dport=9999), XDP_DROP, Reason.DENY)
+
+
+def test_live_edits_change_the_live_generation(pg: PolicyGuard) -> None:
+    pkt = ip("ipv4") / UDP(sport=5000, dport=9999)
+    pg.apply(deny=plist("203.0.113.0/24"))
+    assert policy.add_entries(pg.maps, "deny", plist(f"{CLIENT4}/32"), now_ns=NOW) == 1
+    pg.expect(pkt, XDP_DROP, Reason.DENY)
+    entries = {str(e.prefix): e.live for e in policy.list_entries(pg.maps, "deny")}
+    assert entries == {"203.0.113.0/24": False, f"{CLIENT4}/32": True}
+    # A config apply keeps what was added live.
+    pg.apply(deny=plist("203.0.113.0/25"))
+    pg.expect(pkt, XDP_DROP, Reason.DENY)
+    assert policy.del_entries(pg.maps, "deny", [P(f"{CLIENT4}/32")]) == 1
+    pg.expect(pkt, XDP_PASS, Reason.PASS_UNPROTECTED)
+    # Deleting what is not there changes nothing, and says what.
+    with pytest.raises(Exception, match="not in the deny list: 198.51.100.0/24"):
+        policy.del_entries(pg.maps, "deny", [P("203.0.113.0/25"), P("198.51.100.0/24")])
+    assert [str(e.prefix) for e in policy.list_entries(pg.maps, "deny")] == ["203.0.113.0/25"]
+
+
+def test_an_apply_switches_generations_and_removes_the_old(pg: PolicyGuard) -> None:
+    pg.apply(deny=plist("203.0.113.0/24", "2001:db8::/32"))
+    sel0 = policy.selector(pg.maps)
+    pg.apply(deny=plist("198.51.100.0/24"))
+    sel1 = policy.selector(pg.maps)
+    assert sel1.deny_gen == sel0.deny_gen + 1
+    assert (sel1.n_deny4, sel1.n_deny6) == (1, 0)
+    # Only the new generation is left in the tries.
+    keys4 = list(pg.maps["xs_deny4"].keys())
+    assert len(keys4) == 1 and struct.unpack_from("=I", keys4[0], 4)[0] == sel1.deny_gen
+    assert list(pg.maps["xs_deny6"].keys()) == []
+    # An unchanged table is not rewritten.
+    res = pg.apply(deny=plist("198.51.100.0/24"))
+    assert res.changed == () and policy.selector(pg.maps) == sel1
+
+
+# -- hygiene ----------------------------------------------------------------------------
+NONSENSE = {"none": "", "syn-fin": "SF", "syn-rst": "SR", "fin-psh-urg": "FPU", "xmas": "FSRPAUEC"}
+
+
+@shapes
+@pytest.mark.parametrize("flags", list(NONSENSE))
+def test_tcp_flag_nonsense_is_dropped_on_every_port(
+    pg: PolicyGuard, shape: str, flags: str
+) -> None:
+    for dport in (PORT, 9999):
+        pg.expect(ip(shape) / TCP(sport=5000, dport=dport, flags=NONSENSE[flags]), XDP_DROP,
+                  Reason.TCP_FLAGS)  # fmt: skip
+
+
+def test_tcp_flag_hygiene_off_passes_them(pg: PolicyGuard) -> None:
+    pg.expect(ip("ipv4") / TCP(sport=5000, dport=9999, flags="A"), XDP_PASS,
+              Reason.PASS_UNPROTECTED)  # fmt: skip
+    pg.apply(hygiene=Hygiene(tcp_flags=False))
+    pg.expect(ip("ipv4") / TCP(sport=5000, dport=9999, flags="SF"), XDP_PASS,
+              Reason.PASS_UNPROTECTED)  # fmt: skip
+
+
+def egress(pg: PolicyGuard, frame: Packet) -> int:
+    """One frame through the tc egress program; its tc verdict."""
+    return pg.coll.program("xdpshield_tc_egress").run(bytes(frame)).verdict
+
+
+@shapes
+@pytest.mark.parametrize("sport", [53, 123, 11211, 1900])
+def test_reflection_passes_only_replies_to_our_requests(
+    pg: PolicyGuard, shape: str, sport: int
+) -> None:
+    reply = ip(shape) / UDP(sport=sport, dport=40000) / Raw(b"x" * 64)
+    pg.expect(reply, XDP_DROP, Reason.REFLECTION)
+    # The host asks the peer (egress: from the server to the client's port).
+    v = SHAPES[shape][0]
+    src, dst = (SERVER4, CLIENT4) if v == 4 else (SERVER6, CLIENT6)
+    query = ip(shape, src=src, dst=dst) / UDP(sport=40000, dport=sport) / Raw(b"q")
+    assert egress(pg, query) == 0xFFFFFFFF  # TC_ACT_UNSPEC: nothing changed
+    pg.expect(reply, XDP_PASS, Reason.PASS_UNPROTECTED)
+    # Only that peer, to that local port.
+    pg.expect(ip(shape) / UDP(sport=sport, dport=40001), XDP_DROP, Reason.REFLECTION)
+    pg.expect(ip(shape, src=other(shape)) / UDP(sport=sport, dport=40000), XDP_DROP,
+              Reason.REFLECTION)  # fmt: skip
+
+
+def test_reflection_window_and_switch(pg: PolicyGuard) -> None:
+    reply = ip("ipv4") / UDP(sport=53, dport=40000)
+    key = policy.refl_key(CLIENT4, 53, 40000)
+    refl = pg.maps["xs_refl"].typed(RawCodec(len(key)), UInt(8))
+    refl.update(key, NOW)  # expired just now
+    pg.expect(reply, XDP_DROP, Reason.REFLECTION)
+    refl.update(key, NOW + 1)
+    pg.expect(reply, XDP_PASS, Reason.PASS_UNPROTECTED)
+    # A port not in the list, and the check switched off.
+    pg.expect(ip("ipv4") / UDP(sport=5353, dport=1), XDP_DROP, Reason.REFLECTION)
+    pg.apply(hygiene=Hygiene(reflection_ports=frozenset({53})))
+    pg.expect(ip("ipv4") / UDP(sport=5353, dport=1), XDP_PASS, Reason.PASS_UNPROTECTED)
+    pg.apply(hygiene=Hygiene(reflection=False))
+    pg.expect(ip("ipv4") / UDP(sport=53, dport=1), XDP_PASS, Reason.PASS_UNPROTECTED)
+
+
+def frag4(first: bool, ident: int, src: str = CLIENT4, proto: Packet | None = None) -> Packet:
+    if first:
+        return l2("plain") / IP(src=src, dst=SERVER4, id=ident, flags="MF") / (
+            proto or UDP(sport=5000, dport=9999) / Raw(b"a" * 32)
+        )
+    return l2("plain") / IP(src=src, dst=SERVER4, id=ident, frag=5, proto=17) / Raw(b"b" * 32)
+
+
+def frag6(first: bool, ident: int, tags: str = "plain") -> Packet:
+    base = l2(tags) / IPv6(src=CLIENT6, dst=SERVER6)
+    if first:
+        return base / IPv6ExtHdrFragment(id=ident, m=1, offset=0) / UDP(sport=5000, dport=9999)
+    return base / IPv6ExtHdrFragment(id=ident, m=0, offset=5, nh=17) / Raw(b"b" * 32)
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6", "qinq-ipv6"])
+def test_fragments_pass_only_after_their_first(pg: PolicyGuard, family: str) -> None:
+    def f(first: bool, ident: int) -> Packet:
+        if family == "ipv4":
+            return frag4(first, ident)
+        return frag6(first, ident, "qinq" if family.startswith("qinq") else "plain")
+
+    pg.expect(f(False, 77), XDP_DROP, Reason.FRAGMENT_UNKNOWN)
+    pg.expect(f(True, 77), XDP_PASS, Reason.PASS_UNPROTECTED)
+    pg.expect(f(False, 77), XDP_PASS, Reason.PASS_FRAGMENT)
+    pg.expect(f(False, 78), XDP_DROP, Reason.FRAGMENT_UNKNOWN)
+
+
+def test_a_dropped_first_fragment_opens_nothing(pg: PolicyGuard) -> None:
+    pg.apply(rules=(Rule("no-9999", Action.DROP, protocols=frozenset({17}), dports=((9999, 9999),)),))
+    pg.expect(frag4(True, 5), XDP_DROP, Reason.RULE_DROP)
+    pg.expect(frag4(False, 5), XDP_DROP, Reason.FRAGMENT_UNKNOWN)
+    # Fragment hygiene off: non-first fragments pass unjudged, as before it.
+    pg.apply(hygiene=Hygiene(fragments=False))
+    pg.expect(frag4(False, 6), XDP_PASS, Reason.PASS_FRAGMENT)
+
+
+def test_the_frag_window_ends(pg: PolicyGuard) -> None:
+    pg.expect(frag4(True, 9), XDP_PASS, Reason.PASS_UNPROTECTED)
+    frag = pg.maps["xs_frag"]
+    (key,) = list(frag.keys())
+    frag.update(key, NOW.to_bytes(8, "little"))  # the window closed
+    pg.expect(frag4(False, 9), XDP_DROP, Reason.FRAGMENT_UNKNOWN)
+
+
+@pytest.mark.parametrize(
+    ("shape", "pkt", "want"),
+    [
+        ("ipv4", ICMP(type=8), Reason.PASS_UNPROTECTED),
+        ("ipv4", ICMP(type=0), Reason.PASS_UNPROTECTED),
+        ("ipv4", ICMP(type=3, code=4), Reason.PASS_UNPROTECTED),  # fragmentation needed
+        ("ipv4", ICMP(type=13), Reason.ICMP_TYPE),  # timestamp
+        ("ipv4", ICMP(type=5), Reason.ICMP_TYPE),  # redirect
+        ("vlan-ipv4", ICMP(type=9), Reason.ICMP_TYPE),  # router advertisement
+        ("ipv6", ICMPv6EchoRequest(), Reason.PASS_UNPROTECTED),
+        ("ipv6", ICMPv6PacketTooBig(), Reason.PASS_UNPROTECTED),
+        ("ipv6-exthdrs", ICMPv6ND_NS(tgt=SERVER6), Reason.PASS_UNPROTECTED),
+        ("qinq-ipv6", ICMPv6DestUnreach(), Reason.PASS_UNPROTECTED),
+        ("ipv6", Raw(bytes([139, 0, 0, 0, 0, 0, 0, 0])), Reason.ICMP_TYPE),  # node info
+    ],
+)
+def test_icmp_types(pg: PolicyGuard, shape: str, pkt: Packet, want: Reason) -> None:
+    frame = ip(shape, nh=58) / pkt if isinstance(pkt, Raw) else ip(shape) / pkt
+    pg.expect(frame, XDP_DROP if want == Reason.ICMP_TYPE else XDP_PASS, want)
+
+
+def test_pmtu_and_neighbour_discovery_pass_whatever_the_lists_say(pg: PolicyGuard) -> None:
+    pg.apply(hygiene=Hygiene(icmp_types=frozenset(), icmpv6_types=frozenset()))
+    pg.expect(ip("ipv4") / ICMP(type=8), XDP_DROP, Reason.ICMP_TYPE)
+    pg.expect(ip("ipv4") / ICMP(type=3, code=4), XDP_PASS, Reason.PASS_UNPROTECTED)
+    pg.expect(ip("ipv6") / ICMPv6PacketTooBig(), XDP_PASS, Reason.PASS_UNPROTECTED)
+    pg.expect(ip("ipv6") / ICMPv6ND_NS(tgt=SERVER6), XDP_PASS, Reason.PASS_UNPROTECTED)
+    # Said explicitly: path MTU messages may be dropped too; ND never.
+    pg.apply(hygiene=Hygiene(icmp_types=frozenset(), icmpv6_types=frozenset(), icmp_pmtu=False))
+    pg.expect(ip("ipv4") / ICMP(type=3, code=4), XDP_DROP, Reason.ICMP_TYPE)
+    pg.expect(ip("ipv6") / ICMPv6PacketTooBig(), XDP_DROP, Reason.ICMP_TYPE)
+    pg.expect(ip("ipv6") / ICMPv6ND_NS(tgt=SERVER6), XDP_PASS, Reason.PASS_UNPROTECTED)
+
+
+@shapes
+def test_other_protocols_pass_or_drop_by_number(pg: PolicyGuard, shape: str) -> None:
+    gre = ip(shape) / GRE() / Raw(b"z" * 20)
+    pg.expect(gre, XDP_PASS, Reason.PASS_UNPROTECTED)
+    pg.apply(hygiene=Hygiene(protocols_drop=frozenset({47, 132})))
+    pg.expect(gre, XDP_DROP, Reason.PROTOCOL)
+    pg.expect(ip(shape) / UDP(sport=5000, dport=9999), XDP_PASS, Reason.PASS_UNPROTECTED)
+
+
+# -- rules ------------------------------------------------------------------------------
+def R(name: str, action: str = "drop", **kw: Any) -> Rule:
+    if "sources" in kw:
+        kw["sources"] = tuple(P(s) for s in kw["sources"])
+    for k in ("protocols", "sports"):
+        if k in kw:
+            kw[k] = frozenset(kw[k])
+    return Rule(name, Action(action), **kw)
+
+
+@shapes
+def test_rules_first_match_decides_and_counts(pg: PolicyGuard, shape: str) -> None:
+    pg.apply(
+        rules=(
+            R("ssh-office", "pass", protocols={6}, dports=((22, 22),), sources=(net_of(shape),)),
+            R("no-ssh", protocols={6}, dports=((22, 22),)),
+            R("no-memcached", protocols={17}, dports=((11211, 11211),)),
+            R("games", "pass", protocols={17}, dports=((27000, 27015),)),
+            R("no-high-udp", protocols={17}, dports=((20000, 65535),)),
+        )
+    )
+    pg.expect(ip(shape) / TCP(sport=5000, dport=22, flags="S"), XDP_PASS, Reason.RULE_PASS)
+    pg.expect(ip(shape, src=other(shape)) / TCP(sport=5000, dport=22, flags="S"), XDP_DROP,
+              Reason.RULE_DROP)  # fmt: skip
+    pg.expect(ip(shape) / UDP(sport=5000, dport=11211), XDP_DROP, Reason.RULE_DROP)
+    pg.expect(ip(shape) / UDP(sport=5000, dport=27005), XDP_PASS, Reason.RULE_PASS)
+    pg.expect(ip(shape) / UDP(sport=5000, dport=30000), XDP_DROP, Reason.RULE_DROP)
+    pg.expect(ip(shape) / UDP(sport=5000, dport=19999), XDP_PASS, Reason.PASS_UNPROTECTED)
+    assert [pg.rule_packets(n) for n in ("ssh-office", "no-ssh", "no-memcached", "games",
+                                         "no-high-udp")] == [1, 1, 1, 1, 1]  # fmt: skip
+
+
+def test_a_pass_rule_skips_the_guard(pg: PolicyGuard) -> None:
+    syn = ip("ipv4") / TCP(sport=5000, dport=PORT, flags="S")
+    pg.expect(syn, XDP_TX, Reason.SYN_COOKIE_SENT)
+    pg.apply(rules=(R("web-monitor", "pass", protocols={6}, sources=(f"{CLIENT4}/32",)),))
+    pg.expect(syn, XDP_PASS, Reason.RULE_PASS)
+
+
+@pytest.mark.parametrize(
+    ("rule", "hits", "misses"),
+    [
+        (
+            R("dns-src", protocols={17}, sports={53, 123}),
+            [UDP(sport=53, dport=9), UDP(sport=123, dport=9)],
+            [UDP(sport=54, dport=9)],
+        ),
+        (
+            R("syn-only", protocols={6}, dports=((8080, 8080),), tcp_flags=(0x12, 0x02)),
+            [TCP(sport=1, dport=8080, flags="S")],
+            [TCP(sport=1, dport=8080, flags="A"), TCP(sport=1, dport=8081, flags="S")],
+        ),
+        (
+            R("unreach-port", protocols={1}, icmp_type=3, icmp_code=3),
+            [ICMP(type=3, code=3)],
+            [ICMP(type=3, code=4), ICMP(type=8)],
+        ),
+        (
+            R("echo", protocols={1}, icmp_type=8),
+            [ICMP(type=8, code=0)],
+            [ICMP(type=0)],
+        ),
+    ],
+)
+def test_rule_fields(pg: PolicyGuard, rule: Rule, hits: list[Packet], misses: list[Packet]) -> None:
+    pg.apply(hygiene=Hygiene(reflection=False), rules=(rule,))
+    for h in hits:
+        pg.expect(ip("vlan-ipv4") / h, XDP_DROP, Reason.RULE_DROP)
+    for m in misses:
+        ran = pg.run(ip("vlan-ipv4") / m)
+        assert ran.reason != Reason.RULE_DROP, m.summary()
+    assert pg.rule_packets(rule.name) == len(hits)
+
+
+def test_rules_on_other_protocols_and_icmpv6(pg: PolicyGuard) -> None:
+    pg.apply(
+        rules=(
+            R("no-gre", protocols={47}),
+            R("no-v6-echo", protocols={58}, icmp_type=128),
+        )
+    )
+    pg.expect(ip("ipv4") / GRE(), XDP_DROP, Reason.RULE_DROP)
+    pg.expect(ip("ipv6-exthdrs") / ICMPv6EchoRequest(), XDP_DROP, Reason.RULE_DROP)
+    pg.expect(ip("ipv6") / ICMPv6PacketTooBig(), XDP_PASS, Reason.PASS_UNPROTECTED)
+
+
+def test_counters_of_unchanged_rules_survive_an_apply(pg: PolicyGuard) -> None:
+    keep = R("keep", protocols={17}, dports=((1000, 1000),))
+    change = R("change", protocols={17}, dports=((2000, 2000),))
+    pg.apply(rules=(keep, change))
+    pg.expect(ip("ipv4") / UDP(sport=9, dport=1000), XDP_DROP, Reason.RULE_DROP)
+    pg.expect(ip("ipv4") / UDP(sport=9, dport=2000), XDP_DROP, Reason.RULE_DROP)
+    pg.apply(rules=(keep, R("change", protocols={17}, dports=((2001, 2001),)), R("new", protocols={6})))
+    assert pg.rule_packets("keep") == 1
+    assert pg.rule_packets("change") == 0 and pg.rule_packets("new") == 0
+    pg.expect(ip("ipv4") / UDP(sport=9, dport=2000), XDP_PASS, Reason.PASS_UNPROTECTED)
+    pg.expect(ip("ipv4") / UDP(sport=9, dport=2001), XDP_DROP, Reason.RULE_DROP)
+    # No rule left: the stage is skipped, and the old entries are gone.
+    pg.apply(rules=())
+    pg.expect(ip("ipv4") / UDP(sport=9, dport=1000), XDP_PASS, Reason.PASS_UNPROTECTED)
+    assert list(pg.maps["xs_rules"].keys()) == []
+
+
+def test_ten_thousand_rules(pg: PolicyGuard) -> None:
+    rules = tuple(
+        R(f"r{i}", protocols={17}, dports=((10000 + i, 10000 + i),),
+          sources=(f"198.18.{i % 250}.0/24",))
+        for i in range(10_000)
+    )  # fmt: skip
+    res = pg.apply(rules=rules)
+    assert "rules" in res.changed
+    pg.expect(ip("ipv4", src="198.18.17.5") / UDP(sport=1, dport=10017), XDP_DROP, Reason.RULE_DROP)
+    pg.expect(ip("ipv4", src="198.18.18.5") / UDP(sport=1, dport=10017), XDP_PASS,
+              Reason.PASS_UNPROTECTED)  # fmt: skip
+    assert pg.rule_packets("r17") == 1
