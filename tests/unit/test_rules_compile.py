@@ -501,6 +501,11 @@ def test_tables_agree_with_the_linear_reference() -> None:
             seen["overlap"] += 1
             return
         seen["checked"] += 1
+        keys = [(cid, prefix) for cid, prefix, _ in compiled.entries]
+        assert len(keys) == len(set(keys)), "one LPM key written twice"
+        assert all(len(cands) <= CANDS for _, _, cands in compiled.entries)
+        used = {cid for arr in compiled.port_classes for cid in set(arr)} - {0}
+        assert {cid for cid, _ in keys} <= used
         for proto, src, port, sport, flags, code in pkts:
             if proto in (PROTO_ICMP, PROTO_ICMPV6):
                 port &= 0xFF  # an ICMP type is a byte

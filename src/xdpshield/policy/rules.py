@@ -118,7 +118,8 @@ class CompiledRules:
 
     #: Rule name -> (counter id, fingerprint): ``previous`` for the next apply.
     ids: dict[str, tuple[int, str]]
-    #: Per slot, 65536 u16 class ids (ICMP, ICMPv6, other: only 0..255 used).
+    #: Per slot, 65536 u16 class ids (ICMP, ICMPv6, other: only 0..255 used;
+    #: SLOT_OTHER's 1, 6, 17 and 58 may be set but are never looked up).
     port_classes: list[array.array[int]]
     #: Per source port, a u32 bitmap of the source port sets holding it.
     sport_masks: array.array[int]
@@ -139,7 +140,10 @@ class CompiledRules:
         icmp_code: int,
     ) -> Candidate | None:
         """The candidate that decides for this packet, evaluated on the
-        tables exactly as the data path does (a reference for tests)."""
+        tables exactly as the data path does (a reference for tests).
+        ``dport_or_type`` is the destination port for TCP and UDP, the type
+        (0-255) for ICMP and ICMPv6, unused for other protocols; ``src`` is 4
+        or 16 bytes."""
         slot = _PROTO_SLOT.get(proto, SLOT_OTHER)
         index = proto if slot == SLOT_OTHER else dport_or_type
         cls = self.port_classes[slot][index]
@@ -206,11 +210,7 @@ def first_match(
     for r in rules:
         if r.protocols and proto not in r.protocols:
             continue
-        if r.sources and not any(
-            (p.version == 4) == v4 and addr & _MASKS[k[0]] == k[1]
-            for p in r.sources
-            for k in (_key(p),)
-        ):
+        if r.sources and not any(_contains(p, addr, v4) for p in r.sources):
             continue
         if r.dports and not (ports and any(lo <= dport_or_type <= hi for lo, hi in r.dports)):
             continue
@@ -338,6 +338,12 @@ def _addr_int(src: bytes) -> int:
     if len(src) == 16:
         return int.from_bytes(src, "big")
     raise ValueError(f"an address is 4 or 16 bytes, not {len(src)}")
+
+
+def _contains(p: Prefix, addr: int, v4: bool) -> bool:
+    """Whether ``p`` holds the (mapped) address, of the family given."""
+    plen, val = _key(p)
+    return (p.version == 4) == v4 and addr & _MASKS[plen] == val
 
 
 def _key(p: Prefix) -> _Key:
@@ -608,7 +614,7 @@ def _half_entries(
             continue
         for k in keys[0] if half == 4 else keys[1]:
             table.setdefault(k, []).append(i)
-    if len(table) == 1 and not stored:
+    if len(table) == 1 and not stored and _ANY not in table:
         # The common case (one port's rule from one prefix, maybe beside
         # rules from anywhere): two lists to merge at most.
         ((key, found),) = table.items()
