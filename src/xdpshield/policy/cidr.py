@@ -22,8 +22,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from itertools import compress, repeat
-from operator import not_
+from itertools import repeat
 
 from xdpshield.errors import ConfigError, ConfigErrors
 from xdpshield.policy.model import Prefix, PrefixList
@@ -45,6 +44,15 @@ _MASK_BYTE = {
     ]
     for v, bits in _BITS.items()
 }  # fmt: skip
+# The mixed-family column's tables, indexed by "is IPv6" (False: 0, True: 1).
+_BY6_VERSION = (4, 6)
+_BY6_FAMILY = (socket.AF_INET, socket.AF_INET6)
+_BY6_BITS = (32, 128)
+_BY6_PLEN = (_PLEN[4], _PLEN[6])
+_BY6_MASKS = tuple(
+    [((1 << (bits - n)) - 1).to_bytes(bits // 8, "big") for n in range(bits + 1)]
+    for bits in _BY6_BITS
+)
 _new_prefix = partial(tuple.__new__, Prefix)  # skips NamedTuple's Python-level __new__
 #: Whitespace other than a newline: its presence means lines need stripping.
 _BLANKS = " \t\r\v\f\x1c\x1d\x1e\x1f"
@@ -193,20 +201,9 @@ def _bulk(text: str) -> PrefixList | None:
             return _column(4, addrs, lens)
         if "." not in text:
             return _column(6, addrs, lens)
-        is6 = list(map(str.__contains__, addrs, repeat(":")))
-        is4 = list(map(not_, is6))
-        v4 = _column(
-            4, list(compress(addrs, is4)), None if lens is None else list(compress(lens, is4))
-        )
-        v6 = _column(
-            6, list(compress(addrs, is6)), None if lens is None else list(compress(lens, is6))
-        )
+        return _mixed(addrs, lens)
     except (OSError, KeyError, ValueError):
         return None
-    if v4 is None or v6 is None:
-        return None
-    v4.update(v6)
-    return v4
 
 
 def _column(version: int, addrs: list[str], lens: list[str] | None) -> PrefixList | None:
@@ -221,6 +218,23 @@ def _column(version: int, addrs: list[str], lens: list[str] | None) -> PrefixLis
         if not _host_bits_clear(version, packed, plens):
             return None
     return dict.fromkeys(map(_new_prefix, zip(repeat(version), packed, plens)))
+
+
+def _mixed(addrs: list[str], lens: list[str] | None) -> PrefixList | None:
+    """IPv4 and IPv6 in one column: each element picks its family's tables by
+    its "is IPv6" flag (a bool indexes a pair), still without Python per line."""
+    is6 = list(map(str.__contains__, addrs, repeat(":")))
+    packed = list(map(socket.inet_pton, map(_BY6_FAMILY.__getitem__, is6), addrs))
+    if lens is None:
+        plens = list(map(_BY6_BITS.__getitem__, is6))
+    else:
+        plens = list(map(dict.__getitem__, map(_BY6_PLEN.__getitem__, is6), lens))
+        # Masks as wide as their addresses, so the two joins line up.
+        masks = b"".join(map(list.__getitem__, map(_BY6_MASKS.__getitem__, is6), plens))
+        if int.from_bytes(b"".join(packed), "big") & int.from_bytes(masks, "big"):
+            return None
+    versions = map(_BY6_VERSION.__getitem__, is6)
+    return dict.fromkeys(map(_new_prefix, zip(versions, packed, plens, strict=True)))
 
 
 def _host_bits_clear(version: int, packed: list[bytes], plens: list[int]) -> bool:
