@@ -1004,6 +1004,8 @@ BAD_LISTS = {
     "host bits in a mixed list": ("198.51.100.0/24\n2001:db8::1/32\n203.0.113.0/24\n", [2]),
     # Pairing pieces blindly would read 198.51.100.0/24 and 203.0.113.0/24 here.
     "slashes that pair up": ("198.51.100.0/24/203.0.113.0\n24\n", [1, 2]),
+    # Beside a bare address, "ADDR/" must not pass as a bare address either.
+    "slash without length": ("198.51.100.0/\n203.0.113.7\n", [1]),
     "not ascii": ("198.51.100.0/24\n\uff11.2.3.4\n", [2]),  # a fullwidth digit one
     "nul": ("198.51.100.0/24\n198.51.100.7\x00\n", [2]),
 }

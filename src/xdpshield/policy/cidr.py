@@ -57,7 +57,9 @@ _new_prefix = partial(tuple.__new__, Prefix)  # skips NamedTuple's Python-level 
 #: Whitespace other than a newline: its presence means lines need stripping.
 _BLANKS = " \t\r\v\f\x1c\x1d\x1e\x1f"
 _COMMENT = re.compile(r"#[^\n]*")
-_TWO_SLASHES = re.compile(r"/[^/\n]*/")
+#: bytes.translate deletes all but "/" and newline: what is left of a text
+#: whose every line is "ADDR/LEN" is "/\n/\n.../".
+_NOT_SEPARATOR = bytes(c for c in range(256) if chr(c) not in "/\n")
 
 
 def parse_prefix(text: str) -> Prefix:
@@ -173,29 +175,24 @@ def _bulk(text: str) -> PrefixList | None:
         text = "\n".join(map(str.strip, text.split("\n")))
         if any(c in text for c in _BLANKS):
             return None  # whitespace inside a line: not one prefix
-    # Now a line is empty or one token.
+    # Now a line is empty or one token; drop the empty ones.
+    while "\n\n" in text:
+        text = text.replace("\n\n", "\n")
+    text = text.strip("\n")
     slashes = text.count("/")
+    lens: list[str] | None = None
     if not slashes:
         addrs = text.split()
-        lens: list[str] | None = None
-    else:
-        # Each slash has text on both sides and no line has two: then if
-        # every line has one, the pieces alternate address, length.
-        if (
-            _TWO_SLASHES.search(text)
-            or "/\n" in text
-            or "\n/" in text
-            or text.startswith("/")
-            or text.endswith("/")
-        ):
-            return None
+    elif "/\n" in text or "\n/" in text or text.startswith("/") or text.endswith("/"):
+        return None  # a slash with nothing on one side
+    elif text.encode().translate(None, _NOT_SEPARATOR) == (b"/\n" * slashes)[:-1]:
+        # One slash a line with text on both sides: pieces pair up in order.
         pieces = text.replace("/", "\n").split()
-        if len(pieces) == 2 * slashes:
-            addrs, lens = pieces[0::2], pieces[1::2]
-        else:  # bare addresses too: their length is "" (see _PLEN)
-            addrs, _, lens = map(
-                list, zip(*map(str.partition, text.split(), repeat("/")), strict=True)
-            )
+        addrs, lens = pieces[0::2], pieces[1::2]
+    else:
+        # Bare addresses too (their length is "", see _PLEN); a token with
+        # two slashes keeps one in its length and fails the lookup.
+        addrs, _, lens = map(list, zip(*map(str.partition, text.split(), repeat("/")), strict=True))
     try:
         if ":" not in text:
             return _column(4, addrs, lens)
