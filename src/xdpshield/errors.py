@@ -10,6 +10,7 @@ __all__ = [
     "AlreadyAttached",
     "BpfError",
     "ConfigError",
+    "ConfigErrors",
     "InterfaceNotFound",
     "KeyNotFound",
     "MapFull",
@@ -127,6 +128,19 @@ class ConfigError(XdpShieldError, ValueError):
         prefix = f"{where}: " if where else ""
         keypart = f"{key}: " if key else ""
         super().__init__(f"{prefix}{keypart}{message}")
+
+
+class ConfigErrors(ConfigError):
+    """Every error found in a config file (and the list files it names), so a
+    person fixes them all in one go; ``str()`` is one ``FILE:LINE: message``
+    line per error. ``file``, ``line`` and ``key`` are the first error's."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors) or "no errors")
+        if self.errors:
+            first = self.errors[0]
+            self.file, self.line, self.key = first.file, first.line, first.key
 
 
 class StandError(XdpShieldError):
