@@ -171,8 +171,7 @@ def ntp_server(stand: Stand) -> Iterator[str]:
 def test_reflection_flood_dies_while_our_dns_and_ntp_work(stand: Stand) -> None:
     with shielded(stand) as s, resolver(stand) as dns, ntp_server(stand) as ntp:
         t, result = in_background(
-            lambda: flood("udp", stand=stand, sport=53, dport=40000, duration_s=4.0,
-                          count=400_000)  # fmt: skip
+            lambda: flood("udp", stand=stand, sport=53, dport=40000, duration_s=4.0, count=400_000)
         )
         try:
             time.sleep(0.5)
@@ -281,7 +280,7 @@ def test_config_apply_under_a_flood_keeps_established_connections(
         for i, c in enumerate(conns):
             c.sendall(b"before %d" % i)
             assert c.recv(64) == b"before %d" % i
-        t, result = in_background(
+        t, _ = in_background(
             lambda: flood("syn", stand=stand, duration_s=4.0, count=2_000_000, dport=80)
         )
         try:

@@ -27,7 +27,8 @@ from tests.datapath import model
 from xdpshield.ebpf import ObjectSpec, StructCodec
 from xdpshield.ebpf._libbpf import BtfType
 from xdpshield.lab import bench, stand, traffic
-from xdpshield.shield import cookie, datapath
+from xdpshield.policy import rules
+from xdpshield.shield import cookie, datapath, policy
 
 OBJ_DIR = Path(xdpshield.__file__).parent / "_obj"
 SHIELD_OBJS = ("xdpshield.o", "xdpshield_debug.o")
@@ -136,6 +137,17 @@ SHIELD_PAIRS = [
     Pair("XS_ABI_TS_ECN", "cookie.TS_ECN", cookie.TS_ECN),
     Pair("XS_ABI_MAX_WSCALE", "cookie.MAX_WSCALE", cookie.MAX_WSCALE),
     Pair("XS_ABI_TS_SHIFT", "cookie.TS_SHIFT", cookie.TS_SHIFT),
+    Pair("XS_ABI_HYG_TCP_FLAGS", "policy.HYG_TCP_FLAGS", policy.HYG_TCP_FLAGS),
+    Pair("XS_ABI_HYG_REFLECTION", "policy.HYG_REFLECTION", policy.HYG_REFLECTION),
+    Pair("XS_ABI_HYG_FRAGMENTS", "policy.HYG_FRAGMENTS", policy.HYG_FRAGMENTS),
+    Pair("XS_ABI_HYG_ICMP", "policy.HYG_ICMP", policy.HYG_ICMP),
+    Pair("XS_ABI_ACL_LIVE", "policy.ACL_LIVE", policy.ACL_LIVE),
+    Pair("XS_ABI_RULE_ANY", "policy.RULE_ANY", policy.RULE_ANY),
+    Pair("XS_ABI_RULE_DROP", "policy.RULE_DROP", policy.RULE_DROP),
+    Pair("XS_ABI_RULE_PASS", "policy.RULE_PASS", policy.RULE_PASS),
+    Pair("XS_ABI_RULE_CANDS", "rules.CANDS", rules.CANDS),
+    Pair("XS_ABI_RULE_SLOTS", "rules.SLOTS", rules.SLOTS),
+    Pair("XS_ABI_RULES_MAX", "rules.RULES_MAX", rules.RULES_MAX),
     Pair("XS_ABI_REPLY_TTL", "tests.datapath.model.TTL", model.TTL),
     Pair("XS_ABI_SYNACK_WINDOW", "tests.datapath.model.SYNACK_WINDOW", model.SYNACK_WINDOW),
 ]
@@ -263,6 +275,78 @@ MIRRORS = [
     Mirror("xs_vkey", "datapath._VKEY", datapath._VKEY.size, {"addr": 0}),
     Mirror("xs_portset", "datapath._PORTS // 8", datapath._PORTS // 8, {"bits": 0}),
     Mirror("xs_ifinfo", "datapath.set_mac (6-byte MAC, 2-byte flag)", 8, {"mac": 0, "has_mac": 6}),
+    # The policy (shield/policy.py).
+    _mirror(
+        "xs_psel",
+        codec(
+            "policy._PSEL",
+            policy._PSEL,
+            [
+                "allow_gen",
+                "deny_gen",
+                "rules_gen",
+                "hyg_gen",
+                "n_allow4",
+                "n_allow6",
+                "n_deny4",
+                "n_deny6",
+                "n_rules",
+                "n_ttl",
+            ],
+        ),
+    ),  # fmt: skip
+    _mirror("xs_acl", codec("policy._ACL", policy._ACL, ["expires_ns", "flags", "pad"])),
+    Mirror("xs_lpm4", "policy._lpm_key (v4)", 12, {"prefixlen": 0, "gen": 4, "addr": 8}),
+    Mirror("xs_lpm6", "policy._lpm_key (v6)", 24, {"prefixlen": 0, "gen": 4, "addr": 8}),
+    _mirror(
+        "xs_hygiene",
+        codec(
+            "policy._HYG_HEAD + refl",
+            policy._HYG_HEAD.format + f"{policy._PORTSET}s",
+            [
+                "flags",
+                "pad",
+                "frag_window_ns",
+                "refl_window_ns",
+                "icmp4",
+                None,
+                None,
+                None,
+                "icmp6",
+                None,
+                None,
+                None,
+                "proto_drop",
+                None,
+                None,
+                None,
+                "refl",
+            ],
+        ),
+    ),  # fmt: skip
+    Mirror(
+        "xs_refl_key",
+        "policy.refl_key",
+        len(policy.refl_key("198.18.0.1", 1, 2)),
+        {"peer": 0, "peer_port": 16, "local_port": 18},
+    ),
+    _mirror(
+        "xs_rule_cand",
+        codec(
+            "policy._CAND",
+            policy._CAND.format,
+            ["id", "action", "sportset", "fmask", "fval", "has_code", "icmp_code"],
+        ),
+    ),
+    Mirror(
+        "xs_rule_val", "policy._rule_val", len(policy._rule_val([])), {"n": 0, "pad": 4, "c": 8}
+    ),
+    _mirror(
+        "xs_rule_key",
+        codec("policy._RULE_KEY", policy._RULE_KEY.format, ["prefixlen", "gen", "cls", "addr"]),
+    ),
+    Mirror("xs_rule_ports", "rules.CompiledRules.port_classes (u16)", 2 * 65536, {"cls": 0}),
+    Mirror("xs_rule_sport", "rules.CompiledRules.sport_masks (u32)", 4 * 65536, {"mask": 0}),
     # traffic._mux_release: a 4-byte length, then the frame.
     Mirror("mux_frame", "traffic._mux_release", 4 + 512, {"len": 0, "data": 4}, obj="traffic.o"),
     _mirror(

@@ -57,17 +57,15 @@ def _print_change(ch: IfaceChange, *, applied: bool) -> None:
     added, removed = ch.ports
     if added or removed:
         lines.append(
-            "  protect: "
-            + " ".join([f"+{p}" for p in added] + [f"-{p}" for p in removed])
+            "  protect: " + " ".join([f"+{p}" for p in added] + [f"-{p}" for p in removed])
         )
     for which, (plus, minus, n_plus, n_minus) in ch.lists.items():
         if n_plus or n_minus:
-            more = lambda shown, n: f" (+{n - len(shown)} more)" if n > len(shown) else ""  # noqa: E731
             lines.append(
                 f"  {which}: +{n_plus} -{n_minus} prefixes: "
                 + " ".join([f"+{p}" for p in plus] + [f"-{p}" for p in minus])
-                + more(plus, n_plus)
-                + more(minus, n_minus)
+                + _more(plus, n_plus)
+                + _more(minus, n_minus)
             )
     for key, (old, new) in ch.hygiene.items():
         lines.append(f"  hygiene.{key}: {old} -> {new}")
@@ -83,6 +81,10 @@ def _print_change(ch: IfaceChange, *, applied: bool) -> None:
     out.print("\n".join(lines))
 
 
+def _more(shown: list[str], n: int) -> str:
+    return f" (+{n - len(shown)} more)" if n > len(shown) else ""
+
+
 def _prefixes(texts: list[str], ttl: float | None) -> PrefixList:
     """Every argument parsed before anything is changed; a bad one is named."""
     entries: PrefixList = {}
@@ -92,6 +94,13 @@ def _prefixes(texts: list[str], ttl: float | None) -> PrefixList:
         except ConfigError as exc:
             raise ConfigError(exc.message, key=t) from None
     return entries
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, key="--ttl") from None
 
 
 def _ttl_text(s: float | None) -> str:
@@ -107,7 +116,7 @@ def _ttl_text(s: float | None) -> str:
 
 def cmd_list(a: argparse.Namespace) -> int:
     which = a.command
-    ttl = parse_duration(a.ttl, key="--ttl") if a.ttl else None
+    ttl = _duration(a.ttl) if a.ttl else None
     with Shield.open(a.iface) as s:
         if a.action == "list":
             now = time.monotonic_ns()
@@ -127,13 +136,16 @@ def cmd_list(a: argparse.Namespace) -> int:
         if a.action == "load":
             if len(a.args) != 1:
                 raise ConfigError(f"'{which} {a.iface} load' takes one file", key="load")
-            entries = {p: ttl for p in read_prefix_file(a.args[0])}
+            bulk = {p: ttl for p in read_prefix_file(a.args[0])}
             t0 = time.perf_counter()
-            n = s.add_entries(which, entries)
-            out.print(f"{a.iface}: {which} list: loaded {n:,} prefixes in {time.perf_counter() - t0:.2f} s")
+            n = s.add_entries(which, bulk)
+            took = time.perf_counter() - t0
+            out.print(f"{a.iface}: {which} list: loaded {n:,} prefixes in {took:.2f} s")
             return 0
         if not a.args:
-            raise ConfigError(f"'{which} {a.action}' needs prefixes, e.g. 203.0.113.0/24", key=which)
+            raise ConfigError(
+                f"'{which} {a.action}' needs prefixes, e.g. 203.0.113.0/24", key=which
+            )
         prefixes = _prefixes(a.args, ttl)
         if a.action == "add":
             n = s.add_entries(which, prefixes)
@@ -170,7 +182,9 @@ def add_parsers(add: AddCommand) -> None:
     ):
         sp = add(which, cmd_list, f"edit the {which} list live: {what}")
         sp.add_argument("iface")
-        sp.add_argument("action", choices=["add", "del", "list"] + (["load"] if which == "deny" else []))
+        sp.add_argument(
+            "action", choices=["add", "del", "list"] + (["load"] if which == "deny" else [])
+        )
         sp.add_argument("args", nargs="*", metavar="CIDR" if which == "allow" else "CIDR|FILE")
         sp.add_argument("--ttl", default=None, help="expire the prefixes after this long, e.g. 10m")
         sp.add_argument("--json", action="store_true")
@@ -179,4 +193,3 @@ def add_parsers(add: AddCommand) -> None:
     sp.add_argument("iface")
     sp.add_argument("action", choices=["list"])
     sp.add_argument("--json", action="store_true")
-

@@ -209,9 +209,7 @@ def cmd_stats(a: argparse.Namespace) -> int:
         stats = s.stats()
         rules = s.rules() if "xs_rule_stats" in s.maps else []
     if a.json:
-        doc: dict[str, Any] = {
-            r.label: {"packets": p, "bytes": b} for r, (p, b) in stats.items()
-        }
+        doc: dict[str, Any] = {r.label: {"packets": p, "bytes": b} for r, (p, b) in stats.items()}
         # Rules by name, under a key no reason label can take.
         doc["rules"] = {r["name"]: {"packets": r["packets"], "bytes": r["bytes"]} for r in rules}
         print(json.dumps(doc, indent=2))
@@ -222,8 +220,8 @@ def cmd_stats(a: argparse.Namespace) -> int:
     out.print(t)
     if rules:
         rt = Table("rule", "packets", "bytes", title="rules")
-        for r in rules:
-            rt.add_row(r["name"], f"{r['packets']:,}", f"{r['bytes']:,}")
+        for rule in rules:
+            rt.add_row(rule["name"], f"{rule['packets']:,}", f"{rule['bytes']:,}")
         out.print(rt)
     return 0
 

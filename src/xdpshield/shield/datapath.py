@@ -137,9 +137,7 @@ PIN_MAPS = (
     *POLICY_MAPS,
 )
 # Pinned since a later version: a shield loaded before it runs without them.
-OPTIONAL_PINS = frozenset(
-    {"xs_seen", "xs_listen", "xs_local", "xs_ifinfo", "xs_cpu", *POLICY_MAPS}
-)
+OPTIONAL_PINS = frozenset({"xs_seen", "xs_listen", "xs_local", "xs_ifinfo", "xs_cpu", *POLICY_MAPS})
 
 #: How often the daemon should call :func:`rotate_keys` unless configured.
 DEFAULT_KEY_ROTATION_S = 60.0

@@ -48,8 +48,8 @@ __all__ = [
     "del_entries",
     "hygiene_bytes",
     "init_policy",
-    "refl_key",
     "list_entries",
+    "refl_key",
     "rule_stats",
     "selector",
     "write_hygiene",
@@ -231,7 +231,7 @@ def del_entries(maps: Maps, which: str, prefixes: Iterable[Prefix]) -> int:
         trie = _trie(maps, which, p.version)
         key = _lpm_key(p, gen)
         try:
-            value = cast(tuple[int, int, int], trie.lookup(key))
+            value = trie.lookup(key)
             trie.delete(key)
         except KeyNotFound:
             missing.append(p)
@@ -240,9 +240,7 @@ def del_entries(maps: Maps, which: str, prefixes: Iterable[Prefix]) -> int:
     if missing:
         for trie, key, value in done:  # put back what went: nothing changed
             trie.update(key, value)
-        raise ConfigError(
-            f"not in the {which} list: {', '.join(map(str, missing))}", key=which
-        )
+        raise ConfigError(f"not in the {which} list: {', '.join(map(str, missing))}", key=which)
     counts = {4: 0, 6: 0}
     for _, key, _ in done:
         counts[_prefix_of(key)[1].version] += 1
@@ -388,13 +386,16 @@ def _write_rules(maps: Maps, compiled: CompiledRules, gen: int, new_ids: Iterabl
 def _rule_keys(maps: Maps, gen: int) -> list[bytes]:
     """Keys of one generation of the rules trie."""
     trie = maps["xs_rules"].typed(Raw(_RULE_KEY.size), Raw(maps["xs_rules"].value_size))
-    return [k for k in trie.keys() if _RULE_KEY.unpack(k)[1] == gen & 0xFFFF]
+    return [k for k, _ in trie.lookup_batch(chunk=4096) if _RULE_KEY.unpack(k)[1] == gen & 0xFFFF]
 
 
 def rule_stats(maps: Maps, ids: Mapping[str, int]) -> dict[str, tuple[int, int]]:
     """(packets, bytes) per rule name, summed over CPUs."""
     stats = maps["xs_rule_stats"].typed(UInt(4), _COUNTER)
-    return {name: cast(tuple[int, int], sum_percpu(stats.lookup_percpu(rid))) for name, rid in ids.items()}
+    return {
+        name: cast(tuple[int, int], sum_percpu(stats.lookup_percpu(rid)))
+        for name, rid in ids.items()
+    }
 
 
 # -- apply -----------------------------------------------------------------------------
@@ -459,9 +460,11 @@ def apply_policy(
             counts = {}
             for version in (4, 6):
                 trie = _trie(maps, which, version)
-                old = _read_gen(maps, which, version, sel.gen(which)) if sel.count(
-                    which, version
-                ) else {}
+                old = (
+                    _read_gen(maps, which, version, sel.gen(which))
+                    if sel.count(which, version)
+                    else {}
+                )
                 stale += [(trie, k) for k in old]
                 items: dict[bytes, tuple[int, int, int]] = {}
                 for p, ttl in config.items():
@@ -469,7 +472,9 @@ def apply_policy(
                         items[_lpm_key(p, gen)] = (_expiry(ttl, now), 0, 0)
                 for key, (exp, flags) in old.items():
                     if flags & ACL_LIVE and (not exp or exp > now):
-                        items.setdefault(key[:4] + struct.pack("=I", gen) + key[8:], (exp, flags, 0))
+                        items.setdefault(
+                            key[:4] + struct.pack("=I", gen) + key[8:], (exp, flags, 0)
+                        )
                         kept_live += 1
                 batch = list(items.items())
                 _write(trie, batch)
@@ -526,4 +531,3 @@ def _delete_keys(keys: Sequence[tuple[Map[bytes, Any], bytes]]) -> None:
                         m.delete(k)
                     except KeyNotFound:
                         continue
-
