@@ -17,7 +17,7 @@ from typing import Any
 
 from xdpshield.errors import NotAttached
 from xdpshield.policy.model import Config, Hygiene, InterfaceConfig, Prefix
-from xdpshield.policy.rules import CompiledRules, compile_rules
+from xdpshield.policy.rules import CompiledRules, compile_rules, fingerprint
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import GuardOptions
 
@@ -119,9 +119,8 @@ def _diff_one(cfg: Config, ic: InterfaceConfig, s: Shield | None) -> IfaceChange
         ch.lists[which] = _list_diff(getattr(pol, which), have)
     applied = s.applied()
     ch.hygiene = _hygiene_diff(applied.get("hygiene") or _default_hygiene(), pol.hygiene)
-    old = {r["name"]: r["rule"] for r in applied.get("rules", [])}
-    compiled = compile_rules(pol.rules, applied.get("rule_ids"))
-    new = {n: fp for n, (_, fp) in compiled.ids.items()}
+    old = {n: fp for n, (_, fp) in (applied.get("rule_ids") or {}).items()}
+    new = {r.name: fingerprint(r) for r in pol.rules}
     ch.rules = {
         "added": [n for n in new if n not in old],
         "removed": [n for n in old if n not in new],

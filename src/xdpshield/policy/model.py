@@ -154,6 +154,28 @@ class Rule:
     #: Where it was written (for messages): "FILE:LINE" or "".
     origin: str = ""
 
+    def describe(self) -> str:
+        """The rule as a person reads it: 'drop udp from 203.0.113.0/24 dport 53'."""
+        names = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmpv6"}
+        parts = [self.action.value]
+        parts.append(",".join(names.get(p, str(p)) for p in sorted(self.protocols)) or "any")
+        if self.sources:
+            parts += ["from", ",".join(map(str, self.sources))]
+        if self.dports:
+            parts += ["dport", ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in self.dports)]
+        if self.sports:
+            parts += ["sport", ",".join(map(str, sorted(self.sports)))]
+        if self.tcp_flags is not None:
+            mask, value = self.tcp_flags
+            flags = [("" if value & bit else "!") + name
+                     for name, bit in TCP_FLAGS.items() if mask & bit]  # fmt: skip
+            parts += ["flags", ",".join(flags)]
+        if self.icmp_type is not None:
+            parts += ["type", str(self.icmp_type)]
+        if self.icmp_code is not None:
+            parts += ["code", str(self.icmp_code)]
+        return " ".join(parts)
+
 
 @dataclass(frozen=True)
 class Policy:

@@ -557,15 +557,19 @@ class Shield:
         with self._policy_lock():
             prev = self.applied()
             res = policy.apply_policy(self.maps, pol, previous=prev, compiled=compiled)
-            by_name = {r.name: r for r in pol.rules}
             record = {
                 "source": source,
                 "applied_at": time.time(),
                 "digests": res.digests,
                 "rule_ids": res.rule_ids,
                 "rules": [
-                    {"name": n, "id": rid, "rule": fp, "origin": by_name[n].origin}
-                    for n, (rid, fp) in res.rule_ids.items()
+                    {
+                        "name": r.name,
+                        "id": res.rule_ids[r.name][0],
+                        "rule": r.describe(),
+                        "origin": r.origin,
+                    }
+                    for r in pol.rules
                 ],
                 "hygiene": _hygiene_json(pol.hygiene),
             }
