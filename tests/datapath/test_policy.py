@@ -467,3 +467,23 @@ def test_ten_thousand_rules(pg: PolicyGuard) -> None:
     pg.expect(ip("ipv4", src="198.18.18.5") / UDP(sport=1, dport=10017), XDP_PASS,
               Reason.PASS_UNPROTECTED)  # fmt: skip
     assert pg.rule_packets("r17") == 1
+
+
+def test_expired_entries_are_aged_out(pg: PolicyGuard) -> None:
+    """The daemon's duty: entries whose ttl ran out leave the trie (an expired
+    prefix would hide a shorter live one containing it)."""
+    pg.apply(deny=plist("198.18.0.0/16"))
+    policy.add_entries(pg.maps, "deny", plist(f"{CLIENT4}/32", ttl=5), now_ns=NOW - 10 * 10**9)
+    policy.add_entries(pg.maps, "deny", plist("203.0.113.0/24", ttl=60), now_ns=NOW)
+    assert policy.selector(pg.maps).n_ttl == 2
+    assert policy.age_lists(pg.maps, now_ns=NOW) == 1
+    assert [str(e.prefix) for e in policy.list_entries(pg.maps, "deny")] == [
+        "198.18.0.0/16",
+        "203.0.113.0/24",
+    ]
+    sel = policy.selector(pg.maps)
+    assert (sel.n_deny4, sel.n_ttl) == (2, 1)
+    pg.expect(ip("ipv4") / UDP(sport=5000, dport=9999), XDP_DROP, Reason.DENY)
+    # Nothing with a ttl left: ageing reads nothing.
+    assert policy.age_lists(pg.maps, now_ns=NOW + 61 * 10**9) == 1
+    assert policy.selector(pg.maps).n_ttl == 0

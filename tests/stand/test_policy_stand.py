@@ -16,6 +16,7 @@ ntpdig, the xdpshield command) and real floods between namespaces.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import struct
@@ -320,3 +321,40 @@ def test_a_bad_live_edit_changes_nothing(stand: Stand) -> None:
         r = xdpshield(stand, "deny", stand.server_if, "del", "198.51.100.0/24")
         assert r.returncode == 2 and "not in the deny list: 198.51.100.0/24" in r.stderr
         assert [str(e.prefix) for e in s.list_entries("deny")] == ["203.0.113.0/24"]
+
+
+def test_config_diff_then_apply_and_a_bad_file_applies_nothing(
+    stand: Stand, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "xdpshield.toml"
+    cfg.write_text(CONFIG.format(iface=stand.server_if, deny='"203.0.113.0/24"', dport=11211))
+    try:
+        r = xdpshield(stand, "config", "diff", str(cfg))
+        assert r.returncode == 0, r.stderr
+        assert "would load the shield" in r.stdout and "+203.0.113.0/24" in r.stdout
+        assert "rule +no-memcached" in r.stdout
+        assert xdpshield(stand, "config", "apply", str(cfg)).returncode == 0
+        r = xdpshield(stand, "config", "diff", str(cfg), "--json")
+        (change,) = json.loads(r.stdout)
+        assert change["load"] is False and change["rules"] == {
+            "added": [], "removed": [], "changed": []
+        }  # fmt: skip
+        assert "no change" in xdpshield(stand, "config", "diff", str(cfg)).stdout
+        # A changed file: the diff says what would change, and nothing else.
+        cfg.write_text(CONFIG.format(iface=stand.server_if, deny='"198.51.100.0/24"', dport=53))
+        r = xdpshield(stand, "config", "diff", str(cfg))
+        assert "+198.51.100.0/24" in r.stdout and "-203.0.113.0/24" in r.stdout
+        assert "rule ~no-memcached" in r.stdout and "protect" not in r.stdout
+        # A file with errors: exit 2, every error named, nothing applied.
+        bad = CONFIG.format(iface=stand.server_if, deny='"198.51.100.1/24"', dport=70000)
+        cfg.write_text(bad)
+        r = xdpshield(stand, "config", "apply", str(cfg))
+        assert r.returncode == 2
+        assert f"{cfg}:7:" in r.stderr and "host bits" in r.stderr
+        assert f"{cfg}:13:" in r.stderr and "70000" in r.stderr
+        with Shield.open(stand.server_if, netns=stand.ns("server")) as s:
+            assert [str(e.prefix) for e in s.list_entries("deny")] == ["203.0.113.0/24"]
+            assert s.rules()[0]["rule"] == "drop udp dport 11211"
+    finally:
+        with contextlib.suppress(Exception):
+            Shield.open(stand.server_if, netns=stand.ns("server")).unload()
