@@ -66,7 +66,7 @@ class PolicyGuard(Guard):
 
     def apply(self, now_ns: int = NOW, **kw: Any) -> policy.ApplyResult:
         res = policy.apply_policy(self.maps, Policy(**kw), previous=self.previous, now_ns=now_ns)
-        self.previous = {"digests": res.digests, "rule_ids": res.rule_ids}
+        self.previous = {"digests": res.digests, "gens": res.gens, "rule_ids": res.rule_ids}
         return res
 
     def expect(self, frame: Packet, verdict: int, reason: Reason) -> None:
@@ -194,6 +194,12 @@ def test_an_apply_switches_generations_and_removes_the_old(pg: PolicyGuard) -> N
     # An unchanged table is not rewritten.
     res = pg.apply(deny=plist("198.51.100.0/24"))
     assert res.changed == () and policy.selector(pg.maps) == sel1
+    # A record that is not of the live policy (an apply that died after its
+    # switch): every table is rewritten.
+    pg.previous["gens"] = {**pg.previous["gens"], "deny": sel1.deny_gen - 1}
+    res = pg.apply(deny=plist("198.51.100.0/24"))
+    assert set(res.changed) == {"allow", "deny", "hygiene", "rules"}
+    assert [str(e.prefix) for e in policy.list_entries(pg.maps, "deny")] == ["198.51.100.0/24"]
 
 
 # -- hygiene ----------------------------------------------------------------------------

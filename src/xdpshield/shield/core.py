@@ -561,6 +561,7 @@ class Shield:
                 "source": source,
                 "applied_at": time.time(),
                 "digests": res.digests,
+                "gens": res.gens,
                 "rule_ids": res.rule_ids,
                 "rules": [
                     {

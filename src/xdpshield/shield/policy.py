@@ -413,6 +413,7 @@ class ApplyResult:
 
     changed: tuple[str, ...]  # tables switched to a new generation
     digests: dict[str, str]
+    gens: dict[str, int]  # the generations these digests describe
     rule_ids: dict[str, tuple[int, str]]  # name -> (id, fingerprint)
     kept_live: int  # live list entries carried over
     seconds: float
@@ -435,8 +436,13 @@ def apply_policy(
     """
     t0 = time.perf_counter()
     now = time.monotonic_ns() if now_ns is None else now_ns
+    sel = selector(maps)
     prev_digests: Mapping[str, str] = (previous or {}).get("digests", {})
     prev_ids: Mapping[str, tuple[int, str]] = (previous or {}).get("rule_ids", {})
+    if (previous or {}).get("gens") != _gens(sel):
+        # The record is not of the live policy (an apply died between its
+        # switch and its record): trust no digest, rewrite every table.
+        prev_digests = {}
     if compiled is None:
         compiled = compile_rules(policy.rules, prev_ids)
     digests = {
@@ -445,7 +451,6 @@ def apply_policy(
         "hygiene": _digest(policy.hygiene),
         "rules": _digest(sorted(compiled.ids.items()), [r.name for r in policy.rules]),
     }
-    sel = selector(maps)
     new = sel
     changed = [t for t in digests if digests[t] != prev_digests.get(t)]
     written: list[tuple[Map[bytes, Any], bytes]] = []  # undone on failure
@@ -510,10 +515,15 @@ def apply_policy(
     return ApplyResult(
         changed=tuple(changed),
         digests=digests,
+        gens=_gens(new),
         rule_ids=dict(compiled.ids),
         kept_live=kept_live,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _gens(sel: Selector) -> dict[str, int]:
+    return {t: getattr(sel, f"{t}_gen") for t in ("allow", "deny", "rules", "hyg")}
 
 
 def _delete_keys(keys: Sequence[tuple[Map[bytes, Any], bytes]]) -> None:
