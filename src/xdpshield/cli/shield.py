@@ -180,6 +180,14 @@ def cmd_status(a: argparse.Namespace) -> int:
         if "error" in r:
             continue
         out.print(f"{r['iface']}: handshake {r['handshake']} ({r.get('handshake_why') or '-'})")
+        pol = r.get("policy")
+        if pol:
+            hyg = ", ".join(c.replace("_", "-") for c in pol["hygiene"]) or "off"
+            src = f", from {pol['source']}" if pol.get("source") else ""
+            out.print(
+                f"{r['iface']}: policy: allow {pol['allow']}, deny {pol['deny']} prefixes, "
+                f"{pol['rules']} rules; hygiene: {hyg}{src}"
+            )
         age = r.get("key_age_s")
         age_text = f"cookie key {age:.0f} s old" if age is not None else "no cookie key"
         d = r.get("daemon")

@@ -248,6 +248,9 @@ class ShieldStatus:
     #: The daemon rotating the keys ({"pid", "rotate_s"}), None: nothing rotates them.
     daemon: dict[str, Any] | None = None
     stale: bool = False
+    #: The policy: list sizes (upper bounds), rule count, hygiene checks on,
+    #: the file last applied (None: a shield from before policies).
+    policy: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -595,6 +598,22 @@ class Shield:
         with self._policy_lock():
             return policy.age_lists(self.maps, now_ns)
 
+    def policy_summary(self) -> dict[str, Any] | None:
+        """What ``status`` says of the policy (None: a shield from before policies)."""
+        if "xs_psel" not in self.maps:
+            return None
+        sel = policy.selector(self.maps)
+        applied = self.applied()
+        hyg = applied.get("hygiene") or _hygiene_json(Hygiene())
+        checks = ("tcp_flags", "reflection", "fragments", "icmp")
+        return {
+            "allow": sel.n_allow4 + sel.n_allow6,
+            "deny": sel.n_deny4 + sel.n_deny6,
+            "rules": sel.n_rules,
+            "hygiene": [c for c in checks if hyg.get(c)],
+            "source": applied.get("source"),
+        }
+
     def rules(self) -> list[dict[str, Any]]:
         """The live rules in order: name, id, definition, where written, and
         their counters (packets, bytes)."""
@@ -677,6 +696,7 @@ class Shield:
                 "bytes": sum(b for _, b in stats.values()),
             },
             key_age_s=self.key_age_s(),
+            policy=self.policy_summary(),
             daemon=None
             if rec is None
             else {"pid": int(rec["pid"]), "rotate_s": float(rec.get("rotate_s", 0.0))},
