@@ -22,7 +22,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from itertools import repeat
+from itertools import chain, repeat
 
 from xdpshield.errors import ConfigError, ConfigErrors
 from xdpshield.policy.model import Prefix, PrefixList
@@ -57,6 +57,8 @@ _new_prefix = partial(tuple.__new__, Prefix)  # skips NamedTuple's Python-level 
 #: Whitespace other than a newline: its presence means lines need stripping.
 _BLANKS = " \t\r\v\f\x1c\x1d\x1e\x1f"
 _COMMENT = re.compile(r"#[^\n]*")
+#: Characters of text per bulk chunk (about 64k lines of IPv4 prefixes).
+_CHUNK = 1 << 20
 #: bytes.translate deletes all but "/" and newline: what is left of a text
 #: whose every line is "ADDR/LEN" is "/\n/\n.../".
 _NOT_SEPARATOR = bytes(c for c in range(256) if chr(c) not in "/\n")
@@ -115,6 +117,7 @@ def read_prefix_file(path: str | os.PathLike[str]) -> PrefixList:
         raise ConfigError(
             "not a text file (invalid UTF-8); want one prefix a line", file=name, line=line
         ) from None
+    del data
     with _gc_paused():
         fast = _bulk(text)
         if fast is not None:
@@ -160,21 +163,47 @@ def _by_line(text: str, name: str) -> tuple[PrefixList, list[ConfigError]]:
     return prefixes, errors
 
 
+class _NotSure(Exception):
+    """The bulk path cannot vouch for a chunk: read the file line by line."""
+
+
 def _bulk(text: str) -> PrefixList | None:
     """The same result as :func:`_by_line`, or None when unsure.
 
-    Every step is one C-level pass over the whole text or a whole column, so
-    the cost is a few allocations a line. Line structure is proven before the
-    columns are paired up (an address must never meet another line's length).
+    Every step is one C-level pass over a chunk of text or a column, so the
+    cost is a few allocations a line. Chunks of about 64k lines keep the
+    temporaries (a string per address and length) small and in cache, and
+    reuse their memory from chunk to chunk: whole-file columns of a million
+    lines touched 250 MB of fresh pages, a third of the time in a new
+    process. One dict is built over all chunks' prefixes.
     """
     if not text.isascii():
         return None
+    try:
+        return dict.fromkeys(chain.from_iterable(map(_chunk, _chunks(text))))
+    except (_NotSure, OSError, KeyError, ValueError):
+        return None
+
+
+def _chunks(text: str) -> Iterator[str]:
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + _CHUNK)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
+def _chunk(text: str) -> Iterator[Prefix]:
+    """A chunk's prefixes, every one checked before the first is given out.
+    Line structure is proven before columns are paired up (an address must
+    never meet another line's length)."""
     if "#" in text:
         text = _COMMENT.sub("", text)
     if any(c in text for c in _BLANKS):
         text = "\n".join(map(str.strip, text.split("\n")))
         if any(c in text for c in _BLANKS):
-            return None  # whitespace inside a line: not one prefix
+            raise _NotSure  # whitespace inside a line: not one prefix
     # Now a line is empty or one token; drop the empty ones.
     while "\n\n" in text:
         text = text.replace("\n\n", "\n")
@@ -184,7 +213,7 @@ def _bulk(text: str) -> PrefixList | None:
     if not slashes:
         addrs = text.split()
     elif "/\n" in text or "\n/" in text or text.startswith("/") or text.endswith("/"):
-        return None  # a slash with nothing on one side
+        raise _NotSure  # a slash with nothing on one side
     elif text.encode().translate(None, _NOT_SEPARATOR) == (b"/\n" * slashes)[:-1]:
         # One slash a line with text on both sides: pieces pair up in order.
         pieces = text.replace("/", "\n").split()
@@ -192,32 +221,28 @@ def _bulk(text: str) -> PrefixList | None:
     else:
         # Bare addresses too (their length is "", see _PLEN); a token with
         # two slashes keeps one in its length and fails the lookup.
-        addrs, _, lens = map(list, zip(*map(str.partition, text.split(), repeat("/")), strict=True))
-    try:
-        if ":" not in text:
-            return _column(4, addrs, lens)
-        if "." not in text:
-            return _column(6, addrs, lens)
-        return _mixed(addrs, lens)
-    except (OSError, KeyError, ValueError):
-        return None
+        a, _, b = zip(*map(str.partition, text.split(), repeat("/")), strict=True)
+        addrs, lens = list(a), list(b)
+    if "." not in text:
+        return _column(6, addrs, lens)
+    if ":" not in text:
+        return _column(4, addrs, lens)
+    return _mixed(addrs, lens)
 
 
-def _column(version: int, addrs: list[str], lens: list[str] | None) -> PrefixList | None:
+def _column(version: int, addrs: list[str], lens: list[str] | None) -> Iterator[Prefix]:
     """One family's addresses and lengths (None: all full length)."""
-    packed = list(map(socket.inet_pton, repeat(_AF[version]), addrs))
     bits = _BITS[version]
-    plens: list[int] | repeat[int]
+    packed = list(map(socket.inet_pton, repeat(_AF[version]), addrs))
     if lens is None or lens.count(str(bits)) == len(lens):  # no host bits to check
-        plens = repeat(bits)
-    else:
-        plens = list(map(_PLEN[version].__getitem__, lens))
-        if not _host_bits_clear(version, packed, plens):
-            return None
-    return dict.fromkeys(map(_new_prefix, zip(repeat(version), packed, plens)))
+        return map(_new_prefix, zip(repeat(version), packed, repeat(bits)))
+    plens = list(map(_PLEN[version].__getitem__, lens))
+    if not _host_bits_clear(version, packed, plens):
+        raise _NotSure
+    return map(_new_prefix, zip(repeat(version), packed, plens))
 
 
-def _mixed(addrs: list[str], lens: list[str] | None) -> PrefixList | None:
+def _mixed(addrs: list[str], lens: list[str] | None) -> Iterator[Prefix]:
     """IPv4 and IPv6 in one column: each element picks its family's tables by
     its "is IPv6" flag (a bool indexes a pair), still without Python per line."""
     is6 = list(map(str.__contains__, addrs, repeat(":")))
@@ -229,9 +254,9 @@ def _mixed(addrs: list[str], lens: list[str] | None) -> PrefixList | None:
         # Masks as wide as their addresses, so the two joins line up.
         masks = b"".join(map(list.__getitem__, map(_BY6_MASKS.__getitem__, is6), plens))
         if int.from_bytes(b"".join(packed), "big") & int.from_bytes(masks, "big"):
-            return None
+            raise _NotSure
     versions = map(_BY6_VERSION.__getitem__, is6)
-    return dict.fromkeys(map(_new_prefix, zip(versions, packed, plens, strict=True)))
+    return map(_new_prefix, zip(versions, packed, plens, strict=True))
 
 
 def _host_bits_clear(version: int, packed: list[bytes], plens: list[int]) -> bool:
