@@ -76,7 +76,7 @@ static __always_inline __u32 xs_judge(struct xdp_md *ctx, struct xs_cursor *c,
 		icmp = c->pos;
 		if (xs_parse_icmp(c, l3) < 0 || (void *)(icmp + 2) > c->end)
 			return XS_V(XDP_DROP, XS_R_MALFORMED);
-		if (xs_icmp_denied(h, l3, icmp[0]))
+		if (xs_icmp_denied(h, proto, icmp[0]))
 			return XS_V(XDP_DROP, XS_R_ICMP_TYPE);
 		l4.slot = proto == IPPROTO_ICMP ? 2 : 3;
 		l4.port = icmp[0];
@@ -120,6 +120,7 @@ struct xs_pkt {
 	__u8 nonfirst;
 	__u8 first_frag;
 	__u8 proto;
+	__u8 frag_proto;
 };
 
 _Static_assert(XS_MAX_L3_OFF <= 0x1f && XS_MAX_L4_OFF <= 0x7ff,
@@ -154,6 +155,7 @@ static __always_inline int xs_l3_of(struct xdp_md *ctx, const struct xs_pkt *p,
 	l3->nonfirst = p->nonfirst;
 	l3->first_frag = p->first_frag;
 	l3->frag_id = p->frag_id;
+	l3->frag_proto = p->frag_proto;
 	c->pos = data + l4off;
 	c->end = data_end;
 	return 0;
@@ -193,7 +195,7 @@ __attribute__((noinline)) __u32 xs_stages(struct xdp_md *ctx, struct xs_pkt *p)
 	 * datagram's first fragment did.
 	 */
 	if (l3.nonfirst) {
-		if (xs_frag_known(h, &l3, p->proto))
+		if (xs_frag_known(h, &l3))
 			return XS_V(XDP_PASS, XS_R_PASS_FRAGMENT);
 		return XS_V(XDP_DROP, XS_R_FRAGMENT_UNKNOWN);
 	}
@@ -218,7 +220,7 @@ __attribute__((noinline)) int xs_frag_open(struct xdp_md *ctx, struct xs_pkt *p)
 	h = xs_hyg_get(sel);
 	if (!h || !(h->flags & XS_HYG_FRAGMENTS))
 		return 0;
-	xs_frag_key_of(&k, &l3, p->proto);
+	xs_frag_key_of(&k, &l3);
 	xs_frag_note(h, &k);
 	return 0;
 }
@@ -255,6 +257,7 @@ static __always_inline __u32 xs_classify(struct xdp_md *ctx, __u32 len)
 	p.nonfirst = l3.nonfirst;
 	p.first_frag = l3.first_frag;
 	p.frag_id = l3.frag_id;
+	p.frag_proto = l3.frag_proto;
 	p.l4len = l3.l4len;
 	p.proto = proto;
 	p.len = len;

@@ -95,40 +95,45 @@ static __always_inline int xs_reflected(const struct xs_hygiene *h,
 }
 
 /* ICMP types not in the allowed set (ICMPv6 neighbour discovery is always
- * allowed: IPv6 stops working without it).
+ * allowed: IPv6 stops working without it). By protocol, not IP family, as
+ * the rules stage judges it.
  */
 static __always_inline int xs_icmp_denied(const struct xs_hygiene *h,
-					  const struct xs_l3 *l3, __u8 type)
+					  int proto, __u8 type)
 {
 	if (!(h->flags & XS_HYG_ICMP))
 		return 0;
-	if (l3->v6)
+	if (proto == XS_IPPROTO_ICMPV6)
 		return !(type >= 133 && type <= 137) &&
 		       !xs_bit256(h->icmp6, type);
 	return !xs_bit256(h->icmp4, type);
 }
 
+/* A datagram's key: the same for all its fragments (the protocol as the
+ * Fragment header names it: a first fragment may carry more extension
+ * headers before its upper layer, a later one none).
+ */
 static __always_inline void xs_frag_key_of(struct xs_frag_key *k,
-					   const struct xs_l3 *l3, int proto)
+					   const struct xs_l3 *l3)
 {
 	xs_addr16(k->src, xs_saddr(l3), l3->v6);
 	xs_addr16(k->dst, xs_daddr(l3), l3->v6);
 	k->id = l3->frag_id;
-	k->proto = proto;
+	k->proto = l3->frag_proto;
 }
 
 /* A non-first fragment: 1 when its datagram's first fragment passed within
  * the window (or fragment hygiene is off).
  */
 static __always_inline int xs_frag_known(const struct xs_hygiene *h,
-					 const struct xs_l3 *l3, int proto)
+					 const struct xs_l3 *l3)
 {
 	struct xs_frag_key k = {};
 	__u64 *exp;
 
 	if (!(h->flags & XS_HYG_FRAGMENTS))
 		return 1;
-	xs_frag_key_of(&k, l3, proto);
+	xs_frag_key_of(&k, l3);
 	exp = bpf_map_lookup_elem(&xs_frag, &k);
 	return exp && *exp > xs_now();
 }

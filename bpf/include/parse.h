@@ -27,6 +27,9 @@ struct xs_l3 {
 	__u8 first_frag;	/* first fragment of several (more follow) */
 	__u32 frag_id;		/* fragments: IPv4 id or IPv6 identification
 				 * (as read, network order) */
+	__u8 frag_proto;	/* fragments: the protocol as every fragment
+				 * names it (IPv6: the Fragment header's next
+				 * header, whatever headers follow it) */
 };
 
 /* Ethernet and up to XS_MAX_VLAN tags; returns the ethertype (network order).
@@ -82,6 +85,7 @@ static __always_inline int xs_parse_ipv4(struct xs_cursor *c, struct xs_l3 *l3)
 	l3->nonfirst = (frag & XS_IP_OFFMASK) != 0;
 	l3->first_frag = !l3->nonfirst && (frag & XS_IP_MF);
 	l3->frag_id = iph->id;
+	l3->frag_proto = iph->protocol;
 	c->pos = (void *)iph + hlen;
 	return iph->protocol;
 }
@@ -139,6 +143,7 @@ static __always_inline int xs_parse_ipv6(struct xs_cursor *c, struct xs_l3 *l3)
 				return -1;
 			nexthdr = fh->nexthdr;
 			l3->frag_id = fh->identification;
+			l3->frag_proto = nexthdr;
 			c->pos = fh + 1;
 			plen -= sizeof(*fh);
 			/* frag_off: offset in the top 13 bits, M in bit 0. */
