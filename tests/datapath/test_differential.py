@@ -594,3 +594,32 @@ def check(
             for a, e in datapath.verified_sources(shield.maps).items()
         }
         assert kernel_table == cfg.verified, raw.hex()
+
+
+L2 = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=FRAG_AFTER_EXTHDR)
+@pytest.mark.parametrize("ext", [60, 51])  # destination options, AH
+def test_later_fragments_after_an_extension_header(shield: PolicyShield, ext: int) -> None:
+    """The default policy; a UDP datagram in two fragments, an extension
+    header after the fragment header: the first passes, so must the second."""
+    udp = struct.pack("!HHHH", 5000, 9999, 16, 0) + bytes(8)
+    first = ipv6_frame(L2, V6[0], V6[1], [44, ext], 1, 7, 17, udp)  # offset 0, M
+    later = ipv6_frame(L2, V6[0], V6[1], [44, ext], 3 << 3, 7, 17, udp)  # offset 24
+    check(shield, Policy(), {}, [first, later])
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ICMP_BY_FAMILY)
+@pytest.mark.parametrize(("v6", "proto", "icmp_type"), [(True, 1, 8), (False, 58, 128)])
+def test_icmp_of_the_other_family(
+    shield: PolicyShield, v6: bool, proto: int, icmp_type: int
+) -> None:
+    """The default policy: echo request (ICMP type 8, ICMPv6 type 128) is in
+    its protocol's allowed set, whatever IP carries it."""
+    icmp = bytes([icmp_type, 0]) + bytes(6)
+    if v6:
+        raw = ipv6_frame(L2, V6[0], V6[1], [], 0, 0, proto, icmp)
+    else:
+        raw = ipv4_frame(L2, V4[0], V4[1], 0, 1, proto, icmp, 0, 0)
+    check(shield, Policy(), {}, [raw])
