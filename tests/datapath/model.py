@@ -1,9 +1,12 @@
 """A Python model of the data path's verdict, and the replies it should send.
 
-Written from the rules of issue 3, not from the C: a byte-level parser (no
-scapy leniency) decides verdict and reason; replies are built with scapy and
+Written from the rules of issue 3 (the guard) and of the policy stages, not
+from the C: a byte-level parser (no scapy leniency) decides verdict and
+reason; the policy stages run in their documented order (allow, deny,
+fragments, L4, hygiene, rules) with ``rules.first_match``, the linear
+reference, as the rule stage; replies are built with scapy and
 ``xdpshield.cookie``. The guard tests compare the kernel's reply bytes with
-:func:`synack` / :func:`rst`, the differential test compares every verdict.
+:func:`synack` / :func:`rst`, the differential tests compare every verdict.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet
 
 from xdpshield.objects import shield_object
+from xdpshield.policy.model import Action, Hygiene, Policy, PrefixList
+from xdpshield.policy.rules import first_match
 from xdpshield.shield import cookie
 from xdpshield.shield.datapath import Reason
 
@@ -104,6 +109,7 @@ class Decision:
     verdict: int
     reason: Reason
     reply: bytes | None = None  # the frame after the program, for XDP_TX
+    rule: str | None = None  # the rule that decided (and counts it)
 
 
 def _drop(reason: Reason) -> Decision:
@@ -177,8 +183,54 @@ def vkey(v6: bool, saddr: bytes) -> bytes:
     return saddr if v6 else b"\0" * 10 + b"\xff\xff" + saddr
 
 
-def decide(frame: bytes, cfg: Config) -> Decision:
-    """The verdict the data path should give ``frame``; updates ``cfg.verified``."""
+#: The policy maps before init_policy(): all zero, so no list or rule is
+#: looked up and every hygiene check is off (the guard-only data path).
+UNSET = Policy(
+    hygiene=Hygiene(tcp_flags=False, reflection=False, fragments=False, icmp=False, icmp_pmtu=False)
+)
+NS = 1_000_000_000
+#: IPv6 extension headers the data path walks (the fragment header apart).
+EXTHDRS = (0, 43, 60, 51)
+MAX_EXTHDR = 6
+ICMP6_ND = frozenset(range(133, 138))
+
+
+@dataclass
+class PolicyState:
+    """A policy applied at ``applied_ns``, and what the data path remembers
+    under it (both written by the caller that set the kernel up alike)."""
+
+    policy: Policy = UNSET
+    applied_ns: int = 0
+    #: Datagrams whose first fragment passed: (src, dst, id, proto) -> expires_ns,
+    #: addresses as 16 bytes (IPv4 mapped).
+    opened: dict[tuple[bytes, bytes, int, int], int] = field(default_factory=dict)
+    #: Requests this host sent (the tc egress notes): (peer, peer port, local
+    #: port) -> expires_ns, the peer as 16 bytes.
+    requests: dict[tuple[bytes, int, int], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """An IP packet up to its L4 header."""
+
+    v6: bool
+    l3off: int
+    saddr: bytes
+    daddr: bytes
+    proto: int  # the upper layer (a non-first fragment's: its fragment header's next)
+    l4off: int
+    l4len: int
+    nonfirst: bool
+    first_frag: bool
+    #: (id, proto) of the fragmented datagram: IPv4's id and protocol, IPv6's
+    #: identification and the fragment header's next header (what every
+    #: fragment of the datagram carries alike).
+    datagram: tuple[int, int] | None
+
+
+def parse(frame: bytes) -> Decision | Parsed:
+    """Ethernet, VLAN tags and IP (the first stage): a Decision when it ends here."""
     n = len(frame)
     if n < 14:
         return _drop(Reason.MALFORMED)
@@ -195,6 +247,7 @@ def decide(frame: bytes, cfg: Config) -> Decision:
         return _drop(Reason.VLAN_TOO_DEEP)
     l3off = off
     first_frag = nonfirst = False
+    datagram: tuple[int, int] | None = None
     if proto == 0x0800:
         if off + 20 > n:
             return _drop(Reason.MALFORMED)
@@ -210,6 +263,8 @@ def decide(frame: bytes, cfg: Config) -> Decision:
         l4proto, l4off, l4len = frame[off + 9], off + ihl * 4, tot - ihl * 4
         v6 = False
         saddr, daddr = frame[off + 12 : off + 16], frame[off + 16 : off + 20]
+        if nonfirst or first_frag:
+            datagram = (int.from_bytes(frame[off + 4 : off + 6], "big"), l4proto)
     elif proto == 0x86DD:
         if off + 40 > n or frame[off] >> 4 != 6:
             return _drop(Reason.MALFORMED)
@@ -219,8 +274,8 @@ def decide(frame: bytes, cfg: Config) -> Decision:
         nh, pos = frame[off + 6], off + 40
         saddr, daddr = frame[off + 8 : off + 24], frame[off + 24 : off + 40]
         v6 = True
-        for _ in range(6 + 1):  # six extension headers, then the upper layer
-            if nh in (0, 43, 60, 51):
+        for _ in range(MAX_EXTHDR + 1):  # the extension headers, then the upper layer
+            if nh in EXTHDRS:
                 if pos + 8 > n or plen < 8:
                     return _drop(Reason.MALFORMED)
                 hl = (frame[pos + 1] + 2) * 4 if nh == 51 else (frame[pos + 1] + 1) * 8
@@ -231,11 +286,16 @@ def decide(frame: bytes, cfg: Config) -> Decision:
                 if pos + 8 > n or plen < 8:
                     return _drop(Reason.MALFORMED)
                 fo = int.from_bytes(frame[pos + 2 : pos + 4], "big")
+                ident = int.from_bytes(frame[pos + 4 : pos + 8], "big")
                 nh, pos, plen = frame[pos], pos + 8, plen - 8
                 if fo & 0xFFF8:
                     nonfirst = True
+                    datagram = (ident, nh)
                     break
-                first_frag = first_frag or bool(fo & 1)
+                if fo & 1 and not first_frag:
+                    # The outer header names the datagram (the one reassembled first).
+                    first_frag = True
+                    datagram = (ident, nh)
             else:
                 break
         else:
@@ -243,30 +303,119 @@ def decide(frame: bytes, cfg: Config) -> Decision:
         l4proto, l4off, l4len = nh, pos, plen
     else:
         return _pass(Reason.PASS_NON_IP)
+    if l4off > MAX_L4_OFF:  # the data path reads L4 only this far in
+        return _drop(Reason.MALFORMED)
+    return Parsed(v6, l3off, saddr, daddr, l4proto, l4off, l4len, nonfirst, first_frag, datagram)
 
-    if nonfirst:
-        return _pass(Reason.PASS_FRAGMENT)
-    if l4proto == 6:
+
+def decide(frame: bytes, cfg: Config, pol: PolicyState | None = None) -> Decision:
+    """The verdict the data path should give ``frame`` under the policy
+    ``pol`` (None: no policy written, the guard alone); updates
+    ``cfg.verified`` and ``pol.opened``."""
+    pkt = parse(frame)
+    if isinstance(pkt, Decision):
+        return pkt
+    pol = pol or PolicyState()
+    d = _stages(frame, pkt, cfg, pol)
+    if pkt.first_frag and pkt.datagram and d.verdict == XDP_PASS:
+        h = pol.policy.hygiene
+        pol.opened[_datagram_key(pkt)] = cfg.now_ns + int(h.fragment_window_s * NS)
+    return d
+
+
+def _datagram_key(pkt: Parsed) -> tuple[bytes, bytes, int, int]:
+    assert pkt.datagram is not None
+    return (vkey(pkt.v6, pkt.saddr), vkey(pkt.v6, pkt.daddr), *pkt.datagram)
+
+
+def listed(entries: PrefixList, v6: bool, saddr: bytes, applied_ns: int, now_ns: int) -> bool:
+    """The list's longest prefix holding ``saddr`` is there and not expired.
+    (An expired one still hides a shorter live one: the trie answers with
+    the longest match only; the daemon deletes expired entries.)"""
+    addr = int.from_bytes(saddr, "big")
+    bits = 128 if v6 else 32
+    best: tuple[int, float | None] | None = None
+    for p, ttl in entries.items():
+        if (p.version == 6) != v6 or (best is not None and p.plen <= best[0]):
+            continue
+        if addr >> (bits - p.plen) == int.from_bytes(p.addr, "big") >> (bits - p.plen):
+            best = (p.plen, ttl)
+    if best is None:
+        return False
+    ttl = best[1]
+    return ttl is None or applied_ns + int(ttl * NS) > now_ns
+
+
+def _stages(frame: bytes, pkt: Parsed, cfg: Config, pol: PolicyState) -> Decision:
+    """The policy stages in order, then the guard."""
+    n, now, policy = len(frame), cfg.now_ns, pol.policy
+    h = policy.hygiene
+    if listed(policy.allow, pkt.v6, pkt.saddr, pol.applied_ns, now):
+        return _pass(Reason.ALLOW_PASS)
+    if listed(policy.deny, pkt.v6, pkt.saddr, pol.applied_ns, now):
+        return _drop(Reason.DENY)
+    if pkt.nonfirst:
+        if not h.fragments or pol.opened.get(_datagram_key(pkt), 0) > now:
+            return _pass(Reason.PASS_FRAGMENT)
+        return _drop(Reason.FRAGMENT_UNKNOWN)
+    proto, l4off, l4len = pkt.proto, pkt.l4off, pkt.l4len
+    sport = dport = flags = code = 0
+    if proto == 6:
         if l4off + 20 > n or l4len < 20:
             return _drop(Reason.MALFORMED)
         doff = frame[l4off + 12] >> 4
-        if doff < 5 or doff * 4 > l4len or l4off > MAX_L4_OFF:
+        if doff < 5 or doff * 4 > l4len:
             return _drop(Reason.MALFORMED)
-        dport = int.from_bytes(frame[l4off + 2 : l4off + 4], "big")
-        if dport not in cfg.ports:
-            return _pass(Reason.PASS_UNPROTECTED)
-        th = frame[l4off : l4off + doff * 4]
-        sane = _kernel_would_answer(frame, l3off, l4off, l4len, v6)
-        return _guard(frame[:l3off], v6, saddr, daddr, th, cfg, sane)
-    if l4proto == 17:
+        sport, dport = struct.unpack_from("!HH", frame, l4off)
+        flags = frame[l4off + 13]
+        if h.tcp_flags and tcp_flags_bad(flags):
+            return _drop(Reason.TCP_FLAGS)
+    elif proto == 17:
         if l4off + 8 > n or l4len < 8:
             return _drop(Reason.MALFORMED)
-        ulen = int.from_bytes(frame[l4off + 4 : l4off + 6], "big")
-        if ulen < 8 or (ulen > l4len and not first_frag):
+        sport, dport, ulen = struct.unpack_from("!HHH", frame, l4off)
+        if ulen < 8 or (ulen > l4len and not pkt.first_frag):
             return _drop(Reason.MALFORMED)
-    elif l4proto in (1, 58) and (l4off + 8 > n or l4len < 8):
-        return _drop(Reason.MALFORMED)
+        if h.reflection and sport in h.reflection_ports:
+            asked = pol.requests.get((vkey(pkt.v6, pkt.saddr), sport, dport), 0)
+            if asked <= now:
+                return _drop(Reason.REFLECTION)
+    elif proto in (1, 58):
+        if l4off + 8 > n or l4len < 8:
+            return _drop(Reason.MALFORMED)
+        dport, code = frame[l4off], frame[l4off + 1]  # the type stands for the port
+        if h.icmp and dport not in icmp_allowed(h, proto):
+            return _drop(Reason.ICMP_TYPE)
+    elif proto in h.protocols_drop:
+        return _drop(Reason.PROTOCOL)
+    rule = first_match(policy.rules, proto, pkt.saddr, dport, sport, flags, code)
+    if rule is not None:
+        if rule.action == Action.DROP:
+            return Decision(XDP_DROP, Reason.RULE_DROP, rule=rule.name)
+        return Decision(XDP_PASS, Reason.RULE_PASS, rule=rule.name)
+    if proto == 6 and dport in cfg.ports:
+        th = frame[l4off : l4off + (frame[l4off + 12] >> 4) * 4]
+        sane = _kernel_would_answer(frame, pkt.l3off, l4off, l4len, pkt.v6)
+        return _guard(frame[: pkt.l3off], pkt.v6, pkt.saddr, pkt.daddr, th, cfg, sane)
     return _pass(Reason.PASS_UNPROTECTED)
+
+
+def tcp_flags_bad(f: int) -> bool:
+    """No flag at all among FIN SYN RST PSH ACK URG, SYN+FIN, SYN+RST, FIN+PSH+URG."""
+    fin, syn, rst_, psh, ack, urg = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+    return (
+        not f & (fin | syn | rst_ | psh | ack | urg)
+        or f & (syn | fin) == syn | fin
+        or f & (syn | rst_) == syn | rst_
+        or f & (fin | psh | urg) == fin | psh | urg
+    )
+
+
+def icmp_allowed(h: Hygiene, proto: int) -> frozenset[int]:
+    """The ICMP (1) or ICMPv6 (58) types that pass the hygiene check."""
+    if proto == 1:
+        return h.icmp_types | ({3} if h.icmp_pmtu else set())
+    return h.icmpv6_types | ICMP6_ND | ({2} if h.icmp_pmtu else set())
 
 
 def _csum(data: bytes) -> int:
