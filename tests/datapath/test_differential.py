@@ -234,22 +234,12 @@ def test_kernel_agrees_with_model(coll: Collection, frames: list[bytes]) -> None
 # deny lists around the frames' sources, hygiene switches and sets, rules, and
 # the requests the tc egress program would have noted (reflection).
 
-#: Disagreements found, the data path being wrong by the rules: each one is
-#: pinned by a strict xfail test below and kept out of the frames generated
-#: (so that the property guards everything else meanwhile). Once fixed: flip
-#: the switch and drop the mark.
-FRAG_AFTER_EXTHDR = (
-    "IPv6: a first fragment opens its datagram under its upper-layer protocol, a later "
-    "fragment looks it up under its fragment header's next header; with an extension "
-    "header after the fragment header (AH, destination options) the two differ, and every "
-    "later fragment is dropped as fragment-unknown"
-)
-FRAG_HEADER_LAST = True  # no extension header after a fragment header (FRAG_AFTER_EXTHDR)
-ICMP_BY_FAMILY = (
-    "ICMP in IPv6 and ICMPv6 in IPv4: hygiene checks the type against the IP family's set, "
-    "where the rules (and the data path's own rule stage) go by the protocol number"
-)
-CROSS_FAMILY_ICMP = False  # no ICMP in IPv6 nor ICMPv6 in IPv4 (ICMP_BY_FAMILY)
+#: Two disagreements this property found, fixed in the data path and kept as
+#: regression tests below: IPv6 fragments with an extension header after the
+#: fragment header (keyed by the fragment header's next header now), and ICMP
+#: carried by the other IP family (judged by protocol now).
+FRAG_HEADER_LAST = False  # extension headers may follow the fragment header
+CROSS_FAMILY_ICMP = True  # ICMP in IPv6 and ICMPv6 in IPv4 are generated too
 
 NS = 1_000_000_000
 #: Policies are applied 10 s before the frozen clock: a list entry with a ttl
@@ -599,7 +589,6 @@ def check(
 L2 = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=FRAG_AFTER_EXTHDR)
 @pytest.mark.parametrize("ext", [60, 51])  # destination options, AH
 def test_later_fragments_after_an_extension_header(shield: PolicyShield, ext: int) -> None:
     """The default policy; a UDP datagram in two fragments, an extension
@@ -610,7 +599,6 @@ def test_later_fragments_after_an_extension_header(shield: PolicyShield, ext: in
     check(shield, Policy(), {}, [first, later])
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ICMP_BY_FAMILY)
 @pytest.mark.parametrize(("v6", "proto", "icmp_type"), [(True, 1, 8), (False, 58, 128)])
 def test_icmp_of_the_other_family(
     shield: PolicyShield, v6: bool, proto: int, icmp_type: int
