@@ -80,6 +80,7 @@ __all__ = [
     "RunLock",
     "Service",
     "find_run",
+    "record_paths",
     "request_reload",
     "run_service",
     "sd_notify",
@@ -104,7 +105,14 @@ ShieldKey = tuple[str | None, str]  # (netns, iface) as the config names it
 def _record_stem(config: str) -> Path:
     real = os.path.realpath(config)
     digest = hashlib.sha256(real.encode()).hexdigest()[:12]
-    return RUNS_DIR / f"{Path(real).stem}-{digest}"
+    # No dot in the name: with_suffix() must replace nothing but ours.
+    return RUNS_DIR / f"{Path(real).stem.replace('.', '_')}-{digest}"
+
+
+def record_paths(config: str) -> tuple[Path, Path]:
+    """The run record (``.pid``) and state (``.json``) of ``config``."""
+    stem = _record_stem(config)
+    return stem.with_suffix(".pid"), stem.with_suffix(".json")
 
 
 @dataclass(frozen=True)
