@@ -156,7 +156,9 @@ def add_parsers(add: AddCommand) -> None:
         cmd_run,
         "apply a config file and serve its shields in the foreground (SIGHUP reloads)",
     )
-    sp.add_argument("--config", default=DEFAULT_CONFIG, metavar="FILE")
+    sp.add_argument(
+        "--config", default=DEFAULT_CONFIG, metavar="FILE", help=f"default: {DEFAULT_CONFIG}"
+    )
     sp.add_argument(
         "--log-format",
         choices=LOG_FORMATS,
@@ -171,7 +173,13 @@ def add_parsers(add: AddCommand) -> None:
         metavar="FILE",
         help=f"the run of this file (default: that of {DEFAULT_CONFIG}, else the only one)",
     )
-    sp.add_argument("--timeout", type=float, default=30.0, metavar="S")
+    sp.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="wait this long for the outcome (default 30; none: exit 1)",
+    )
     sp.add_argument(
         "--no-wait", action="store_true", help="exit once the signal is sent (status 0)"
     )
@@ -181,7 +189,13 @@ def add_parsers(add: AddCommand) -> None:
     sp.add_argument(
         "--purge", action="store_true", help="also drop the kept cookie keys and verified sources"
     )
-    sp.add_argument("--timeout", type=float, default=30.0, metavar="S")
+    sp.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="wait this long for the run to exit (default 30; else nothing is unloaded)",
+    )
 
     sp = add("metrics", cmd_metrics, "print the shields' metrics in Prometheus text format")
     sp.add_argument("iface", nargs="?", default=None)
