@@ -20,11 +20,14 @@ stop`` (:func:`stop_run`) removes everything on purpose.
 
 Reload (SIGHUP, ``xdpshield reload``): the file is read and checked whole,
 every interface looked up and every rule set compiled before anything
-changes; new shields are loaded next, then every shield switches to its
-new policy atomically. A file with errors, a verifier that refuses, an
-interface that is missing: what runs keeps running, and the outcome (with
-why) is logged and recorded, so ``xdpshield reload`` can wait for it and
-print it. Interfaces the new file no longer names are unloaded.
+changes; new shields are loaded next (the verifier's turn), then each
+shield switches to its new policy atomically. A file with errors, a
+verifier that refuses, an interface that is missing: what runs keeps
+running (new shields are unloaded again; should a switch fail after
+others succeeded, those go back to the old file's policy), and the
+outcome, with why, is logged and recorded, so ``xdpshield reload`` can
+wait for it and print it. Interfaces the new file no longer names are
+unloaded.
 
 Files, under /run/xdpshield/run/ (the same for every network namespace,
 as /run is): ``STEM-HASH.pid`` (flock'ed for as long as the run lives: the
@@ -60,7 +63,6 @@ from xdpshield.errors import (
     AlreadyRunning,
     ConfigError,
     ConfigErrors,
-    InterfaceNotFound,
     NotAttached,
     NotRunning,
     XdpShieldError,
@@ -339,7 +341,7 @@ def stop_run(
     except NotRunning:
         run = None
     path = run.config if run is not None else (config or DEFAULT_CONFIG)
-    state = _read_json(_record_stem(path).with_suffix(".json"))
+    state = _read_json(record_paths(path)[1])
     if run is not None:
         os.kill(run.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
@@ -356,8 +358,11 @@ def stop_run(
     else:
         targets = [(ic.netns, ic.name) for ic in load_config(path).interfaces]
     done = [_unload(iface, ns, purge) for ns, iface in targets]
+    pid_path, state_path = record_paths(path)
     with contextlib.suppress(OSError):
-        _record_stem(path).with_suffix(".json").unlink()
+        state_path.unlink()
+        if _live_run(pid_path, wait_s=0) is None:  # a killed run's record: nothing holds it
+            pid_path.unlink()
     return run, done
 
 
@@ -366,7 +371,7 @@ def _unload(iface: str, ns: str | None, purge: bool) -> Stopped:
         shield = Shield.open(iface, netns=ns)
     except NotAttached:
         return Stopped(iface, ns, "not loaded")
-    except (InterfaceNotFound, XdpShieldError):  # the interface or its namespace is gone
+    except XdpShieldError:  # the interface or its namespace is gone
         stale = find_stale(iface, ns)
         if stale is None:
             raise
