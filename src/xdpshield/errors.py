@@ -8,6 +8,7 @@ from enum import Enum
 
 __all__ = [
     "AlreadyAttached",
+    "AlreadyRunning",
     "BpfError",
     "ConfigError",
     "ConfigErrors",
@@ -16,6 +17,7 @@ __all__ = [
     "MapFull",
     "NotAttached",
     "NotPermitted",
+    "NotRunning",
     "ObjectMismatch",
     "ObjectNotFound",
     "Op",
@@ -141,6 +143,18 @@ class ConfigErrors(ConfigError):
         if self.errors:
             first = self.errors[0]
             self.file, self.line, self.key = first.file, first.line, first.key
+
+
+class AlreadyRunning(XdpShieldError):
+    """``xdpshield run`` is already running for this config; ``pid`` is its process."""
+
+    def __init__(self, message: str, pid: int) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+class NotRunning(XdpShieldError):
+    """No ``xdpshield run`` to signal (for this config)."""
 
 
 class StandError(XdpShieldError):

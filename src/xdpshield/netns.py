@@ -7,6 +7,7 @@ latter remounts /sys and hides the BPF filesystem.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import weakref
@@ -91,7 +92,14 @@ def _switched(target: str | int) -> Iterator[None]:
     # pyroute2 create a namespace that is missing (flags=0, not O_CREAT).
     saved = open_current()
     try:
-        netns.setns(target, flags=0)
+        try:
+            netns.setns(target, flags=0)
+        except OSError as exc:  # EPERM without CAP_SYS_ADMIN: say so, not a traceback
+            name = target if isinstance(target, str) else f"fd {target}"
+            raise XdpShieldError(
+                f"cannot enter network namespace {name!r}: {os.strerror(exc.errno or 0)}"
+                + (" (entering one needs CAP_SYS_ADMIN)" if exc.errno == errno.EPERM else "")
+            ) from None
         try:
             yield
         finally:

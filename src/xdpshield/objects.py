@@ -6,12 +6,13 @@ points elsewhere (another build, a packaged install).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 from xdpshield.errors import ObjectNotFound
 
-__all__ = ["obj_dir", "object_path", "shield_object"]
+__all__ = ["obj_dir", "object_digest", "object_path", "shield_object"]
 
 
 def obj_dir() -> Path:
@@ -31,3 +32,12 @@ def object_path(name: str) -> Path:
 def shield_object(debug: bool = False) -> Path:
     """The shield's object (the tracing build when ``debug``)."""
     return object_path("xdpshield_debug.o" if debug else "xdpshield.o")
+
+
+def object_digest(path: Path) -> str:
+    """SHA-256 of an object file (hex): what a load record keeps, to tell
+    whether a running shield runs the object installed now."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ObjectNotFound(f"BPF object {path}: {exc.strerror or exc}") from None

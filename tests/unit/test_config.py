@@ -29,6 +29,7 @@ from xdpshield.policy.model import (
     Action,
     Hygiene,
     InterfaceConfig,
+    MetricsConfig,
     Prefix,
     Rule,
 )
@@ -104,7 +105,18 @@ def test_example_loads_with_documented_values() -> None:
             origin=origin + headers[2],
         ),
     )
+    assert config.metrics == MetricsConfig(enabled=True, host="127.0.0.1", port=9435)
     assert check_config(EXAMPLE) == []
+
+
+def test_metrics_listen(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")).metrics == MetricsConfig()
+    config = load_config(write(tmp_path, '[metrics]\nlisten = "[::]:19435"\nenabled = false\n'))
+    assert config.metrics == MetricsConfig(enabled=False, host="::", port=19435)
+    assert config.metrics.listen == "[::]:19435"
+    # Where an interface is written: what `run` names when it is missing.
+    config = load_config(write(tmp_path, '[allow]\n\n[[interface]]\nname = "eth9"\n'))
+    assert config.interfaces[0].origin == f"{tmp_path / 'x.toml'}:3"
 
 
 def test_mode_and_handshake_values_are_the_shields() -> None:
@@ -591,6 +603,45 @@ ERRORS = {
         source = ["198.51.100.0/24", "198.51.100.300"]
         """,
         [(4, "rule.source: '198.51.100.300' is not an IPv4 or IPv6 address")],
+    ),
+    "metrics listen without a port": (
+        """
+        [metrics]
+        listen = "127.0.0.1"
+        """,
+        [(2, "metrics.listen: '127.0.0.1' is not HOST:PORT (like \"127.0.0.1:9435\"")],
+    ),
+    "metrics listen on a name": (
+        """
+        [metrics]
+        listen = "localhost:9435"
+        """,
+        [(2, "metrics.listen: 'localhost' in 'localhost:9435' is not an IP address")],
+    ),
+    "metrics listen on a bad port": (
+        """
+        [metrics]
+        enabled = "yes"
+        listen = "[::1]:70000"
+        """,
+        [
+            (2, "metrics.enabled: must be true or false, not the string 'yes'"),
+            (3, "metrics.listen: port '70000' in '[::1]:70000' is not a number 1-65535"),
+        ],
+    ),
+    "metrics listen on bare IPv6": (
+        """
+        [metrics]
+        listen = "::1:9435"
+        """,
+        [(2, "metrics.listen: '::1:9435': write an IPv6 address in brackets")],
+    ),
+    "metrics unknown key": (
+        """
+        [metrics]
+        port = 9435
+        """,
+        [(2, "metrics.port: unknown key in [metrics]; valid keys: enabled, listen")],
     ),
 }
 

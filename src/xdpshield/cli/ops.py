@@ -1,4 +1,4 @@
-"""Running the shield unattended: daemon, metrics."""
+"""Running the shield unattended: run, reload, stop, daemon, metrics."""
 
 from __future__ import annotations
 
@@ -9,18 +9,23 @@ import threading
 import time
 
 from prometheus_client import generate_latest, start_http_server
+from rich.markup import escape
 
 from xdpshield import netns
-from xdpshield.errors import XdpShieldError
+from xdpshield.errors import ConfigError, ConfigErrors, XdpShieldError
+from xdpshield.ops.apply import IfaceChange
 from xdpshield.ops.daemon import Daemon, DaemonEvent
+from xdpshield.ops.events import LOG_FORMATS, EventLog
 from xdpshield.ops.metrics import registry_for
+from xdpshield.ops.service import DEFAULT_CONFIG, request_reload, run_service, stop_run
 from xdpshield.shield.core import (
     Shield,
     list_shields,
     stale_shields,
 )
 
-from ._console import AddCommand, out
+from ._console import AddCommand, err, out
+from .policy import EXIT_BAD_INPUT, print_change
 
 
 def _listen_addr(text: str) -> tuple[str, int]:
@@ -64,6 +69,57 @@ def cmd_daemon(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(a: argparse.Namespace) -> int:
+    log = EventLog(a.log_format)
+    try:
+        run_service(a.config, log)
+    except ConfigErrors as exc:
+        for e in exc.errors:
+            log("start-failed", level="error", error=str(e))
+        return EXIT_BAD_INPUT
+    except XdpShieldError as exc:
+        # In the log's format: a json log stays one object per line.
+        log("start-failed", level="error", error=str(exc))
+        return EXIT_BAD_INPUT if isinstance(exc, ConfigError) else 1
+    return 0
+
+
+def cmd_reload(a: argparse.Namespace) -> int:
+    run, outcome = request_reload(a.config, timeout_s=a.timeout, wait=not a.no_wait)
+    if a.no_wait:
+        out.print(f"sent SIGHUP to xdpshield run pid {run.pid} ({run.config})")
+        return 0
+    if outcome is None:
+        err.print(
+            f"[yellow]sent SIGHUP to xdpshield run pid {run.pid}, but it recorded no outcome "
+            f"within {a.timeout:g} s: see its log[/]"
+        )
+        return 1
+    if not outcome.ok:
+        what = "has errors" if outcome.result == "config" else "failed to apply"
+        err.print(f"[red]{escape(run.config)} {what}; the running shields and policy stay:[/]")
+        for e in outcome.errors:
+            err.print(escape(e))
+        return EXIT_BAD_INPUT if outcome.result == "config" else 1
+    took = outcome.finished - outcome.started
+    out.print(f"reloaded {run.config} (pid {run.pid}) in {took:.2f} s")
+    for ch in outcome.changes:
+        print_change(IfaceChange(**ch), applied=True)
+    for w in outcome.warnings:
+        err.print(f"[yellow]{escape(w)}[/]")
+    return 0
+
+
+def cmd_stop(a: argparse.Namespace) -> int:
+    run, done = stop_run(a.config, purge=a.purge, timeout_s=a.timeout)
+    if run is not None:
+        out.print(f"stopped xdpshield run pid {run.pid} ({run.config})")
+    for st in done:
+        where = f" (netns {st.netns})" if st.netns else ""
+        out.print(f"{st.iface}{where}: {st.what}")
+    return 0
+
+
 def cmd_metrics(a: argparse.Namespace) -> int:
 
     stale = {st.iface for st in stale_shields() if st.netns == netns.current_name()}
@@ -93,6 +149,52 @@ def add_parsers(add: AddCommand) -> None:
     )
     sp.add_argument(
         "--metrics", default="", metavar="[HOST:]PORT", help="serve Prometheus metrics (e.g. :9435)"
+    )
+
+    sp = add(
+        "run",
+        cmd_run,
+        "apply a config file and serve its shields in the foreground (SIGHUP reloads)",
+    )
+    sp.add_argument(
+        "--config", default=DEFAULT_CONFIG, metavar="FILE", help=f"default: {DEFAULT_CONFIG}"
+    )
+    sp.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="event log on stderr: text lines or one JSON object per line",
+    )
+
+    sp = add("reload", cmd_reload, "make the running 'xdpshield run' re-read its config")
+    sp.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help=f"the run of this file (default: that of {DEFAULT_CONFIG}, else the only one)",
+    )
+    sp.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="wait this long for the outcome (default 30; none: exit 1)",
+    )
+    sp.add_argument(
+        "--no-wait", action="store_true", help="exit once the signal is sent (status 0)"
+    )
+
+    sp = add("stop", cmd_stop, "end 'xdpshield run' and unload every shield of its config")
+    sp.add_argument("--config", default=None, metavar="FILE", help="as for reload")
+    sp.add_argument(
+        "--purge", action="store_true", help="also drop the kept cookie keys and verified sources"
+    )
+    sp.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="wait this long for the run to exit (default 30; else nothing is unloaded)",
     )
 
     sp = add("metrics", cmd_metrics, "print the shields' metrics in Prometheus text format")

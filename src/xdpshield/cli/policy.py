@@ -19,7 +19,7 @@ from xdpshield.shield.core import Shield
 
 from ._console import AddCommand, err, out
 
-__all__ = ["add_parsers"]
+__all__ = ["EXIT_BAD_INPUT", "add_parsers", "print_change"]
 
 #: ``config check`` and every bad-input error: the exit status of bad input
 #: (argparse's own), apart from 1 for a failure of the system.
@@ -34,20 +34,21 @@ def cmd_config(a: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT if errors else 0
     try:
         cfg = load_config(a.file)
+        # An interface the file names that does not exist: one error per line too.
+        changes = diff_config(cfg) if a.action == "diff" else apply_config(cfg)
     except ConfigErrors as exc:
         for e in exc.errors:
             err.print(escape(str(e)))
         return EXIT_BAD_INPUT
-    changes = diff_config(cfg) if a.action == "diff" else apply_config(cfg)
     if a.json:
         print(json.dumps([c.as_dict() for c in changes], indent=2))
         return 0
     for ch in changes:
-        _print_change(ch, applied=a.action == "apply")
+        print_change(ch, applied=a.action == "apply")
     return 0
 
 
-def _print_change(ch: IfaceChange, *, applied: bool) -> None:
+def print_change(ch: IfaceChange, *, applied: bool) -> None:
     where = ch.iface + (f" (netns {ch.netns})" if ch.netns else "")
     if ch.empty:
         out.print(f"{where}: {'unchanged' if applied else 'no change'}")

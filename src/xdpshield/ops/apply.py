@@ -2,10 +2,11 @@
 bring every one to its ports and policy (``xdpshield config apply``); or
 say what that would change (``config diff``).
 
-All or nothing before the first write: the file is checked whole and every
-interface's rules compiled before any shield is touched, so a bad file
-applies nothing. Each shield then switches to its new policy atomically
-(shield/policy.py).
+All or nothing before the first write: the file is checked whole, every
+interface it names looked up and every interface's rules compiled before
+any shield is touched, so a bad file applies nothing. The missing shields
+are loaded next (and unloaded again if anything after fails); each shield
+then switches to its new policy atomically (shield/policy.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from xdpshield.errors import NotAttached
+from xdpshield import netns as _ns
+from xdpshield.ebpf import ifindex_of
+from xdpshield.errors import ConfigError, ConfigErrors, NotAttached, XdpShieldError
+from xdpshield.objects import object_digest, shield_object
 from xdpshield.policy.model import Config, Hygiene, InterfaceConfig, Prefix
 from xdpshield.policy.rules import CompiledRules, compile_rules, fingerprint
 from xdpshield.shield.core import Shield
@@ -126,6 +130,13 @@ def _diff_one(cfg: Config, ic: InterfaceConfig, s: Shield | None) -> IfaceChange
         "removed": [n for n in old if n not in new],
         "changed": [n for n in new if n in old and old[n] != new[n]],
     }
+    # A running shield is adopted as it is: one of another object (an
+    # upgrade installed since it was loaded) keeps running that object.
+    running = s.record.object_sha256
+    if running:
+        installed = object_digest(shield_object(s.record.debug))
+        if running != installed:
+            ch.restart["object"] = (running[:12], installed[:12])
     want_hs = ic.handshake
     if want_hs != "auto" and s.record.handshake.value != want_hs:
         ch.restart["handshake"] = (s.record.handshake.value, want_hs)
@@ -143,6 +154,7 @@ def _default_hygiene() -> dict[str, Any]:
 
 def diff_config(cfg: Config) -> list[IfaceChange]:
     """What ``apply_config(cfg)`` would change, per interface; touches nothing."""
+    _check_interfaces(cfg)
     out = []
     for ic in cfg.interfaces:
         with _open(ic) as s:
@@ -150,35 +162,77 @@ def diff_config(cfg: Config) -> list[IfaceChange]:
     return out
 
 
+def _check_interfaces(cfg: Config) -> None:
+    """Every interface (and namespace) the file names exists, else one
+    error per missing one at its line: found before anything is touched."""
+    errors: list[ConfigError] = []
+    for ic in cfg.interfaces:
+        try:
+            with _ns.enter(ic.netns):
+                ifindex_of(ic.name)
+        except XdpShieldError as exc:  # no such interface, or no such namespace
+            file, _, line = ic.origin.rpartition(":")
+            where = f" (netns {ic.netns})" if ic.netns and "namespace" not in str(exc) else ""
+            errors.append(
+                ConfigError(
+                    f"{exc}{where}",
+                    file=file or cfg.path,
+                    line=int(line) if line.isdigit() else None,
+                    key="interface.name",
+                )
+            )
+    if errors:
+        raise ConfigErrors(errors)
+
+
 def apply_config(cfg: Config) -> list[IfaceChange]:
     """Load the shields that are missing and bring every one to the config.
 
-    The rules are compiled for every interface before the first write (a
-    rule set that cannot compile applies nothing). Settings fixed at load
-    (handshake, SYN threshold, RST cap) are not changed on a running shield:
-    they are reported in ``restart``.
+    In three steps, each before the next touches anything: every interface
+    is checked and every rule set compiled; the missing shields are loaded
+    (the verifier's turn); then each shield switches to its ports and
+    policy. A failure in the second or third step unloads the shields this
+    call loaded, so a file that fails leaves no new shield behind; shields
+    that ran before keep running (one that switched already keeps its new
+    policy: the caller re-applies the old file to go back, as ``xdpshield
+    run`` does). Settings fixed at load (handshake, SYN threshold, RST cap,
+    the object) are not changed on a running shield: they are reported in
+    ``restart``.
     """
+    _check_interfaces(cfg)
     plans: list[tuple[InterfaceConfig, IfaceChange, CompiledRules]] = []
     for ic in cfg.interfaces:
         with _open(ic) as s:
             ch = _diff_one(cfg, ic, s)
             prev = s.applied().get("rule_ids") if s is not None else None
             plans.append((ic, ch, compile_rules(cfg.policy.rules, prev)))
-    for ic, ch, compiled in plans:
-        if ch.load:
-            s = Shield.load(
-                ic.name,
-                ports=ic.protect,
-                xdp_mode=ic.xdp_mode,
-                handshake=ic.handshake,
-                options=_options(ic),
-                netns=ic.netns,
-            )
-        else:
-            s = Shield.open(ic.name, netns=ic.netns)
-        with s:
-            if not ch.load and any(ch.ports):
-                s.set_ports(ic.protect)
-            res = s.apply_policy(cfg.policy, source=cfg.path, compiled=compiled)
-            ch.seconds = res.seconds
+    loaded: dict[int, Shield] = {}  # plan index -> the shield this call loaded
+    try:
+        for i, (ic, ch, _) in enumerate(plans):
+            if ch.load:
+                loaded[i] = Shield.load(
+                    ic.name,
+                    ports=ic.protect,
+                    xdp_mode=ic.xdp_mode,
+                    handshake=ic.handshake,
+                    options=_options(ic),
+                    netns=ic.netns,
+                )
+        for i, (ic, ch, compiled) in enumerate(plans):
+            s = loaded.get(i) or Shield.open(ic.name, netns=ic.netns)
+            try:
+                if not ch.load and any(ch.ports):
+                    s.set_ports(ic.protect)
+                res = s.apply_policy(cfg.policy, source=cfg.path, compiled=compiled)
+                ch.seconds = res.seconds
+            finally:
+                if i not in loaded:
+                    s.close()
+    except BaseException:
+        for s in loaded.values():
+            with contextlib.suppress(XdpShieldError, OSError):
+                s.unload()
+        raise
+    for s in loaded.values():
+        s.close()
     return [ch for _, ch, _ in plans]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -33,6 +34,7 @@ from xdpshield.policy.model import (
     Config,
     Hygiene,
     InterfaceConfig,
+    MetricsConfig,
     Policy,
     Prefix,
     PrefixList,
@@ -49,6 +51,7 @@ __all__ = [
     "check_config",
     "load_config",
     "parse_duration",
+    "parse_listen",
     "parse_tcp_flags",
 ]
 
@@ -91,7 +94,8 @@ _PROTO_NAME = {n: name for name, n in reversed(list(PROTOCOLS.items()))}  # firs
 #: What hygiene checks by itself: protocols_drop may not name these.
 _OWN_CHECKS = frozenset({PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6})
 
-_TOP = ("allow", "deny", "hygiene", "interface", "rule")
+_TOP = ("allow", "deny", "hygiene", "interface", "metrics", "rule")
+_METRICS_KEYS = ("enabled", "listen")
 _INTERFACE_KEYS = ("handshake", "mode", "name", "netns", "protect", "rst_pps", "syn_flood_pps")
 _LIST_KEYS = ("files", "prefixes")
 _ENTRY_KEYS = ("prefix", "ttl")
@@ -149,6 +153,30 @@ def parse_duration(value: object) -> float:
         f"bad duration {value!r}: give seconds (30) or a number and a unit: "
         "'500ms', '10s', '5m', '1h', '2d'"
     )
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """'127.0.0.1:9435' or '[::1]:9435' -> (host, port). The host must be an
+    IP address: a name would need DNS before the service can start. Raises
+    ConfigError naming the value."""
+    host, sep, port = text.strip().rpartition(":")
+    example = 'like "127.0.0.1:9435" or "[::1]:9435"'
+    if not sep or not host:
+        raise ConfigError(f"{text!r} is not HOST:PORT ({example})")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ConfigError(f"{text!r}: write an IPv6 address in brackets ({example})")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(
+            f"{host!r} in {text!r} is not an IP address ({example}; "
+            "0.0.0.0 or [::] listen on every address)"
+        ) from None
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"port {port!r} in {text!r} is not a number 1-65535")
+    return host, int(port)
 
 
 def parse_tcp_flags(text: str) -> tuple[int, int]:
@@ -588,7 +616,22 @@ class _Loader:
         hygiene = self.hygiene(doc.get("hygiene", {}))
         rules = self.rules(doc.get("rule", []))
         policy = Policy(allow=allow, deny=deny, hygiene=hygiene, rules=rules)
-        return Config(path=self.file, interfaces=interfaces, policy=policy)
+        metrics = self.metrics(doc.get("metrics", {}))
+        return Config(path=self.file, interfaces=interfaces, policy=policy, metrics=metrics)
+
+    def metrics(self, raw: object) -> MetricsConfig:
+        """``[metrics]``: what ``xdpshield run`` serves, and where."""
+        p: _Path = ("metrics",)
+        t = self.table(p, raw, _METRICS_KEYS, "[metrics]")
+        kw: dict[str, Any] = {}
+        if "enabled" in t:
+            kw["enabled"] = self.boolean((*p, "enabled"), t["enabled"])
+        if "listen" in t and (text := self.string((*p, "listen"), t["listen"])) is not None:
+            try:
+                kw["host"], kw["port"] = parse_listen(text)
+            except ConfigError as e:
+                self.err((*p, "listen"), e.message)
+        return MetricsConfig(**{k: v for k, v in kw.items() if v is not None})
 
     def interfaces(self, raw: object) -> tuple[InterfaceConfig, ...]:
         out: list[InterfaceConfig] = []
@@ -619,7 +662,7 @@ class _Loader:
                 continue
             seen[(netns, name)] = p
             kw = {k: v for k, v in kw.items() if v is not None}
-            out.append(InterfaceConfig(name=name, netns=netns, **kw))
+            out.append(InterfaceConfig(name=name, netns=netns, origin=self.origin(p), **kw))
         return tuple(out)
 
     def ifname(self, path: _Path, value: object) -> str | None:

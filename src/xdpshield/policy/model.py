@@ -38,6 +38,7 @@ __all__ = [
     "Config",
     "Hygiene",
     "InterfaceConfig",
+    "MetricsConfig",
     "Network",
     "Policy",
     "Prefix",
@@ -199,6 +200,24 @@ class InterfaceConfig:
     syn_flood_pps: int | None = None
     #: RSTs the shield may send per second and CPU.
     rst_pps: int | None = None
+    #: Where it was written (for messages): "FILE:LINE" or "". Not part of
+    #: what the interface is: the same table on another line is equal.
+    origin: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: where ``xdpshield run`` serves Prometheus metrics."""
+
+    enabled: bool = True
+    #: An IP address (v4, or v6 without brackets) in the namespace ``run`` runs in.
+    host: str = "127.0.0.1"
+    port: int = 9435
+
+    @property
+    def listen(self) -> str:
+        """HOST:PORT as written in the config ([v6]:PORT)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -208,3 +227,4 @@ class Config:
     path: str
     interfaces: tuple[InterfaceConfig, ...] = ()
     policy: Policy = field(default_factory=Policy)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)

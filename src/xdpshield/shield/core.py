@@ -58,7 +58,7 @@ from xdpshield.errors import (
     NotPermitted,
     XdpShieldError,
 )
-from xdpshield.objects import obj_dir, shield_object
+from xdpshield.objects import obj_dir, object_digest, shield_object
 from xdpshield.policy.model import Hygiene, Policy, Prefix, PrefixList
 from xdpshield.policy.ports import parse_ports
 from xdpshield.policy.rules import CompiledRules
@@ -380,7 +380,9 @@ class Shield:
         # Never offer an option the protected stack has turned off.
         stack = {k: on and getattr(opts, k) for k, on in datapath.stack_options().items()}
         opts = replace(opts, transparent=transparent, **stack)
-        spec = ObjectSpec(shield_object(debug))
+        obj = shield_object(debug)
+        digest = object_digest(obj)
+        spec = ObjectSpec(obj)
         consts = datapath.constants(opts, local_known=True)
         if consts:
             spec.set_constants(**consts)
@@ -405,6 +407,7 @@ class Shield:
                 loaded_at=time.time(),
                 options=opts,
                 netns=ns.name,
+                object_sha256=digest,
             )
             meta_path.parent.mkdir(parents=True, exist_ok=True)
             meta_path.write_text(record.to_json())

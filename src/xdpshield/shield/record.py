@@ -87,6 +87,10 @@ class LoadRecord:
     options: GuardOptions = field(default_factory=GuardOptions)
     #: the ``ip netns`` name of the shield's namespace, None: the host's (or unnamed)
     netns: str | None = None
+    #: SHA-256 of the object file loaded (hex; "": a record from before it was
+    #: kept): a restarted service adopts a running shield only of the object
+    #: it would load itself, and says so when they differ
+    object_sha256: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: the handshake as its string, the options as an object."""
