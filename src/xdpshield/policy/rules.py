@@ -290,6 +290,8 @@ def _compile(rules: Sequence[Rule], previous: Mapping[str, tuple[int, str]]) -> 
                         key="rules",
                     )
                 where.append((slot, lo, hi))
+                # Wide rules span their slots whole, so they are in every class.
+                assert len(sig) == len(wide) + len(narrow), "a wide rule misses part of a slot"
                 builder.add(cid, sig, wide, narrow, where[cid], entries)
             # Slices, not a loop per port: a wildcard rule spans 65536 ports.
             if lo == hi:
