@@ -78,6 +78,8 @@ SPORTSETS_MAX = 32
 CLASSES_MAX = 65535
 
 _PORTS = 65536
+#: Each slot's whole index range (the ICMP and other slots use 0..255).
+_WHOLE = ([(0, _PORTS - 1)], [(0, _PORTS - 1)], [(0, 255)], [(0, 255)], [(0, 255)])
 _SLOT_NAME = ("tcp dport", "udp dport", "icmp type", "icmpv6 type", "protocol")
 _PROTO_SLOT = {PROTO_TCP: SLOT_TCP, PROTO_UDP: SLOT_UDP, PROTO_ICMP: SLOT_ICMP,
                PROTO_ICMPV6: SLOT_ICMPV6}  # fmt: skip
@@ -257,17 +259,26 @@ def _compile(rules: Sequence[Rule], previous: Mapping[str, tuple[int, str]]) -> 
     cands: list[Candidate] = []
     # Per slot: (lo, hi, rule index) for every interval a rule applies to.
     spans: list[list[tuple[int, int, int]]] = [[] for _ in range(SLOTS)]
+    # Wide rules: all of every slot they apply to (no port, type or number).
+    wide: list[bool] = []
     for i, r in enumerate(rules):
         cands.append(_candidate(r, ids[r.name][0], sportsets))
+        full = True
         for slot, ranges in _slot_ranges(r):
             spans[slot] += [(lo, hi, i) for lo, hi in ranges]
+            full = full and ranges == _WHOLE[slot]
+        wide.append(full)
 
     sport_masks = array.array("I", bytes(4 * _PORTS))
     for sports, bit in sportsets.items():
         for port in sports:
             sport_masks[port] |= 1 << bit
 
-    classes: dict[tuple[int, ...], int] = {}
+    # A class is its rules, kept as (the slot's wide rules, numbered; its
+    # narrow rules): whether a rule is wide does not depend on the slot, so
+    # this is one key per rule list, and hashing it skips the wide ones.
+    classes: dict[tuple[int, tuple[int, ...]], int] = {}
+    wides: dict[tuple[int, ...], int] = {}
     # Class id -> where it first applies (slot, lo, hi), for messages.
     where: list[tuple[int, int, int]] = [(0, 0, 0)]
     port_classes: list[array.array[int]] = []
@@ -276,13 +287,14 @@ def _compile(rules: Sequence[Rule], previous: Mapping[str, tuple[int, str]]) -> 
     for slot in range(SLOTS):
         arr = array.array("H", bytes(2 * _PORTS))
         # The slot's wide rules apply to all of it: every class of the slot
-        # has them, beside the narrow ones the sweep keeps apart.
-        wide = tuple(sorted({i for _, _, i in spans[slot] if builder.wide[i]}))
-        for lo, hi, active, narrow in _intervals(spans[slot], builder.wide):
-            sig = tuple(active)
-            cid = classes.get(sig)
+        # has them, beside the narrow ones the sweep keeps.
+        slot_wide = tuple(sorted({i for _, _, i in spans[slot] if wide[i]}))
+        wide_id = wides.setdefault(slot_wide, len(wides))
+        for lo, hi, narrow in _intervals(spans[slot], wide, bool(slot_wide)):
+            key = (wide_id, tuple(narrow))
+            cid = classes.get(key)
             if cid is None:
-                cid = classes[sig] = len(where)
+                cid = classes[key] = len(where)
                 if cid > CLASSES_MAX:
                     raise ConfigError(
                         f"the rules split ports, types and protocols into more than "
@@ -290,9 +302,7 @@ def _compile(rules: Sequence[Rule], previous: Mapping[str, tuple[int, str]]) -> 
                         key="rules",
                     )
                 where.append((slot, lo, hi))
-                # Wide rules span their slots whole, so they are in every class.
-                assert len(sig) == len(wide) + len(narrow), "a wide rule misses part of a slot"
-                builder.add(cid, sig, wide, narrow, where[cid], entries)
+                builder.add(cid, slot_wide, key[1], where[cid], entries)
             # Slices, not a loop per port: a wildcard rule spans 65536 ports.
             if lo == hi:
                 arr[lo] = cid
@@ -502,33 +512,33 @@ def _slot_ranges(r: Rule) -> list[tuple[int, list[tuple[int, int]]]]:
 
 
 def _intervals(
-    spans: list[tuple[int, int, int]], wide: list[bool]
-) -> Iterable[tuple[int, int, list[int], list[int]]]:
-    """Sweep one slot's spans (lo, hi, rule index): (lo, hi, the rules
-    applying, those of them not ``wide``) for each elementary interval some
-    rule applies to, in rule order. The lists are the sweep's own: copy what
-    you keep."""
+    spans: list[tuple[int, int, int]], wide: list[bool], any_wide: bool
+) -> Iterable[tuple[int, int, list[int]]]:
+    """Sweep one slot's spans (lo, hi, rule index): (lo, hi, the narrow rules
+    applying, in rule order) for each elementary interval some rule applies
+    to. Wide rules apply to the whole slot (``any_wide``: the slot has one,
+    so every interval counts). The list is the sweep's own: copy it to keep
+    it."""
     starts: dict[int, list[int]] = {}
     ends: dict[int, list[int]] = {}
     for lo, hi, i in spans:
-        starts.setdefault(lo, []).append(i)
-        ends.setdefault(hi + 1, []).append(i)
-    # Sorted lists, not sets: a signature is then a plain copy.
-    active: list[int] = []
+        if not wide[i]:
+            starts.setdefault(lo, []).append(i)
+            ends.setdefault(hi + 1, []).append(i)
+    if any_wide:
+        starts.setdefault(0, [])
+        ends.setdefault(max(hi for _, hi, _ in spans) + 1, [])
+    # A sorted list, not a set: the key of a class is then a plain copy.
     narrow: list[int] = []
     points = sorted(starts.keys() | ends.keys())
     for here, nxt in itertools.pairwise(points):
         # One rule's own ranges are merged: it never ends where it starts.
         for i in ends.get(here, ()):
-            del active[bisect.bisect_left(active, i)]
-            if not wide[i]:
-                del narrow[bisect.bisect_left(narrow, i)]
+            del narrow[bisect.bisect_left(narrow, i)]
         for i in starts.get(here, ()):
-            bisect.insort(active, i)
-            if not wide[i]:
-                bisect.insort(narrow, i)
-        if active:
-            yield here, nxt - 1, active, narrow
+            bisect.insort(narrow, i)
+        if narrow or any_wide:
+            yield here, nxt - 1, narrow
 
 
 def _spans_v4(key: _Key) -> bool:
@@ -576,11 +586,6 @@ class _Entries:
         self.cands = cands
         self.srcs = [_source_keys(r) for r in rules]
         self.ends = [c.unconditional for c in cands]
-        # Whole-slot rules: no port or type, and no protocol counted in SLOT_OTHER.
-        self.wide = [
-            not r.dports and r.icmp_type is None and all(p in _PROTO_SLOT for p in r.protocols)
-            for r in rules
-        ]
         self.bases: dict[tuple[int, ...], _Base] = {}
         self.prefixes: dict[_Key, Prefix] = {}
         self.lists: dict[tuple[int, ...], tuple[Candidate, ...]] = {}
@@ -588,16 +593,15 @@ class _Entries:
     def add(
         self,
         cid: int,
-        sig: tuple[int, ...],
         wide: tuple[int, ...],
-        narrow: Sequence[int],
+        narrow: tuple[int, ...],
         where: tuple[int, int, int],
         out: list[tuple[int, Prefix, tuple[Candidate, ...]]],
     ) -> None:
-        """Append class ``cid``'s entries to ``out``: its rules are ``sig``,
-        ``wide`` and ``narrow`` split them."""
+        """Append the entries of class ``cid`` (rules ``wide`` and ``narrow``)
+        to ``out``."""
         if len(narrow) > _NARROW_MAX:
-            whole = self._covering(sig)
+            whole = self._covering(sorted(wide + narrow))
             for key in whole:
                 self._check(whole[key], where, key)
             out += [(cid, self._prefix(k), self._cands(v)) for k, v in whole.items()]
