@@ -340,24 +340,27 @@ def test_overlap_through_nested_prefixes_and_wildcards() -> None:
 
 
 def test_overlap_among_wide_rules_is_found_beside_a_narrow_one() -> None:
-    # The only UDP class holds all five wide rules and one narrow rule (every
-    # port, but written as a range) from elsewhere: the wide rules' shared
-    # entry for 10.0.0.0/8 still overflows.
+    # Every UDP class holds the five wide rules and one of two narrow rules
+    # (low ports, high ports) from elsewhere: the wide rules' shared entry
+    # for 10.0.0.0/8 still overflows in each.
     udp_any = frozenset({PROTO_UDP})
-    every_port = ((0, 65535),)
     wide = [
         rule(f"w{i}", src=["10.0.0.0/8"], sports=frozenset({i}), protocols=udp_any)
         for i in range(5)
     ]
-    every = rule("every-port", src=["192.0.2.0/24"], protocols=udp_any, dports=every_port)
+    low = rule("low", src=["192.0.2.0/24"], protocols=udp_any, dports=((0, 1023),))
+    high = rule("high", src=["192.0.2.0/24"], protocols=udp_any, dports=((1024, 65535),))
     with pytest.raises(
-        ConfigError, match="rules w0, w1, w2, w3, w4 may all match udp dport 0-65535"
+        ConfigError, match="rules w0, w1, w2, w3, w4 may all match udp dport 0-1023"
     ):
-        compile_rules([*wide, every])
+        compile_rules([*wide, low, high])
     # An unconditional narrow rule before them cuts the list: no error.
-    first = rule("first", src=["10.0.0.0/8"], protocols=udp_any, dports=every_port)
-    c = compile_rules([first, *wide])
+    first = rule("first", src=["10.0.0.0/8"], protocols=udp_any, dports=((0, 1023),))
+    then = rule("then", src=["10.0.0.0/8"], protocols=udp_any, dports=((1024, 65535),))
+    c = compile_rules([first, then, *wide])
     assert who(c, PROTO_UDP, "10.9.9.9", 80, sport=1) == "first"
+    assert who(c, PROTO_UDP, "10.9.9.9", 2000, sport=1) == "then"
+    assert who(c, PROTO_UDP, "11.9.9.9", 2000, sport=1) is None
 
 
 def test_contradictory_rules_are_refused() -> None:
