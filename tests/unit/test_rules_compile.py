@@ -8,11 +8,13 @@ import random
 import time
 from collections.abc import Sequence
 from typing import Any, TypedDict
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import xdpshield.policy.rules as rules_module
 from xdpshield.errors import ConfigError
 from xdpshield.policy.model import (
     PROTO_ICMP,
@@ -337,6 +339,30 @@ def test_overlap_through_nested_prefixes_and_wildcards() -> None:
         compile_rules(rules)
 
 
+def test_overlap_among_wide_rules_is_found_beside_a_narrow_one() -> None:
+    # Every UDP class holds the five wide rules and one of two narrow rules
+    # (low ports, high ports) from elsewhere: the wide rules' shared entry
+    # for 10.0.0.0/8 still overflows in each.
+    udp_any = frozenset({PROTO_UDP})
+    wide = [
+        rule(f"w{i}", src=["10.0.0.0/8"], sports=frozenset({i}), protocols=udp_any)
+        for i in range(5)
+    ]
+    low = rule("low", src=["192.0.2.0/24"], protocols=udp_any, dports=((0, 1023),))
+    high = rule("high", src=["192.0.2.0/24"], protocols=udp_any, dports=((1024, 65535),))
+    with pytest.raises(
+        ConfigError, match="rules w0, w1, w2, w3, w4 may all match udp dport 0-1023"
+    ):
+        compile_rules([*wide, low, high])
+    # An unconditional narrow rule before them cuts the list: no error.
+    first = rule("first", src=["10.0.0.0/8"], protocols=udp_any, dports=((0, 1023),))
+    then = rule("then", src=["10.0.0.0/8"], protocols=udp_any, dports=((1024, 65535),))
+    c = compile_rules([first, then, *wide])
+    assert who(c, PROTO_UDP, "10.9.9.9", 80, sport=1) == "first"
+    assert who(c, PROTO_UDP, "10.9.9.9", 2000, sport=1) == "then"
+    assert who(c, PROTO_UDP, "11.9.9.9", 2000, sport=1) is None
+
+
 def test_contradictory_rules_are_refused() -> None:
     with pytest.raises(ConfigError, match="protocol 6 lacks a field"):
         compile_rules([rule("x", protocols=frozenset({PROTO_TCP}), icmp_type=8)])
@@ -432,8 +458,14 @@ PROTOS = [PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6, GRE]
 @st.composite
 def rules_strategy(draw: st.DrawFn) -> list[Rule]:
     out = []
-    for n in range(draw(st.integers(1, 8))):
-        protos = frozenset(draw(st.lists(st.sampled_from(PROTOS), max_size=2)))
+    # A dense list: few protocols and prefixes and mostly conditions, so that
+    # rules overlap (and sometimes overflow an entry).
+    dense = draw(st.integers(0, 2)) == 0
+    cond = st.integers(0, 3).map(bool) if dense else st.integers(0, 2).map(lambda v: v == 0)
+    pool = [*PREFIXES[1:3], "::/0"] if dense else PREFIXES
+    for n in range(draw(st.integers(6 if dense else 1, 10))):
+        protocols = [PROTO_TCP, PROTO_UDP] if dense else PROTOS
+        protos = frozenset(draw(st.lists(st.sampled_from(protocols), max_size=2)))
         # The fields the protocols allow; no protocol: one family of fields.
         if protos:
             ports = protos <= {PROTO_TCP, PROTO_UDP}
@@ -444,19 +476,19 @@ def rules_strategy(draw: st.DrawFn) -> list[Rule]:
             ports, flags, icmp = family in ("ports", "tcp"), family == "tcp", family == "icmp"
         maybe = st.booleans()
         dports: tuple[tuple[int, int], ...] = ()
-        if ports and draw(maybe):
+        if ports and not dense and draw(maybe):
             pairs = draw(st.lists(st.tuples(st.sampled_from(BOUNDS), st.sampled_from(BOUNDS)),
                                   min_size=1, max_size=2))  # fmt: skip
             dports = tuple((min(p), max(p)) for p in pairs)
         sports: frozenset[int] = frozenset()
-        if ports and draw(st.integers(0, 3)) == 0:
+        if ports and draw(cond):
             sports = frozenset(draw(st.lists(st.sampled_from(SPORTS), min_size=1)))
-        tcp_flags = draw(st.sampled_from(FLAGS)) if flags and draw(st.integers(0, 2)) == 0 else None
+        tcp_flags = draw(st.sampled_from(FLAGS)) if flags and draw(cond) else None
         icmp_type = draw(st.sampled_from([0, 3, 8, 128])) if icmp and draw(maybe) else None
         icmp_code = None
-        if icmp and draw(st.integers(0, 2)) == 0:
+        if icmp and draw(cond):
             icmp_code = draw(st.sampled_from([0, 1, 4]))
-        sources = draw(st.lists(st.sampled_from(PREFIXES), max_size=3))
+        sources = draw(st.lists(st.sampled_from(pool), max_size=3))
         out.append(
             rule(
                 f"r{n}",
@@ -494,13 +526,23 @@ def test_tables_agree_with_the_linear_reference() -> None:
     )
     @given(rules_strategy(), st.lists(packets, min_size=20, max_size=40))
     def check(rules: list[Rule], pkts: list[Packet]) -> None:
+        # Each class worked out whole, not from its wide rules' shared
+        # entries plus its narrow ones: the same tables, or the same refusal.
+        with mock.patch.object(rules_module, "_NARROW_MAX", -1):
+            try:
+                whole: CompiledRules | None = compile_rules(rules)
+            except ConfigError:
+                whole = None
         try:
             compiled = compile_rules(rules)
         except ConfigError as err:
             assert "can overlap" in str(err), err
+            assert whole is None
             seen["overlap"] += 1
             return
         seen["checked"] += 1
+        assert whole is not None
+        assert set(whole.entries) == set(compiled.entries)
         keys = [(cid, prefix) for cid, prefix, _ in compiled.entries]
         assert len(keys) == len(set(keys)), "one LPM key written twice"
         assert all(len(cands) <= CANDS for _, _, cands in compiled.entries)
@@ -527,8 +569,10 @@ def test_tables_agree_with_the_linear_reference() -> None:
 
 
 def _many_rules(n: int, seed: int = 7) -> list[Rule]:
-    """Mostly "drop udp dport P from a /24", with some port ranges and some
-    rules for every port or protocol."""
+    """Mostly "drop udp dport P from a /24"; per thousand also ten TCP port
+    ranges, ten GRE rules, and one block of a prefix on every protocol and
+    port (which adds an entry to every class); three "pass udp from source
+    port S" rules for every port."""
     rnd = random.Random(seed)
     out = []
     for i in range(n):
@@ -537,12 +581,14 @@ def _many_rules(n: int, seed: int = 7) -> list[Rule]:
             ten = f"10.{rnd.randrange(256)}.0.0/16"
             tcp_range = Ports(protocols=frozenset({PROTO_TCP}), dports=((lo, lo + 999),))
             out.append(rule(f"range{i}", src=[ten], **tcp_range))
-        elif i % 1000 == 0 and i < 3000:
+        elif i % 100 == 0 and i < 300:
             out.append(rule(f"dns{i}", "pass", sports=frozenset({53 + i}), **udp()))
         elif i % 100 == 0:
             out.append(rule(f"gre{i}", src=[f"172.16.{i // 100}.0/24"], protocols=frozenset({GRE})))
-        elif i % 1000 == 500:
+        elif i % 1000 == 50:
             out.append(rule(f"block{i}", src=[f"2001:db8:{i}::/48"]))
+        elif i % 1000 == 550:
+            out.append(rule(f"block{i}", src=[f"198.51.{i // 1000}.0/24"]))
         else:
             net = f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}.0/24"
             out.append(rule(f"u{i}", src=[net], **udp(rnd.randrange(65536))))

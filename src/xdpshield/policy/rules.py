@@ -78,6 +78,8 @@ SPORTSETS_MAX = 32
 CLASSES_MAX = 65535
 
 _PORTS = 65536
+#: Each slot's whole index range (the ICMP and other slots use 0..255).
+_WHOLE = ([(0, _PORTS - 1)], [(0, _PORTS - 1)], [(0, 255)], [(0, 255)], [(0, 255)])
 _SLOT_NAME = ("tcp dport", "udp dport", "icmp type", "icmpv6 type", "protocol")
 _PROTO_SLOT = {PROTO_TCP: SLOT_TCP, PROTO_UDP: SLOT_UDP, PROTO_ICMP: SLOT_ICMP,
                PROTO_ICMPV6: SLOT_ICMPV6}  # fmt: skip
@@ -184,9 +186,11 @@ def fingerprint(rule: Rule) -> str:
     dport = ",".join([f"{lo}-{hi}" for lo, hi in _merge(r.dports)]) if r.dports else ""
     sport = ",".join(map(str, sorted(r.sports))) if r.sports else ""
     flags = "" if r.tcp_flags is None else f"{r.tcp_flags[0]:#x}/{r.tcp_flags[1]:#x}"
+    icmp = "" if r.icmp_type is None and r.icmp_code is None else f"{r.icmp_type}/{r.icmp_code}"
+    # An f-string formats the StrEnum as its value, without .value's lookup.
     return (
-        f"action={r.action.value} proto={proto} src={src} dport={dport} sport={sport} "
-        f"flags={flags} icmp={_opt(r.icmp_type)}/{_opt(r.icmp_code)}"
+        f"action={r.action} proto={proto} src={src} dport={dport} sport={sport} "
+        f"flags={flags} icmp={icmp}"
     )
 
 
@@ -255,36 +259,42 @@ def _compile(rules: Sequence[Rule], previous: Mapping[str, tuple[int, str]]) -> 
     cands: list[Candidate] = []
     # Per slot: (lo, hi, rule index) for every interval a rule applies to.
     spans: list[list[tuple[int, int, int]]] = [[] for _ in range(SLOTS)]
+    # Wide rules: all of every slot they apply to (no port, type or number).
+    wide: list[bool] = []
     for i, r in enumerate(rules):
         cands.append(_candidate(r, ids[r.name][0], sportsets))
+        full = True
         for slot, ranges in _slot_ranges(r):
-            spans[slot].extend((lo, hi, i) for lo, hi in ranges)
+            spans[slot] += [(lo, hi, i) for lo, hi in ranges]
+            full = full and ranges == _WHOLE[slot]
+        wide.append(full)
 
     sport_masks = array.array("I", bytes(4 * _PORTS))
     for sports, bit in sportsets.items():
         for port in sports:
             sport_masks[port] |= 1 << bit
 
-    # A class's LPM entries split in two halves: prefixes inside the IPv4
-    # block (decided by its rules with IPv4 sources or none) and outside it
-    # (IPv6 sources or none). Many classes share a half (the same wildcard
-    # rules beside one port's rule), so each distinct half is worked out once.
-    src_keys = [_source_keys(r) for r in rules]
-    kinds = [_kind(k) for k in src_keys]
-    classes: dict[tuple[int, ...], int] = {}
-    # Per class id: where it first applies (slot, lo, hi), for messages, and
-    # its halves' keys (the half, its rules in order; -1: the IPv4 hole).
+    # A class is its rules, kept as (the slot's wide rules, numbered; its
+    # narrow rules): whether a rule is wide does not depend on the slot, so
+    # this is one key per rule list, and hashing it skips the wide ones.
+    classes: dict[tuple[int, tuple[int, ...]], int] = {}
+    wides: dict[tuple[int, ...], int] = {}
+    # Class id -> where it first applies (slot, lo, hi), for messages.
     where: list[tuple[int, int, int]] = [(0, 0, 0)]
-    class_halves: list[tuple[tuple[int, ...], ...]] = [()]
     port_classes: list[array.array[int]] = []
-    sweep = _Sweep(kinds)
+    builder = _Entries(rules, cands)
+    entries: list[tuple[int, Prefix, tuple[Candidate, ...]]] = []
     for slot in range(SLOTS):
         arr = array.array("H", bytes(2 * _PORTS))
-        for lo, hi in sweep.run(spans[slot]):
-            sig = tuple(sweep.active)
-            cid = classes.get(sig)
+        # The slot's wide rules apply to all of it: every class of the slot
+        # has them, beside the narrow ones the sweep keeps.
+        slot_wide = tuple(sorted({i for _, _, i in spans[slot] if wide[i]}))
+        wide_id = wides.setdefault(slot_wide, len(wides))
+        for lo, hi, narrow in _intervals(spans[slot], wide, bool(slot_wide)):
+            key = (wide_id, tuple(narrow))
+            cid = classes.get(key)
             if cid is None:
-                cid = classes[sig] = len(where)
+                cid = classes[key] = len(where)
                 if cid > CLASSES_MAX:
                     raise ConfigError(
                         f"the rules split ports, types and protocols into more than "
@@ -292,30 +302,14 @@ def _compile(rules: Sequence[Rule], previous: Mapping[str, tuple[int, str]]) -> 
                         key="rules",
                     )
                 where.append((slot, lo, hi))
-                class_halves.append(sweep.halves())
+                builder.add(cid, slot_wide, key[1], where[cid], entries)
             # Slices, not a loop per port: a wildcard rule spans 65536 ports.
-            arr[lo : hi + 1] = array.array("H", [cid]) * (hi + 1 - lo)
+            if lo == hi:
+                arr[lo] = cid
+            else:
+                arr[lo : hi + 1] = array.array("H", [cid]) * (hi + 1 - lo)
         port_classes.append(arr)
-
-    made: dict[tuple[int, ...], list[tuple[Prefix, tuple[Candidate, ...]]]] = {}
-    entries: list[tuple[int, Prefix, tuple[Candidate, ...]]] = []
-    for cid in range(1, len(where)):
-        for half in class_halves[cid]:
-            done = made.get(half)
-            if done is None:
-                # Worked out at the first class that has it: an error names that one.
-                done = made[half] = []
-                for key, chosen in _half_entries(half[1:], half[0], src_keys, cands):
-                    if len(chosen) > CANDS:
-                        message = _overlap_message(rules, chosen, where[cid], key)
-                        raise ConfigError(message, key="rules")
-                    done.append((_prefix(key), tuple(cands[i] for i in chosen)))
-            entries += [(cid, prefix, chosen_cands) for prefix, chosen_cands in done]
     return CompiledRules(ids, port_classes, sport_masks, entries)
-
-
-def _opt(v: int | None) -> str:
-    return "" if v is None else str(v)
 
 
 def _merge(ranges: Collection[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -453,6 +447,17 @@ def _candidate(r: Rule, rule_id: int, sportsets: dict[frozenset[int], int]) -> C
 
 def _slot_ranges(r: Rule) -> list[tuple[int, list[tuple[int, int]]]]:
     """The slots a rule applies to, and the index ranges in each."""
+    if (
+        len(r.protocols) == 1
+        and r.tcp_flags is None
+        and r.icmp_type is None
+        and r.icmp_code is None
+        and all(0 <= lo <= hi < _PORTS for lo, hi in r.dports)
+    ):
+        # The usual rule, TCP or UDP on some ports: the checks below all pass.
+        slot = _PROTO_SLOT.get(next(iter(r.protocols)), SLOT_OTHER)
+        if slot in (SLOT_TCP, SLOT_UDP):
+            return [(slot, _merge(r.dports) if r.dports else [(0, _PORTS - 1)])]
     ports = bool(r.dports or r.sports)
     icmp = r.icmp_type is not None or r.icmp_code is not None
     flags = r.tcp_flags is not None
@@ -506,160 +511,307 @@ def _slot_ranges(r: Rule) -> list[tuple[int, list[tuple[int, int]]]]:
     return out
 
 
-class _Sweep:
-    """Sweeps one slot's spans (lo, hi, rule index) into elementary intervals.
-    Along with the rules applying (a sorted list: a signature is then a plain
-    copy) it keeps the two halves' rule lists, updated at each rule's start
-    and end rather than filtered out of every new class."""
-
-    def __init__(self, kinds: list[int]) -> None:
-        self.in4 = [bool(k & _IN4) for k in kinds]
-        self.in6 = [bool(k & _IN6) for k in kinds]
-        self.v4src = [1 if k & _V4_SRC else 0 for k in kinds]
-        self.spans4 = [1 if k & _SPANS_V4 else 0 for k in kinds]
-        self.active: list[int] = []
-        self.active4: list[int] = []
-        self.active6: list[int] = []
-        self.n_v4src = self.n_spans4 = 0
-
-    def run(self, spans: list[tuple[int, int, int]]) -> Iterable[tuple[int, int]]:
-        """(lo, hi) of each elementary interval some rule applies to; read
-        :attr:`active` and :meth:`halves` for it before the next one."""
-        starts: dict[int, list[int]] = {}
-        ends: dict[int, list[int]] = {}
-        for lo, hi, i in spans:
+def _intervals(
+    spans: list[tuple[int, int, int]], wide: list[bool], any_wide: bool
+) -> Iterable[tuple[int, int, list[int]]]:
+    """Sweep one slot's spans (lo, hi, rule index): (lo, hi, the narrow rules
+    applying, in rule order) for each elementary interval some rule applies
+    to. Wide rules apply to the whole slot (``any_wide``: the slot has one,
+    so every interval counts). The list is the sweep's own: copy it to keep
+    it."""
+    starts: dict[int, list[int]] = {}
+    ends: dict[int, list[int]] = {}
+    for lo, hi, i in spans:
+        if not wide[i]:
             starts.setdefault(lo, []).append(i)
             ends.setdefault(hi + 1, []).append(i)
-        active, active4, active6 = self.active, self.active4, self.active6
-        # The last point's ends are never applied (nothing follows): start clean.
-        active.clear()
-        active4.clear()
-        active6.clear()
-        self.n_v4src = self.n_spans4 = 0
-        in4, in6, v4src, spans4 = self.in4, self.in6, self.v4src, self.spans4
-        points = sorted(starts.keys() | ends.keys())
-        for here, nxt in itertools.pairwise(points):
-            # One rule's own ranges are merged: it never ends where it starts.
-            for i in ends.get(here, ()):
-                del active[bisect.bisect_left(active, i)]
-                if in4[i]:
-                    del active4[bisect.bisect_left(active4, i)]
-                if in6[i]:
-                    del active6[bisect.bisect_left(active6, i)]
-                self.n_v4src -= v4src[i]
-                self.n_spans4 -= spans4[i]
-            for i in starts.get(here, ()):
-                bisect.insort(active, i)
-                if in4[i]:
-                    bisect.insort(active4, i)
-                if in6[i]:
-                    bisect.insort(active6, i)
-                self.n_v4src += v4src[i]
-                self.n_spans4 += spans4[i]
-            if active:
-                yield here, nxt - 1
-
-    def halves(self) -> tuple[tuple[int, ...], ...]:
-        """The current class's halves, as keys: (4 or 6, its rules...; -1:
-        the IPv4 hole)."""
-        keys: list[tuple[int, ...]] = []
-        if self.n_v4src or self.n_spans4:  # else IPv4 sources fall to ::/0
-            # An IPv6 prefix spanning the IPv4 block stores the block as a hole.
-            hole = (-1,) if self.n_spans4 else ()
-            keys.append((4, *self.active4, *hole))
-        if self.active6:
-            keys.append((6, *self.active6))
-        return tuple(keys)
+    if any_wide:
+        starts.setdefault(0, [])
+        ends.setdefault(max(hi for _, hi, _ in spans) + 1, [])
+    # A sorted list, not a set: the key of a class is then a plain copy.
+    narrow: list[int] = []
+    points = sorted(starts.keys() | ends.keys())
+    for here, nxt in itertools.pairwise(points):
+        # One rule's own ranges are merged: it never ends where it starts.
+        for i in ends.get(here, ()):
+            del narrow[bisect.bisect_left(narrow, i)]
+        for i in starts.get(here, ()):
+            bisect.insort(narrow, i)
+        if narrow or any_wide:
+            yield here, nxt - 1, narrow
 
 
-# What kinds of source a rule has (bits): none (any address), IPv4, IPv6,
-# an IPv6 prefix spanning the IPv4 block.
-_ANY_SRC, _V4_SRC, _V6_SRC, _SPANS_V4 = 1, 2, 4, 8
-# Rules that take part in each half of a class's entries.
-_IN4 = _ANY_SRC | _V4_SRC
-_IN6 = _ANY_SRC | _V6_SRC
+def _spans_v4(key: _Key) -> bool:
+    """An IPv6 prefix that holds the whole IPv4 block (but no IPv4 packet)."""
+    return key[0] <= 96 and _V4_BASE & _MASKS[key[0]] == key[1]
 
 
-def _kind(keys: tuple[list[_Key], list[_Key]] | None) -> int:
-    if keys is None:
-        return _ANY_SRC
-    kind = (_V4_SRC if keys[0] else 0) | (_V6_SRC if keys[1] else 0)
-    if any(n <= 96 and _V4_BASE & _MASKS[n] == v for n, v in keys[1]):
-        kind |= _SPANS_V4
-    return kind
+#: Stored prefix -> the indices of the rules it lists, in order (cut).
+_Lists = dict[_Key, tuple[int, ...]]
+#: More narrow rules than this in a class: work it out whole.
+_NARROW_MAX = 8
 
 
-def _half_entries(
-    relevant: tuple[int, ...],
-    half: int,
-    src_keys: list[tuple[list[_Key], list[_Key]] | None],
-    cands: list[Candidate],
-) -> list[tuple[_Key, list[int]]]:
-    """One half of a class's LPM entries (prefixes inside the IPv4 block or
-    outside it), from its rules in order (-1: store the IPv4 block): for each
-    stored prefix, the rules covering it, cut after the first unconditional
-    one (or after CANDS + 1, an error)."""
-    anywhere: list[int] = []
-    table: dict[_Key, list[int]] = {}
-    stored: set[_Key] = set()
-    for i in relevant:
-        if i < 0:
-            # An IPv6 prefix spans the IPv4 block but matches no IPv4 packet:
-            # store the block so IPv4 sources stop there.
-            stored.add(_V4_BLOCK)
-            continue
-        keys = src_keys[i]
-        if keys is None:
-            anywhere.append(i)
-            continue
-        for k in keys[0] if half == 4 else keys[1]:
-            table.setdefault(k, []).append(i)
-    if len(table) == 1 and not stored and _ANY not in table:
-        # The common case (one port's rule from one prefix, maybe beside
-        # rules from anywhere): two lists to merge at most.
-        ((key, found),) = table.items()
-        out = [(_ANY, _cut(anywhere, cands))] if anywhere and half == 6 else []
-        out.append((key, _cut(sorted({*anywhere, *found}) if anywhere else found, cands)))
-        return out
-    stored.update(table)
-    if anywhere and half == 6:
-        stored.add(_ANY)  # ::/0 holds both families, but is outside the block
-    lens = sorted({k[0] for k in table})
-    out = []
-    for key in sorted(stored):
-        plen, val = key
-        lists = [anywhere] if anywhere else []
-        for n in lens:
-            if n > plen:
-                break
-            covering = table.get((n, val & _MASKS[n]))
-            if covering is not None:
-                lists.append(covering)
-        if len(lists) == 1:
-            merged: Iterable[int] = lists[0]
-        elif sum(map(len, lists)) < 64:
-            merged = sorted(set().union(*lists))  # cheaper than merge when short
+@dataclass
+class _Base:
+    """The entries of a class's wide rules, shared by the classes that have them."""
+
+    lists: _Lists
+    #: (key, prefix, candidates) in order, ready to write.
+    made: list[tuple[_Key, Prefix, tuple[Candidate, ...]]]
+    #: Keys sorted by address, for finding the prefixes inside another.
+    by_addr: list[tuple[int, int]]
+    #: Stored prefix lengths, longest first.
+    plens: list[int]
+    #: Keys whose lists are too long (an error unless a narrow rule cuts them).
+    overflow: list[_Key]
+
+
+class _Entries:
+    """Builds the LPM entries of each class.
+
+    Most classes are the same few wide rules (no port: every port of a slot)
+    beside a port's own rule or two. So the wide rules' entries are worked
+    out once (:class:`_Base`) and each class adds its narrow rules to them,
+    one at a time: a new rule's prefix gets the list of the longest stored
+    prefix holding it plus the rule, and the stored prefixes inside it get the
+    rule too. That gives what working the class out whole would give, because
+    every stored prefix lists exactly the rules whose prefixes hold it, and
+    cutting a list (after its first unconditional rule or its CANDS + 1-th)
+    keeps all an insertion can need.
+    """
+
+    def __init__(self, rules: Sequence[Rule], cands: list[Candidate]) -> None:
+        self.rules = rules
+        self.cands = cands
+        self.srcs = [_source_keys(r) for r in rules]
+        self.ends = [c.unconditional for c in cands]
+        self.bases: dict[tuple[int, ...], _Base] = {}
+        self.prefixes: dict[_Key, Prefix] = {}
+        self.lists: dict[tuple[int, ...], tuple[Candidate, ...]] = {}
+
+    def add(
+        self,
+        cid: int,
+        wide: tuple[int, ...],
+        narrow: tuple[int, ...],
+        where: tuple[int, int, int],
+        out: list[tuple[int, Prefix, tuple[Candidate, ...]]],
+    ) -> None:
+        """Append the entries of class ``cid`` (rules ``wide`` and ``narrow``)
+        to ``out``."""
+        if len(narrow) > _NARROW_MAX:
+            whole = self._covering(sorted(wide + narrow))
+            for key in whole:
+                self._check(whole[key], where, key)
+            out += [(cid, self._prefix(k), self._cands(v)) for k, v in whole.items()]
+            return
+        base = self.bases.get(wide)
+        if base is None:
+            base = self.bases[wide] = self._base(wide)
+        if not narrow:
+            for key in base.overflow:
+                self._check(base.lists[key], where, key)
+            out += [(cid, prefix, cands) for _, prefix, cands in base.made]
+            return
+        if len(narrow) == 1 and not base.overflow:
+            # The usual class: one port's rule from one prefix that holds no
+            # stored one: the wide rules' entries and one more.
+            i = narrow[0]
+            src = self.srcs[i]
+            if src is not None and len(src[0]) + len(src[1]) == 1:
+                key = src[0][0] if src[0] else src[1][0]
+                plen, val = key
+                top = val | (_MASKS[128] ^ _MASKS[plen])
+                at = bisect.bisect_left(base.by_addr, (val, 0))
+                if (at == len(base.by_addr) or base.by_addr[at][0] > top) and not _spans_v4(key):
+                    chosen = self._with(self._longest(key, base.lists, base.plens), i)
+                    self._check(chosen, where, key)
+                    out += [(cid, prefix, cands) for _, prefix, cands in base.made]
+                    out.append((cid, self._prefix(key), self._cands(chosen)))
+                    return
+        lists = dict(base.lists)
+        plens = set(base.plens)
+        changed: set[_Key] = set()
+        for i in narrow:
+            self._insert(i, lists, plens, changed, base)
+        for key in base.overflow:
+            if key not in changed:  # else checked below, maybe cut short by now
+                self._check(lists[key], where, key)
+        if changed.isdisjoint(base.lists):
+            out += [(cid, prefix, cands) for _, prefix, cands in base.made]
         else:
-            merged = heapq.merge(*lists)
-        out.append((key, _cut(merged, cands)))
-    return out
+            out += [(cid, p, c) for key, p, c in base.made if key not in changed]
+        for key in changed:
+            self._check(lists[key], where, key)
+            out.append((cid, self._prefix(key), self._cands(lists[key])))
 
+    def _check(self, chosen: tuple[int, ...], where: tuple[int, int, int], key: _Key) -> None:
+        if len(chosen) > CANDS:
+            raise ConfigError(_overlap_message(self.rules, chosen, where, key), key="rules")
 
-def _cut(merged: Iterable[int], cands: list[Candidate]) -> list[int]:
-    """Rules in order, once each, up to the first unconditional one (nothing
-    after it is reachable) or CANDS + 1 (too many: the caller's error)."""
-    chosen: list[int] = []
-    for i in merged:
-        if chosen and chosen[-1] == i:
-            continue  # two of one rule's sources cover the prefix
-        chosen.append(i)
-        if cands[i].unconditional or len(chosen) > CANDS:
-            break
-    return chosen
+    def _prefix(self, key: _Key) -> Prefix:
+        p = self.prefixes.get(key)
+        if p is None:
+            p = self.prefixes[key] = _prefix(key)
+        return p
+
+    def _cands(self, chosen: tuple[int, ...]) -> tuple[Candidate, ...]:
+        c = self.lists.get(chosen)
+        if c is None:
+            c = self.lists[chosen] = tuple(self.cands[i] for i in chosen)
+        return c
+
+    def _base(self, wide: tuple[int, ...]) -> _Base:
+        lists = self._covering(wide)
+        made = [(k, self._prefix(k), self._cands(v)) for k, v in lists.items()]
+        by_addr = sorted((v, n) for n, v in lists)
+        overflow = [k for k, v in lists.items() if len(v) > CANDS]
+        plens = sorted({n for n, _ in lists}, reverse=True)
+        return _Base(lists, made, by_addr, plens, overflow)
+
+    def _covering(self, idx: Sequence[int]) -> _Lists:
+        """The entries of rules ``idx`` (in order), worked out whole: for each
+        stored prefix, the rules whose prefixes hold it, cut."""
+        anywhere: list[int] = []
+        # IPv4 prefixes only hold IPv4 ones, IPv6 only IPv6: two tables.
+        t4: dict[_Key, list[int]] = {}
+        t6: dict[_Key, list[int]] = {}
+        stored: set[_Key] = set()
+        for i in idx:
+            src = self.srcs[i]
+            if src is None:
+                anywhere.append(i)
+                continue
+            for k in src[0]:
+                t4.setdefault(k, []).append(i)
+            for k in src[1]:
+                t6.setdefault(k, []).append(i)
+                if _spans_v4(k):
+                    # An IPv6 prefix spans the IPv4 block but matches no IPv4
+                    # packet: store the block so IPv4 sources stop there.
+                    stored.add(_V4_BLOCK)
+        stored.update(t4)
+        stored.update(t6)
+        if anywhere:
+            stored.add(_ANY)  # ::/0 holds both families
+        lens4 = sorted({k[0] for k in t4})
+        lens6 = sorted({k[0] for k in t6})
+        out: _Lists = {}
+        for key in sorted(stored):
+            plen, val = key
+            table, lens = (t4, lens4) if _in_v4(key) else (t6, lens6)
+            lists = [anywhere] if anywhere else []
+            for n in lens:
+                if n > plen:
+                    break
+                covering = table.get((n, val & _MASKS[n]))
+                if covering is not None:
+                    lists.append(covering)
+            if len(lists) == 1:
+                merged: Iterable[int] = lists[0]
+            elif sum(map(len, lists)) < 64:
+                merged = sorted(set().union(*lists))  # cheaper than merge when short
+            else:
+                merged = heapq.merge(*lists)
+            out[key] = self._cut(merged)
+        return out
+
+    def _cut(self, merged: Iterable[int]) -> tuple[int, ...]:
+        """Rules in order, once each, up to the first unconditional one
+        (nothing after it is reachable) or CANDS + 1 (too many: an error)."""
+        chosen: list[int] = []
+        for i in merged:
+            if chosen and chosen[-1] == i:
+                continue  # two of one rule's sources hold the prefix
+            chosen.append(i)
+            if self.ends[i] or len(chosen) > CANDS:
+                break
+        return tuple(chosen)
+
+    def _with(self, chosen: tuple[int, ...], i: int) -> tuple[int, ...]:
+        """A cut list with rule ``i`` added, cut again."""
+        at = bisect.bisect_left(chosen, i)
+        if at < len(chosen) and chosen[at] == i:
+            return chosen
+        if at == len(chosen) and chosen and self.ends[chosen[-1]]:
+            return chosen  # after an unconditional rule: unreachable
+        if self.ends[i]:
+            return (*chosen[:at], i)
+        return (*chosen[:at], i, *chosen[at:])[: CANDS + 1]
+
+    def _insert(
+        self, i: int, lists: _Lists, plens: set[int], changed: set[_Key], base: _Base
+    ) -> None:
+        """Add narrow rule ``i`` to a class's entries (``lists``, stored
+        prefix lengths ``plens``; keys it touches go into ``changed``)."""
+        src = self.srcs[i]
+        if src is None:
+            # From anywhere: every stored prefix, of both families, gets it.
+            if _ANY not in lists:
+                lists[_ANY] = ()
+                plens.add(0)
+            for key in lists:
+                lists[key] = self._with(lists[key], i)
+            changed.update(lists)
+            return
+        for key in src[0]:
+            self._add_prefix(i, key, lists, plens, changed, base, v6=False)
+        for key in src[1]:
+            if _spans_v4(key) and _V4_BLOCK not in lists:
+                # The hole goes in first, listing what held the block before.
+                lists[_V4_BLOCK] = self._longest(_V4_BLOCK, lists, sorted(plens, reverse=True))
+                plens.add(96)
+                changed.add(_V4_BLOCK)
+            self._add_prefix(i, key, lists, plens, changed, base, v6=True)
+
+    def _longest(self, key: _Key, lists: _Lists, plens: Iterable[int]) -> tuple[int, ...]:
+        """The list of the longest stored prefix holding ``key`` (none: ());
+        ``plens``: the stored prefix lengths, longest first."""
+        plen, val = key
+        for n in plens:
+            if n <= plen:
+                found = lists.get((n, val & _MASKS[n]))
+                if found is not None:
+                    return found
+        return ()
+
+    def _add_prefix(
+        self,
+        i: int,
+        key: _Key,
+        lists: _Lists,
+        plens: set[int],
+        changed: set[_Key],
+        base: _Base,
+        *,
+        v6: bool,
+    ) -> None:
+        plen, val = key
+        if key not in lists:
+            lists[key] = self._longest(key, lists, sorted(plens, reverse=True))
+            plens.add(plen)
+        # The stored prefixes inside this one (itself included): the base's
+        # by address, then those the class added. An IPv6 prefix holds no
+        # prefix of the IPv4 block.
+        top = val | (_MASKS[128] ^ _MASKS[plen])
+        inside = {key}
+        at = bisect.bisect_left(base.by_addr, (val, 0))
+        while at < len(base.by_addr) and base.by_addr[at][0] <= top:
+            v, n = base.by_addr[at]
+            if n >= plen:
+                inside.add((n, v))
+            at += 1
+        inside.update(k for k in changed if k[0] >= plen and k[1] & _MASKS[plen] == val)
+        for k in inside:
+            if v6 and _in_v4(k):
+                continue
+            lists[k] = self._with(lists[k], i)
+            changed.add(k)
 
 
 def _overlap_message(
-    rules: Sequence[Rule], chosen: list[int], where: tuple[int, int, int], key: _Key
+    rules: Sequence[Rule], chosen: Sequence[int], where: tuple[int, int, int], key: _Key
 ) -> str:
     slot, lo, hi = where
     span = str(lo) if lo == hi else f"{lo}-{hi}"
