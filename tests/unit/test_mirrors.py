@@ -294,7 +294,7 @@ MIRRORS = [
                 "n_ttl",
             ],
         ),
-    ),  # fmt: skip
+    ),
     _mirror("xs_acl", codec("policy._ACL", policy._ACL, ["expires_ns", "flags", "pad"])),
     Mirror("xs_lpm4", "policy._lpm_key (v4)", 12, {"prefixlen": 0, "gen": 4, "addr": 8}),
     Mirror("xs_lpm6", "policy._lpm_key (v6)", 24, {"prefixlen": 0, "gen": 4, "addr": 8}),
@@ -323,7 +323,7 @@ MIRRORS = [
                 "refl",
             ],
         ),
-    ),  # fmt: skip
+    ),
     Mirror(
         "xs_refl_key",
         "policy.refl_key",
