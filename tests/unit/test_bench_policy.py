@@ -149,7 +149,7 @@ def test_live_rows_hold_each_flood_against_its_bare_drop() -> None:
     assert deny.group == GROUP_LIVE and deny.unit == "drops/s" and deny.higher_is_better
     assert deny.baseline == "deny-flood xdp-drop (1 queue)" and deny.goal == GOAL_LIVE
     assert deny.ratio == pytest.approx(0.975) and deny.goal_met is True
-    assert "99.9% or more of the shield's verdicts: DENY" in deny.note
+    assert "the shield counted 99.90%+ of its verdicts DENY" in deny.note
     # No baseline, no ratio: the shield's row says why rather than stand alone.
     assert rows["tcp-flags-flood xdp-drop (1 queue)"].skipped == "TrafficError: no"
     assert "baseline did not run" in (rows["tcp-flags-flood xdpshield (1 queue)"].skipped or "")

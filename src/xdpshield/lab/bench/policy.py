@@ -815,7 +815,7 @@ def live_rows(ql: str, data: PolicyLiveSamples) -> list[Result]:
                 continue
             shares = ex.get("reason_share", [])
             if shares:
-                note += f"; {min(shares):.1%} or more of the shield's verdicts: {fl.reason.name}"
+                note += f"; the shield counted {min(shares):.2%}+ of its verdicts {fl.reason.name}"
             r = rows.row(f"{fl.name} xdpshield ({ql})", GROUP_LIVE, "drops/s", samples, key,
                          base_name, base, GOAL_LIVE, note, ex)  # fmt: skip
             no_base = data.unavailable.get(base_key) or (None if base else "no measurement")
