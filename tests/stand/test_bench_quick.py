@@ -43,7 +43,7 @@ def test_quick_bench_writes_sane_results(tmp_path: Path) -> None:
     # Issue 13: the policy stages' lookups, loads and floods, goals attached
     # (a quick run's lists are too small for the time budgets).
     policy = [row for row in rows if row["group"].startswith("policy:")]
-    assert len({row["group"] for row in policy}) == 4
+    assert len({row["group"] for row in policy}) == 5
     assert all(row["status"] == "ok" for row in policy), [
         (row["name"], row["skipped"]) for row in policy if row["status"] != "ok"
     ]

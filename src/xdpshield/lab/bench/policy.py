@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice, repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
@@ -90,6 +90,7 @@ __all__ = [
     "GOAL_LIVE",
     "GOAL_LOAD",
     "GOAL_RULES",
+    "GROUP_APPLY",
     "GROUP_DENY",
     "GROUP_LIVE",
     "GROUP_LOAD",
@@ -112,7 +113,9 @@ __all__ = [
 GROUP_DENY = "policy: deny-list lookup (test run)"
 GROUP_RULES = "policy: rules (test run)"
 GROUP_LIVE = "policy: floods dropped by policy (live)"
-GROUP_LOAD = "policy: loading lists and rules"
+# Loads in seconds and applies in ms: one chart (one axis) each.
+GROUP_LOAD = "policy: loading prefix lists"
+GROUP_APPLY = "policy: applying a rules config"
 GOAL_DENY = Goal("<=", 1.2, "issue 13: deny lookup with 1M prefixes <= 1.2x with 10")
 GOAL_RULES = Goal("<=", 1.2, "issue 13: rules stage with 10,000 rules <= 1.2x with 10")
 GOAL_LIVE = Goal(">=", 0.9, "issue 13: drops by policy >= 0.9x bare XDP_DROP")
@@ -557,7 +560,7 @@ def _load_once(lists: dict[int, Path], rules: Path) -> tuple[dict[int, _Times], 
 
 def _load_row(
     name: str,
-    unit: str,
+    unit: Literal["s", "ms"],
     vals: Sequence[float],
     anchor: str | None,
     base: Sequence[float],
@@ -566,7 +569,15 @@ def _load_row(
     goal: Goal | None = None,
 ) -> Result:
     return Result(
-        name, GROUP_LOAD, unit, () if skip else tuple(vals), anchor, tuple(base), goal, note, skip
+        name,
+        GROUP_LOAD if unit == "s" else GROUP_APPLY,
+        unit,
+        () if skip else tuple(vals),
+        anchor,
+        tuple(base),
+        goal,
+        note,
+        skip,
     )
 
 
