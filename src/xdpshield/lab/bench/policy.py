@@ -16,8 +16,9 @@
 Test-run rows are timed as ``micro`` times the verdict paths (same
 ``MicroConfig``, interleaved in a shuffled order, every timed iteration
 checked against the reason counters) next to a bare XDP_DROP of their own.
-Loads are wall-clock seconds on a fresh shield each time; their goals are
-budgets, and their baseline is the map write alone (what no Python can save).
+Loads are wall-clock time on a fresh shield; their goals are budgets, and
+their baselines the part they build on (the map write alone, the compile
+alone), so the ratio says how much the rest adds.
 """
 
 from __future__ import annotations
