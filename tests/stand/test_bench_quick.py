@@ -40,5 +40,13 @@ def test_quick_bench_writes_sane_results(tmp_path: Path) -> None:
     # The paths a user asks about first: the SYN answer and the forged-ACK drop.
     for name in ("syn-ipv4", "ack-invalid-ipv4"):
         assert by_name[name]["status"] == "ok" and by_name[name]["value"] > 0
+    # Issue 13: the policy stages' lookups, loads and floods, goals attached
+    # (a quick run's lists are too small for the time budgets).
+    policy = [row for row in rows if row["group"].startswith("policy:")]
+    assert len({row["group"] for row in policy}) == 5
+    assert all(row["status"] == "ok" for row in policy), [
+        (row["name"], row["skipped"]) for row in policy if row["status"] != "ok"
+    ]
+    assert sum(row["goal"] is not None for row in policy) >= 6 + 4
     assert (tmp_path / "bench.md").read_text().strip()
     assert list(tmp_path.glob("*.png"))

@@ -67,6 +67,7 @@ __all__ = [
 
 
 TMPL_MAX = 256  # bpf/lab/traffic.bpf.c
+_FLAGS = "FSRPAUEC"  # TCP flag letters, as scapy spells them
 NFIELDS = 8  # bpf/lab/traffic.bpf.c
 ETH_HLEN = 14
 MAX_DURATION_S = 3600.0
@@ -134,13 +135,16 @@ def build_flood_frame(
     dport: int = 80,
     size: int = 60,
     sport: int | None = None,
+    tcp_flags: str | None = None,
 ) -> FloodFrame:
     """The template frame of a flood and the constants that make the program vary it.
 
     ``sources`` is a CIDR of spoofed sources (IPv4 or IPv6: the flood's family);
     ``size`` the frame length without FCS (rounded up to a multiple of 4, at
     least what the headers need, at most 256); ``sport`` a fixed source port
-    (a reflection flood: UDP from port 53), else random.
+    (a reflection flood: UDP from port 53), else random; ``tcp_flags`` the
+    flags of a syn or ack flood instead of its own, as scapy spells them
+    (``"SF"``: SYN+FIN, flag nonsense no stack sends).
     """
     if kind not in KINDS:
         raise TrafficError(f"unknown flood kind {kind!r}; kinds: {', '.join(KINDS)}")
@@ -155,8 +159,12 @@ def build_flood_frame(
         raise TrafficError(f"destination port {dport} is not in 1..65535")
     if sport is not None and not 0 < sport < 65536:
         raise TrafficError(f"source port {sport} is not in 1..65535")
+    if tcp_flags is not None and (kind not in ("syn", "ack") or not set(tcp_flags) <= set(_FLAGS)):
+        raise TrafficError(
+            f"tcp flags {tcp_flags!r}: letters of {_FLAGS!r}, for a syn or ack flood only"
+        )
     lay = _FrameLayout.of(kind, net.version == 6, size)
-    raw = _template(kind, target, net, dst, dport, lay, sport or 1024)
+    raw = _template(kind, target, net, dst, dport, lay, sport or 1024, tcp_flags)
     windows = _random_windows(kind, net, lay, random_sport=sport is None)
     return FloodFrame(kind, raw, _flood_constants(kind, net.version == 6, raw, windows, lay))
 
@@ -196,6 +204,7 @@ def _template(
     dport: int,
     lay: _FrameLayout,
     sport: int = 1024,
+    tcp_flags: str | None = None,
 ) -> bytes:
     """The frame the generator starts from (checksums right), padded to its length."""
     v6 = net.version == 6
@@ -208,9 +217,10 @@ def _template(
     )
     l4: Any
     if kind == "syn":
-        l4 = TCP(sport=sport, dport=dport, flags="S", seq=0, window=64240, options=[("MSS", 1460)])
+        mss = [("MSS", 1460)]
+        l4 = TCP(sport=sport, dport=dport, flags=tcp_flags or "S", seq=0, window=64240, options=mss)
     elif kind == "ack":
-        l4 = TCP(sport=sport, dport=dport, flags="A", seq=0, ack=0, window=502)
+        l4 = TCP(sport=sport, dport=dport, flags=tcp_flags or "A", seq=0, ack=0, window=502)
     elif kind == "icmp":
         l4 = (ICMPv6EchoRequest(id=0, seq=0) if v6 else ICMP(type=8, id=0, seq=0)) / payload
     else:
@@ -476,6 +486,7 @@ def flood(
     sources: str | None = None,
     dport: int = 80,
     sport: int | None = None,
+    tcp_flags: str | None = None,
     size: int = 60,
     workers: int = 1,
     pin: bool = True,
@@ -494,6 +505,8 @@ def flood(
     threads (pinned round-robin to ``cpus``, default: every CPU we may use,
     when ``pin``) share the count and the rate. ``on_progress(sent,
     elapsed_s)`` is called from this thread about every ``progress_interval_s``.
+    ``sources``, ``sport``, ``tcp_flags``, ``size``: the frame (see
+    :func:`build_flood_frame`).
     """
     if (stand is None) == (target is None):
         raise TrafficError("give either a stand or a target")
@@ -502,7 +515,13 @@ def flood(
         target = FloodTarget.of_stand(stand)
     _check_bounds(duration_s, count, rate_pps, workers)
     ff = build_flood_frame(
-        kind, target, sources=sources or DEFAULT_SOURCES4, dport=dport, size=size, sport=sport
+        kind,
+        target,
+        sources=sources or DEFAULT_SOURCES4,
+        dport=dport,
+        size=size,
+        sport=sport,
+        tcp_flags=tcp_flags,
     )
     pool = _pool(count, workers, rate_pps, cpus, pin)
     if not 0.001 <= tick_s <= 1.0:

@@ -23,14 +23,16 @@ otherwise the row is reported as skipped, with what happened instead.
 The package, by concern: ``frames`` (the test frames), ``harness`` (the
 baseline object and the restore harness), ``micro`` (the test-run verdict
 paths), ``receivers`` and ``live`` (floods on the stand against each
-baseline), ``handshake`` (the cost of a real handshake), ``results`` and
-``report`` (what is measured and how it is written).
+baseline), ``handshake`` (the cost of a real handshake), ``policy`` (the
+policy stages: list and rule lookups, floods policy drops, loads),
+``results`` and ``report`` (what is measured and how it is written).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ from xdpshield.lab.bench.live import (
     run_live,
 )
 from xdpshield.lab.bench.micro import Case, MicroConfig, run_microbench
+from xdpshield.lab.bench.policy import PolicyConfig, run_policy, run_policy_live
 from xdpshield.lab.bench.report import format_markdown, write_outputs
 from xdpshield.lab.bench.results import Goal, Progress, Result, no_progress
 
@@ -59,6 +62,7 @@ __all__ = [
     "HandshakeConfig",
     "LiveConfig",
     "MicroConfig",
+    "PolicyConfig",
     "Progress",
     "Result",
     "SinkKind",
@@ -71,6 +75,8 @@ __all__ = [
     "run_handshakes",
     "run_live",
     "run_microbench",
+    "run_policy",
+    "run_policy_live",
     "syn_frame",
     "write_outputs",
 ]
@@ -104,23 +110,32 @@ def run_bench(
     ``quick`` keeps the whole run well under two minutes (CI); ``progress`` is
     called as ``progress(what, fraction)`` with fraction in [0, 1]. ``live``
     False leaves out the floods on the stand; ``micro`` overrides the test-run
-    settings.
+    settings (the policy rows' too).
     """
     report = progress or no_progress
     cfg = micro or (MicroConfig.quick() if quick else MicroConfig())
     meta, t0 = _meta(quick, cfg), time.monotonic()
-    micro_share = 0.3 if live else 1.0
-
-    def micro_progress(what: str, frac: float) -> None:
-        report(what, frac * micro_share)
-
-    results = run_microbench(cfg, micro_progress)
+    # (share of the progress bar, what runs), in order.
+    stages: list[tuple[float, Callable[[Progress], list[Result]]]] = [
+        (3.0, lambda p: run_microbench(cfg, p)),
+        (1.5, lambda p: run_policy(quick, p, micro)),
+    ]
     if live:
-        live_share = 0.9 * (1 - micro_share)
-        results += run_live(quick, lambda w, f: report(w, micro_share + f * live_share), live_cfg)
-        results += run_handshakes(
-            quick, lambda w, f: report(w, micro_share + live_share + f * (1 - micro_share) * 0.1)
-        )
+        stages += [
+            (5.0, lambda p: run_live(quick, p, live_cfg)),
+            (1.5, lambda p: run_policy_live(quick, p, live_cfg)),
+            (0.7, lambda p: run_handshakes(quick, p)),
+        ]
+    total = sum(w for w, _ in stages)
+    results: list[Result] = []
+    done = 0.0
+    for weight, stage in stages:
+
+        def sub(what: str, frac: float, done: float = done, weight: float = weight) -> None:
+            report(what, (done + frac * weight) / total)
+
+        results += stage(sub)
+        done += weight
     meta["loadavg_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     meta["seconds"] = round(time.monotonic() - t0, 1)
     report("writing outputs", 1.0)

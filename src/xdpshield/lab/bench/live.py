@@ -168,12 +168,21 @@ def _syn_flood_once(
 
 
 def _drop_flood_once(
-    stand: Stand, cfg: LiveConfig, q: int, count: int, kind: FloodKind
+    stand: Stand, cfg: LiveConfig, q: int, count: int, kind: FloodKind, **frame: Any
 ) -> tuple[float, float, dict[str, Any]]:
-    """(frames dropped per s by the server's XDP program, offered pps, details)."""
+    """(frames dropped per s by the server's XDP program, offered pps, details).
+
+    ``frame``: more of the flood's frame (``sources``, ``sport``, ``tcp_flags``).
+    """
     before = _ethtool(stand, "server", stand.server_if)
     fr = flood(
-        kind, stand=stand, duration_s=cfg.duration_s, count=count, workers=q, dport=LEGIT_PORT
+        kind,
+        stand=stand,
+        duration_s=cfg.duration_s,
+        count=count,
+        workers=q,
+        dport=LEGIT_PORT,
+        **frame,
     )
     time.sleep(0.2)
     after = _ethtool(stand, "server", stand.server_if)

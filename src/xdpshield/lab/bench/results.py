@@ -20,11 +20,17 @@ def no_progress(_what: str, _frac: float) -> None:
 
 @dataclass(frozen=True)
 class Goal:
-    """A target for the ratio to the baseline, reported next to it (never asserted)."""
+    """A target for the ratio to the baseline, reported next to it (never asserted).
+
+    With ``unit`` set, ``ratio`` bounds the value itself, in that unit: a
+    budget of time (seconds to load a million prefixes) is absolute, whatever
+    the baseline.
+    """
 
     op: Literal["<=", ">="]
     ratio: float
     source: str = ""  # where the goal comes from, e.g. "issue 3"
+    unit: str | None = None
 
     def met(self, ratio: float | None) -> bool | None:
         if ratio is None or math.isnan(ratio):
@@ -32,6 +38,8 @@ class Goal:
         return ratio <= self.ratio if self.op == "<=" else ratio >= self.ratio
 
     def __str__(self) -> str:
+        if self.unit is not None:
+            return f"{self.op} {self.ratio:g} {self.unit}"
         return f"{self.op} {self.ratio:g}x"
 
 
@@ -100,7 +108,9 @@ class Result:
 
     @property
     def goal_met(self) -> bool | None:
-        return self.goal.met(self.ratio) if self.goal else None
+        if self.goal is None:
+            return None
+        return self.goal.met(self.value if self.goal.unit is not None else self.ratio)
 
     @property
     def status(self) -> str:
