@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* The allow and deny lists: one LPM trie per family and list, keyed by
- * (generation, prefix), so a new generation is written beside the live one
- * (struct xs_psel says which is live).
+/* The allow and deny lists. Each list and family has two tiers: a hash of
+ * exact prefixes for up to XS_ACL_TIERS prefix lengths (struct xs_psel
+ * says which; Python puts the most common lengths there), and an LPM trie
+ * for the rest. Keys carry the generation, so a new one is written beside
+ * the live one.
  */
 #ifndef XDPSHIELD_ACL_H
 #define XDPSHIELD_ACL_H
@@ -10,52 +12,100 @@
 #include "parse.h"
 #include "clock.h"
 
-/* 1 when the source of @l3 is in the list of generation @gen whose tries
- * are @t4 and @t6 (holding @n4 and @n6 prefixes: an empty one is not
- * looked up).
- *
- * XXX: an expired entry still shadows a shorter live one that contains it
- * until the daemon deletes it (within a second): the trie gives only the
- * longest match.
- */
-static __always_inline int xs_acl_match(void *t4, void *t6, __u32 gen,
-					__u32 n4, __u32 n6,
-					const struct xs_l3 *l3)
+static __always_inline int xs_acl_live(const struct xs_acl *a)
 {
-	struct xs_acl *a;
+	return a && (!a->expires_ns || a->expires_ns > xs_now());
+}
+
+/* Network-order mask of the @plen leading bits of a 32-bit word. */
+static __always_inline __u32 xs_mask32(__u32 plen)
+{
+	if (plen >= 32)
+		return 0xffffffff;
+	if (!plen)
+		return 0;
+	return bpf_htonl(0xffffffffU << (32 - plen));
+}
+
+/* 1 when a live entry of the list contains the source of @l3. @which: 0
+ * allow, 1 deny; @h4/@h6 and @t4/@t6 its hash tiers and tries.
+ *
+ * XXX: in the trie an expired entry still shadows a shorter live one that
+ * contains it until the daemon deletes it (within a second): the trie
+ * gives only the longest match. The hash tier has no such shadow.
+ */
+static __always_inline int xs_acl_match(const struct xs_psel *sel, int which,
+					void *h4, void *h6, void *t4, void *t6,
+					__u32 gen, const struct xs_l3 *l3)
+{
+	const __u8 *tiers;
+	__u32 i, n_lpm;
 
 	if (l3->v6) {
 		struct ipv6hdr *ip6 = l3->iph;
+		struct xs_hkey6 hk = { .gen = gen };
 		struct xs_lpm6 k6 = { .prefixlen = 32 + 128, .gen = gen };
+		__u32 a[4], w;
 
-		if (!n6)
+		__builtin_memcpy(a, &ip6->saddr, 16);
+		tiers = sel->tiers[which * 2 + 1];
+#pragma unroll
+		for (i = 0; i < XS_ACL_TIERS; i++) {
+			__u32 plen = tiers[i];
+
+			if (plen > 128)
+				break;
+			hk.plen = plen;
+#pragma unroll
+			for (w = 0; w < 4; w++)
+				hk.addr[w] = a[w] & xs_mask32(plen > w * 32 ?
+							      plen - w * 32 : 0);
+			if (xs_acl_live(bpf_map_lookup_elem(h6, &hk)))
+				return 1;
+		}
+		n_lpm = which ? sel->lpm_deny6 : sel->lpm_allow6;
+		if (!n_lpm)
 			return 0;
-		__builtin_memcpy(k6.addr, &ip6->saddr, 16);
-		a = bpf_map_lookup_elem(t6, &k6);
+		__builtin_memcpy(k6.addr, a, 16);
+		return xs_acl_live(bpf_map_lookup_elem(t6, &k6));
 	} else {
 		struct iphdr *iph = l3->iph;
+		struct xs_hkey4 hk = { .gen = gen };
 		struct xs_lpm4 k4 = { .prefixlen = 32 + 32, .gen = gen };
+		__u32 a = iph->saddr;
 
-		if (!n4)
+		tiers = sel->tiers[which * 2];
+#pragma unroll
+		for (i = 0; i < XS_ACL_TIERS; i++) {
+			__u32 plen = tiers[i];
+
+			if (plen > 32)
+				break;
+			hk.plen = plen;
+			hk.addr = a & xs_mask32(plen);
+			if (xs_acl_live(bpf_map_lookup_elem(h4, &hk)))
+				return 1;
+		}
+		n_lpm = which ? sel->lpm_deny4 : sel->lpm_allow4;
+		if (!n_lpm)
 			return 0;
-		k4.addr = iph->saddr;
-		a = bpf_map_lookup_elem(t4, &k4);
+		k4.addr = a;
+		return xs_acl_live(bpf_map_lookup_elem(t4, &k4));
 	}
-	return a && (!a->expires_ns || a->expires_ns > xs_now());
 }
 
 static __always_inline int xs_allowed(const struct xs_psel *sel,
 				      const struct xs_l3 *l3)
 {
-	return xs_acl_match(&xs_allow4, &xs_allow6, sel->allow_gen,
-			    sel->n_allow4, sel->n_allow6, l3);
+	return xs_acl_match(sel, 0, &xs_allow4h, &xs_allow6h, &xs_allow4,
+			    &xs_allow6, sel->allow_gen, l3);
 }
 
 static __always_inline int xs_denied(const struct xs_psel *sel,
 				     const struct xs_l3 *l3)
 {
-	return xs_acl_match(&xs_deny4, &xs_deny6, sel->deny_gen,
-			    sel->n_deny4, sel->n_deny6, l3);
+	return xs_acl_match(sel, 1, &xs_deny4h, &xs_deny6h, &xs_deny4,
+			    &xs_deny6, sel->deny_gen, l3);
 }
 
 #endif

@@ -173,6 +173,8 @@
 #define XS_HYG_REFLECTION	0x2
 #define XS_HYG_FRAGMENTS	0x4
 #define XS_HYG_ICMP		0x8
+/* Prefix lengths per list and family held in the hash tier. */
+#define XS_ACL_TIERS		4
 /* struct xs_acl flags: added live (kept across config applies) */
 #define XS_ACL_LIVE		0x1
 /* Rules: candidates per (class, prefix), protocol slots (TCP, UDP, ICMP,

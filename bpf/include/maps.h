@@ -141,6 +141,24 @@ XS_LPM_MAP(xs_allow6, struct xs_lpm6);
 XS_LPM_MAP(xs_deny4, struct xs_lpm4);
 XS_LPM_MAP(xs_deny6, struct xs_lpm6);
 
+/* The hash tier of the same lists (struct xs_psel.tiers): one exact lookup
+ * per prefix length held there. Not preallocated: memory follows what is
+ * stored.
+ */
+#define XS_HASH_MAP(name, keytype)					\
+	struct {							\
+		__uint(type, BPF_MAP_TYPE_HASH);			\
+		__uint(max_entries, XS_LIST_MAX);			\
+		__uint(map_flags, BPF_F_NO_PREALLOC);			\
+		__type(key, keytype);					\
+		__type(value, struct xs_acl);				\
+	} name SEC(".maps")
+
+XS_HASH_MAP(xs_allow4h, struct xs_hkey4);
+XS_HASH_MAP(xs_allow6h, struct xs_hkey6);
+XS_HASH_MAP(xs_deny4h, struct xs_hkey4);
+XS_HASH_MAP(xs_deny6h, struct xs_hkey6);
+
 /* Hygiene settings, two slots (one live, one being written). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -134,16 +134,24 @@ struct xs_ifinfo {
  * one update of this one-element array: no packet sees half a policy.
  */
 struct xs_psel {
-	__u32 allow_gen;	/* generation in xs_allow4/6 keys */
-	__u32 deny_gen;		/* in xs_deny4/6 keys */
+	__u32 allow_gen;	/* generation in the allow lists' keys */
+	__u32 deny_gen;		/* in the deny lists' keys */
 	__u32 rules_gen;	/* in xs_rules keys (low 16 bits); & 1: the slot
 				 * of xs_rule_ports and xs_rule_sport */
 	__u32 hyg_gen;		/* & 1: the slot of xs_hyg */
-	__u32 n_allow4, n_allow6;	/* upper bounds: 0 means empty */
+	__u32 n_allow4, n_allow6;	/* entries (upper bounds; for status) */
 	__u32 n_deny4, n_deny6;
 	__u32 n_rules;		/* 0: no rule, skip the stage */
 	__u32 n_ttl;		/* list entries with an expiry: the daemon ages
 				 * the lists only while some are (unused by BPF) */
+	__u32 lpm_allow4, lpm_allow6;	/* of them in the LPM tries (upper */
+	__u32 lpm_deny4, lpm_deny6;	/* bounds): 0, the trie is not read */
+	/* The prefix lengths whose entries sit in the hash tier, per list and
+	 * family (allow4, allow6, deny4, deny6), 0xff: unused. A lookup there
+	 * costs the same for ten prefixes or a million; an LPM trie's grows
+	 * with its depth (~5 ns per doubling here).
+	 */
+	__u8 tiers[4][XS_ACL_TIERS];
 };
 
 /* Keys of the allow and deny tries: the generation comes first, so one trie
@@ -159,6 +167,19 @@ struct xs_lpm4 {
 struct xs_lpm6 {
 	__u32 prefixlen;
 	__u32 gen;
+	__u32 addr[4];
+};
+
+/* Keys of the hash tier (xs_allow4h, ...): the prefix, host bits clear. */
+struct xs_hkey4 {
+	__u32 gen;
+	__u32 plen;
+	__u32 addr;		/* network order */
+};
+
+struct xs_hkey6 {
+	__u32 gen;
+	__u32 plen;
 	__u32 addr[4];
 };
 
@@ -298,6 +319,7 @@ enum xs_abi {
 	XS_ABI_RULE_SLOTS = XS_RULE_SLOTS,
 	XS_ABI_RULES_MAX = XS_RULES_MAX,
 	XS_ABI_ACL_LIVE = XS_ACL_LIVE,
+	XS_ABI_ACL_TIERS = XS_ACL_TIERS,
 	/* tests/datapath/model.py: what a reply carries */
 	XS_ABI_REPLY_TTL = XS_REPLY_TTL,
 	XS_ABI_SYNACK_WINDOW = XS_SYNACK_WINDOW,

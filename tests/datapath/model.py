@@ -328,22 +328,43 @@ def _datagram_key(pkt: Parsed) -> tuple[bytes, bytes, int, int]:
     return (vkey(pkt.v6, pkt.saddr), vkey(pkt.v6, pkt.daddr), *pkt.datagram)
 
 
+#: Prefix lengths per list and family held in the hash tier (README: the
+#: four most common at an apply, ties to the longest).
+HASH_TIERS = 4
+
+
+def hashed_lengths(entries: PrefixList, v6: bool) -> set[int]:
+    counts: dict[int, int] = {}
+    for p in entries:
+        if (p.version == 6) == v6:
+            counts[p.plen] = counts.get(p.plen, 0) + 1
+    return set(sorted(counts, key=lambda n: (-counts[n], -n))[:HASH_TIERS])
+
+
 def listed(entries: PrefixList, v6: bool, saddr: bytes, applied_ns: int, now_ns: int) -> bool:
-    """The list's longest prefix holding ``saddr`` is there and not expired.
-    (An expired one still hides a shorter live one: the trie answers with
-    the longest match only; the daemon deletes expired entries.)"""
+    """A live entry of a hashed length holds ``saddr``, or the longest entry
+    of the other lengths that holds it is live. (There an expired one still
+    hides a shorter live one: the trie answers with the longest match only;
+    the daemon deletes expired entries.)"""
     addr = int.from_bytes(saddr, "big")
     bits = 128 if v6 else 32
+    hashed = hashed_lengths(entries, v6)
+
+    def live(ttl: float | None) -> bool:
+        return ttl is None or applied_ns + int(ttl * NS) > now_ns
+
     best: tuple[int, float | None] | None = None
     for p, ttl in entries.items():
-        if (p.version == 6) != v6 or (best is not None and p.plen <= best[0]):
+        if (p.version == 6) != v6:
             continue
-        if addr >> (bits - p.plen) == int.from_bytes(p.addr, "big") >> (bits - p.plen):
+        if addr >> (bits - p.plen) != int.from_bytes(p.addr, "big") >> (bits - p.plen):
+            continue
+        if p.plen in hashed:
+            if live(ttl):
+                return True
+        elif best is None or p.plen > best[0]:
             best = (p.plen, ttl)
-    if best is None:
-        return False
-    ttl = best[1]
-    return ttl is None or applied_ns + int(ttl * NS) > now_ns
+    return best is not None and live(best[1])
 
 
 def _stages(frame: bytes, pkt: Parsed, cfg: Config, pol: PolicyState) -> Decision:

@@ -485,7 +485,7 @@ class PolicyShield:
 
     def apply(self, pol: Policy) -> None:
         res = policy.apply_policy(self.maps, pol, previous=self.previous, now_ns=APPLIED)
-        self.previous = {"digests": res.digests, "rule_ids": res.rule_ids}
+        self.previous = res.carry()
         # A rule left as it was (same name, same fingerprint) keeps its
         # counter over the switch; any other starts from zero.
         old = self.counts

@@ -66,7 +66,7 @@ class PolicyGuard(Guard):
 
     def apply(self, now_ns: int = NOW, **kw: Any) -> policy.ApplyResult:
         res = policy.apply_policy(self.maps, Policy(**kw), previous=self.previous, now_ns=now_ns)
-        self.previous = {"digests": res.digests, "gens": res.gens, "rule_ids": res.rule_ids}
+        self.previous = res.carry()
         return res
 
     def expect(self, frame: Packet, verdict: int, reason: Reason) -> None:
@@ -162,6 +162,60 @@ def test_list_entries_expire_in_the_data_path(pg: PolicyGuard, v: int) -> None:
     pg.expect(ip(shape) / UDP(sport=5000, dport=9999), XDP_DROP, Reason.DENY)
 
 
+HASH_TIER_CASES = {
+    4: (
+        ["198.18.0.9/32", "198.18.1.8/30", "198.18.2.0/28", "198.18.3.0/26",
+         "198.18.16.0/20", "198.19.0.0/16"],
+        "198.18.{k}.0",
+        "198.18.200.1",
+    ),
+    6: (
+        ["fd00:18::9/128", "fd00:18:0:1::/120", "fd00:18:0:2::/112", "fd00:18:0:3::/64",
+         "fd00:18:10::/60", "fd00:19::/48"],
+        "fd00:18:0:{k}::",
+        "fd00:18:ff::1",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("v", [4, 6])
+def test_lengths_past_the_hash_tier_go_to_the_trie(pg: PolicyGuard, v: int) -> None:
+    """Six prefix lengths: the four most common hashed, the rest in the LPM
+    trie; a source in each of them is denied, one outside all of them not."""
+    nets, spare, outside = HASH_TIER_CASES[v]
+    shape = "ipv4" if v == 4 else "ipv6"
+    addrs = [str(ipaddress.ip_network(n).network_address + 1) for n in nets]
+    addrs[0] = nets[0].split("/")[0]  # the host route's own address
+    deny: PrefixList = {P(n): None for n in nets}
+    for n in nets[:4]:  # the first four lengths are the most common
+        plen = n.split("/")[1]
+        for k in (101, 102):
+            deny[P(f"{spare.format(k=k)}/{plen}")] = None
+    pg.apply(deny=deny)
+    sel = policy.selector(pg.maps)
+    assert sorted(sel.tier_lens("deny", v)) == sorted(P(n).plen for n in nets[:4])
+    assert sel.lpm("deny", v) == 2
+    for a in addrs:
+        pg.expect(ip(shape, src=a) / UDP(sport=1, dport=9), XDP_DROP, Reason.DENY)
+    pg.expect(ip(shape, src=outside) / UDP(sport=1, dport=9), XDP_PASS, Reason.PASS_UNPROTECTED)
+    # Live edits find each length where it is; the list reads back whole.
+    assert {e.prefix for e in policy.list_entries(pg.maps, "deny")} == set(deny)
+    assert policy.del_entries(pg.maps, "deny", [P(nets[0]), P(nets[5])]) == 2
+    for gone in (addrs[0], addrs[5]):
+        pg.expect(ip(shape, src=gone) / UDP(sport=1, dport=9), XDP_PASS, Reason.PASS_UNPROTECTED)
+    pg.expect(ip(shape, src=addrs[4]) / UDP(sport=1, dport=9), XDP_DROP, Reason.DENY)
+
+
+def test_an_expired_hashed_entry_hides_nothing(pg: PolicyGuard) -> None:
+    """An expired /32 does not shadow the live /24 that contains it (in the
+    hash tier every held length is looked up)."""
+    pg.apply(deny=plist("198.18.0.0/24"))
+    policy.add_entries(pg.maps, "deny", plist(f"{CLIENT4}/32", ttl=1), now_ns=NOW - 5 * 10**9)
+    pg.expect(ip("ipv4") / UDP(sport=1, dport=9), XDP_DROP, Reason.DENY)
+    pg.apply(deny=plist("198.18.7.0/24"))  # the live /32 is carried, expired: not
+    pg.expect(ip("ipv4") / UDP(sport=1, dport=9), XDP_PASS, Reason.PASS_UNPROTECTED)
+
+
 def test_live_edits_change_the_live_generation(pg: PolicyGuard) -> None:
     pkt = ip("ipv4") / UDP(sport=5000, dport=9999)
     pg.apply(deny=plist("203.0.113.0/24"))
@@ -187,10 +241,12 @@ def test_an_apply_switches_generations_and_removes_the_old(pg: PolicyGuard) -> N
     sel1 = policy.selector(pg.maps)
     assert sel1.deny_gen == sel0.deny_gen + 1
     assert (sel1.n_deny4, sel1.n_deny6) == (1, 0)
-    # Only the new generation is left in the tries.
-    keys4 = list(pg.maps["xs_deny4"].keys())
-    assert len(keys4) == 1 and struct.unpack_from("=I", keys4[0], 4)[0] == sel1.deny_gen
-    assert list(pg.maps["xs_deny6"].keys()) == []
+    # Only the new generation is left (in the hash tier: /24 is the common length).
+    keys4 = list(pg.maps["xs_deny4h"].keys())
+    assert len(keys4) == 1 and struct.unpack_from("=I", keys4[0])[0] == sel1.deny_gen
+    assert sel1.tier_lens("deny", 4) == [24]
+    for name in ("xs_deny4", "xs_deny6", "xs_deny6h"):
+        assert list(pg.maps[name].keys()) == [], name
     # An unchanged table is not rewritten.
     res = pg.apply(deny=plist("198.51.100.0/24"))
     assert res.changed == () and policy.selector(pg.maps) == sel1
@@ -459,6 +515,10 @@ def test_counters_of_unchanged_rules_survive_an_apply(pg: PolicyGuard) -> None:
     pg.apply(rules=())
     pg.expect(ip("ipv4") / UDP(sport=9, dport=1000), XDP_PASS, Reason.PASS_UNPROTECTED)
     assert list(pg.maps["xs_rules"].keys()) == []
+    # A new rule on a used id starts from zero: its counter was reset.
+    pg.apply(rules=(R("again", protocols={17}, dports=((3000, 3000),)),))
+    assert pg.previous["rule_ids"]["again"][0] in {0, 1, 2}
+    assert pg.rule_packets("again") == 0
 
 
 def test_ten_thousand_rules(pg: PolicyGuard) -> None:

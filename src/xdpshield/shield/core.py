@@ -566,9 +566,7 @@ class Shield:
             record = {
                 "source": source,
                 "applied_at": time.time(),
-                "digests": res.digests,
-                "gens": res.gens,
-                "rule_ids": res.rule_ids,
+                **res.carry(),
                 "rules": [
                     {
                         "name": r.name,

@@ -30,7 +30,7 @@ from typing import Any, cast
 from xdpshield.ebpf import Map, Raw, StructCodec, UInt, sum_percpu
 from xdpshield.errors import ConfigError, KeyNotFound
 from xdpshield.policy.model import Hygiene, Policy, Prefix, PrefixList
-from xdpshield.policy.rules import CANDS, SLOTS, CompiledRules, compile_rules
+from xdpshield.policy.rules import CANDS, RULES_MAX, SLOTS, CompiledRules, compile_rules
 
 __all__ = [
     "ACL_LIVE",
@@ -62,7 +62,7 @@ HYG_TCP_FLAGS, HYG_REFLECTION, HYG_FRAGMENTS, HYG_ICMP = 0x1, 0x2, 0x4, 0x8  # c
 ACL_LIVE = 0x1  # consts.h XS_ACL_LIVE
 RULE_ANY, RULE_DROP, RULE_PASS = 0xFF, 1, 2  # consts.h XS_RULE_*
 
-_PSEL = StructCodec("=10I")  # struct xs_psel
+_PSEL = StructCodec("=14I16s")  # struct xs_psel
 _ACL = StructCodec("=QII")  # struct xs_acl: expires_ns, flags, pad
 _HYG_HEAD = struct.Struct("=IIQQ4Q4Q4Q")  # struct xs_hygiene up to refl
 _PORTSET = 65536 // 8
@@ -72,13 +72,18 @@ _COUNTER = StructCodec("=QQ")
 _BATCH = 65536  # entries per batch syscall
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 _NS = 1_000_000_000
+TIERS = 4  # consts.h XS_ACL_TIERS: prefix lengths per list and family in the hash tier
+_NO_TIER = 0xFF
+#: struct xs_psel.tiers rows, in order.
+_TIER_ROWS = (("allow", 4), ("allow", 6), ("deny", 4), ("deny", 6))
 
 
 @dataclass(frozen=True)
 class Selector:
-    """``struct xs_psel``: the live generation of each table, and how full
-    the lists are (upper bounds: 0 means empty, and the data path skips the
-    lookup)."""
+    """``struct xs_psel``: the live generation of each table, how full the
+    lists are (upper bounds: 0 means empty; ``lpm_*`` the part in the LPM
+    tries, which the data path reads only when not 0), and the prefix
+    lengths each list and family holds in its hash tier."""
 
     allow_gen: int = 0
     deny_gen: int = 0
@@ -90,12 +95,33 @@ class Selector:
     n_deny6: int = 0
     n_rules: int = 0
     n_ttl: int = 0
+    lpm_allow4: int = 0
+    lpm_allow6: int = 0
+    lpm_deny4: int = 0
+    lpm_deny6: int = 0
+    tiers: bytes = bytes([_NO_TIER]) * (TIERS * 4)
 
     def gen(self, which: str) -> int:
         return cast(int, getattr(self, f"{which}_gen"))
 
     def count(self, which: str, version: int) -> int:
         return cast(int, getattr(self, f"n_{which}{version}"))
+
+    def lpm(self, which: str, version: int) -> int:
+        return cast(int, getattr(self, f"lpm_{which}{version}"))
+
+    def tier_lens(self, which: str, version: int) -> list[int]:
+        row = _TIER_ROWS.index((which, version)) * TIERS
+        return [b for b in self.tiers[row : row + TIERS] if b != _NO_TIER]
+
+    def with_counts(self, **counts: int) -> Selector:
+        """A copy with these counters or generations (named as the fields)."""
+        return replace(self, **cast(dict[str, Any], counts))
+
+    def with_tiers(self, which: str, version: int, lens: Sequence[int]) -> Selector:
+        row = _TIER_ROWS.index((which, version)) * TIERS
+        cells = bytes(lens) + bytes([_NO_TIER]) * (TIERS - len(lens))
+        return replace(self, tiers=self.tiers[:row] + cells + self.tiers[row + TIERS :])
 
 
 def selector(maps: Maps) -> Selector:
@@ -106,8 +132,9 @@ def _write_selector(maps: Maps, sel: Selector) -> None:
     values = (
         sel.allow_gen, sel.deny_gen, sel.rules_gen, sel.hyg_gen,
         sel.n_allow4, sel.n_allow6, sel.n_deny4, sel.n_deny6, sel.n_rules, sel.n_ttl,
+        sel.lpm_allow4, sel.lpm_allow6, sel.lpm_deny4, sel.lpm_deny6,
     )  # fmt: skip
-    maps["xs_psel"].typed(UInt(4), _PSEL).update(0, tuple(v & 0xFFFFFFFF for v in values))
+    maps["xs_psel"].typed(UInt(4), _PSEL).update(0, (*(v & 0xFFFFFFFF for v in values), sel.tiers))
 
 
 # -- allow and deny lists ------------------------------------------------------------
@@ -116,8 +143,16 @@ def _check_list(which: str) -> None:
         raise ConfigError(f"no list {which!r} (lists: {', '.join(LISTS)})", key="list")
 
 
-def _trie(maps: Maps, which: str, version: int) -> Map[bytes, tuple[int, int, int]]:
+AclMap = Map[bytes, tuple[int, int, int]]
+
+
+def _trie(maps: Maps, which: str, version: int) -> AclMap:
     m = maps[f"xs_{which}{version}"]
+    return m.typed(Raw(m.key_size), _ACL)
+
+
+def _hash(maps: Maps, which: str, version: int) -> AclMap:
+    m = maps[f"xs_{which}{version}h"]
     return m.typed(Raw(m.key_size), _ACL)
 
 
@@ -126,11 +161,17 @@ def _lpm_key(p: Prefix, gen: int) -> bytes:
     return struct.pack("=II", 32 + p.plen, gen & 0xFFFFFFFF) + p.addr
 
 
-def _prefix_of(key: bytes) -> tuple[int, Prefix]:
-    """(generation, prefix) of a trie key."""
-    plen, gen = struct.unpack_from("=II", key)
+def _hash_key(p: Prefix, gen: int) -> bytes:
+    """struct xs_hkey4/6."""
+    return struct.pack("=II", gen & 0xFFFFFFFF, p.plen) + p.addr
+
+
+def _prefix_of(key: bytes, *, hashed: bool = False) -> tuple[int, Prefix]:
+    """(generation, prefix) of a trie or hash-tier key."""
+    a, b = struct.unpack_from("=II", key)
+    gen, plen = (a, b) if hashed else (b, a - 32)
     addr = key[8:]
-    return gen, Prefix(4 if len(addr) == 4 else 6, addr, plen - 32)
+    return gen, Prefix(4 if len(addr) == 4 else 6, addr, plen)
 
 
 @dataclass(frozen=True)
@@ -150,14 +191,24 @@ class ListEntry:
         return max(0.0, (self.expires_ns - now) / _NS)
 
 
-def _read_gen(maps: Maps, which: str, version: int, gen: int) -> dict[bytes, tuple[int, int]]:
-    """Key -> (expires_ns, flags) of one generation of one trie."""
-    out: dict[bytes, tuple[int, int]] = {}
-    for key, value in _trie(maps, which, version).lookup_batch(chunk=4096):
-        g, _ = _prefix_of(key)
-        if g == gen:
-            exp, flags, _ = cast(tuple[int, int, int], value)
-            out[key] = (exp, flags)
+#: Where an entry is: (map, key) -> (expires_ns, flags).
+Placed = dict[tuple[AclMap, bytes], tuple[int, int]]
+
+
+def _read_gen(maps: Maps, which: str, version: int, sel: Selector) -> dict[Prefix, Any]:
+    """Prefix -> (expires_ns, flags, map, key, in the trie) of the live
+    generation of a list and family, both tiers."""
+    gen = sel.gen(which)
+    out: dict[Prefix, Any] = {}
+    tiers: list[tuple[AclMap, bool]] = [(_hash(maps, which, version), True)]
+    if sel.lpm(which, version):
+        tiers.append((_trie(maps, which, version), False))
+    for m, hashed in tiers:
+        for key, value in m.lookup_batch(chunk=4096):
+            g, p = _prefix_of(key, hashed=hashed)
+            if g == gen:
+                exp, flags, _ = cast(tuple[int, int, int], value)
+                out[p] = (exp, flags, m, key, not hashed)
     return out
 
 
@@ -169,8 +220,8 @@ def list_entries(maps: Maps, which: str) -> list[ListEntry]:
     for version in (4, 6):
         if not sel.count(which, version):
             continue
-        for key, (exp, flags) in _read_gen(maps, which, version, sel.gen(which)).items():
-            out.append(ListEntry(_prefix_of(key)[1], exp, bool(flags & ACL_LIVE)))
+        for p, (exp, flags, *_) in _read_gen(maps, which, version, sel).items():
+            out.append(ListEntry(p, exp, bool(flags & ACL_LIVE)))
     out.sort(key=lambda e: (e.prefix.version, e.prefix.addr, e.prefix.plen))
     return out
 
@@ -179,9 +230,50 @@ def _expiry(ttl_s: float | None, now_ns: int) -> int:
     return 0 if ttl_s is None else now_ns + max(1, int(ttl_s * _NS))
 
 
-def _write(trie: Map[bytes, tuple[int, int, int]], items: Sequence[tuple[bytes, Any]]) -> None:
+def _write(m: Map[bytes, Any], items: Sequence[tuple[bytes, Any]]) -> None:
     for i in range(0, len(items), _BATCH):
-        trie.update_batch(items[i : i + _BATCH])
+        m.update_batch(items[i : i + _BATCH])
+
+
+def _place(
+    maps: Maps,
+    which: str,
+    version: int,
+    entries: Mapping[Prefix, tuple[int, int]],
+    gen: int,
+    lens: list[int],
+) -> tuple[list[tuple[AclMap, bytes]], int]:
+    """Write ``entries`` (prefix -> (expires_ns, flags)) into generation
+    ``gen``: the hash tier for the lengths in ``lens`` (extended, up to
+    TIERS, by new lengths), the trie for the rest. Returns what was written
+    and how many went to the trie."""
+    h, t = _hash(maps, which, version), _trie(maps, which, version)
+    hashed: list[tuple[bytes, tuple[int, int, int]]] = []
+    trie: list[tuple[bytes, tuple[int, int, int]]] = []
+    for p, (exp, flags) in entries.items():
+        if p.plen not in lens and len(lens) < TIERS:
+            lens.append(p.plen)
+        if p.plen in lens:
+            hashed.append((_hash_key(p, gen), (exp, flags, 0)))
+        else:
+            trie.append((_lpm_key(p, gen), (exp, flags, 0)))
+    written: list[tuple[AclMap, bytes]] = []
+    try:
+        for m, items in ((h, hashed), (t, trie)):
+            _write(m, items)
+            written += [(m, k) for k, _ in items]
+    except BaseException:
+        _delete_keys(written)
+        raise
+    return written, len(trie)
+
+
+def _tier_order(entries: Iterable[Prefix]) -> list[int]:
+    """The prefix lengths to hash: the most common first (ties: longest)."""
+    counts: dict[int, int] = {}
+    for p in entries:
+        counts[p.plen] = counts.get(p.plen, 0) + 1
+    return sorted(counts, key=lambda n: (-counts[n], -n))[:TIERS]
 
 
 def add_entries(
@@ -194,29 +286,26 @@ def add_entries(
     sel = selector(maps)
     gen = sel.gen(which)
     flags = ACL_LIVE if live else 0
-    counts = {4: 0, 6: 0}
-    ttls = 0
-    by_version: dict[int, list[tuple[bytes, tuple[int, int, int]]]] = {4: [], 6: []}
-    for p, ttl in entries.items():
-        by_version[p.version].append((_lpm_key(p, gen), (_expiry(ttl, now), flags, 0)))
-        counts[p.version] += 1
-        ttls += ttl is not None
-    for version, items in by_version.items():
-        _write(_trie(maps, which, version), items)
-    # Counts stay upper bounds (a renewed prefix is counted again): they
-    # only tell the data path whether to look up at all.
-    _write_selector(
-        maps,
-        replace(
-            sel,
+    new = sel
+    for version in (4, 6):
+        mine = {p: (_expiry(t, now), flags) for p, t in entries.items() if p.version == version}
+        if not mine:
+            continue
+        lens = sel.tier_lens(which, version)
+        if not lens:  # an empty tier: the new entries' own most common lengths
+            lens = _tier_order(mine)
+        _, in_trie = _place(maps, which, version, mine, gen, lens)
+        # Counts stay upper bounds (a renewed prefix is counted again): they
+        # only tell the data path whether to look up at all.
+        new = new.with_tiers(which, version, lens).with_counts(
             **{
-                f"n_{which}4": sel.count(which, 4) + counts[4],
-                f"n_{which}6": sel.count(which, 6) + counts[6],
+                f"n_{which}{version}": new.count(which, version) + len(mine),
+                f"lpm_{which}{version}": new.lpm(which, version) + in_trie,
             },
-            n_ttl=sel.n_ttl + ttls,
-        ),
-    )
-    return counts[4] + counts[6]
+        )
+    ttls = sum(t is not None for t in entries.values())
+    _write_selector(maps, replace(new, n_ttl=new.n_ttl + ttls))
+    return len(entries)
 
 
 def del_entries(maps: Maps, which: str, prefixes: Iterable[Prefix]) -> int:
@@ -225,35 +314,34 @@ def del_entries(maps: Maps, which: str, prefixes: Iterable[Prefix]) -> int:
     _check_list(which)
     sel = selector(maps)
     gen = sel.gen(which)
-    done: list[tuple[Map[bytes, tuple[int, int, int]], bytes, tuple[int, int, int]]] = []
+    done: list[tuple[AclMap, bytes, tuple[int, int, int], Prefix, bool]] = []
     missing: list[Prefix] = []
     for p in dict.fromkeys(prefixes):
-        trie = _trie(maps, which, p.version)
-        key = _lpm_key(p, gen)
+        hashed = p.plen in sel.tier_lens(which, p.version)
+        m = _hash(maps, which, p.version) if hashed else _trie(maps, which, p.version)
+        key = _hash_key(p, gen) if hashed else _lpm_key(p, gen)
         try:
-            value = trie.lookup(key)
-            trie.delete(key)
+            # In the trie a lookup may give a shorter prefix; the delete is exact.
+            value = m.lookup(key)
+            m.delete(key)
         except KeyNotFound:
             missing.append(p)
             continue
-        done.append((trie, key, value))
+        done.append((m, key, value, p, hashed))
     if missing:
-        for trie, key, value in done:  # put back what went: nothing changed
-            trie.update(key, value)
+        for m, key, value, _, _ in done:  # put back what went: nothing changed
+            m.update(key, value)
         raise ConfigError(f"not in the {which} list: {', '.join(map(str, missing))}", key=which)
-    counts = {4: 0, 6: 0}
-    for _, key, _ in done:
-        counts[_prefix_of(key)[1].version] += 1
-    _write_selector(
-        maps,
-        replace(
-            sel,
+    new = sel
+    for _, _, _, p, hashed in done:
+        v = p.version
+        new = new.with_counts(
             **{
-                f"n_{which}4": max(0, sel.count(which, 4) - counts[4]),
-                f"n_{which}6": max(0, sel.count(which, 6) - counts[6]),
+                f"n_{which}{v}": max(0, new.count(which, v) - 1),
+                f"lpm_{which}{v}": max(0, new.lpm(which, v) - (0 if hashed else 1)),
             },
-        ),
-    )
+        )
+    _write_selector(maps, new)
     return len(done)
 
 
@@ -264,27 +352,28 @@ def age_lists(maps: Maps, now_ns: int | None = None) -> int:
     if not sel.n_ttl:
         return 0
     now = time.monotonic_ns() if now_ns is None else now_ns
-    removed = 0
-    left = 0
-    counts = {f"n_{w}{v}": sel.count(w, v) for w in LISTS for v in (4, 6)}
+    removed = left = 0
+    counts: dict[str, int] = {}
     for which in LISTS:
         for version in (4, 6):
             if not sel.count(which, version):
                 continue
-            entries = _read_gen(maps, which, version, sel.gen(which))
-            gone = [k for k, (exp, _) in entries.items() if exp and exp <= now]
-            left += sum(1 for exp, _ in entries.values() if exp and exp > now)
-            trie = _trie(maps, which, version)
-            for key in gone:
+            entries = _read_gen(maps, which, version, sel)
+            gone = [(m, k) for exp, _, m, k, _ in entries.values() if exp and exp <= now]
+            left += sum(1 for exp, *_ in entries.values() if exp and exp > now)
+            for m, key in gone:
                 try:
-                    trie.delete(key)
+                    m.delete(key)
                 except KeyNotFound:  # removed meanwhile
                     continue
                 removed += 1
             counts[f"n_{which}{version}"] = len(entries) - len(gone)
+            counts[f"lpm_{which}{version}"] = sum(
+                1 for exp, _, _, _, in_trie in entries.values() if in_trie and not 0 < exp <= now
+            )
     cur = selector(maps)  # a live edit may have run meanwhile: keep its counts
     if cur == sel:
-        _write_selector(maps, replace(sel, n_ttl=left, **counts))
+        _write_selector(maps, sel.with_counts(n_ttl=left, **counts))
     return removed
 
 
@@ -322,7 +411,8 @@ def hygiene_bytes(h: Hygiene) -> bytes:
 
 
 def init_policy(maps: Maps) -> None:
-    """A fresh shield's policy: the default hygiene, no lists, no rules."""
+    """A fresh shield's policy: the default hygiene, no lists, no rules (and
+    no hash tier: a zeroed selector would look up length 0 four times)."""
     write_hygiene(maps, Hygiene(), 0)
     _write_selector(maps, Selector())
 
@@ -414,9 +504,19 @@ class ApplyResult:
     changed: tuple[str, ...]  # tables switched to a new generation
     digests: dict[str, str]
     gens: dict[str, int]  # the generations these digests describe
+    dirty_ids: list[int]  # rule ids ever used on this shield (their counters may hold counts)
     rule_ids: dict[str, tuple[int, str]]  # name -> (id, fingerprint)
     kept_live: int  # live list entries carried over
     seconds: float
+
+    def carry(self) -> dict[str, Any]:
+        """What the next apply needs to know (its ``previous``)."""
+        return {
+            "digests": self.digests,
+            "gens": self.gens,
+            "dirty_ids": self.dirty_ids,
+            "rule_ids": self.rule_ids,
+        }
 
 
 def apply_policy(
@@ -439,10 +539,13 @@ def apply_policy(
     sel = selector(maps)
     prev_digests: Mapping[str, str] = (previous or {}).get("digests", {})
     prev_ids: Mapping[str, tuple[int, str]] = (previous or {}).get("rule_ids", {})
+    # Rule ids whose counters may hold counts (None: any may).
+    dirty: set[int] | None = set((previous or {}).get("dirty_ids", []))
     if (previous or {}).get("gens") != _gens(sel):
         # The record is not of the live policy (an apply died between its
         # switch and its record): trust no digest, rewrite every table.
         prev_digests = {}
+        dirty = None if previous else set()
     if compiled is None:
         compiled = compile_rules(policy.rules, prev_ids)
     digests = {
@@ -462,37 +565,35 @@ def apply_policy(
                 continue
             gen = (sel.gen(which) + 1) & 0xFFFFFFFF
             config = policy.allow if which == "allow" else policy.deny
-            counts = {}
             for version in (4, 6):
-                trie = _trie(maps, which, version)
-                old = (
-                    _read_gen(maps, which, version, sel.gen(which))
-                    if sel.count(which, version)
-                    else {}
-                )
-                stale += [(trie, k) for k in old]
-                items: dict[bytes, tuple[int, int, int]] = {}
-                for p, ttl in config.items():
-                    if p.version == version:
-                        items[_lpm_key(p, gen)] = (_expiry(ttl, now), 0, 0)
-                for key, (exp, flags) in old.items():
-                    if flags & ACL_LIVE and (not exp or exp > now):
-                        items.setdefault(
-                            key[:4] + struct.pack("=I", gen) + key[8:], (exp, flags, 0)
-                        )
+                old = _read_gen(maps, which, version, sel) if sel.count(which, version) else {}
+                stale += [(m, k) for _, _, m, k, _ in old.values()]
+                items: dict[Prefix, tuple[int, int]] = {
+                    p: (_expiry(ttl, now), 0) for p, ttl in config.items() if p.version == version
+                }
+                for p, (exp, flags, *_) in old.items():
+                    if flags & ACL_LIVE and (not exp or exp > now) and p not in items:
+                        items[p] = (exp, flags)
                         kept_live += 1
-                batch = list(items.items())
-                _write(trie, batch)
-                written += [(trie, k) for k, _ in batch]
-                counts[f"n_{which}{version}"] = len(batch)
-            new = replace(new, **{f"{which}_gen": gen}, **counts)
+                lens = _tier_order(items)
+                placed, in_trie = _place(maps, which, version, items, gen, lens)
+                written += placed
+                new = new.with_tiers(which, version, lens).with_counts(
+                    **{f"n_{which}{version}": len(items), f"lpm_{which}{version}": in_trie},
+                )
+            new = new.with_counts(**{f"{which}_gen": gen})
         if "hygiene" in changed:
             write_hygiene(maps, policy.hygiene, sel.hyg_gen + 1)
             new = replace(new, hyg_gen=(sel.hyg_gen + 1) & 0xFFFFFFFF)
         if "rules" in changed:
             gen = (sel.rules_gen + 1) & 0xFFFFFFFF
             live_ids = {rid for rid, _ in prev_ids.values()}
-            fresh = [rid for rid, _ in compiled.ids.values() if rid not in live_ids]
+            # A new rule's id starts from zero; one never used is zero already.
+            fresh = [
+                rid
+                for rid, _ in compiled.ids.values()
+                if rid not in live_ids and (dirty is None or rid in dirty)
+            ]
             old_keys = _rule_keys(maps, sel.rules_gen) if sel.n_rules else []
             trie = maps["xs_rules"].typed(Raw(_RULE_KEY.size), Raw(maps["xs_rules"].value_size))
             stale += [(trie, k) for k in old_keys]
@@ -516,6 +617,10 @@ def apply_policy(
         changed=tuple(changed),
         digests=digests,
         gens=_gens(new),
+        dirty_ids=sorted(
+            (dirty if dirty is not None else set(range(RULES_MAX)))
+            | {rid for rid, _ in compiled.ids.values()}
+        ),
         rule_ids=dict(compiled.ids),
         kept_live=kept_live,
         seconds=time.perf_counter() - t0,
