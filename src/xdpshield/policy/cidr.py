@@ -7,10 +7,10 @@ integer arithmetic, and :class:`Prefix` tuples are built directly.
 
 A list file holds one prefix (or bare address) a line; ``#`` starts a comment
 anywhere on a line; blank lines are skipped. :func:`read_prefix_file` first
-tries a bulk path that hands whole columns to C-implemented builtins (no
-Python code runs per line); any doubt (odd whitespace, a bad line) sends the
-file to the line-by-line path, which gives the same result or every bad line
-with its number.
+tries a bulk path that hands the columns of each chunk of lines to
+C-implemented builtins (no Python code runs per line); any doubt (odd
+whitespace, a bad line) sends the file to the line-by-line path, which gives
+the same result or every bad line with its number.
 """
 
 from __future__ import annotations
