@@ -300,6 +300,33 @@ class Map(Generic[K, V]):
                 Op.MAP_UPDATE,
             ) from None
 
+    def update_batch_bytes(self, keys: bytes, values: bytes, chunk: int = 65536) -> None:
+        """Like :meth:`update_batch` for elements already encoded: ``keys`` and
+        ``values`` are the keys' and the values' bytes end to end. A million
+        prefixes skip a million codec calls (a second of Python here)."""
+        n = len(keys) // self.key_size
+        if len(keys) != n * self.key_size or len(values) != n * self._stride * self.ncpus:
+            raise ValueError(
+                f"map {self.name}: {len(keys)} key bytes and {len(values)} value bytes "
+                f"are not whole elements of {self.key_size} and {self._stride * self.ncpus}"
+            )
+        L = lib()
+        vsz = self._stride * self.ncpus
+        for i in range(0, n, chunk):
+            m = min(chunk, n - i)
+            kbuf = L.buffer(keys[i * self.key_size : (i + m) * self.key_size])
+            vbuf = L.buffer(values[i * vsz : (i + m) * vsz])
+            count = L.u32(m)
+            try:
+                L.bpf.bpf_map_update_batch(self.fd, kbuf, vbuf, count, L.batch_opts())
+            except OSError as exc:
+                raise from_oserror(
+                    exc,
+                    f"map {self.name} ({self.max_entries} entries): batch update "
+                    f"({i + count.value} of {n} written)",
+                    Op.MAP_UPDATE,
+                ) from None
+
     def delete_batch(self, keys: Sequence[K]) -> None:
         if not keys:
             return

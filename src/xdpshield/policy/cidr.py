@@ -27,7 +27,7 @@ from itertools import chain, repeat
 from xdpshield.errors import ConfigError, ConfigErrors
 from xdpshield.policy.model import Prefix, PrefixList
 
-__all__ = ["parse_prefix", "read_prefix_file"]
+__all__ = ["gc_paused", "parse_prefix", "read_prefix_file"]
 
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _BITS = {4: 32, 6: 128}
@@ -119,7 +119,7 @@ def read_prefix_file(path: str | os.PathLike[str]) -> PrefixList:
             "not a text file (invalid UTF-8); want one prefix a line", file=name, line=line
         ) from None
     del data
-    with _gc_paused():
+    with gc_paused():
         fast = _bulk(text)
         if fast is not None:
             return fast
@@ -130,7 +130,7 @@ def read_prefix_file(path: str | os.PathLike[str]) -> PrefixList:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """A million new tuples would trigger many collections, each walking every
     object of the process: about 1 s more for a big list in a big process."""
     was = gc.isenabled()

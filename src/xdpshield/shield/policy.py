@@ -23,12 +23,14 @@ import hashlib
 import ipaddress
 import struct
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from xdpshield.ebpf import Map, Raw, StructCodec, UInt, sum_percpu
 from xdpshield.errors import ConfigError, KeyNotFound
+from xdpshield.policy.cidr import gc_paused
 from xdpshield.policy.model import Hygiene, Policy, Prefix, PrefixList
 from xdpshield.policy.rules import CANDS, RULES_MAX, SLOTS, CompiledRules, compile_rules
 
@@ -144,6 +146,8 @@ def _check_list(which: str) -> None:
 
 
 AclMap = Map[bytes, tuple[int, int, int]]
+#: Keys written or to remove, grouped by map.
+Keys = list[tuple[Map[bytes, Any], list[bytes]]]
 
 
 def _trie(maps: Maps, which: str, version: int) -> AclMap:
@@ -238,41 +242,69 @@ def _write(m: Map[bytes, Any], items: Sequence[tuple[bytes, Any]]) -> None:
 def _place(
     maps: Maps,
     which: str,
-    version: int,
-    entries: Mapping[Prefix, tuple[int, int]],
+    entries: Mapping[Prefix, Any],
+    value_of: Callable[[Any], tuple[int, int]],
     gen: int,
-    lens: list[int],
-) -> tuple[list[tuple[AclMap, bytes]], int]:
-    """Write ``entries`` (prefix -> (expires_ns, flags)) into generation
-    ``gen``: the hash tier for the lengths in ``lens`` (extended, up to
-    TIERS, by new lengths), the trie for the rest. Returns what was written
-    and how many went to the trie."""
-    h, t = _hash(maps, which, version), _trie(maps, which, version)
-    hashed: list[tuple[bytes, tuple[int, int, int]]] = []
-    trie: list[tuple[bytes, tuple[int, int, int]]] = []
-    for p, (exp, flags) in entries.items():
-        if p.plen not in lens and len(lens) < TIERS:
-            lens.append(p.plen)
-        if p.plen in lens:
-            hashed.append((_hash_key(p, gen), (exp, flags, 0)))
-        else:
-            trie.append((_lpm_key(p, gen), (exp, flags, 0)))
-    written: list[tuple[AclMap, bytes]] = []
-    try:
-        for m, items in ((h, hashed), (t, trie)):
-            _write(m, items)
-            written += [(m, k) for k, _ in items]
-    except BaseException:
-        _delete_keys(written)
-        raise
-    return written, len(trie)
+    lens: dict[int, list[int]],
+) -> tuple[Keys, dict[int, int], dict[int, int]]:
+    """Write ``entries`` into generation ``gen`` of a list, both families:
+    ``value_of(v)`` gives an entry's (expires_ns, flags) from its mapping
+    value; the hash tier takes the lengths in ``lens[version]`` (extended,
+    up to TIERS, by new lengths), the trie the rest. Returns what was
+    written and, per family, how many entries and how many went to the trie.
+
+    The path of a million-prefix list: one pass, keys packed here and
+    written raw, values encoded once per distinct value, the collector off.
+    """
+    g = gen & 0xFFFFFFFF
+    head = struct.Struct("=II")
+    encoded: dict[Any, bytes] = {}
+    # version -> (hash keys, hash values, trie keys, trie values)
+    out: dict[int, tuple[list[bytes], list[bytes], list[bytes], list[bytes]]] = {
+        4: ([], [], [], []),
+        6: ([], [], [], []),
+    }
+    with gc_paused():
+        for p, raw in entries.items():
+            version, addr, plen = p
+            ls = lens[version]
+            value = encoded.get(raw)
+            if value is None:
+                exp, flags = value_of(raw)
+                value = encoded[raw] = _ACL.encode((exp, flags, 0))
+            hk, hv, tk, tv = out[version]
+            if plen not in ls and len(ls) < TIERS:
+                ls.append(plen)
+            if plen in ls:
+                hk.append(head.pack(g, plen) + addr)
+                hv.append(value)
+            else:
+                tk.append(head.pack(32 + plen, g) + addr)
+                tv.append(value)
+    written: Keys = []
+    for version, (hk, hv, tk, tv) in out.items():
+        for m, keys, vals in (
+            (_hash(maps, which, version), hk, hv),
+            (_trie(maps, which, version), tk, tv),
+        ):
+            if not keys:
+                continue
+            try:
+                m.update_batch_bytes(b"".join(keys), b"".join(vals), _BATCH)
+            except BaseException:
+                # Part of this batch may be in: those keys go too.
+                _delete_keys([*written, (m, keys)])
+                raise
+            written.append((m, keys))
+    counts = {v: len(o[0]) + len(o[2]) for v, o in out.items()}
+    in_trie = {v: len(o[2]) for v, o in out.items()}
+    return written, counts, in_trie
 
 
-def _tier_order(entries: Iterable[Prefix]) -> list[int]:
-    """The prefix lengths to hash: the most common first (ties: longest)."""
-    counts: dict[int, int] = {}
-    for p in entries:
-        counts[p.plen] = counts.get(p.plen, 0) + 1
+def _tier_order(entries: Iterable[Prefix], version: int) -> list[int]:
+    """The prefix lengths of a family to hash: the most common first (ties:
+    longest)."""
+    counts = Counter(p.plen for p in entries if p.version == version)
     return sorted(counts, key=lambda n: (-counts[n], -n))[:TIERS]
 
 
@@ -284,27 +316,26 @@ def add_entries(
     _check_list(which)
     now = time.monotonic_ns() if now_ns is None else now_ns
     sel = selector(maps)
-    gen = sel.gen(which)
     flags = ACL_LIVE if live else 0
+    lens = {}
+    for v in (4, 6):
+        # An empty tier takes the new entries' own most common lengths.
+        lens[v] = sel.tier_lens(which, v) or _tier_order(entries, v)
+    _, counts, in_trie = _place(
+        maps, which, entries, lambda ttl: (_expiry(ttl, now), flags), sel.gen(which), lens
+    )
     new = sel
-    for version in (4, 6):
-        mine = {p: (_expiry(t, now), flags) for p, t in entries.items() if p.version == version}
-        if not mine:
-            continue
-        lens = sel.tier_lens(which, version)
-        if not lens:  # an empty tier: the new entries' own most common lengths
-            lens = _tier_order(mine)
-        _, in_trie = _place(maps, which, version, mine, gen, lens)
+    for v in (4, 6):
         # Counts stay upper bounds (a renewed prefix is counted again): they
         # only tell the data path whether to look up at all.
-        new = new.with_tiers(which, version, lens).with_counts(
+        new = new.with_tiers(which, v, lens[v]).with_counts(
             **{
-                f"n_{which}{version}": new.count(which, version) + len(mine),
-                f"lpm_{which}{version}": new.lpm(which, version) + in_trie,
-            },
+                f"n_{which}{v}": new.count(which, v) + counts[v],
+                f"lpm_{which}{v}": new.lpm(which, v) + in_trie[v],
+            }
         )
     ttls = sum(t is not None for t in entries.values())
-    _write_selector(maps, replace(new, n_ttl=new.n_ttl + ttls))
+    _write_selector(maps, new.with_counts(n_ttl=new.n_ttl + ttls))
     return len(entries)
 
 
@@ -556,8 +587,8 @@ def apply_policy(
     }
     new = sel
     changed = [t for t in digests if digests[t] != prev_digests.get(t)]
-    written: list[tuple[Map[bytes, Any], bytes]] = []  # undone on failure
-    stale: list[tuple[Map[bytes, Any], bytes]] = []  # the old generations
+    written: Keys = []  # undone on failure
+    stale: Keys = []  # the old generations
     kept_live = 0
     try:
         for which in LISTS:
@@ -565,21 +596,23 @@ def apply_policy(
                 continue
             gen = (sel.gen(which) + 1) & 0xFFFFFFFF
             config = policy.allow if which == "allow" else policy.deny
+            items: dict[Prefix, tuple[int, int]] = {
+                p: (_expiry(ttl, now), 0) for p, ttl in config.items()
+            }
             for version in (4, 6):
                 old = _read_gen(maps, which, version, sel) if sel.count(which, version) else {}
-                stale += [(m, k) for _, _, m, k, _ in old.values()]
-                items: dict[Prefix, tuple[int, int]] = {
-                    p: (_expiry(ttl, now), 0) for p, ttl in config.items() if p.version == version
-                }
+                for _, _, m, k, _ in old.values():
+                    stale.append((m, [k]))
                 for p, (exp, flags, *_) in old.items():
                     if flags & ACL_LIVE and (not exp or exp > now) and p not in items:
                         items[p] = (exp, flags)
                         kept_live += 1
-                lens = _tier_order(items)
-                placed, in_trie = _place(maps, which, version, items, gen, lens)
-                written += placed
-                new = new.with_tiers(which, version, lens).with_counts(
-                    **{f"n_{which}{version}": len(items), f"lpm_{which}{version}": in_trie},
+            lens = {v: _tier_order(items, v) for v in (4, 6)}
+            placed, counts, in_trie = _place(maps, which, items, lambda v: v, gen, lens)
+            written += placed
+            for v in (4, 6):
+                new = new.with_tiers(which, v, lens[v]).with_counts(
+                    **{f"n_{which}{v}": counts[v], f"lpm_{which}{v}": in_trie[v]}
                 )
             new = new.with_counts(**{f"{which}_gen": gen})
         if "hygiene" in changed:
@@ -596,9 +629,9 @@ def apply_policy(
             ]
             old_keys = _rule_keys(maps, sel.rules_gen) if sel.n_rules else []
             trie = maps["xs_rules"].typed(Raw(_RULE_KEY.size), Raw(maps["xs_rules"].value_size))
-            stale += [(trie, k) for k in old_keys]
+            stale.append((trie, old_keys))
             _write_rules(maps, compiled, gen, fresh)
-            written += [(trie, _rule_key(c, p, gen)) for c, p, _ in compiled.entries]
+            written.append((trie, [_rule_key(c, p, gen) for c, p, _ in compiled.entries]))
             new = replace(new, rules_gen=gen, n_rules=len(policy.rules))
         ttls = sum(t is not None for t in policy.allow.values()) + sum(
             t is not None for t in policy.deny.values()
@@ -631,10 +664,12 @@ def _gens(sel: Selector) -> dict[str, int]:
     return {t: getattr(sel, f"{t}_gen") for t in ("allow", "deny", "rules", "hyg")}
 
 
-def _delete_keys(keys: Sequence[tuple[Map[bytes, Any], bytes]]) -> None:
+def _delete_keys(groups: Keys) -> None:
+    """Delete every key of each (map, keys) group, batched; keys gone
+    meanwhile are skipped."""
     by_map: dict[int, tuple[Map[bytes, Any], list[bytes]]] = {}
-    for m, k in keys:
-        by_map.setdefault(id(m), (m, []))[1].append(k)
+    for m, ks in groups:
+        by_map.setdefault(m.fd, (m, []))[1].extend(ks)
     for m, ks in by_map.values():
         for i in range(0, len(ks), _BATCH):
             chunk = ks[i : i + _BATCH]
