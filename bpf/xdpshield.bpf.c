@@ -94,6 +94,8 @@ static __always_inline __u32 xs_judge(struct xdp_md *ctx, struct xs_cursor *c,
 	}
 	if (sel->n_rules) {
 		l4.k.gen = sel->rules_gen;
+		__builtin_memcpy(l4.tiers, sel->rule_tiers, XS_ACL_TIERS);
+		l4.lpm = sel->lpm_rules;
 		xs_addr16(l4.k.addr, xs_saddr(l3), l3->v6);
 		l4.len = len;
 		r = xs_rules_match(&l4);

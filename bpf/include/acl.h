@@ -11,20 +11,11 @@
 #include "maps.h"
 #include "parse.h"
 #include "clock.h"
+#include "hygiene.h"
 
 static __always_inline int xs_acl_live(const struct xs_acl *a)
 {
 	return a && (!a->expires_ns || a->expires_ns > xs_now());
-}
-
-/* Network-order mask of the @plen leading bits of a 32-bit word. */
-static __always_inline __u32 xs_mask32(__u32 plen)
-{
-	if (plen >= 32)
-		return 0xffffffff;
-	if (!plen)
-		return 0;
-	return bpf_htonl(0xffffffffU << (32 - plen));
 }
 
 /* 1 when a live entry of the list contains the source of @l3. @which: 0
@@ -45,7 +36,7 @@ static __always_inline int xs_acl_match(const struct xs_psel *sel, int which,
 		struct ipv6hdr *ip6 = l3->iph;
 		struct xs_hkey6 hk = { .gen = gen };
 		struct xs_lpm6 k6 = { .prefixlen = 32 + 128, .gen = gen };
-		__u32 a[4], w;
+		__u32 a[4];
 
 		__builtin_memcpy(a, &ip6->saddr, 16);
 		tiers = sel->tiers[which * 2 + 1];
@@ -56,10 +47,7 @@ static __always_inline int xs_acl_match(const struct xs_psel *sel, int which,
 			if (plen > 128)
 				break;
 			hk.plen = plen;
-#pragma unroll
-			for (w = 0; w < 4; w++)
-				hk.addr[w] = a[w] & xs_mask32(plen > w * 32 ?
-							      plen - w * 32 : 0);
+			xs_mask128(hk.addr, a, plen);
 			if (xs_acl_live(bpf_map_lookup_elem(h6, &hk)))
 				return 1;
 		}

@@ -38,6 +38,27 @@ static __always_inline void xs_addr16(__u32 out[4], const void *addr, int v6)
 	}
 }
 
+/* Network-order mask of the @plen leading bits of a 32-bit word. */
+static __always_inline __u32 xs_mask32(__u32 plen)
+{
+	if (plen >= 32)
+		return 0xffffffff;
+	if (!plen)
+		return 0;
+	return bpf_htonl(0xffffffffU << (32 - plen));
+}
+
+/* @a (16 bytes, as xs_addr16) with all but its @plen leading bits clear. */
+static __always_inline void xs_mask128(__u32 out[4], const __u32 a[4],
+				       __u32 plen)
+{
+	__u32 w;
+
+#pragma unroll
+	for (w = 0; w < 4; w++)
+		out[w] = a[w] & xs_mask32(plen > w * 32 ? plen - w * 32 : 0);
+}
+
 static __always_inline const void *xs_saddr(const struct xs_l3 *l3)
 {
 	if (l3->v6)

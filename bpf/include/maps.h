@@ -215,6 +215,15 @@ struct {
 	__type(value, struct xs_rule_val);
 } xs_rules SEC(".maps");
 
+/* The hash tier of the same entries (struct xs_psel.rule_tiers). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XS_RULE_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xs_rule_hkey);
+	__type(value, struct xs_rule_val);
+} xs_rules_h SEC(".maps");
+
 /* Packets and bytes per rule id (Python keeps the names). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -26,6 +26,8 @@ struct xs_rule_q {
 	__u8 tcp_flags;
 	__u8 icmp_code;
 	__u8 pad;
+	__u8 tiers[XS_ACL_TIERS];	/* struct xs_psel.rule_tiers */
+	__u32 lpm;			/* struct xs_psel.lpm_rules */
 };
 
 /* XS_RULE_DROP or XS_RULE_PASS for the first matching rule (counted in
@@ -40,6 +42,7 @@ __attribute__((noinline)) __u32 xs_rules_match(struct xs_rule_q *q)
 	const struct xs_rule_sport *sp = NULL;
 	const struct xs_rule_ports *ports;
 	const struct xs_rule_val *val;
+	struct xs_rule_hkey hk = {};
 	struct xs_counter *cnt;
 	__u32 i, id, slot, half, mask = 0;
 	__u16 cls;
@@ -54,9 +57,30 @@ __attribute__((noinline)) __u32 xs_rules_match(struct xs_rule_q *q)
 	cls = ports->cls[q->port];
 	if (!cls)
 		return 0;
+	/* The longest (class, prefix) entry holding the source: the trie's,
+	 * unless a hashed length longer than it holds one (tiers are longest
+	 * first).
+	 */
 	q->k.prefixlen = 32 + 128;
 	q->k.cls = cls;
-	val = bpf_map_lookup_elem(&xs_rules, &q->k);
+	val = q->lpm ? bpf_map_lookup_elem(&xs_rules, &q->k) : NULL;
+	hk.gen = q->k.gen;
+	hk.cls = cls;
+#pragma unroll
+	for (i = 0; i < XS_ACL_TIERS; i++) {
+		const struct xs_rule_val *hv;
+		__u32 plen = q->tiers[i];
+
+		if (plen > 128 || (val && plen <= val->plen))
+			break;
+		hk.plen = plen;
+		xs_mask128(hk.addr, q->k.addr, plen);
+		hv = bpf_map_lookup_elem(&xs_rules_h, &hk);
+		if (hv) {
+			val = hv;
+			break;
+		}
+	}
 	if (!val)
 		return 0;
 	for (i = 0; i < XS_RULE_CANDS; i++) {

@@ -152,6 +152,12 @@ struct xs_psel {
 	 * with its depth (~5 ns per doubling here).
 	 */
 	__u8 tiers[4][XS_ACL_TIERS];
+	/* The same for the rules' (class, source) entries: the prefix lengths
+	 * (IPv4 mapped: 96 + n) held in xs_rules_h, longest first; the rest
+	 * are in the xs_rules trie (lpm_rules of them).
+	 */
+	__u8 rule_tiers[XS_ACL_TIERS];
+	__u32 lpm_rules;
 };
 
 /* Keys of the allow and deny tries: the generation comes first, so one trie
@@ -248,8 +254,16 @@ struct xs_rule_cand {
 
 struct xs_rule_val {
 	__u32 n;		/* candidates used */
-	__u32 pad;
+	__u32 plen;		/* the entry's prefix length (IPv4 mapped) */
 	struct xs_rule_cand c[XS_RULE_CANDS];
+};
+
+/* Key of xs_rules_h: the entry's prefix, host bits clear. */
+struct xs_rule_hkey {
+	__u16 gen;
+	__u16 cls;
+	__u32 plen;
+	__u32 addr[4];		/* as struct xs_vkey */
 };
 
 /* xs_local values: what a local address is. */

@@ -514,7 +514,7 @@ def test_counters_of_unchanged_rules_survive_an_apply(pg: PolicyGuard) -> None:
     # No rule left: the stage is skipped, and the old entries are gone.
     pg.apply(rules=())
     pg.expect(ip("ipv4") / UDP(sport=9, dport=1000), XDP_PASS, Reason.PASS_UNPROTECTED)
-    assert list(pg.maps["xs_rules"].keys()) == []
+    assert list(pg.maps["xs_rules"].keys()) == list(pg.maps["xs_rules_h"].keys()) == []
     # A new rule on a used id starts from zero: its counter was reset.
     pg.apply(rules=(R("again", protocols={17}, dports=((3000, 3000),)),))
     assert pg.previous["rule_ids"]["again"][0] in {0, 1, 2}
@@ -553,3 +553,44 @@ def test_expired_entries_are_aged_out(pg: PolicyGuard) -> None:
     # Nothing with a ttl left: ageing reads nothing.
     assert policy.age_lists(pg.maps, now_ns=NOW + 61 * 10**9) == 1
     assert policy.selector(pg.maps).n_ttl == 0
+
+
+def test_rules_nested_sources_across_the_hash_tier_and_the_trie(pg: PolicyGuard) -> None:
+    """Eight source lengths in one class: the four most common are hashed,
+    the others in the trie, and the longest entry holding the source wins
+    wherever it is (the compiler gave it every rule of its ancestors)."""
+    udp9 = {"protocols": {17}, "dports": ((9, 9),)}
+    pg.apply(
+        rules=(
+            R("a", "pass", sources=("198.18.5.0/28",), **udp9),
+            R("b", sources=("198.18.5.0/24",), **udp9),
+            R("c", "pass", sources=("198.18.0.0/20",), **udp9),
+            R("d", sources=("198.18.0.0/16",), **udp9),
+            R("e", "pass", sources=("198.16.0.0/12",), **udp9),
+            R("f", sources=("198.0.0.0/8",), **udp9),
+            R("g", "pass", sources=("10.0.0.0/8",), **udp9),
+            R("h", **udp9),
+        )
+    )
+    sel = policy.selector(pg.maps)
+    assert sel.lpm_rules > 0 and _rule_tiers_full(sel)
+    for src, rule in [
+        ("198.18.5.1", "a"),
+        ("198.18.5.100", "b"),
+        ("198.18.3.1", "c"),
+        ("198.18.100.1", "d"),  # the trie's /16 beats the hashed /8
+        ("198.17.1.1", "e"),
+        ("198.100.1.1", "f"),
+        ("10.1.1.1", "g"),
+        ("11.1.1.1", "h"),
+    ]:
+        before = pg.rule_packets(rule)
+        ran = pg.run(ip("ipv4", src=src) / UDP(sport=1, dport=9))
+        want = Reason.RULE_PASS if rule in "aceg" else Reason.RULE_DROP
+        assert ran.reason == want, (src, rule, ran.reason)
+        assert pg.rule_packets(rule) == before + 1, (src, rule)
+
+
+def _rule_tiers_full(sel: policy.Selector) -> bool:
+    """Every hash-tier slot of the rules is taken."""
+    return 0xFF not in sel.rule_tiers

@@ -298,11 +298,17 @@ MIRRORS = [
                 "lpm_deny4",
                 "lpm_deny6",
                 "tiers",
+                "rule_tiers",
+                "lpm_rules",
             ],
         ),
     ),
     _mirror("xs_acl", codec("policy._ACL", policy._ACL, ["expires_ns", "flags", "pad"])),
     Mirror("xs_lpm4", "policy._lpm_key (v4)", 12, {"prefixlen": 0, "gen": 4, "addr": 8}),
+    _mirror(
+        "xs_rule_hkey",
+        codec("policy._RULE_HKEY", policy._RULE_HKEY.format, ["gen", "cls", "plen", "addr"]),
+    ),
     Mirror("xs_hkey4", "policy._hash_key (v4)", 12, {"gen": 0, "plen": 4, "addr": 8}),
     Mirror("xs_hkey6", "policy._hash_key (v6)", 24, {"gen": 0, "plen": 4, "addr": 8}),
     Mirror("xs_lpm6", "policy._lpm_key (v6)", 24, {"prefixlen": 0, "gen": 4, "addr": 8}),
@@ -347,7 +353,7 @@ MIRRORS = [
         ),
     ),
     Mirror(
-        "xs_rule_val", "policy._rule_val", len(policy._rule_val([])), {"n": 0, "pad": 4, "c": 8}
+        "xs_rule_val", "policy._rule_val", len(policy._rule_val([])), {"n": 0, "plen": 4, "c": 8}
     ),
     _mirror(
         "xs_rule_key",

@@ -123,6 +123,7 @@ POLICY_MAPS = (
     "xs_rule_ports",
     "xs_rule_sport",
     "xs_rules",
+    "xs_rules_h",
     "xs_rule_stats",
 )
 

@@ -64,12 +64,13 @@ HYG_TCP_FLAGS, HYG_REFLECTION, HYG_FRAGMENTS, HYG_ICMP = 0x1, 0x2, 0x4, 0x8  # c
 ACL_LIVE = 0x1  # consts.h XS_ACL_LIVE
 RULE_ANY, RULE_DROP, RULE_PASS = 0xFF, 1, 2  # consts.h XS_RULE_*
 
-_PSEL = StructCodec("=14I16s")  # struct xs_psel
+_PSEL = StructCodec("=14I16s4sI")  # struct xs_psel
 _ACL = StructCodec("=QII")  # struct xs_acl: expires_ns, flags, pad
 _HYG_HEAD = struct.Struct("=IIQQ4Q4Q4Q")  # struct xs_hygiene up to refl
 _PORTSET = 65536 // 8
 _CAND = struct.Struct("=HBBBBBB")  # struct xs_rule_cand
 _RULE_KEY = struct.Struct("=IHH16s")  # struct xs_rule_key
+_RULE_HKEY = struct.Struct("=HHI16s")  # struct xs_rule_hkey
 _COUNTER = StructCodec("=QQ")
 _BATCH = 65536  # entries per batch syscall
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
@@ -102,6 +103,8 @@ class Selector:
     lpm_deny4: int = 0
     lpm_deny6: int = 0
     tiers: bytes = bytes([_NO_TIER]) * (TIERS * 4)
+    rule_tiers: bytes = bytes([_NO_TIER]) * TIERS
+    lpm_rules: int = 0
 
     def gen(self, which: str) -> int:
         return cast(int, getattr(self, f"{which}_gen"))
@@ -136,7 +139,9 @@ def _write_selector(maps: Maps, sel: Selector) -> None:
         sel.n_allow4, sel.n_allow6, sel.n_deny4, sel.n_deny6, sel.n_rules, sel.n_ttl,
         sel.lpm_allow4, sel.lpm_allow6, sel.lpm_deny4, sel.lpm_deny6,
     )  # fmt: skip
-    maps["xs_psel"].typed(UInt(4), _PSEL).update(0, (*(v & 0xFFFFFFFF for v in values), sel.tiers))
+    maps["xs_psel"].typed(UInt(4), _PSEL).update(
+        0, (*(v & 0xFFFFFFFF for v in values), sel.tiers, sel.rule_tiers, sel.lpm_rules)
+    )
 
 
 # -- allow and deny lists ------------------------------------------------------------
@@ -466,7 +471,7 @@ def write_hygiene(maps: Maps, h: Hygiene, slot: int) -> None:
 
 
 # -- rules --------------------------------------------------------------------------
-def _rule_val(cands: Sequence[Any]) -> bytes:
+def _rule_val(cands: Sequence[Any], plen: int = 0) -> bytes:
     parts = []
     for c in cands:
         fmask, fval = c.tcp_flags or (0, 0)
@@ -482,14 +487,22 @@ def _rule_val(cands: Sequence[Any]) -> bytes:
             )
         )
     parts += [bytes(_CAND.size)] * (CANDS - len(cands))
-    return struct.pack("=II", len(cands), 0) + b"".join(parts)
+    return struct.pack("=II", len(cands), plen) + b"".join(parts)
 
 
-def _rule_key(cls: int, p: Prefix, gen: int) -> bytes:
-    return _RULE_KEY.pack(32 + p.plen, gen & 0xFFFF, cls, p.addr)
+def _rules_maps(maps: Maps) -> tuple[Map[bytes, bytes], Map[bytes, bytes]]:
+    """The rules' trie and their hash tier, raw."""
+    t, h = maps["xs_rules"], maps["xs_rules_h"]
+    return t.typed(Raw(t.key_size), Raw(t.value_size)), h.typed(Raw(h.key_size), Raw(h.value_size))
 
 
-def _write_rules(maps: Maps, compiled: CompiledRules, gen: int, new_ids: Iterable[int]) -> None:
+def _write_rules(
+    maps: Maps, compiled: CompiledRules, gen: int, new_ids: Iterable[int]
+) -> tuple[Keys, bytes, int]:
+    """Write generation ``gen`` of the rules; returns the entry keys written,
+    the hash tier's lengths (struct xs_psel.rule_tiers) and how many entries
+    went to the trie. The most common prefix lengths are hashed (one exact
+    lookup each, whatever the number of rules), the rest go to the trie."""
     half = gen & 1
     ports = maps["xs_rule_ports"].typed(UInt(4), Raw(maps["xs_rule_ports"].value_size))
     for slot, arr in enumerate(compiled.port_classes):
@@ -500,14 +513,39 @@ def _write_rules(maps: Maps, compiled: CompiledRules, gen: int, new_ids: Iterabl
     zero = [(0, 0)] * stats.ncpus
     for rid in new_ids:  # a reused id starts from zero
         stats.update(rid, zero)
-    trie = maps["xs_rules"].typed(Raw(_RULE_KEY.size), Raw(maps["xs_rules"].value_size))
-    _write(trie, [(_rule_key(cls, p, gen), _rule_val(c)) for cls, p, c in compiled.entries])
+    counts = Counter(p.plen for _, p, _ in compiled.entries)
+    lens = sorted(sorted(counts, key=lambda n: (-counts[n], -n))[:TIERS], reverse=True)
+    trie, hashed = _rules_maps(maps)
+    g = gen & 0xFFFF
+    t_items: list[tuple[bytes, bytes]] = []
+    h_items: list[tuple[bytes, bytes]] = []
+    for cls, p, cands in compiled.entries:
+        if p.plen in lens:
+            h_items.append((_RULE_HKEY.pack(g, cls, p.plen, p.addr), _rule_val(cands, p.plen)))
+        else:
+            t_items.append((_RULE_KEY.pack(32 + p.plen, g, cls, p.addr), _rule_val(cands, p.plen)))
+    written: Keys = []
+    for m, items in ((hashed, h_items), (trie, t_items)):
+        try:
+            _write(m, items)
+        except BaseException:
+            _delete_keys([*written, (m, [k for k, _ in items])])
+            raise
+        written.append((m, [k for k, _ in items]))
+    tiers = bytes(lens) + bytes([_NO_TIER]) * (TIERS - len(lens))
+    return written, tiers, len(t_items)
 
 
-def _rule_keys(maps: Maps, gen: int) -> list[bytes]:
-    """Keys of one generation of the rules trie."""
-    trie = maps["xs_rules"].typed(Raw(_RULE_KEY.size), Raw(maps["xs_rules"].value_size))
-    return [k for k, _ in trie.lookup_batch(chunk=4096) if _RULE_KEY.unpack(k)[1] == gen & 0xFFFF]
+def _rule_keys(maps: Maps, sel: Selector) -> Keys:
+    """Keys of the live generation of the rules, both tiers."""
+    trie, hashed = _rules_maps(maps)
+    g = sel.rules_gen & 0xFFFF
+    out: Keys = [
+        (hashed, [k for k, _ in hashed.lookup_batch(4096) if _RULE_HKEY.unpack(k)[0] == g])
+    ]
+    if sel.lpm_rules:
+        out.append((trie, [k for k, _ in trie.lookup_batch(4096) if _RULE_KEY.unpack(k)[1] == g]))
+    return out
 
 
 def rule_stats(maps: Maps, ids: Mapping[str, int]) -> dict[str, tuple[int, int]]:
@@ -627,11 +665,11 @@ def apply_policy(
                 for rid, _ in compiled.ids.values()
                 if rid not in live_ids and (dirty is None or rid in dirty)
             ]
-            old_keys = _rule_keys(maps, sel.rules_gen) if sel.n_rules else []
-            trie = maps["xs_rules"].typed(Raw(_RULE_KEY.size), Raw(maps["xs_rules"].value_size))
-            stale.append((trie, old_keys))
-            _write_rules(maps, compiled, gen, fresh)
-            written.append((trie, [_rule_key(c, p, gen) for c, p, _ in compiled.entries]))
+            if sel.n_rules:
+                stale += _rule_keys(maps, sel)
+            placed, tiers, rules_in_trie = _write_rules(maps, compiled, gen, fresh)
+            written += placed
+            new = replace(new, rule_tiers=tiers, lpm_rules=rules_in_trie)
             new = replace(new, rules_gen=gen, n_rules=len(policy.rules))
         ttls = sum(t is not None for t in policy.allow.values()) + sum(
             t is not None for t in policy.deny.values()
