@@ -559,7 +559,7 @@ def test_rules_nested_sources_across_the_hash_tier_and_the_trie(pg: PolicyGuard)
     """Eight source lengths in one class: the four most common are hashed,
     the others in the trie, and the longest entry holding the source wins
     wherever it is (the compiler gave it every rule of its ancestors)."""
-    udp9 = {"protocols": {17}, "dports": ((9, 9),)}
+    udp9: dict[str, Any] = {"protocols": {17}, "dports": ((9, 9),)}
     pg.apply(
         rules=(
             R("a", "pass", sources=("198.18.5.0/28",), **udp9),

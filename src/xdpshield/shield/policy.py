@@ -517,23 +517,33 @@ def _write_rules(
     lens = sorted(sorted(counts, key=lambda n: (-counts[n], -n))[:TIERS], reverse=True)
     trie, hashed = _rules_maps(maps)
     g = gen & 0xFFFF
-    t_items: list[tuple[bytes, bytes]] = []
-    h_items: list[tuple[bytes, bytes]] = []
+    hk: list[bytes] = []
+    hv: list[bytes] = []
+    tk: list[bytes] = []
+    tv: list[bytes] = []
+    vals: dict[tuple[Any, int], bytes] = {}  # many entries share their candidates
     for cls, p, cands in compiled.entries:
+        v = vals.get((cands, p.plen))
+        if v is None:
+            v = vals[cands, p.plen] = _rule_val(cands, p.plen)
         if p.plen in lens:
-            h_items.append((_RULE_HKEY.pack(g, cls, p.plen, p.addr), _rule_val(cands, p.plen)))
+            hk.append(_RULE_HKEY.pack(g, cls, p.plen, p.addr))
+            hv.append(v)
         else:
-            t_items.append((_RULE_KEY.pack(32 + p.plen, g, cls, p.addr), _rule_val(cands, p.plen)))
+            tk.append(_RULE_KEY.pack(32 + p.plen, g, cls, p.addr))
+            tv.append(v)
     written: Keys = []
-    for m, items in ((hashed, h_items), (trie, t_items)):
+    for m, keys, values in ((hashed, hk, hv), (trie, tk, tv)):
+        if not keys:
+            continue
         try:
-            _write(m, items)
+            m.update_batch_bytes(b"".join(keys), b"".join(values), _BATCH)
         except BaseException:
-            _delete_keys([*written, (m, [k for k, _ in items])])
+            _delete_keys([*written, (m, keys)])
             raise
-        written.append((m, [k for k, _ in items]))
+        written.append((m, keys))
     tiers = bytes(lens) + bytes([_NO_TIER]) * (TIERS - len(lens))
-    return written, tiers, len(t_items)
+    return written, tiers, len(tk)
 
 
 def _rule_keys(maps: Maps, sel: Selector) -> Keys:
