@@ -537,8 +537,8 @@ def _load_once(lists: dict[int, Path], rules: Path) -> tuple[dict[int, _Times], 
 
     The rules go first: their apply meets the shield as a load leaves it.
     The write alone is what add_entries hands the kernel, already packed:
-    the shield's own batched writes (``policy._write``) of live entries,
-    into the family's allow trie (the same map definition, still empty).
+    the raw batched write of the same prefixes into the family's allow hash
+    tier (the same map definition as the deny list's, still empty).
     """
     with contextlib.ExitStack() as stack:
         maps = _fresh_maps(stack)
@@ -550,12 +550,14 @@ def _load_once(lists: dict[int, Path], rules: Path) -> tuple[dict[int, _Times], 
             read_s, prefixes = _clock(partial(read_prefix_file, path))
             add_s, _ = _clock(partial(shield_policy.add_entries, maps, "deny", prefixes))
             gen = shield_policy.selector(maps).allow_gen
-            value = (0, shield_policy.ACL_LIVE, 0)
-            items = [(shield_policy._lpm_key(p, gen), value) for p in prefixes]
-            trie = shield_policy._trie(maps, "allow", version)
-            write_s, _ = _clock(partial(shield_policy._write, trie, items))
+            value = shield_policy._ACL.encode((0, shield_policy.ACL_LIVE, 0))
+            keys = b"".join(shield_policy._hash_key(p, gen) for p in prefixes)
+            table = shield_policy._hash(maps, "allow", version)
+            write_s, _ = _clock(
+                partial(table.update_batch_bytes, keys, value * len(prefixes), 65536)
+            )
             out[version] = (read_s, add_s, write_s)
-            del prefixes, items
+            del prefixes, keys
     return out, (parse_s * 1000, compile_s * 1000, apply_s * 1000)
 
 
