@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -218,15 +218,7 @@ def test_kernel_agrees_with_model(coll: Collection, frames: list[bytes]) -> None
         after = datapath.read_stats(coll.maps)
         moved = [r for r in Reason if after[r] != before[r]]
         assert (got.verdict, moved) == (want.verdict, [want.reason]), raw.hex()
-        if want.verdict == XDP_TX:
-            assert got.frame == want.reply, raw.hex()
-        elif want.verdict == XDP_PASS:
-            assert got.frame == raw
-        kernel_table = {
-            datapath.vkey(a): [e.expires_ns]
-            for a, e in datapath.verified_sources(coll.maps).items()
-        }
-        assert kernel_table == cfg.verified, raw.hex()
+        check_reply_and_table(got, want, raw, coll.maps, cfg)
 
 
 # -- under policies -------------------------------------------------------------------
@@ -575,15 +567,7 @@ def check(
         assert shield.rule_packets() == shield.expected_packets(), (
             raw.hex()
         )  # the rule that decided
-        if want.verdict == XDP_TX:
-            assert got.frame == want.reply, raw.hex()
-        elif want.verdict == XDP_PASS:
-            assert got.frame == raw
-        kernel_table = {
-            datapath.vkey(a): [e.expires_ns]
-            for a, e in datapath.verified_sources(shield.maps).items()
-        }
-        assert kernel_table == cfg.verified, raw.hex()
+        check_reply_and_table(got, want, raw, shield.maps, cfg)
 
 
 L2 = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01"
@@ -611,3 +595,17 @@ def test_icmp_of_the_other_family(
     else:
         raw = ipv4_frame(L2, V4[0], V4[1], 0, 1, proto, icmp, 0, 0)
     check(shield, Policy(), {}, [raw])
+
+
+def check_reply_and_table(
+    got: Any, want: Any, raw: bytes, maps: Mapping[str, Any], cfg: Any
+) -> None:
+    """The reply's bytes (or the frame untouched) and the verified table, as the model says."""
+    if want.verdict == XDP_TX:
+        assert got.frame == want.reply, raw.hex()
+    elif want.verdict == XDP_PASS:
+        assert got.frame == raw
+    kernel_table = {
+        datapath.vkey(a): [e.expires_ns] for a, e in datapath.verified_sources(maps).items()
+    }
+    assert kernel_table == cfg.verified, raw.hex()

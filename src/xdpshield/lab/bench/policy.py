@@ -77,7 +77,7 @@ from xdpshield.lab.bench.micro import MicroConfig
 from xdpshield.lab.bench.receivers import LEGIT_PORT, receiver
 from xdpshield.lab.bench.results import Goal, Progress, Result, fmt_num, median, no_progress
 from xdpshield.lab.stand import Stand
-from xdpshield.policy.cidr import parse_prefix, read_prefix_file
+from xdpshield.policy.cidr import gc_paused, parse_prefix, read_prefix_file
 from xdpshield.policy.config import load_config
 from xdpshield.policy.model import Action, Policy, Prefix, PrefixList, Rule
 from xdpshield.policy.rules import compile_rules
@@ -173,23 +173,10 @@ def random_prefixes(version: int, n: int, seed: int) -> list[Prefix]:
     so a shorter list is the start of a longer one (same seed).
     """
     out: dict[Prefix, None] = {}
-    with _gc_paused():
+    with gc_paused():
         _draw(out, random.Random(seed), version, n)
     # The first n distinct ones (dicts keep the order they were drawn in).
     return list(islice(out, n))
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic collection while millions of tuples are made (as cidr.py
-    reads a list): each one would walk every object, for nothing."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _draw(out: dict[Prefix, None], rnd: random.Random, version: int, n: int) -> None:
