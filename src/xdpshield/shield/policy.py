@@ -352,9 +352,12 @@ def del_entries(maps: Maps, which: str, prefixes: Iterable[Prefix]) -> int:
     gen = sel.gen(which)
     done: list[tuple[AclMap, bytes, tuple[int, int, int], Prefix, bool]] = []
     missing: list[Prefix] = []
+    views: dict[tuple[int, bool], AclMap] = {}  # one fd per table, not per prefix
     for p in dict.fromkeys(prefixes):
         hashed = p.plen in sel.tier_lens(which, p.version)
-        m = _hash(maps, which, p.version) if hashed else _trie(maps, which, p.version)
+        m = views.get((p.version, hashed))
+        if m is None:
+            m = views[p.version, hashed] = (_hash if hashed else _trie)(maps, which, p.version)
         key = _hash_key(p, gen) if hashed else _lpm_key(p, gen)
         try:
             # In the trie a lookup may give a shorter prefix; the delete is exact.
