@@ -882,7 +882,8 @@ def _remove_pins(pin_dir: Path, meta: Path, *, keep: Iterable[str] = ()) -> None
                 p.unlink()  # unlinking a pin drops that reference only
         with contextlib.suppress(OSError):
             pin_dir.rmdir()  # only when empty: nothing kept
-    for path in (meta, _policy_path(meta)):
+    # The policy lock goes too: a writer holding it keeps its open file.
+    for path in (meta, _policy_path(meta), meta.with_suffix(".lock")):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     # Leave no empty per-namespace directories behind.
