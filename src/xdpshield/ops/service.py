@@ -363,6 +363,8 @@ def stop_run(
         state_path.unlink()
         if _live_run(pid_path, wait_s=0) is None:  # a killed run's record: nothing holds it
             pid_path.unlink()
+    with contextlib.suppress(OSError):
+        RUNS_DIR.rmdir()  # only when no other run's record is left
     return run, done
 
 
