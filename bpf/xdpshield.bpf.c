@@ -238,18 +238,10 @@ static __always_inline __u32 xs_classify(struct xdp_md *ctx, __u32 len)
 	int proto;
 	__u32 v;
 
-	proto = xs_parse_eth(&c);
-	if (proto < 0)
-		return XS_V(XDP_DROP, XS_R_MALFORMED);
-	l3.l3off = c.pos - data;
-	if (proto == bpf_htons(XS_ETH_P_IP))
-		proto = xs_parse_ipv4(&c, &l3);
-	else if (proto == bpf_htons(XS_ETH_P_IPV6))
-		proto = xs_parse_ipv6(&c, &l3);
-	else if (proto == bpf_htons(XS_ETH_P_8021Q) ||
-		 proto == bpf_htons(XS_ETH_P_8021AD))
+	proto = xs_parse_l3(&c, &l3, data);
+	if (proto == XS_L3_VLAN_DEEP)
 		return XS_V(XDP_DROP, XS_R_VLAN_TOO_DEEP);
-	else
+	if (proto == XS_L3_NOT_IP)
 		return XS_V(XDP_PASS, XS_R_PASS_NON_IP);
 	if (proto < 0 || c.pos - data > XS_MAX_L4_OFF)
 		return XS_V(XDP_DROP, XS_R_MALFORMED);

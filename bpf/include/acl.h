@@ -11,7 +11,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "clock.h"
-#include "hygiene.h"
+#include "addr.h"
 
 static __always_inline int xs_acl_live(const struct xs_acl *a)
 {

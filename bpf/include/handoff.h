@@ -235,13 +235,7 @@ static __always_inline __u32 xs_tc_handoff(struct __sk_buff *skb)
 	 * moved the headers since (VLAN tags are pulled out of the frame
 	 * before tc sees it).
 	 */
-	proto = xs_parse_eth(&c);
-	if (proto == bpf_htons(XS_ETH_P_IP))
-		proto = xs_parse_ipv4(&c, &l3);
-	else if (proto == bpf_htons(XS_ETH_P_IPV6))
-		proto = xs_parse_ipv6(&c, &l3);
-	else
-		return XS_TC_QUIET;
+	proto = xs_parse_l3(&c, &l3, data);
 	if (proto != IPPROTO_TCP || l3.nonfirst)
 		return XS_TC_QUIET;
 	if (xs_parse_tcp(&c, &l3, &th) < 0)

@@ -163,6 +163,32 @@ static __always_inline int xs_parse_ipv6(struct xs_cursor *c, struct xs_l3 *l3)
 	return -1;
 }
 
+/* xs_parse_l3()'s answers that are not a protocol. */
+#define XS_L3_NOT_IP		(-2)	/* ARP, LLDP, anything not IPv4/IPv6 */
+#define XS_L3_VLAN_DEEP		(-3)	/* more VLAN tags than XS_MAX_VLAN */
+
+/* Ethernet, its VLAN tags and IP from the frame's start @data: the L4
+ * protocol (@l3 filled, l3off included), XS_L3_NOT_IP, XS_L3_VLAN_DEEP, or
+ * -1 when malformed. The one parse of XDP and both tc programs.
+ */
+static __always_inline int xs_parse_l3(struct xs_cursor *c, struct xs_l3 *l3,
+				       void *data)
+{
+	int proto = xs_parse_eth(c);
+
+	if (proto < 0)
+		return -1;
+	l3->l3off = c->pos - data;
+	if (proto == bpf_htons(XS_ETH_P_IP))
+		return xs_parse_ipv4(c, l3);
+	if (proto == bpf_htons(XS_ETH_P_IPV6))
+		return xs_parse_ipv6(c, l3);
+	if (proto == bpf_htons(XS_ETH_P_8021Q) ||
+	    proto == bpf_htons(XS_ETH_P_8021AD))
+		return XS_L3_VLAN_DEEP;
+	return XS_L3_NOT_IP;
+}
+
 /* UDP: the header fits, and its length is sane. A first fragment carries
  * only part of the datagram, so its length may exceed what is here.
  */

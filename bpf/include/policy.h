@@ -8,32 +8,20 @@
 #include "maps.h"
 #include "parse.h"
 #include "clock.h"
+#include "addr.h"
 
 static __always_inline int xs_port_protected(__u16 dport_be)
 {
-	__u32 zero = 0, port = bpf_ntohs(dport_be) & 0xffff;
+	__u32 zero = 0;
 	struct xs_portset *ps = bpf_map_lookup_elem(&xs_ports, &zero);
 
-	if (!ps)
-		return 0;
-	return (ps->bits[port >> 6] >> (port & 63)) & 1;
+	return ps && xs_portset_has(ps, dport_be);
 }
 
 static __always_inline void xs_vkey_of(struct xs_vkey *vk,
 				       const struct xs_l3 *l3)
 {
-	if (l3->v6) {
-		struct ipv6hdr *ip6 = l3->iph;
-
-		__builtin_memcpy(vk->addr, &ip6->saddr, 16);
-	} else {
-		struct iphdr *iph = l3->iph;
-
-		vk->addr[0] = 0;
-		vk->addr[1] = 0;
-		vk->addr[2] = bpf_htonl(0xffff);
-		vk->addr[3] = iph->saddr;
-	}
+	xs_addr16(vk->addr, xs_saddr(l3), l3->v6);
 }
 
 /* The source's entry if it is verified and not expired. */
