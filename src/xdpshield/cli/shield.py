@@ -215,7 +215,7 @@ def cmd_status(a: argparse.Namespace) -> int:
 def cmd_stats(a: argparse.Namespace) -> int:
     with Shield.open(a.iface) as s:
         stats = s.stats()
-        rules = s.rules() if "xs_rule_stats" in s.maps else []
+        rules = s.rules()
     if a.json:
         doc: dict[str, Any] = {r.label: {"packets": p, "bytes": b} for r, (p, b) in stats.items()}
         # Rules by name, under a key no reason label can take.

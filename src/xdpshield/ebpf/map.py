@@ -286,19 +286,11 @@ class Map(Generic[K, V]):
     def update_batch(self, items: Sequence[tuple[K, V | list[V]]]) -> None:
         if not items:
             return
-        L = lib()
-        keys = L.buffer(b"".join(self.key.encode(k) for k, _ in items))
-        vals = L.buffer(b"".join(self._encode_value(v) for _, v in items))
-        count = L.u32(len(items))
-        try:
-            L.bpf.bpf_map_update_batch(self.fd, keys, vals, count, L.batch_opts())
-        except OSError as exc:
-            raise from_oserror(
-                exc,
-                f"map {self.name} ({self.max_entries} entries): batch update "
-                f"({count.value} of {len(items)} written)",
-                Op.MAP_UPDATE,
-            ) from None
+        self.update_batch_bytes(
+            b"".join(self.key.encode(k) for k, _ in items),
+            b"".join(self._encode_value(v) for _, v in items),
+            chunk=len(items),
+        )
 
     def update_batch_bytes(self, keys: bytes, values: bytes, chunk: int = 65536) -> None:
         """Like :meth:`update_batch` for elements already encoded: ``keys`` and

@@ -94,12 +94,7 @@ def _list_diff(
 
 
 def _hygiene_diff(old: dict[str, Any], new: Hygiene) -> dict[str, tuple[Any, Any]]:
-    out: dict[str, tuple[Any, Any]] = {}
-    for k, v in asdict(new).items():
-        nv = sorted(v) if isinstance(v, frozenset) else v
-        if old.get(k) != nv:
-            out[k] = (old.get(k), nv)
-    return out
+    return {k: (old.get(k), v) for k, v in new.as_json().items() if old.get(k) != v}
 
 
 def _diff_one(cfg: Config, ic: InterfaceConfig, s: Shield | None) -> IfaceChange:
@@ -122,7 +117,7 @@ def _diff_one(cfg: Config, ic: InterfaceConfig, s: Shield | None) -> IfaceChange
         have = {e.prefix for e in s.list_entries(which) if not e.live}
         ch.lists[which] = _list_diff(getattr(pol, which), have)
     applied = s.applied()
-    ch.hygiene = _hygiene_diff(applied.get("hygiene") or _default_hygiene(), pol.hygiene)
+    ch.hygiene = _hygiene_diff(applied.get("hygiene") or Hygiene().as_json(), pol.hygiene)
     old = {n: fp for n, (_, fp) in (applied.get("rule_ids") or {}).items()}
     new = {r.name: fingerprint(r) for r in pol.rules}
     ch.rules = {
@@ -146,10 +141,6 @@ def _diff_one(cfg: Config, ic: InterfaceConfig, s: Shield | None) -> IfaceChange
         if getattr(ic, key) is not None and have_v != want_v:
             ch.restart[key] = (have_v, want_v)
     return ch
-
-
-def _default_hygiene() -> dict[str, Any]:
-    return {k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(Hygiene()).items()}
 
 
 def diff_config(cfg: Config) -> list[IfaceChange]:

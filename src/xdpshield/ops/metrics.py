@@ -62,10 +62,9 @@ class ShieldCollector(Collector):
             ports.add_metric([s.iface], len(s.ports))
             verified.add_metric([s.iface], len(s.verified_sources()))
             epoch.add_metric([s.iface], s.current_epoch() or 0)
-            if "xs_rule_stats" in s.maps:  # a shield from before policies has none
-                for r in s.rules():
-                    rule_packets.add_metric([s.iface, r["name"]], r["packets"])
-                    rule_bytes.add_metric([s.iface, r["name"]], r["bytes"])
+            for r in s.rules():
+                rule_packets.add_metric([s.iface, r["name"]], r["packets"])
+                rule_bytes.add_metric([s.iface, r["name"]], r["bytes"])
         yield from (packets, octets, ports, verified, epoch, rule_packets, rule_bytes)
 
 

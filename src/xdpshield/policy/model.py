@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "DEFAULT_ICMP6_TYPES",
@@ -132,6 +132,10 @@ class Hygiene:
     icmp_pmtu: bool = True
     #: Other IP protocols (not TCP, UDP, ICMP, ICMPv6): these numbers dropped.
     protocols_drop: frozenset[int] = frozenset()
+
+    def as_json(self) -> dict[str, Any]:
+        """The settings as JSON holds them (sets as sorted lists)."""
+        return {k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)

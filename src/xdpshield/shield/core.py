@@ -576,7 +576,7 @@ class Shield:
                     }
                     for r in pol.rules
                 ],
-                "hygiene": _hygiene_json(pol.hygiene),
+                "hygiene": pol.hygiene.as_json(),
             }
             path = _policy_path(self.meta_path)
             tmp = path.with_suffix(".tmp")
@@ -605,7 +605,7 @@ class Shield:
             return None
         sel = policy.selector(self.maps)
         applied = self.applied()
-        hyg = applied.get("hygiene") or _hygiene_json(Hygiene())
+        hyg = applied.get("hygiene") or Hygiene().as_json()
         checks = ("tcp_flags", "reflection", "fragments", "icmp")
         return {
             "allow": sel.n_allow4 + sel.n_allow6,
@@ -617,7 +617,9 @@ class Shield:
 
     def rules(self) -> list[dict[str, Any]]:
         """The live rules in order: name, id, definition, where written, and
-        their counters (packets, bytes)."""
+        their counters (packets, bytes); none on a shield from before policies."""
+        if "xs_rule_stats" not in self.maps:
+            return []
         rules = [dict(r) for r in self.applied().get("rules", [])]
         stats = policy.rule_stats(self.maps, {r["name"]: int(r["id"]) for r in rules})
         for r in rules:
@@ -702,10 +704,6 @@ class Shield:
             if rec is None
             else {"pid": int(rec["pid"]), "rotate_s": float(rec.get("rotate_s", 0.0))},
         )
-
-
-def _hygiene_json(h: Hygiene) -> dict[str, Any]:
-    return {k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(h).items()}
 
 
 def _claim_interface(iface: str, pin_dir: Path, meta_path: Path) -> int:

@@ -239,11 +239,6 @@ def _expiry(ttl_s: float | None, now_ns: int) -> int:
     return 0 if ttl_s is None else now_ns + max(1, int(ttl_s * _NS))
 
 
-def _write(m: Map[bytes, Any], items: Sequence[tuple[bytes, Any]]) -> None:
-    for i in range(0, len(items), _BATCH):
-        m.update_batch(items[i : i + _BATCH])
-
-
 def _place(
     maps: Maps,
     which: str,
