@@ -40,14 +40,20 @@ V4 = [bytes([198, 18, 0, i]) for i in (1, 2, 3)]
 V6 = [bytes.fromhex("fd000000000000000000000000000000")[:15] + bytes([i]) for i in (1, 2)]
 
 
-@pytest.fixture(scope="module")
-def coll() -> Iterator[Collection]:
+def load_guard() -> Collection:
+    """The object with the guard's test settings, known keys and ports."""
     spec = ObjectSpec(OBJ)
     opts = GuardOptions(fixed_now_ns=NOW, verified_ttl_s=TTL_S, **TEST_OPTIONS)
     spec.set_constants(**datapath.constants(opts))
-    with spec.load() as c:
-        datapath.set_ports(c.maps, PORTS)
-        datapath.set_keys(c.maps, KEY_CUR, KEY_PREV, epoch=EPOCH)
+    c = spec.load()
+    datapath.set_ports(c.maps, PORTS)
+    datapath.set_keys(c.maps, KEY_CUR, KEY_PREV, epoch=EPOCH)
+    return c
+
+
+@pytest.fixture(scope="module")
+def coll() -> Iterator[Collection]:
+    with load_guard() as c:
         yield c
 
 
@@ -510,12 +516,7 @@ class PolicyShield:
 
 @pytest.fixture(scope="module")
 def shield() -> Iterator[PolicyShield]:
-    spec = ObjectSpec(OBJ)
-    opts = GuardOptions(fixed_now_ns=NOW, verified_ttl_s=TTL_S, **TEST_OPTIONS)
-    spec.set_constants(**datapath.constants(opts))
-    with spec.load() as c:
-        datapath.set_ports(c.maps, PORTS)
-        datapath.set_keys(c.maps, KEY_CUR, KEY_PREV, epoch=EPOCH)
+    with load_guard() as c:
         yield PolicyShield(c)
 
 
