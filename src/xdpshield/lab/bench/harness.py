@@ -68,6 +68,18 @@ def counter_diff(after: Mapping[str, int], before: Mapping[str, int]) -> dict[st
     return {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
 
 
+def tally_impure(
+    impure: dict[str, dict[str, int]], name: str, seen: Mapping[str, int], reason: str, repeat: int
+) -> None:
+    """Keep in ``impure[name]`` the iterations of a timed run that were
+    counted under another reason than the row's (all ``repeat`` should be)."""
+    other = {k: v for k, v in seen.items() if k != reason}
+    if other or seen.get(reason, 0) != repeat:
+        acc = impure.setdefault(name, {})
+        for k, v in other.items():
+            acc[k] = acc.get(k, 0) + v
+
+
 @contextlib.contextmanager
 def pinned(cpu: int | None) -> Iterator[None]:
     """Measure on one CPU (the kernel's test-run timer already excludes preemption)."""

@@ -291,9 +291,21 @@ def run_live(
 ) -> list[Result]:
     """Floods on the stand, every receiver side by side (needs root, the stand, the generator)."""
     cfg = cfg or (LiveConfig.quick() if quick else LiveConfig())
+    return per_queue(cfg, progress, _live_queues, _live_skipped)
+
+
+def per_queue(
+    cfg: LiveConfig,
+    progress: Progress | None,
+    rows: Callable[[LiveConfig, int, Progress], list[Result]],
+    skipped: Callable[[LiveConfig, str], list[Result]],
+) -> list[Result]:
+    """``rows(cfg, queues, progress)`` for each queue count of ``cfg``, on a
+    stand of its own; what cannot run is reported by ``skipped(cfg, why)``
+    for every row it would have made."""
     why = live_unavailable()
     if why is not None:
-        return _live_skipped(cfg, why)
+        return skipped(cfg, why)
     report = progress or no_progress
     results: list[Result] = []
     for qi, q in enumerate(cfg.queues):
@@ -301,11 +313,13 @@ def run_live(
         def sub(what: str, frac: float, qi: int = qi) -> None:
             report(what, (qi + frac) / len(cfg.queues))
 
+        one = dataclasses.replace(cfg, queues=(q,))
         try:
-            results += _live_queues(cfg, q, sub)
+            results += rows(cfg, q, sub)
+        except Unavailable as exc:
+            results += skipped(one, str(exc))
         except Exception as exc:  # the stand itself failed: say so for every row
-            why = f"stand with {q} queue(s) failed: {exc}".splitlines()[0]
-            results += _live_skipped(dataclasses.replace(cfg, queues=(q,)), why)
+            results += skipped(one, f"stand with {q} queue(s) failed: {exc}".splitlines()[0])
     return results
 
 

@@ -44,6 +44,7 @@ from xdpshield.lab.bench.harness import (
     load_shield,
     pinned,
     shield_stats_reader,
+    tally_impure,
     vname,
 )
 from xdpshield.lab.bench.results import Goal, Progress, Result, no_progress
@@ -206,11 +207,7 @@ def _timed_case(h: Harness, case: Case, repeat: int, impure: dict[str, dict[str,
     ns = h.timed(prog, case.frame, repeat, case.rewrites)
     seen = counter_diff(h.read_stats(), before)
     if case.reason != "*":
-        other = {k: v for k, v in seen.items() if k != case.reason}
-        if other or seen.get(case.reason, 0) != repeat:
-            acc = impure.setdefault(case.name, {})
-            for k, v in other.items():
-                acc[k] = acc.get(k, 0) + v
+        tally_impure(impure, case.name, seen, case.reason, repeat)
     return ns
 
 

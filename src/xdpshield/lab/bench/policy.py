@@ -43,7 +43,6 @@ from scapy.layers.l2 import Ether
 
 from xdpshield import netns
 from xdpshield.ebpf import Collection, ObjectSpec
-from xdpshield.errors import Unavailable
 from xdpshield.lab import FloodKind
 from xdpshield.lab.bench.frames import (
     CLIENT_MAC,
@@ -63,6 +62,7 @@ from xdpshield.lab.bench.harness import (
     load_shield,
     pinned,
     shield_stats_reader,
+    tally_impure,
     vname,
 )
 from xdpshield.lab.bench.live import (
@@ -71,7 +71,7 @@ from xdpshield.lab.bench.live import (
     _drop_flood_once,
     _qlabel,
     _Rows,
-    live_unavailable,
+    per_queue,
 )
 from xdpshield.lab.bench.micro import MicroConfig
 from xdpshield.lab.bench.receivers import LEGIT_PORT, receiver
@@ -366,12 +366,7 @@ def _timed(
     read = shield_stats_reader(coll)
     before = read()
     ns = h.timed(coll.program("xdpshield_xdp"), case.frame, repeat, False)
-    seen = counter_diff(read(), before)
-    other = {k: v for k, v in seen.items() if k != case.reason}
-    if other or seen.get(case.reason, 0) != repeat:
-        acc = impure.setdefault(case.name, {})
-        for k, v in other.items():
-            acc[k] = acc.get(k, 0) + v
+    tally_impure(impure, case.name, counter_diff(read(), before), case.reason, repeat)
     return ns
 
 
@@ -865,22 +860,6 @@ def run_policy_live(
     cfg = cfg or (
         dataclasses.replace(LiveConfig.quick(), duration_s=0.3) if quick else LiveConfig()
     )
-    why = live_unavailable()
-    if why is not None:
-        return live_skipped(cfg, why)
-    report = progress or no_progress
-    results: list[Result] = []
-    for qi, q in enumerate(cfg.queues):
-
-        def sub(what: str, frac: float, qi: int = qi) -> None:
-            report(what, (qi + frac) / len(cfg.queues))
-
-        try:
-            results += _live_stand(cfg, q, sub)
-        except Unavailable as exc:
-            results += live_skipped(dataclasses.replace(cfg, queues=(q,)), str(exc))
-        except Exception as exc:  # the stand itself failed: say so for every row
-            why = f"stand with {q} queue(s) failed: {exc}".splitlines()[0]
-            results += live_skipped(dataclasses.replace(cfg, queues=(q,)), why)
-    report("policy floods done", 1.0)
+    results = per_queue(cfg, progress, _live_stand, live_skipped)
+    (progress or no_progress)("policy floods done", 1.0)
     return results
