@@ -7,11 +7,14 @@ Semantics, in the data path's order (see bpf/xdpshield.bpf.c):
 1. ``allow``: a source in one of these prefixes skips every later stage.
 2. ``deny``: a source in one of these prefixes is dropped.
 3. ``hygiene``: protocol checks (:class:`Hygiene`), each switchable.
+   (A blocked source, :class:`Limits`, is dropped right after ``allow``.)
 4. ``rules``: the first rule (in file order) that matches decides; a rule
    matches when every field it sets matches (a field holding several values
-   matches any of them); ``pass`` hands the packet to the kernel at once
-   (no TCP guard), ``drop`` drops it.
-5. The TCP guard on the protected ports.
+   matches any of them); ``pass`` hands the packet to the kernel (no TCP
+   guard), ``drop`` drops it, ``limit`` drops it when its source is over
+   the rule's own rate and otherwise lets it go on.
+5. ``limits``: per-source token buckets, then the global ceilings.
+6. The TCP guard on the protected ports.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "ICMP6_ND_TYPES",
     "ICMP6_PTB",
     "ICMP_UNREACH",
+    "LIMIT_PROTOCOLS",
     "PROTO_ICMP",
     "PROTO_ICMPV6",
     "PROTO_TCP",
@@ -38,6 +42,7 @@ __all__ = [
     "Config",
     "Hygiene",
     "InterfaceConfig",
+    "Limits",
     "MetricsConfig",
     "Network",
     "Policy",
@@ -82,6 +87,7 @@ ICMP6_ND_TYPES = frozenset({133, 134, 135, 136, 137})
 class Action(StrEnum):
     DROP = "drop"
     PASS = "pass"
+    LIMIT = "limit"
 
 
 class Prefix(NamedTuple):
@@ -156,6 +162,10 @@ class Rule:
     #: ICMP or ICMPv6 type and code (the protocol says which).
     icmp_type: int | None = None
     icmp_code: int | None = None
+    #: Action ``limit``: packets per second per source (aggregated as
+    #: :class:`Limits` says) and the bucket's depth in packets (None: pps).
+    pps: int | None = None
+    burst: int | None = None
     #: Where it was written (for messages): "FILE:LINE" or "".
     origin: str = ""
 
@@ -179,7 +189,60 @@ class Rule:
             parts += ["type", str(self.icmp_type)]
         if self.icmp_code is not None:
             parts += ["code", str(self.icmp_code)]
+        if self.pps is not None:
+            parts += ["pps", str(self.pps)]
+            if self.burst is not None:
+                parts += ["burst", str(self.burst)]
         return " ".join(parts)
+
+
+#: The protocols a global ceiling can name, in the data path's slot order.
+LIMIT_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6", "other")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """``[limits]``: per-source token buckets and automatic blocks. A limit
+    that is None is off; all None (the default): the stage costs nothing.
+
+    A source is its address cut to ``prefix4`` / ``prefix6`` bits. Each
+    bucket refills at its rate and holds ``burst`` packets (pps, syn_pps)
+    or one second of bytes, at least 64 KiB (bps); a packet the bucket
+    cannot pay for is dropped and costs nothing.
+    """
+
+    #: Packets per second per source (all protocols).
+    pps: int | None = None
+    #: Depth of the pps and syn_pps buckets, in packets (None: one second's worth).
+    burst: int | None = None
+    #: Bytes per second per source.
+    bps: int | None = None
+    #: SYNs to protected ports per second per source (new connections).
+    syn_pps: int | None = None
+    prefix4: int = 32
+    prefix6: int = 64
+    #: Seconds a source must stay over a limit before it is blocked (None: never).
+    block_after: float | None = None
+    #: A first block's time; a repeat offence within ``block_repeat`` of the
+    #: last block's end doubles the last block's time, up to ``block_max_ttl``.
+    block_ttl: float = 600.0
+    block_max_ttl: float = 86400.0
+    block_repeat: float = 3600.0
+    #: Global ceilings: protocol (:data:`LIMIT_PROTOCOLS`) -> packets per second
+    #: in total, shared out per CPU.
+    ceilings: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any bucket, ceiling or automatic block is on."""
+        return any(
+            v is not None for v in (self.pps, self.bps, self.syn_pps, self.block_after)
+        ) or bool(self.ceilings)
+
+    def as_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ceilings"] = dict(self.ceilings)
+        return d
 
 
 @dataclass(frozen=True)
@@ -188,6 +251,7 @@ class Policy:
     deny: PrefixList = field(default_factory=dict)
     hygiene: Hygiene = field(default_factory=Hygiene)
     rules: tuple[Rule, ...] = ()
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)
