@@ -14,6 +14,7 @@
 #include "acl.h"
 #include "hygiene.h"
 #include "rules.h"
+#include "limits.h"
 #include "guard.h"
 #include "handoff.h"
 
@@ -34,13 +35,32 @@ enum xs_abi xs_abi_btf_anchor SEC(".rodata.btf") __attribute__((unused));
  */
 #define XS_V_GUARD	0xffffffffU
 
+/* The protocol's slot (rules' port classes, the limits' ceilings). */
+static __always_inline __u8 xs_proto_slot(int proto)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		return 0;
+	case IPPROTO_UDP:
+		return 1;
+	case IPPROTO_ICMP:
+		return 2;
+	case XS_IPPROTO_ICMPV6:
+		return 3;
+	default:
+		return 4;
+	}
+}
+
 /* Hygiene and rules for a packet with an L4 header (@c points at it).
- * Returns XS_V(action, reason), or XS_V_GUARD.
+ * Returns XS_V(action, reason), or XS_V_GUARD; fills in what the limits
+ * need (@lq: SYN, limit rule).
  */
 static __always_inline __u32 xs_judge(struct xdp_md *ctx, struct xs_cursor *c,
 				      const struct xs_l3 *l3, int proto,
 				      const struct xs_psel *sel,
-				      const struct xs_hygiene *h, __u32 len)
+				      const struct xs_hygiene *h, __u32 len,
+				      struct xs_lim_q *lq)
 {
 	struct tcphdr *th = NULL;
 	struct xs_rule_q l4 = {};
@@ -103,9 +123,13 @@ static __always_inline __u32 xs_judge(struct xdp_md *ctx, struct xs_cursor *c,
 			return XS_V(XDP_DROP, XS_R_RULE_DROP);
 		if (r == XS_RULE_PASS)
 			return XS_V(XDP_PASS, XS_R_RULE_PASS);
+		if ((r & 0xff) == XS_RULE_LIMIT)
+			lq->rule = r >> 8;
 	}
-	if (th && xs_port_protected(th->dest))
+	if (th && xs_port_protected(th->dest)) {
+		lq->syn = (l4.tcp_flags & (XS_TCP_SYN | XS_TCP_ACK)) == XS_TCP_SYN;
 		return XS_V_GUARD;
+	}
 	return XS_V(XDP_PASS, XS_R_PASS_UNPROTECTED);
 }
 
@@ -163,8 +187,8 @@ static __always_inline int xs_l3_of(struct xdp_md *ctx, const struct xs_pkt *p,
 	return 0;
 }
 
-/* The policy stages in order: allow, deny, fragments, then xs_judge().
- * Returns XS_V(action, reason), or XS_V_GUARD.
+/* The policy stages in order: allow, blocks, deny, fragments, then
+ * xs_judge(), then the limits. Returns XS_V(action, reason), or XS_V_GUARD.
  *
  * Verifier: a global function. Inlined into the parser, every stage was
  * verified again for each of its paths (VLAN depths times IPv6 extension
@@ -174,9 +198,10 @@ __attribute__((noinline)) __u32 xs_stages(struct xdp_md *ctx, struct xs_pkt *p)
 {
 	const struct xs_hygiene *h;
 	const struct xs_psel *sel;
+	struct xs_lim_q lq = {};
 	struct xs_l3 l3 = {};
 	struct xs_cursor c;
-	__u32 zero = 0;
+	__u32 zero = 0, v, r;
 
 	if (!p || xs_l3_of(ctx, p, &l3, &c) < 0)
 		return XS_V(XDP_DROP, XS_R_MALFORMED);
@@ -188,6 +213,14 @@ __attribute__((noinline)) __u32 xs_stages(struct xdp_md *ctx, struct xs_pkt *p)
 		return XS_V(XDP_PASS, XS_R_PASS_UNPROTECTED);
 	if (xs_allowed(sel, &l3))
 		return XS_V(XDP_PASS, XS_R_ALLOW_PASS);
+	if (sel->lim_on) {
+		xs_addr16(lq.src, xs_saddr(&l3), l3.v6);
+		lq.v6 = l3.v6;
+		lq.len = p->len;
+		lq.lim_slot = sel->lim_gen & 1;
+		if (xs_blocked(&lq))
+			return XS_V(XDP_DROP, XS_R_BLOCKED);
+	}
 	if (xs_denied(sel, &l3))
 		return XS_V(XDP_DROP, XS_R_DENY);
 	h = xs_hyg_get(sel);
@@ -197,11 +230,20 @@ __attribute__((noinline)) __u32 xs_stages(struct xdp_md *ctx, struct xs_pkt *p)
 	 * datagram's first fragment did.
 	 */
 	if (l3.nonfirst) {
-		if (xs_frag_known(h, &l3))
-			return XS_V(XDP_PASS, XS_R_PASS_FRAGMENT);
-		return XS_V(XDP_DROP, XS_R_FRAGMENT_UNKNOWN);
+		if (!xs_frag_known(h, &l3))
+			return XS_V(XDP_DROP, XS_R_FRAGMENT_UNKNOWN);
+		v = XS_V(XDP_PASS, XS_R_PASS_FRAGMENT);
+		lq.slot = xs_proto_slot(l3.frag_proto);
+	} else {
+		v = xs_judge(ctx, &c, &l3, p->proto, sel, h, p->len, &lq);
+		lq.slot = xs_proto_slot(p->proto);
 	}
-	return xs_judge(ctx, &c, &l3, p->proto, sel, h, p->len);
+	if (sel->lim_on && (v == XS_V_GUARD || XS_V_ACT(v) != XDP_DROP)) {
+		r = xs_limit(&lq);
+		if (r)
+			return r;
+	}
+	return v;
 }
 
 /* A first fragment passed: its datagram's other fragments may follow. */

@@ -9,8 +9,12 @@
 
 static __always_inline __u64 xs_now(void)
 {
-	if (xs_fixed_now_ns)
-		return xs_fixed_now_ns;
+	if (xs_fixed_now_ns) {
+		__u32 zero = 0;
+		__u64 *off = bpf_map_lookup_elem(&xs_test_clock, &zero);
+
+		return xs_fixed_now_ns + (off ? *off : 0);
+	}
 	/* Coarse (jiffies) resolution is plenty for ms timestamps and second
 	 * expiries, and much cheaper than reading the clocksource.
 	 */

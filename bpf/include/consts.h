@@ -185,11 +185,38 @@
 #define XS_RULE_ANY		0xff
 #define XS_RULE_DROP		1
 #define XS_RULE_PASS		2
+#define XS_RULE_LIMIT		3	/* over the rule's own rate: drop */
 #ifndef XS_RULES_MAX
 #define XS_RULES_MAX		16384
 #endif
 #ifndef XS_RULE_ENTRIES
 #define XS_RULE_ENTRIES		(1U << 19)
 #endif
+
+/* Limits (limits.h). Per-source state: an LRU of sources that sent twice
+ * within XS_ADMIT_WIN (xs_admit's filter keeps single packets of spoofed
+ * floods out of it); blocks; the admission filter's slots (a power of 2).
+ */
+#ifndef XS_SRC_MAX
+#define XS_SRC_MAX		(1U << 17)
+#endif
+#ifndef XS_BLOCK_MAX
+#define XS_BLOCK_MAX		65536
+#endif
+#ifndef XS_ADMIT_SLOTS
+#define XS_ADMIT_SLOTS		(1U << 20)
+#endif
+/* The admission filter's clock: ns >> XS_ADMIT_SHIFT (~1.05 ms), and how
+ * many of its ticks a second packet may come after the first (~1 s).
+ */
+#define XS_ADMIT_SHIFT		20
+#define XS_ADMIT_WIN		954
+/* Excess is sustained while over-limit packets come less than this apart. */
+#define XS_EXCESS_GAP_NS	1000000000ULL
+/* struct xs_limits flags */
+#define XS_LIM_BLOCKS		0x1	/* look sources up in xs_blocks */
+#define XS_LIM_BLOCKS_LPM	0x2	/* ... and in xs_blocks_lpm */
+/* struct xs_block flags */
+#define XS_BLOCK_MANUAL		0x1	/* added by hand, not for excess */
 
 #endif

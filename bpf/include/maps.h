@@ -232,6 +232,81 @@ struct {
 	__type(value, struct xs_counter);
 } xs_rule_stats SEC(".maps");
 
+/* Limits (limits.h): the settings, two slots (xs_psel.lim_gen & 1). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct xs_limits);
+} xs_lim SEC(".maps");
+
+/* A limit rule's rate, by rule id (written before its generation is live). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XS_RULES_MAX);
+	__type(key, __u32);
+	__type(value, struct xs_rate);
+} xs_rule_rate SEC(".maps");
+
+/* Sources' buckets. LRU: the idle go first; only sources the admission
+ * filter let in are here, so a spoofed flood does not churn it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XS_SRC_MAX);
+	__type(key, struct xs_src_key);
+	__type(value, struct xs_src);
+} xs_src SEC(".maps");
+
+/* The admission filter: slot hash(source) holds the last source seen
+ * there (a 32-bit fingerprint) and when (ns >> XS_ADMIT_SHIFT).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XS_ADMIT_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} xs_admit SEC(".maps");
+
+/* Blocked sources at the limits' prefix (excess, or by hand). A plain
+ * hash: a block is never evicted; the daemon removes it once expired and
+ * past its repeat window. Inserts fail when full (never an eviction).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XS_BLOCK_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xs_src_key);
+	__type(value, struct xs_block);
+} xs_blocks SEC(".maps");
+
+/* Blocks by hand at other prefix lengths. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XS_BLOCK_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xs_block_lpm);
+	__type(value, struct xs_block);
+} xs_blocks_lpm SEC(".maps");
+
+/* The global ceilings' buckets: per protocol slot, per CPU (no atomics). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XS_RULE_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} xs_ceil SEC(".maps");
+
+/* Tests only: added to xs_fixed_now_ns (clock.h), so a test moves time
+ * without a reload. Never read when the clock is the kernel's.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} xs_test_clock SEC(".maps");
+
 /* Load-time knobs (const volatile: the verifier sees the values and prunes
  * what they switch off). datapath.constants() fills them.
  */
@@ -292,5 +367,9 @@ __u32 xs_nometa_seen = 0;
  * reproducible. 0 (always, in production) reads the kernel's clock.
  */
 const volatile __u64 xs_fixed_now_ns = 0;
+/* The admission filter's hash key (random per load: no one can aim at a
+ * legit source's slot).
+ */
+const volatile __u64 xs_admit_seed = 0;
 
 #endif

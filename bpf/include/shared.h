@@ -64,6 +64,12 @@ enum xs_reason {
 	XS_R_PROTOCOL,		/* IP protocol dropped by policy */
 	XS_R_RULE_DROP,		/* a rule said drop */
 	XS_R_RULE_PASS,		/* a rule said pass: to the kernel unguarded */
+	XS_R_BLOCKED,		/* source in the block table */
+	XS_R_LIMIT_PPS,		/* source over its packets per second */
+	XS_R_LIMIT_BPS,		/* source over its bytes per second */
+	XS_R_LIMIT_SYN,		/* source over its SYNs per second */
+	XS_R_RULE_LIMIT,	/* source over a limit rule's rate */
+	XS_R_CEILING,		/* the protocol's global ceiling reached */
 	XS_R__MAX,
 };
 
@@ -158,6 +164,8 @@ struct xs_psel {
 	 */
 	__u8 rule_tiers[XS_ACL_TIERS];
 	__u32 lpm_rules;
+	__u32 lim_gen;		/* & 1: the slot of xs_lim */
+	__u32 lim_on;		/* 0: no limit, block or ceiling: skip them */
 };
 
 /* Keys of the allow and deny tries: the generation comes first, so one trie
@@ -266,6 +274,61 @@ struct xs_rule_hkey {
 	__u32 addr[4];		/* as struct xs_vkey */
 };
 
+/* A token bucket, as GCRA keeps it: a packet costs @cost ns of the
+ * bucket's time and passes while the bucket is at most @depth ns in debt
+ * (depth = burst * cost: a full bucket holds burst packets).
+ */
+struct xs_rate {
+	__u64 cost;		/* ns per packet; bps: ns per byte << 8; 0: off */
+	__u64 depth;		/* ns */
+};
+
+/* [limits], one per slot (xs_psel.lim_gen & 1). */
+struct xs_limits {
+	__u32 flags;		/* XS_LIM_* */
+	__u32 plen4;		/* source aggregation: IPv4 prefix length */
+	__u32 plen6;		/* IPv6 */
+	__u32 pad;
+	struct xs_rate pps, bps, syn;
+	__u64 block_after_ns;	/* sustained excess before a block; 0: never */
+	__u64 block_ttl_ns;	/* a first block's time */
+	__u64 block_max_ns;	/* repeat offences double it up to this */
+	__u64 block_repeat_ns;	/* within this long after the last block */
+	struct xs_rate ceil[XS_RULE_SLOTS];	/* per protocol slot and CPU */
+};
+
+/* Key of xs_src and xs_blocks: a source cut to the limits' prefix. */
+struct xs_src_key {
+	__u32 addr[4];		/* as struct xs_vkey, host bits clear */
+	__u16 rule;		/* 0: the source; id + 1: a limit rule's bucket */
+	__u8 plen;		/* 128-bit (IPv4 mapped: 96 + n) */
+	__u8 pad;
+};
+
+/* A source's buckets (theoretical arrival times, ns) and its excess. */
+struct xs_src {
+	__u64 tat_pps;
+	__u64 tat_bps;
+	__u64 tat_syn;
+	__u64 over_since;	/* start of the current excess; 0: none */
+	__u64 over_last;	/* the last packet over a limit */
+};
+
+struct xs_block {
+	__u64 expires_ns;	/* CLOCK_MONOTONIC */
+	__u64 ttl_ns;		/* this block's time (doubled on a repeat) */
+	__u64 since_ns;		/* when it began */
+	__u64 drops;		/* packets dropped for it (racy: a count) */
+	__u32 count;		/* blocks in a row (repeat offences + 1) */
+	__u32 flags;		/* XS_BLOCK_* */
+};
+
+/* Key of xs_blocks_lpm: blocks added by hand at any prefix length. */
+struct xs_block_lpm {
+	__u32 prefixlen;	/* 128-bit (IPv4 mapped: 96 + n) */
+	__u32 addr[4];
+};
+
 /* xs_local values: what a local address is. */
 enum xs_local_kind {
 	XS_LOCAL_UNICAST = 1,	/* an address of this namespace */
@@ -330,6 +393,14 @@ enum xs_abi {
 	XS_ABI_RULE_ANY = XS_RULE_ANY,
 	XS_ABI_RULE_DROP = XS_RULE_DROP,
 	XS_ABI_RULE_PASS = XS_RULE_PASS,
+	XS_ABI_RULE_LIMIT = XS_RULE_LIMIT,
+	/* limits */
+	XS_ABI_LIM_BLOCKS = XS_LIM_BLOCKS,
+	XS_ABI_LIM_BLOCKS_LPM = XS_LIM_BLOCKS_LPM,
+	XS_ABI_BLOCK_MANUAL = XS_BLOCK_MANUAL,
+	XS_ABI_ADMIT_SLOTS = XS_ADMIT_SLOTS,
+	XS_ABI_ADMIT_SHIFT = XS_ADMIT_SHIFT,
+	XS_ABI_ADMIT_WIN = XS_ADMIT_WIN,
 	XS_ABI_RULE_SLOTS = XS_RULE_SLOTS,
 	XS_ABI_RULES_MAX = XS_RULES_MAX,
 	XS_ABI_ACL_LIVE = XS_ACL_LIVE,

@@ -28,7 +28,7 @@ from xdpshield.ebpf import ObjectSpec, StructCodec
 from xdpshield.ebpf._libbpf import BtfType
 from xdpshield.lab import bench, stand, traffic
 from xdpshield.policy import rules
-from xdpshield.shield import cookie, datapath, policy
+from xdpshield.shield import cookie, datapath, limits, policy
 
 OBJ_DIR = Path(xdpshield.__file__).parent / "_obj"
 SHIELD_OBJS = ("xdpshield.o", "xdpshield_debug.o")
@@ -146,6 +146,13 @@ SHIELD_PAIRS = [
     Pair("XS_ABI_RULE_ANY", "policy.RULE_ANY", policy.RULE_ANY),
     Pair("XS_ABI_RULE_DROP", "policy.RULE_DROP", policy.RULE_DROP),
     Pair("XS_ABI_RULE_PASS", "policy.RULE_PASS", policy.RULE_PASS),
+    Pair("XS_ABI_RULE_LIMIT", "policy.RULE_LIMIT", policy.RULE_LIMIT),
+    Pair("XS_ABI_LIM_BLOCKS", "limits.LIM_BLOCKS", limits.LIM_BLOCKS),
+    Pair("XS_ABI_LIM_BLOCKS_LPM", "limits.LIM_BLOCKS_LPM", limits.LIM_BLOCKS_LPM),
+    Pair("XS_ABI_BLOCK_MANUAL", "limits.BLOCK_MANUAL", limits.BLOCK_MANUAL),
+    Pair("XS_ABI_ADMIT_SLOTS", "limits.ADMIT_SLOTS", limits.ADMIT_SLOTS),
+    Pair("XS_ABI_ADMIT_SHIFT", "limits.ADMIT_SHIFT", limits.ADMIT_SHIFT),
+    Pair("XS_ABI_ADMIT_WIN", "limits.ADMIT_WIN", limits.ADMIT_WIN),
     Pair("XS_ABI_RULE_CANDS", "rules.CANDS", rules.CANDS),
     Pair("XS_ABI_RULE_SLOTS", "rules.SLOTS", rules.SLOTS),
     Pair("XS_ABI_RULES_MAX", "rules.RULES_MAX", rules.RULES_MAX),
@@ -300,6 +307,8 @@ MIRRORS = [
                 "tiers",
                 "rule_tiers",
                 "lpm_rules",
+                "lim_gen",
+                "lim_on",
             ],
         ),
     ),
@@ -361,6 +370,56 @@ MIRRORS = [
     ),
     Mirror("xs_rule_ports", "rules.CompiledRules.port_classes (u16)", 2 * 65536, {"cls": 0}),
     Mirror("xs_rule_sport", "rules.CompiledRules.sport_masks (u32)", 4 * 65536, {"mask": 0}),
+    # The limits (shield/limits.py).
+    _mirror("xs_rate", codec("limits._RATE", limits._RATE.format, ["cost", "depth"])),
+    _mirror(
+        "xs_limits",
+        codec(
+            "limits._LIMITS",
+            limits._LIMITS.format,
+            [
+                "flags",
+                "plen4",
+                "plen6",
+                "pad",
+                "pps",
+                None,
+                "bps",
+                None,
+                "syn",
+                None,
+                "block_after_ns",
+                "block_ttl_ns",
+                "block_max_ns",
+                "block_repeat_ns",
+                "ceil",
+                *[None] * (2 * rules.SLOTS - 1),
+            ],
+        ),  # fmt: skip
+    ),
+    _mirror(
+        "xs_src_key",
+        codec("limits._SRC_KEY", limits._SRC_KEY.format, ["addr", "rule", "plen", "pad"]),
+    ),
+    _mirror(
+        "xs_src",
+        codec(
+            "limits._SRC",
+            limits._SRC.format,
+            ["tat_pps", "tat_bps", "tat_syn", "over_since", "over_last"],
+        ),
+    ),
+    _mirror(
+        "xs_block",
+        codec(
+            "limits._BLOCK",
+            limits._BLOCK.format,
+            ["expires_ns", "ttl_ns", "since_ns", "drops", "count", "flags"],
+        ),
+    ),
+    _mirror(
+        "xs_block_lpm", codec("limits._BLOCK_LPM", limits._BLOCK_LPM.format, ["prefixlen", "addr"])
+    ),
     # traffic._mux_release: a 4-byte length, then the frame.
     Mirror("mux_frame", "traffic._mux_release", 4 + 512, {"len": 0, "data": 4}, obj="traffic.o"),
     _mirror(

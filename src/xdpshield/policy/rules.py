@@ -188,9 +188,10 @@ def fingerprint(rule: Rule) -> str:
     flags = "" if r.tcp_flags is None else f"{r.tcp_flags[0]:#x}/{r.tcp_flags[1]:#x}"
     icmp = "" if r.icmp_type is None and r.icmp_code is None else f"{r.icmp_type}/{r.icmp_code}"
     # An f-string formats the StrEnum as its value, without .value's lookup.
+    rate = f" rate={r.pps}/{r.burst}" if r.pps is not None else ""
     return (
         f"action={r.action} proto={proto} src={src} dport={dport} sport={sport} "
-        f"flags={flags} icmp={icmp}"
+        f"flags={flags} icmp={icmp}{rate}"
     )
 
 

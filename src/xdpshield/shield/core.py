@@ -8,7 +8,7 @@ and a small JSON record of how it was loaded under ``/run/xdpshield/``
 beside it (``IFACE.daemon``: its pid and rotation period).
 
 State kept across unload: ``unload`` leaves the pins of the state maps
-(:data:`STATE_MAPS`: the cookie keys and the verified sources) in the shield's
+(:data:`STATE_MAPS`: the cookie keys, the verified sources, the blocks) in the shield's
 directory, and the next ``load`` on that interface reuses them, so a handshake
 answered before the reload completes after it and verified sources stay
 verified. ``unload(purge=True)`` removes them too. A kept map that does not fit
@@ -59,11 +59,13 @@ from xdpshield.errors import (
     XdpShieldError,
 )
 from xdpshield.objects import obj_dir, object_digest, shield_object
-from xdpshield.policy.model import Hygiene, Policy, Prefix, PrefixList
+from xdpshield.policy.model import Action, Hygiene, Limits, Policy, Prefix, PrefixList
 from xdpshield.policy.ports import parse_ports
 from xdpshield.policy.rules import CompiledRules
 from xdpshield.shield import datapath, policy
+from xdpshield.shield import limits as _lim
 from xdpshield.shield.datapath import GuardOptions, Reason
+from xdpshield.shield.limits import Block
 from xdpshield.shield.record import HANDSHAKE_MODES, Handshake, LoadRecord
 
 __all__ = [
@@ -95,8 +97,9 @@ RUN_DIR = Path("/run/xdpshield")
 TC_HANDLE, TC_PRIORITY = 0x7873, 1
 _CAP_NET_ADMIN, _CAP_SYS_ADMIN, _CAP_BPF = 12, 21, 39
 #: Maps whose pins outlive ``unload`` (unless purged): the next load reuses them,
-#: so cookies minted before a reload stay valid and verified sources stay verified.
-STATE_MAPS = ("xs_keys", "xs_verified")
+#: so cookies minted before a reload stay valid, verified sources stay verified
+#: and blocked sources stay blocked.
+STATE_MAPS = ("xs_keys", "xs_verified", "xs_blocks", "xs_blocks_lpm")
 
 
 def check_privileges() -> None:
@@ -577,12 +580,17 @@ class Shield:
                     for r in pol.rules
                 ],
                 "hygiene": pol.hygiene.as_json(),
+                "limits": pol.limits.as_json(),
+                "limit_rules": any(r.action == Action.LIMIT for r in pol.rules),
             }
-            path = _policy_path(self.meta_path)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=1))
-            tmp.replace(path)
+            self._write_applied(record)
             return res
+
+    def _write_applied(self, record: Mapping[str, Any]) -> None:
+        path = _policy_path(self.meta_path)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(path)
 
     def list_entries(self, which: str) -> list[policy.ListEntry]:
         return policy.list_entries(self.maps, which)
@@ -625,6 +633,50 @@ class Shield:
         for r in rules:
             r["packets"], r["bytes"] = stats[r["name"]]
         return rules
+
+    # -- limits (shield/limits.py) ------------------------------------------------
+    def limits(self) -> Limits:
+        """The live limits (as the last apply or ``limits set`` made them)."""
+        raw = self.applied().get("limits")
+        return _lim.limits_from_json(raw) if isinstance(raw, dict) else Limits()
+
+    def set_limits(self, lim: Limits) -> None:
+        """Make ``lim`` the live limits at once (one switch); a later config
+        apply puts the file's back."""
+        with self._policy_lock():
+            record = self.applied()
+            policy.switch_limits(self.maps, lim, limit_rules=bool(record.get("limit_rules")))
+            record["limits"] = lim.as_json()
+            # The next apply compares the file's limits with these.
+            record.setdefault("digests", {})["limits"] = policy.limits_digest(lim)
+            self._write_applied(record)
+
+    def blocks(self, *, expired: bool = False) -> list[Block]:
+        """The blocks in force (``expired``: also those kept for their repeat window)."""
+        if "xs_blocks" not in self.maps:
+            return []
+        return _lim.list_blocks(self.maps, expired=expired)
+
+    def add_blocks(self, prefixes: Mapping[Prefix, float]) -> int:
+        """Block each prefix for its seconds, by hand."""
+        with self._policy_lock():
+            n = _lim.add_blocks(self.maps, prefixes)
+            record = self.applied()
+            policy.switch_limits(
+                self.maps, self.limits(), limit_rules=bool(record.get("limit_rules"))
+            )
+            return n
+
+    def del_blocks(self, prefixes: Iterable[Prefix]) -> int:
+        with self._policy_lock():
+            return _lim.del_blocks(self.maps, prefixes)
+
+    def expire_blocks(self) -> tuple[list[Block], list[Block]]:
+        """Remove blocks past their time (automatic ones: past their repeat
+        window too); returns (in force, removed)."""
+        if "xs_blocks" not in self.maps:
+            return [], []
+        return _lim.expire_blocks(self.maps, self.limits().block_repeat)
 
     # -- housekeeping (the daemon's duties) ---------------------------------------
     def rotate_keys(self) -> int | None:

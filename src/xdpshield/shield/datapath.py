@@ -100,6 +100,12 @@ class Reason(IntEnum):
     PROTOCOL = 31
     RULE_DROP = 32
     RULE_PASS = 33
+    BLOCKED = 34
+    LIMIT_PPS = 35
+    LIMIT_BPS = 36
+    LIMIT_SYN = 37
+    RULE_LIMIT = 38
+    CEILING = 39
 
     @property
     def label(self) -> str:
@@ -127,6 +133,10 @@ POLICY_MAPS = (
     "xs_rule_stats",
 )
 
+#: The limits' maps (shield/limits.py); xs_blocks and xs_blocks_lpm are
+#: state too (kept by an unload, like the cookie keys).
+LIMIT_MAPS = ("xs_lim", "xs_rule_rate", "xs_src", "xs_blocks", "xs_blocks_lpm", "xs_ceil")
+
 #: Maps pinned under the shield's directory, so other processes can reopen them
 #: (the daemon rotates xs_keys and ages xs_verified through the pins).
 PIN_MAPS = (
@@ -140,9 +150,12 @@ PIN_MAPS = (
     "xs_ifinfo",
     "xs_cpu",
     *POLICY_MAPS,
+    *LIMIT_MAPS,
 )
 # Pinned since a later version: a shield loaded before it runs without them.
-OPTIONAL_PINS = frozenset({"xs_seen", "xs_listen", "xs_local", "xs_ifinfo", "xs_cpu", *POLICY_MAPS})
+OPTIONAL_PINS = frozenset(
+    {"xs_seen", "xs_listen", "xs_local", "xs_ifinfo", "xs_cpu", *POLICY_MAPS, *LIMIT_MAPS}
+)
 
 #: How often the daemon should call :func:`rotate_keys` unless configured.
 DEFAULT_KEY_ROTATION_S = 60.0
@@ -264,6 +277,8 @@ def constants(opts: GuardOptions, *, local_known: bool = False) -> dict[str, int
         "xs_local_known": int(local_known),
         "xs_listener_check": int(opts.listener_check),
         "xs_verify_csum": int(opts.verify_csum),
+        # Per load: where a source lands in the admission filter is unguessable.
+        "xs_admit_seed": int.from_bytes(os.urandom(8), "little"),
     }
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import struct
 import time
 from collections import Counter
@@ -31,8 +32,9 @@ from typing import Any, cast
 from xdpshield.ebpf import Map, Raw, StructCodec, UInt, sum_percpu
 from xdpshield.errors import ConfigError, KeyNotFound
 from xdpshield.policy.cidr import gc_paused
-from xdpshield.policy.model import Hygiene, Policy, Prefix, PrefixList
+from xdpshield.policy.model import Action, Hygiene, Limits, Policy, Prefix, PrefixList, Rule
 from xdpshield.policy.rules import CANDS, RULES_MAX, SLOTS, CompiledRules, compile_rules
+from xdpshield.shield import limits
 
 __all__ = [
     "ACL_LIVE",
@@ -50,10 +52,12 @@ __all__ = [
     "del_entries",
     "hygiene_bytes",
     "init_policy",
+    "limits_digest",
     "list_entries",
     "refl_key",
     "rule_stats",
     "selector",
+    "switch_limits",
     "write_hygiene",
 ]
 
@@ -62,9 +66,10 @@ Maps = Mapping[str, Map[Any, Any]]
 LISTS = ("allow", "deny")
 HYG_TCP_FLAGS, HYG_REFLECTION, HYG_FRAGMENTS, HYG_ICMP = 0x1, 0x2, 0x4, 0x8  # consts.h XS_HYG_*
 ACL_LIVE = 0x1  # consts.h XS_ACL_LIVE
-RULE_ANY, RULE_DROP, RULE_PASS = 0xFF, 1, 2  # consts.h XS_RULE_*
+RULE_ANY, RULE_DROP, RULE_PASS, RULE_LIMIT = 0xFF, 1, 2, 3  # consts.h XS_RULE_*
+_ACTIONS = {"drop": RULE_DROP, "pass": RULE_PASS, "limit": RULE_LIMIT}
 
-_PSEL = StructCodec("=14I16s4sI")  # struct xs_psel
+_PSEL = StructCodec("=14I16s4s3I")  # struct xs_psel
 _ACL = StructCodec("=QII")  # struct xs_acl: expires_ns, flags, pad
 _HYG_HEAD = struct.Struct("=IIQQ4Q4Q4Q")  # struct xs_hygiene up to refl
 _PORTSET = 65536 // 8
@@ -105,6 +110,8 @@ class Selector:
     tiers: bytes = bytes([_NO_TIER]) * (TIERS * 4)
     rule_tiers: bytes = bytes([_NO_TIER]) * TIERS
     lpm_rules: int = 0
+    lim_gen: int = 0
+    lim_on: int = 0
 
     def gen(self, which: str) -> int:
         return cast(int, getattr(self, f"{which}_gen"))
@@ -140,7 +147,15 @@ def _write_selector(maps: Maps, sel: Selector) -> None:
         sel.lpm_allow4, sel.lpm_allow6, sel.lpm_deny4, sel.lpm_deny6,
     )  # fmt: skip
     maps["xs_psel"].typed(UInt(4), _PSEL).update(
-        0, (*(v & 0xFFFFFFFF for v in values), sel.tiers, sel.rule_tiers, sel.lpm_rules)
+        0,
+        (
+            *(v & 0xFFFFFFFF for v in values),
+            sel.tiers,
+            sel.rule_tiers,
+            sel.lpm_rules,
+            sel.lim_gen & 0xFFFFFFFF,
+            sel.lim_on,
+        ),
     )
 
 
@@ -476,7 +491,7 @@ def _rule_val(cands: Sequence[Any], plen: int = 0) -> bytes:
         parts.append(
             _CAND.pack(
                 c.rule_id,
-                RULE_DROP if c.action == "drop" else RULE_PASS,
+                _ACTIONS[c.action],
                 RULE_ANY if c.sportset is None else c.sportset,
                 fmask,
                 fval,
@@ -570,6 +585,10 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
+def limits_digest(lim: Limits) -> str:
+    return _digest(lim)
+
+
 def list_digest(entries: PrefixList) -> str:
     return _digest(sorted((p.version, p.addr, p.plen, t) for p, t in entries.items()))
 
@@ -643,7 +662,15 @@ def _apply(
         "deny": list_digest(policy.deny),
         "hygiene": _digest(policy.hygiene),
         "rules": _digest(sorted(compiled.ids.items()), [r.name for r in policy.rules]),
+        "limits": limits_digest(policy.limits),
     }
+    limit_rules = any(r.action == Action.LIMIT for r in policy.rules)
+    if "xs_lim" not in maps and (policy.limits.enabled or limit_rules):
+        raise ConfigError(
+            "this shield's program predates rate limits: load it again "
+            "('xdpshield stop', then run) to use [limits] or limit rules",
+            key="limits",
+        )
     new = sel
     changed = [t for t in digests if digests[t] != prev_digests.get(t)]
     written: Keys = []  # undone on failure
@@ -690,12 +717,15 @@ def _apply(
                 stale += _rule_keys(maps, sel)
             placed, tiers, rules_in_trie = _write_rules(maps, compiled, gen, fresh)
             written += placed
+            _write_rule_rates(maps, policy.rules, compiled)
             new = replace(new, rule_tiers=tiers, lpm_rules=rules_in_trie)
             new = replace(new, rules_gen=gen, n_rules=len(policy.rules))
         ttls = sum(t is not None for t in policy.allow.values()) + sum(
             t is not None for t in policy.deny.values()
         )
         new = replace(new, n_ttl=ttls + kept_live)
+        if "xs_lim" in maps:
+            new = _next_limits(maps, new, policy.limits, limit_rules, rewrite="limits" in changed)
         _write_selector(maps, new)  # the switch
     except BaseException:
         _delete_keys(written)
@@ -720,7 +750,47 @@ def _apply(
 
 
 def _gens(sel: Selector) -> dict[str, int]:
-    return {t: getattr(sel, f"{t}_gen") for t in ("allow", "deny", "rules", "hyg")}
+    return {t: getattr(sel, f"{t}_gen") for t in ("allow", "deny", "rules", "hyg", "lim")}
+
+
+# -- limits ---------------------------------------------------------------------------
+
+
+def _write_rule_rates(maps: Maps, rules: Sequence[Rule], compiled: CompiledRules) -> None:
+    """Each limit rule's rate at its id (before its generation is live: a
+    changed rate is a changed rule, with a new id)."""
+    if "xs_rule_rate" not in maps:
+        return
+    rates = maps["xs_rule_rate"].typed(UInt(4), StructCodec("=QQ"))
+    for r in rules:
+        if r.action == Action.LIMIT and r.pps:
+            rates.update(compiled.ids[r.name][0], limits.pps_rate(r.pps, r.burst))
+
+
+def _next_limits(
+    maps: Maps, sel: Selector, lim: Limits, limit_rules: bool, *, rewrite: bool = True
+) -> Selector:
+    """``sel`` with the limits ``lim`` (written to the other slot of xs_lim
+    when ``rewrite``) and the stage on when anything needs it."""
+    flags = limits.block_flags(maps)
+    if rewrite:
+        slot = (sel.lim_gen + 1) & 1
+        raw = limits.limits_bytes(lim, os.cpu_count() or 1, flags)
+        maps["xs_lim"].typed(UInt(4), Raw(len(raw))).update(slot, raw)
+        sel = replace(sel, lim_gen=(sel.lim_gen + 1) & 0xFFFFFFFF)
+    return replace(sel, lim_on=int(lim.enabled or limit_rules or bool(flags)))
+
+
+def switch_limits(maps: Maps, lim: Limits, *, limit_rules: bool) -> None:
+    """Make ``lim`` the live limits (one switch of xs_psel), e.g. after
+    ``limits set`` or a block added by hand (the block flags follow the
+    tables)."""
+    if "xs_lim" not in maps:
+        raise ConfigError(
+            "this shield's program predates rate limits: load it again to use them",
+            key="limits",
+        )
+    _write_selector(maps, _next_limits(maps, selector(maps), lim, limit_rules))
 
 
 def _delete_keys(groups: Keys) -> None:
