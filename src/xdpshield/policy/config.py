@@ -233,27 +233,32 @@ def parse_tcp_flags(text: str) -> tuple[int, int]:
     return mask, value
 
 
-def limits_from_flags(base: Limits, /, *, limit_rules: bool = False, **changes: object) -> Limits:
+def limits_from_flags(
+    base: Limits, flags: Mapping[str, object], *, limit_rules: bool = False
+) -> Limits:
     """``base`` with the flags of ``xdpshield limits IFACE set`` applied,
     checked by the same rules as the file's ``[limits]`` table.
 
-    ``changes`` are named like the Limits fields (``syn_pps``, ``block_after``;
-    ``syn-pps`` style names through ``**{...}`` work too). A value may be what
-    argparse gives (a string: ``"1000"``, ``"10m"``) or an int or float; None
-    means the flag was not given (the base value stays); the string ``"off"``
-    switches an optional limit (pps, burst, bps, syn_pps, block_after) off.
-    ``limit_rules``: the shield has ``action = "limit"`` rules (a limit that
-    ``block_after`` can block on). Raises ConfigError naming the flag
-    (``--pps: ...``); ConfigErrors (a ConfigError) when several are wrong.
-    An unknown name is a TypeError, like any unknown keyword.
+    ``flags`` are named like the Limits fields (``syn_pps``, ``block_after``)
+    or like the flags (``syn-pps``; a leading ``--`` is fine too). A value may
+    be what argparse gives (a string: ``"1000"``, ``"10m"``) or an int or
+    float; None means the flag was not given (the base value stays); the
+    string ``"off"`` switches an optional limit (pps, burst, bps, syn-pps,
+    block-after) off. ``limit_rules``: the shield has ``action = "limit"``
+    rules (a limit ``block_after`` can block on). The result as a whole is
+    checked (``--pps off`` can leave a base's block-after nothing to exceed).
+    Raises ConfigError whose key is the flag (``--pps: ...``), ConfigErrors
+    (a ConfigError, one line per error) when several are wrong. A name that
+    is no limit flag is a TypeError: a mistake of the caller, not the user.
     """
     kw: dict[str, Any] = {}
     given: set[str] = set()
+    bad: set[str] = set()
     errors: list[ConfigError] = []
-    for name, value in changes.items():
-        key = name.replace("_", "-")
+    for name, value in flags.items():
+        key = name.removeprefix("--").replace("_", "-")
         if key not in LIMIT_KEYS:
-            raise TypeError(f"limits_from_flags() got an unknown flag {name!r}")
+            raise TypeError(f"limits_from_flags(): {name!r} is not a limit flag")
         if value is None:
             continue
         if key in given:
@@ -269,10 +274,10 @@ def limits_from_flags(base: Limits, /, *, limit_rules: bool = False, **changes: 
                 kw[LIMIT_KEYS[key]] = _limit_value(key, _flag_number(value), off=_OFF_BY_FLAG)
         except ConfigError as e:
             errors.append(ConfigError(e.message, key=f"--{key}"))
-    limits = dataclasses.replace(base, **kw) if not errors else base
-    if not errors:
-        for key, message in _limit_conflicts(limits, given, limit_rules=limit_rules):
-            errors.append(ConfigError(message, key=f"--{key}"))
+            bad.add(key)
+    limits = dataclasses.replace(base, **kw)
+    for key, message in _limit_conflicts(limits, given, limit_rules=limit_rules, bad=bad):
+        errors.append(ConfigError(message, key=f"--{key}"))
     if len(errors) == 1:
         raise errors[0]
     if errors:
