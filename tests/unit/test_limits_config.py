@@ -19,7 +19,9 @@ from xdpshield.errors import ConfigError, ConfigErrors
 from xdpshield.policy.config import LIMIT_KEYS, check_config, limits_from_flags, load_config
 from xdpshield.policy.model import LIMIT_PROTOCOLS, Action, Limits, Rule
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "packaging" / "xdpshield.toml"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "packaging" / "xdpshield.toml"
+DOCS = ROOT / "docs" / "config.md"
 
 
 def write(tmp_path: Path, text: str, name: str = "x.toml") -> Path:
@@ -720,4 +722,22 @@ def test_example_limits_are_commented_out_and_valid_when_not(tmp_path: Path) -> 
         Action.LIMIT,
         50,
         100,
+    )
+
+
+def test_docs_examples_load(tmp_path: Path) -> None:
+    """Every TOML example of docs/config.md is a valid config."""
+    blocks = re.findall(r"```toml\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    assert len(blocks) >= 2
+    for block in blocks:
+        load_config(write(tmp_path, block))
+    limits = load_config(write(tmp_path, "".join(b for b in blocks if "[limits]" in b)))
+    assert limits.policy.limits == Limits(
+        pps=20000,
+        burst=40000,
+        bps=25_000_000,
+        syn_pps=200,
+        prefix6=48,
+        block_after=2.0,
+        ceilings=(("icmp", 10000),),
     )
