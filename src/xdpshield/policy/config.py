@@ -133,8 +133,9 @@ LIMIT_KEYS: Mapping[str, str] = {
 _LIMIT_DURATIONS = frozenset({"block-after", "block-ttl", "block-max-ttl", "block-repeat"})
 #: Limit keys a flag may switch off ("off"); the others have a default instead.
 _LIMIT_OPTIONAL = frozenset({"pps", "burst", "bps", "syn-pps", "block-after"})
-#: The most a limit may be: beyond these a token bucket's arithmetic (nanoseconds
-#: times rate, in 64 bits) would overflow, and no link carries that much anyway.
+#: The most a limit may be: far beyond any link (100 GbE carries at most 148 Mpps,
+#: 12.5 GB/s), so a larger value is a typo, and the data path's bucket arithmetic
+#: has bounds to be written for.
 _MAX_LIMIT_PPS = 10**9
 _MAX_LIMIT_BPS = 10**12
 #: One full-size Ethernet frame (1500 bytes of IP and the 14-byte header): a
