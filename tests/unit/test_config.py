@@ -163,10 +163,10 @@ ERRORS = {
         [[interface]]
         name = "eth0"
 
-        [limits]
-        syn = 10
+        [limit]
+        pps = 10
         """,
-        [(4, "limits: unknown table (rate limits are not available yet)")],
+        [(4, "limit: unknown table; did you mean 'limits'?")],
     ),
     "unknown top key": (
         """
@@ -579,13 +579,13 @@ ERRORS = {
         """,
         [(5, "rule.icmp_code: needs icmp_type")],
     ),
-    "limit action": (
+    "limit action without pps": (
         """
         [[rule]]
         name = "x"
         action = "limit"
         """,
-        [(3, "rule.action: rate limits are not available yet")],
+        [(1, 'rule.pps: missing: a rule with action = "limit" needs pps')],
     ),
     "bad action": (
         """
@@ -593,7 +593,7 @@ ERRORS = {
         name = "x"
         action = "reject"
         """,
-        [(3, "rule.action: must be one of drop, pass, not the string 'reject'")],
+        [(3, "rule.action: must be one of drop, pass, limit, not the string 'reject'")],
     ),
     "bad source": (
         """
@@ -683,6 +683,7 @@ def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
         [[rule]]
         name = "a"
         action = "limit"
+        pps = 0
         """,
     )
     with pytest.raises(ConfigErrors) as raised:
@@ -691,7 +692,7 @@ def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
     assert where(errors) == [
         ("x.toml", 3),
         ("x.toml", 9),
-        ("x.toml", 13),
+        ("x.toml", 14),
         ("deny.txt", 3),
         ("deny.txt", 4),
     ]

@@ -25,6 +25,7 @@ from typing import Any
 from xdpshield.errors import ConfigError, ConfigErrors
 from xdpshield.policy.cidr import parse_prefix, read_prefix_file
 from xdpshield.policy.model import (
+    LIMIT_PROTOCOLS,
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
@@ -34,6 +35,7 @@ from xdpshield.policy.model import (
     Config,
     Hygiene,
     InterfaceConfig,
+    Limits,
     MetricsConfig,
     Policy,
     Prefix,
@@ -46,9 +48,11 @@ __all__ = [
     "HANDSHAKES",
     "ICMP6_TYPES",
     "ICMP_TYPES",
+    "LIMIT_KEYS",
     "PROTOCOLS",
     "XDP_MODES",
     "check_config",
+    "limits_from_flags",
     "load_config",
     "parse_duration",
     "parse_listen",
@@ -94,7 +98,7 @@ _PROTO_NAME = {n: name for name, n in reversed(list(PROTOCOLS.items()))}  # firs
 #: What hygiene checks by itself: protocols_drop may not name these.
 _OWN_CHECKS = frozenset({PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6})
 
-_TOP = ("allow", "deny", "hygiene", "interface", "metrics", "rule")
+_TOP = ("allow", "deny", "hygiene", "interface", "limits", "metrics", "rule")
 _METRICS_KEYS = ("enabled", "listen")
 _INTERFACE_KEYS = ("handshake", "mode", "name", "netns", "protect", "rst_pps", "syn_flood_pps")
 _LIST_KEYS = ("files", "prefixes")
@@ -110,13 +114,41 @@ _HYGIENE_KEYS = (
     "reflection_window",
 )
 _RULE_KEYS = (
-    "action", "comment", "dport", "icmp_code", "icmp_type", "name", "protocol",
-    "source", "sport", "tcp_flags",
+    "action", "burst", "comment", "dport", "icmp_code", "icmp_type", "name", "pps",
+    "protocol", "source", "sport", "tcp_flags",
 )  # fmt: skip
 _RULE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: The GuardOptions bounds (shield/datapath.py), checked here to point at the line.
 _MAX_SYN_FLOOD_PPS = 10**9
 _MAX_RST_PPS = 10**7
+#: ``[limits]`` keys, spelled as the flags of ``xdpshield limits IFACE set`` are
+#: (``--syn-pps``), -> the :class:`Limits` field each one sets. The file also
+#: takes each with underscores (``syn_pps``), like its other tables' keys.
+LIMIT_KEYS: Mapping[str, str] = {
+    "pps": "pps", "burst": "burst", "bps": "bps", "syn-pps": "syn_pps",
+    "prefix4": "prefix4", "prefix6": "prefix6", "block-after": "block_after",
+    "block-ttl": "block_ttl", "block-max-ttl": "block_max_ttl",
+    "block-repeat": "block_repeat",
+}  # fmt: skip
+_LIMIT_DURATIONS = frozenset({"block-after", "block-ttl", "block-max-ttl", "block-repeat"})
+#: Limit keys a flag may switch off ("off"); the others have a default instead.
+_LIMIT_OPTIONAL = frozenset({"pps", "burst", "bps", "syn-pps", "block-after"})
+#: The most a limit may be: far beyond any link (100 GbE carries at most 148 Mpps,
+#: 12.5 GB/s), so a larger value is a typo, and the data path's bucket arithmetic
+#: has bounds to be written for.
+_MAX_LIMIT_PPS = 10**9
+_MAX_LIMIT_BPS = 10**12
+#: One full-size Ethernet frame (1500 bytes of IP and the 14-byte header): a
+#: bytes-per-second limit below it could never pass a full packet's second.
+_MIN_LIMIT_BPS = 1514
+#: The longest block time, repeat window or sustained-excess time: a year.
+_MAX_LIMIT_S = 365 * 86400.0
+#: Prefix lengths a source is aggregated to, per family.
+_LIMIT_PREFIX = {"prefix4": (16, 32), "prefix6": (32, 128)}
+#: How each context says "switch a limit off" (a limit of 0 is an error).
+_OFF_IN_FILE = "leave the key out to switch the limit off"
+_OFF_BY_FLAG = 'give "off" to switch the limit off'
+_OFF_RULE = 'to let the packets through unlimited, make the rule action = "pass"'
 #: Conflicting allow/deny prefixes named one by one; beyond this, counted.
 _MAX_CONFLICTS = 50
 
@@ -200,6 +232,178 @@ def parse_tcp_flags(text: str) -> tuple[int, int]:
         if not clear:
             value |= bit
     return mask, value
+
+
+def limits_from_flags(
+    base: Limits, flags: Mapping[str, object], *, limit_rules: bool = False
+) -> Limits:
+    """``base`` with the flags of ``xdpshield limits IFACE set`` applied,
+    checked by the same rules as the file's ``[limits]`` table.
+
+    ``flags`` are named like the Limits fields (``syn_pps``, ``block_after``)
+    or like the flags (``syn-pps``; a leading ``--`` is fine too). A value may
+    be what argparse gives (a string: ``"1000"``, ``"10m"``) or an int or
+    float; None means the flag was not given (the base value stays); the
+    string ``"off"`` switches an optional limit (pps, burst, bps, syn-pps,
+    block-after) off. ``limit_rules``: the shield has ``action = "limit"``
+    rules (a limit ``block_after`` can block on). The result as a whole is
+    checked (``--pps off`` can leave a base's block-after nothing to exceed).
+    Raises ConfigError whose key is the flag (``--pps: ...``), ConfigErrors
+    (a ConfigError, one line per error) when several are wrong. A name that
+    is no limit flag is a TypeError: a mistake of the caller, not the user.
+    """
+    kw: dict[str, Any] = {}
+    given: set[str] = set()
+    bad: set[str] = set()
+    errors: list[ConfigError] = []
+    for name, value in flags.items():
+        key = name.removeprefix("--").replace("_", "-")
+        if key not in LIMIT_KEYS:
+            raise TypeError(f"limits_from_flags(): {name!r} is not a limit flag")
+        if value is None:
+            continue
+        if key in given:
+            raise TypeError(f"limits_from_flags() got {key!r} twice")
+        given.add(key)
+        try:
+            if isinstance(value, str) and value.strip().lower() == "off":
+                if key not in _LIMIT_OPTIONAL:
+                    default = getattr(Limits(), LIMIT_KEYS[key])
+                    raise ConfigError(f'cannot be "off": give a value (the default is {default})')
+                kw[LIMIT_KEYS[key]] = None
+            else:
+                kw[LIMIT_KEYS[key]] = _limit_value(key, _flag_number(value), off=_OFF_BY_FLAG)
+        except ConfigError as e:
+            errors.append(ConfigError(e.message, key=f"--{key}"))
+            bad.add(key)
+    limits = dataclasses.replace(base, **kw)
+    for key, message in _limit_conflicts(limits, given, limit_rules=limit_rules, bad=bad):
+        errors.append(ConfigError(message, key=f"--{key}"))
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigErrors(errors)
+    return limits
+
+
+def _limit_value(key: str, value: object, *, off: str = _OFF_IN_FILE) -> int | float:
+    """One limit's value checked: ``key`` is a name of :data:`LIMIT_KEYS` or
+    ``"ceiling"``; ``off`` says how to switch the limit off instead of 0.
+    Raises ConfigError (without where: the caller knows the line or flag)."""
+    if key in _LIMIT_DURATIONS:
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            raise ConfigError(f"must be more than 0 seconds, not {value!r}")
+        if seconds > _MAX_LIMIT_S:
+            raise ConfigError(
+                f"{value!r} is more than a year ({_MAX_LIMIT_S:.0f} s), the longest allowed"
+            )
+        return seconds
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"must be an integer, not {_describe(value)}")
+    if key in _LIMIT_PREFIX:
+        lo, hi = _LIMIT_PREFIX[key]
+        if not lo <= value <= hi:
+            family = "IPv4" if key == "prefix4" else "IPv6"
+            raise ConfigError(
+                f"prefix length {value} is outside {lo}-{hi}: the {family} source prefix "
+                f"a limit counts per is /{lo} to /{hi}"
+            )
+        return value
+    if key == "burst":
+        if value < 1:
+            raise ConfigError(
+                f"a burst below one packet ({value}) is not allowed: a bucket must hold at "
+                "least 1 packet (leave burst out for one second's worth)"
+            )
+        top, unit = _MAX_LIMIT_PPS, "packets"
+    elif key == "bps":
+        top, unit = _MAX_LIMIT_BPS, "bytes per second"
+    else:  # pps, syn-pps, a rule's pps, a ceiling
+        top, unit = _MAX_LIMIT_PPS, "packets per second"
+    if value <= 0:
+        raise ConfigError(f"a limit of 0 or negative ({value}) is not allowed: {off}")
+    if key == "bps" and value < _MIN_LIMIT_BPS:
+        raise ConfigError(
+            f"{value} bytes per second holds less than one full-size packet "
+            f"({_MIN_LIMIT_BPS} bytes): give at least {_MIN_LIMIT_BPS} (bps counts bytes, "
+            "not bits)"
+        )
+    if value > top:
+        raise ConfigError(f"{value} is more than {top} {unit}, the most a limit can be")
+    return value
+
+
+def _limit_conflicts(
+    limits: Limits,
+    given: Collection[str],
+    *,
+    limit_rules: bool = False,
+    bad: Collection[str] = (),
+) -> list[tuple[str, str]]:
+    """(key, message) for each setting that cannot work with the others.
+    ``given``: the keys (:data:`LIMIT_KEYS` names) the person set, to blame
+    the one they wrote rather than a default; ``limit_rules``: there are
+    ``action = "limit"`` rules; ``bad``: keys whose value was wrong (already
+    reported), so a check that needs one of them is skipped."""
+    out: list[tuple[str, str]] = []
+
+    def check(keys: set[str]) -> bool:
+        return not keys & set(bad)
+
+    rates = {"pps", "bps", "syn-pps"}
+    if (
+        check({"burst", "pps", "syn-pps"})
+        and limits.burst is not None
+        and limits.pps is None
+        and limits.syn_pps is None
+    ):
+        out.append(
+            ("burst", "a burst without a rate: set pps or syn-pps (the burst is their depth)")
+        )
+    if check({"block-ttl", "block-max-ttl"}) and limits.block_ttl > limits.block_max_ttl:
+        blame = "block-max-ttl" if "block-ttl" not in given and "block-max-ttl" in given else ""
+        out.append(
+            (
+                blame or "block-ttl",
+                f"block-ttl ({_seconds(limits.block_ttl)}) is more than block-max-ttl "
+                f"({_seconds(limits.block_max_ttl)}): a block never lasts longer than "
+                "block-max-ttl",
+            )
+        )
+    if (
+        check({"block-after", *rates})
+        and limits.block_after is not None
+        and limits.pps is None
+        and limits.bps is None
+        and limits.syn_pps is None
+        and not limit_rules
+    ):
+        out.append(
+            (
+                "block-after",
+                "blocking needs a limit to exceed: set pps, bps or syn-pps, or add a rule "
+                'with action = "limit"',
+            )
+        )
+    return out
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def _flag_number(value: object) -> object:
+    """A flag's text as the number it spells ("1000", "2.5"), else as it is
+    (a duration like "10m", or a word the checks name in their message)."""
+    if isinstance(value, str):
+        text = value.strip()
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+    return value
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -472,18 +676,24 @@ class _Loader:
 
     # -- shapes and types
 
-    def table(self, path: _Path, value: object, keys: Collection[str], what: str) -> dict[str, Any]:
-        """A table's known keys; unknown keys and a non-table reported."""
+    def table(
+        self,
+        path: _Path,
+        value: object,
+        keys: Collection[str],
+        what: str,
+        shown: str | None = None,
+    ) -> dict[str, Any]:
+        """A table's known keys; unknown keys and a non-table reported.
+        ``shown``: how the message lists the valid keys (default: all of them)."""
         if not isinstance(value, dict):
             self.err(path, f"must be a table ({what}), not {_describe(value)}")
             return {}
         for key in value:
             if key not in keys:
                 hint = _hint(key, keys)
-                self.err(
-                    (*path, key),
-                    f"unknown key in {what}; {hint}valid keys: {', '.join(sorted(keys))}",
-                )
+                valid = shown if shown is not None else ", ".join(sorted(keys))
+                self.err((*path, key), f"unknown key in {what}; {hint}valid keys: {valid}")
         return {k: v for k, v in value.items() if k in keys}
 
     def tables(self, path: _Path, value: object, what: str) -> list[dict[str, Any]]:
@@ -604,18 +814,20 @@ class _Loader:
         for key, value in doc.items():
             if key not in _TOP:
                 what = "table" if isinstance(value, dict | list) else "key"
-                later = " (rate limits are not available yet)" if key == "limits" else ""
-                self.err(
-                    (key,),
-                    f"unknown {what}{later}; {_hint(key, _TOP)}valid: {', '.join(_TOP)}",
-                )
+                self.err((key,), f"unknown {what}; {_hint(key, _TOP)}valid: {', '.join(_TOP)}")
         interfaces = self.interfaces(doc.get("interface", []))
         allow, allow_src = self.prefix_list("allow", doc.get("allow", {}))
         deny, deny_src = self.prefix_list("deny", doc.get("deny", {}))
         self.conflicts(allow, allow_src, deny, deny_src)
         hygiene = self.hygiene(doc.get("hygiene", {}))
         rules = self.rules(doc.get("rule", []))
-        policy = Policy(allow=allow, deny=deny, hygiene=hygiene, rules=rules)
+        raw_rules = doc.get("rule", [])
+        # A limit rule written with a mistake still counts: its own error says what.
+        limit_rules = isinstance(raw_rules, list) and any(
+            isinstance(t, dict) and t.get("action") == Action.LIMIT.value for t in raw_rules
+        )
+        limits = self.limits(doc.get("limits", {}), limit_rules)
+        policy = Policy(allow=allow, deny=deny, hygiene=hygiene, rules=rules, limits=limits)
         metrics = self.metrics(doc.get("metrics", {}))
         return Config(path=self.file, interfaces=interfaces, policy=policy, metrics=metrics)
 
@@ -852,6 +1064,55 @@ class _Loader:
         kw = {k: v for k, v in kw.items() if v is not None}
         return dataclasses.replace(Hygiene(), **kw)
 
+    # -- limits
+
+    def limits(self, raw: object, limit_rules: bool) -> Limits:
+        """``[limits]``: keys spelled like the flags (``syn-pps``) or with
+        underscores (``syn_pps``), checked by the rules the flags meet."""
+        p: _Path = ("limits",)
+        spellings = {k: k for k in LIMIT_KEYS} | {k.replace("-", "_"): k for k in LIMIT_KEYS}
+        shown = ", ".join([*LIMIT_KEYS, "ceiling"]) + " (or with _ for -)"
+        t = self.table(p, raw, [*spellings, "ceiling"], "[limits]", shown)
+        before = len(self.errors)
+        written: dict[str, str] = {}  # key as the flag spells it -> as the file does
+        bad: set[str] = set()
+        kw: dict[str, Any] = {}
+        for spelled, value in t.items():
+            if spelled == "ceiling":
+                kw["ceilings"] = self.ceilings((*p, spelled), value)
+                continue
+            key = spellings[spelled]
+            if key in written:
+                first = written[key]
+                self.err(
+                    (*p, spelled),
+                    f"{first} (line {self.where.line((*p, first))}) and {spelled} are the same "
+                    "key: write it once",
+                )
+                continue
+            written[key] = spelled
+            try:
+                kw[LIMIT_KEYS[key]] = _limit_value(key, value)
+            except ConfigError as e:
+                self.err((*p, spelled), e.message)
+                bad.add(key)
+        # The combinations of the values that are right (all reported at once).
+        limits = Limits(**kw)
+        for key, message in _limit_conflicts(limits, written, limit_rules=limit_rules, bad=bad):
+            self.err((*p, written.get(key, key)), message)
+        return limits if len(self.errors) == before else Limits()
+
+    def ceilings(self, path: _Path, raw: object) -> tuple[tuple[str, int], ...]:
+        """``[limits.ceiling]``: protocol -> packets per second in total."""
+        t = self.table(path, raw, LIMIT_PROTOCOLS, "[limits.ceiling]")
+        out: dict[str, int] = {}
+        for proto, value in t.items():
+            try:
+                out[proto] = int(_limit_value("ceiling", value))
+            except ConfigError as e:
+                self.err((*path, proto), e.message)
+        return tuple((proto, out[proto]) for proto in LIMIT_PROTOCOLS if proto in out)
+
     # -- rules
 
     def rules(self, raw: object) -> tuple[Rule, ...]:
@@ -882,13 +1143,12 @@ class _Loader:
                 names[name] = p
         action = None
         if "action" not in t:
-            self.err((*p, "action"), 'missing: "drop" or "pass"')
-        elif t["action"] == "limit":
-            self.err((*p, "action"), 'rate limits are not available yet: use "drop" or "pass"')
+            self.err((*p, "action"), 'missing: "drop", "pass" or "limit"')
         elif (
             act := self.choice((*p, "action"), t["action"], [a.value for a in Action])
         ) is not None:
             action = Action(act)
+        pps, burst = self.rule_rate(p, t, action)
         before_protocol = len(self.errors)
         protocols = frozenset(
             n
@@ -977,8 +1237,40 @@ class _Loader:
             tcp_flags=tcp_flags,
             icmp_type=icmp_type,
             icmp_code=icmp_code,
+            pps=pps,
+            burst=burst,
             origin=self.origin(p),
         )
+
+    def rule_rate(
+        self, p: _Path, t: dict[str, Any], action: Action | None
+    ) -> tuple[int | None, int | None]:
+        """A limit rule's ``pps`` (required) and ``burst``; neither on another action."""
+        if action is not None and action is not Action.LIMIT:
+            for key in ("pps", "burst"):
+                if key in t:
+                    self.err(
+                        (*p, key),
+                        f'{key} is for action = "limit" only, not "{action.value}" '
+                        f'(leave it out, or make the rule action = "limit")',
+                    )
+            return None, None
+        if action is Action.LIMIT and "pps" not in t:
+            self.err(
+                (*p, "pps"),
+                'missing: a rule with action = "limit" needs pps, the packets per second '
+                "each source may send (like pps = 50)",
+            )
+        out: list[int | None] = []
+        for key in ("pps", "burst"):
+            value = None
+            if key in t:
+                try:
+                    value = int(_limit_value(key, t[key], off=_OFF_RULE))
+                except ConfigError as e:
+                    self.err((*p, key), e.message)
+            out.append(value)
+        return out[0], out[1]
 
 
 def _protocols_said(protocols: frozenset[int]) -> str:
