@@ -52,6 +52,8 @@ def cmd_daemon(a: argparse.Namespace) -> int:
             "aged": f"{ev.removed} expired",
             "seen": f"{ev.removed} stale sources cleared",
             "reopened": f"the shield was reloaded; key epoch {ev.epoch}",
+            "blocked": " ".join(f"{k}={v}" for k, v in ev.fields.items()),
+            "unblocked": " ".join(f"{k}={v}" for k, v in ev.fields.items()),
             "unloaded": "the shield was unloaded; the daemon exits",
         }.get(ev.what, ev.what)
         out.print(f"{time.strftime('%H:%M:%S')} {a.iface}: {ev.what} ({what})")

@@ -68,8 +68,9 @@ def print_change(ch: IfaceChange, *, applied: bool) -> None:
                 + _more(plus, n_plus)
                 + _more(minus, n_minus)
             )
-    for key, (old, new) in ch.hygiene.items():
-        lines.append(f"  hygiene.{key}: {old} -> {new}")
+    for table, diff in (("hygiene", ch.hygiene), ("limits", ch.limits)):
+        for key, (old, new) in diff.items():
+            lines.append(f"  {table}.{key}: {old} -> {new}")
     for kind, sign in (("added", "+"), ("removed", "-"), ("changed", "~")):
         for name in ch.rules.get(kind, []):
             lines.append(f"  rule {sign}{name}")
@@ -105,6 +106,7 @@ def _duration(text: str) -> float:
 
 
 def _ttl_text(s: float | None) -> str:
+    """Seconds as 1d2h3m4s (the limits' commands too)."""
     if s is None:
         return ""
     s = int(s)

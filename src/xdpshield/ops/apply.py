@@ -20,7 +20,7 @@ from xdpshield import netns as _ns
 from xdpshield.ebpf import ifindex_of
 from xdpshield.errors import ConfigError, ConfigErrors, NotAttached, XdpShieldError
 from xdpshield.objects import object_digest, shield_object
-from xdpshield.policy.model import Config, Hygiene, InterfaceConfig, Prefix
+from xdpshield.policy.model import Config, Hygiene, InterfaceConfig, Limits, Prefix
 from xdpshield.policy.rules import CompiledRules, compile_rules, fingerprint
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import GuardOptions
@@ -40,6 +40,7 @@ class IfaceChange:
     ports: tuple[list[int], list[int]] = ([], [])  # (added, removed)
     lists: dict[str, tuple[list[str], list[str], int, int]] = field(default_factory=dict)
     hygiene: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # key -> (old, new)
+    limits: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # key -> (old, new)
     rules: dict[str, list[str]] = field(default_factory=dict)  # added/removed/changed
     #: Settings only a reload changes (handshake, options): key -> (running, config).
     restart: dict[str, tuple[Any, Any]] = field(default_factory=dict)
@@ -52,6 +53,7 @@ class IfaceChange:
             or any(self.ports)
             or any(a or r for a, r, _, _ in self.lists.values())
             or self.hygiene
+            or self.limits
             or any(self.rules.values())
             or self.restart
         )
@@ -93,7 +95,7 @@ def _list_diff(
     )
 
 
-def _hygiene_diff(old: dict[str, Any], new: Hygiene) -> dict[str, tuple[Any, Any]]:
+def _settings_diff(old: dict[str, Any], new: Hygiene | Limits) -> dict[str, tuple[Any, Any]]:
     return {k: (old.get(k), v) for k, v in new.as_json().items() if old.get(k) != v}
 
 
@@ -104,7 +106,8 @@ def _diff_one(cfg: Config, ic: InterfaceConfig, s: Shield | None) -> IfaceChange
         ch.load = True
         ch.ports = (list(ic.protect), [])
         ch.lists = {w: _list_diff(getattr(pol, w), set()) for w in ("allow", "deny")}
-        ch.hygiene = _hygiene_diff({}, pol.hygiene)
+        ch.hygiene = _settings_diff({}, pol.hygiene)
+        ch.limits = _settings_diff(Limits().as_json(), pol.limits)
         ch.rules = {"added": [r.name for r in pol.rules], "removed": [], "changed": []}
         return ch
     have_ports = set(s.ports)
@@ -117,7 +120,8 @@ def _diff_one(cfg: Config, ic: InterfaceConfig, s: Shield | None) -> IfaceChange
         have = {e.prefix for e in s.list_entries(which) if not e.live}
         ch.lists[which] = _list_diff(getattr(pol, which), have)
     applied = s.applied()
-    ch.hygiene = _hygiene_diff(applied.get("hygiene") or Hygiene().as_json(), pol.hygiene)
+    ch.hygiene = _settings_diff(applied.get("hygiene") or Hygiene().as_json(), pol.hygiene)
+    ch.limits = _settings_diff(applied.get("limits") or Limits().as_json(), pol.limits)
     old = {n: fp for n, (_, fp) in (applied.get("rule_ids") or {}).items()}
     new = {r.name: fingerprint(r) for r in pol.rules}
     ch.rules = {

@@ -24,11 +24,14 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from xdpshield.errors import ConfigError, XdpShieldError
+from xdpshield.policy.model import Prefix
 from xdpshield.shield.core import Shield
+from xdpshield.shield.limits import Block
 
 __all__ = ["Daemon", "DaemonEvent"]
 
@@ -38,11 +41,14 @@ class DaemonEvent:
     """Something the daemon did, for the log (never a key)."""
 
     #: "rotated", "aged", "seen" (the seen-sources filter rebuilt), "expired"
-    #: (allow/deny entries whose ttl ran out removed), "reopened" (the shield
+    #: (allow/deny entries whose ttl ran out removed), "blocked" and
+    #: "unblocked" (a source's block began or ended), "reopened" (the shield
     #: was reloaded) or "unloaded" (the run ends)
     what: str
     epoch: int | None = None
     removed: int = 0  # expired verified sources; for "seen", bits cleared
+    #: The event's own fields (a block: prefix, ttl_s, count, by, drops).
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Daemon:
@@ -83,6 +89,11 @@ class Daemon:
         self.check_s = check_s
         self.absent_s = absent_s
         self._absent_since: float | None = None
+        #: The blocks in force at the last look (prefix -> when it began),
+        #: and how many began and ended since the daemon started.
+        self._blocked: dict[Prefix, int] = {}
+        self.blocks_begun = 0
+        self.blocks_ended = 0
 
     def step(self, now: float, next_rotate: float, next_age: float) -> tuple[float, float]:
         """Do what is due at ``now`` (monotonic seconds); return the next due times."""
@@ -115,6 +126,24 @@ class Daemon:
         if removed:
             self._emit(DaemonEvent("expired", removed=removed))
         return removed
+
+    def watch_blocks(self, now_ns: int | None = None) -> tuple[int, int]:
+        """Each second: remove what no longer counts (blocks by hand once
+        expired, automatic ones past their repeat window) and say which
+        blocks began and ended since the last look. Returns (begun, ended)."""
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        live, _ = self.shield.expire_blocks(now_ns=now)
+        active = {b.prefix: b for b in live}
+        begun = [b for p, b in active.items() if self._blocked.get(p) != b.since_ns]
+        ended = [p for p in self._blocked if p not in active]
+        for b in begun:
+            self._emit(DaemonEvent("blocked", fields=_block_fields(b, now)))
+        for p in ended:
+            self._emit(DaemonEvent("unblocked", fields={"prefix": str(p)}))
+        self._blocked = {p: b.since_ns for p, b in active.items()}
+        self.blocks_begun += len(begun)
+        self.blocks_ended += len(ended)
+        return len(begun), len(ended)
 
     def follow(self, now: float) -> bool:
         """Check the shield's pins at ``now`` (monotonic seconds): reopen a
@@ -165,6 +194,7 @@ class Daemon:
                 next_check = now + self.check_s
                 if self._absent_since is None:
                     self.expire_lists()
+                    self.watch_blocks()
             if self._absent_since is None:  # no duty on maps of an unloaded shield
                 next_rotate, next_age = self.step(now, next_rotate, next_age)
             due = min(next_rotate, next_age, self.next_seen, next_check)
@@ -173,3 +203,13 @@ class Daemon:
     def _emit(self, ev: DaemonEvent) -> None:
         if self.on_event is not None:
             self.on_event(ev)
+
+
+def _block_fields(b: Block, now_ns: int) -> dict[str, Any]:
+    return {
+        "prefix": str(b.prefix),
+        "ttl_s": b.ttl_ns / 1e9,
+        "expires_in_s": round(b.remaining_s(now_ns), 3),
+        "count": b.count,
+        "by": "hand" if b.manual else "limit",
+    }

@@ -17,8 +17,8 @@ __all__ = ["ShieldCollector", "registry_for"]
 
 
 class ShieldCollector(Collector):
-    """Verdict counters, protected ports, verified sources, key epoch and
-    rule counters (by rule name) per shield."""
+    """Verdict counters, protected ports, verified sources, key epoch, rule
+    counters (by rule name) and blocks in force per shield."""
 
     def __init__(self, shields: Iterable[Shield] | Callable[[], Iterable[Shield]]) -> None:
         """``shields``: the shields, or a function that names them at each
@@ -55,6 +55,11 @@ class ShieldCollector(Collector):
         rule_bytes = CounterMetricFamily(
             "xdpshield_rule_bytes", "Bytes matched per rule", labels=["iface", "rule"]
         )
+        blocked = GaugeMetricFamily(
+            "xdpshield_blocked_sources",
+            "Blocks in force, by who made them (limit: sustained excess; hand)",
+            labels=["iface", "by"],
+        )
         for s in self.shields:
             for reason, (p, b) in s.stats().items():
                 packets.add_metric([s.iface, reason.label], p)
@@ -62,10 +67,15 @@ class ShieldCollector(Collector):
             ports.add_metric([s.iface], len(s.ports))
             verified.add_metric([s.iface], len(s.verified_sources()))
             epoch.add_metric([s.iface], s.current_epoch() or 0)
+            by = {"limit": 0, "hand": 0}
+            for blk in s.blocks():
+                by["hand" if blk.manual else "limit"] += 1
+            for who, n in by.items():
+                blocked.add_metric([s.iface, who], n)
             for r in s.rules():
                 rule_packets.add_metric([s.iface, r["name"]], r["packets"])
                 rule_bytes.add_metric([s.iface, r["name"]], r["bytes"])
-        yield from (packets, octets, ports, verified, epoch, rule_packets, rule_bytes)
+        yield from (packets, octets, ports, verified, epoch, rule_packets, rule_bytes, blocked)
 
 
 def registry_for(shields: Iterable[Shield] | Callable[[], Iterable[Shield]]) -> CollectorRegistry:

@@ -438,6 +438,7 @@ class _Duty:
         fields: dict[str, Any] = {"epoch": ev.epoch} if ev.epoch is not None else {}
         if ev.what in ("aged", "seen", "expired"):
             fields["removed"] = ev.removed
+        fields.update(ev.fields)
         if ev.what == "unloaded":
             self.unloaded = True
             self.log(
@@ -719,6 +720,8 @@ class Service:
                 fields[which] = f"+{n_plus} -{n_minus}"
         if ch.hygiene and not ch.load:  # at a load: every key, from nothing
             fields["hygiene"] = ",".join(ch.hygiene)
+        if ch.limits:
+            fields["limits"] = ",".join(ch.limits)
         for kind, sign in (("added", "+"), ("removed", "-"), ("changed", "~")):
             for name in ch.rules.get(kind, []):
                 fields.setdefault("rules", []).append(sign + name)

@@ -671,12 +671,12 @@ class Shield:
         with self._policy_lock():
             return _lim.del_blocks(self.maps, prefixes)
 
-    def expire_blocks(self) -> tuple[list[Block], list[Block]]:
+    def expire_blocks(self, now_ns: int | None = None) -> tuple[list[Block], list[Block]]:
         """Remove blocks past their time (automatic ones: past their repeat
         window too); returns (in force, removed)."""
         if "xs_blocks" not in self.maps:
             return [], []
-        return _lim.expire_blocks(self.maps, self.limits().block_repeat)
+        return _lim.expire_blocks(self.maps, self.limits().block_repeat, now_ns=now_ns)
 
     # -- housekeeping (the daemon's duties) ---------------------------------------
     def rotate_keys(self) -> int | None:

@@ -1,0 +1,203 @@
+"""Per-source limits and blocks on the stand: real floods, real HTTP clients,
+the xdpshield command and the daemon's events.
+
+- one source floods UDP at 10x its limit while 50 HTTP clients fetch: the
+  flooder is limited, then blocked within 2 s of the excess; every fetch
+  completes; the block ends after its time (the daemon says so) and a
+  repeat offence doubles it;
+- an allow-listed flooder is never limited;
+- millions of random spoofed sources beside a real client under its limit:
+  every fetch of the client completes and its state is never evicted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+from xdpshield.lab.stand import Stand
+from xdpshield.lab.traffic import LegitResult, flood, legit_load, serve_http
+from xdpshield.ops.daemon import Daemon, DaemonEvent
+from xdpshield.policy.model import Prefix
+from xdpshield.shield import limits
+from xdpshield.shield.core import Shield
+from xdpshield.shield.datapath import Reason
+
+from .test_policy_stand import shielded, xdpshield
+
+FLOODER = "198.19.5.5"
+LIMIT_PPS = 5000
+NS = 1_000_000_000
+
+
+@contextlib.contextmanager
+def daemon(s: Shield) -> Iterator[list[tuple[int, DaemonEvent]]]:
+    """The shield's daemon in a thread; the events it emits, with when."""
+    events: list[tuple[int, DaemonEvent]] = []
+    d = Daemon(s, on_event=lambda ev: events.append((time.monotonic_ns(), ev)))
+    stop = threading.Event()
+    t = threading.Thread(target=d.run, args=(stop,))
+    t.start()
+    try:
+        yield events
+    finally:
+        stop.set()
+        t.join(10)
+
+
+@contextlib.contextmanager
+def legit_rounds(stand: Stand) -> Iterator[list[LegitResult]]:
+    """50 HTTP clients fetching, 100 connections a round, until the block
+    ends (the server must be up: serve_http)."""
+    results: list[LegitResult] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            results.append(legit_load(stand, n_clients=50, count=100, duration_s=3.0, server=False))
+
+    t = threading.Thread(target=loop)
+    t.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        t.join(60)
+
+
+def first_move(s: Shield, reason: Reason, stop: threading.Event, out: list[int]) -> None:
+    """Poll ``reason``'s counter; note when it first moves (monotonic ns)."""
+    base = s.stats()[reason][0]
+    while not stop.is_set():
+        if s.stats()[reason][0] > base:
+            out.append(time.monotonic_ns())
+            return
+        time.sleep(0.02)
+
+
+def the_block(s: Shield) -> limits.Block:
+    found = [b for b in s.blocks(expired=True) if str(b.prefix) == f"{FLOODER}/32"]
+    assert found, f"no block of {FLOODER}: {s.blocks(expired=True)}"
+    return found[0]
+
+
+def udp_flood(stand: Stand, seconds: float) -> None:
+    fl = flood(
+        "udp",
+        stand=stand,
+        sources=f"{FLOODER}/32",
+        rate_pps=10 * LIMIT_PPS,
+        duration_s=seconds,
+        count=int(10 * LIMIT_PPS * seconds),
+        dport=9999,
+    )
+    assert fl.sent >= 5 * LIMIT_PPS * seconds, fl  # well over the limit
+
+
+def test_flooder_limited_then_blocked_legit_unharmed_block_expires_and_doubles(
+    stand: Stand,
+) -> None:
+    with shielded(stand) as s, serve_http(stand, port=80), daemon(s) as events:
+        r = xdpshield(
+            stand, "limits", stand.server_if, "set", "--pps", str(LIMIT_PPS),
+            "--block-after", "1", "--block-ttl", "3s",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        shown = json.loads(xdpshield(stand, "limits", stand.server_if, "show", "--json").stdout)
+        assert shown["limits"]["pps"] == LIMIT_PPS and shown["enabled"]
+        excess: list[int] = []
+        stop = threading.Event()
+        watch = threading.Thread(target=first_move, args=(s, Reason.LIMIT_PPS, stop, excess))
+        watch.start()
+        with legit_rounds(stand) as rounds:
+            udp_flood(stand, 4.0)
+            stop.set()
+            watch.join()
+        stats = s.stats()
+        block = the_block(s)
+        # Limited, then blocked within 2 s of the excess; dropped while blocked.
+        assert excess, "the flooder was never limited"
+        assert stats[Reason.LIMIT_PPS][0] > 0
+        assert block.since_ns - excess[0] <= 2 * NS, (block.since_ns - excess[0]) / NS
+        assert (block.ttl_ns, block.count, block.manual) == (3 * NS, 1, False)
+        assert stats[Reason.BLOCKED][0] > LIMIT_PPS
+        # Every legit fetch, all through the flood, completed.
+        assert rounds and sum(r.attempted for r in rounds) >= 200
+        assert [r.failed for r in rounds] == [0] * len(rounds), [r.failures for r in rounds]
+        listed = json.loads(
+            xdpshield(stand, "blocks", stand.server_if, "list", "--all", "--json").stdout
+        )
+        assert any(b["prefix"] == f"{FLOODER}/32" and b["by"] == "limit" for b in listed)
+
+        # The block ends after its 3 s; the daemon says when it began and ended.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(ev.what == "unblocked" for _, ev in events):
+            time.sleep(0.1)
+        began = [(t, ev) for t, ev in events if ev.what == "blocked"]
+        ended = [(t, ev) for t, ev in events if ev.what == "unblocked"]
+        assert began and began[0][1].fields["prefix"] == f"{FLOODER}/32"
+        assert ended and ended[0][1].fields["prefix"] == f"{FLOODER}/32", events
+        # Ended no earlier than its time, and seen within the daemon's second.
+        assert 3 * NS <= ended[0][0] - block.since_ns <= 5 * NS
+        assert s.blocks() == []
+
+        # A repeat offence within the window: twice as long.
+        udp_flood(stand, 2.5)
+        again = the_block(s)
+        assert again.since_ns > block.since_ns
+        assert (again.ttl_ns, again.count) == (6 * NS, 2)
+
+
+def test_allow_listed_flooder_is_never_limited(stand: Stand) -> None:
+    with shielded(stand) as s:
+        assert xdpshield(stand, "allow", stand.server_if, "add", FLOODER).returncode == 0
+        r = xdpshield(
+            stand, "limits", stand.server_if, "set", "--pps", str(LIMIT_PPS), "--block-after", "1"
+        )
+        assert r.returncode == 0, r.stderr
+        udp_flood(stand, 2.0)
+        stats = s.stats()
+        assert stats[Reason.ALLOW_PASS][0] >= 5 * LIMIT_PPS * 2.0
+        for reason in (Reason.LIMIT_PPS, Reason.BLOCKED):
+            assert stats[reason][0] == 0, reason
+        assert s.blocks(expired=True) == []
+
+
+def test_random_spoofed_sources_leave_a_real_client_alone(stand: Stand) -> None:
+    """Up to 10 million packets from random IPv6 sources (a /64: none repeats)
+    while a real IPv4 client fetches under its limit: every fetch completes,
+    the client keeps its state, no spoofed source gets any."""
+    with shielded(stand) as s, serve_http(stand, port=80):
+        r = xdpshield(
+            stand, "limits", stand.server_if, "set", "--pps", "50000",
+            "--ceiling", "udp=5000",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        out: list[object] = []
+        t = threading.Thread(
+            target=lambda: out.append(
+                flood(
+                    "udp", stand=stand, sources="fd00:99::/64", count=10_000_000,
+                    duration_s=6.0, dport=9999,
+                )
+            )
+        )  # fmt: skip
+        t.start()
+        time.sleep(1.0)  # the flood is on
+        legit = legit_load(stand, n_clients=20, duration_s=3.0, server=False)
+        t.join()
+        stats = s.stats()
+        tracked = limits.tracked_sources(s.maps)
+    (fl,) = out
+    assert fl.sent >= 1_000_000, fl  # type: ignore[attr-defined]
+    assert legit.attempted > 50 and legit.failed == 0, legit.failures
+    client = Prefix(4, bytes([198, 18, 1, 2]), 32)
+    assert any(src.prefix == client for src in tracked)
+    # Spoofed sources got no state (a few fingerprint collisions at most) ...
+    assert sum(src.prefix.version == 6 for src in tracked) <= 5
+    # ... and the flood met the UDP ceiling, not anyone's limit.
+    assert stats[Reason.CEILING][0] >= 0.5 * fl.sent  # type: ignore[attr-defined]
+    assert stats[Reason.LIMIT_PPS][0] == 0
