@@ -254,7 +254,7 @@ def test_an_apply_switches_generations_and_removes_the_old(pg: PolicyGuard) -> N
     # switch): every table is rewritten.
     pg.previous["gens"] = {**pg.previous["gens"], "deny": sel1.deny_gen - 1}
     res = pg.apply(deny=plist("198.51.100.0/24"))
-    assert set(res.changed) == {"allow", "deny", "hygiene", "rules"}
+    assert set(res.changed) == {"allow", "deny", "hygiene", "rules", "limits"}
     assert [str(e.prefix) for e in policy.list_entries(pg.maps, "deny")] == ["198.51.100.0/24"]
 
 

@@ -206,10 +206,5 @@ class Daemon:
 
 
 def _block_fields(b: Block, now_ns: int) -> dict[str, Any]:
-    return {
-        "prefix": str(b.prefix),
-        "ttl_s": b.ttl_ns / 1e9,
-        "expires_in_s": round(b.remaining_s(now_ns), 3),
-        "count": b.count,
-        "by": "hand" if b.manual else "limit",
-    }
+    d = b.as_json(now_ns)
+    return {k: d[k] for k in ("prefix", "ttl_s", "expires_in_s", "count", "by")}

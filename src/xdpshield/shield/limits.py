@@ -166,7 +166,7 @@ class Block:
             "since_s_ago": round(max(0, now_ns - self.since_ns) / NS, 3),
             "drops": self.drops,
             "count": self.count,
-            "manual": self.manual,
+            "by": "hand" if self.manual else "limit",
             "active": self.active(now_ns),
         }
 
