@@ -202,3 +202,36 @@ def test_random_spoofed_sources_leave_a_real_client_alone(stand: Stand) -> None:
     # ... and the flood met the UDP ceiling, not anyone's limit.
     assert stats[Reason.CEILING][0] >= 0.5 * fl.sent  # type: ignore[attr-defined]
     assert stats[Reason.LIMIT_PPS][0] == 0
+
+
+def test_bad_limits_and_blocks_change_nothing(stand: Stand) -> None:
+    with shielded(stand) as s:
+        ok = xdpshield(stand, "limits", stand.server_if, "set", "--pps", "100")
+        assert ok.returncode == 0, ok.stderr
+        before = s.limits()
+        for args, said in (
+            (["--pps", "0"], "--pps"),
+            (["--pps", "-5"], "--pps"),
+            (["--burst", "0"], "--burst"),
+            (["--prefix4", "40"], "--prefix4"),
+            (["--prefix6", "8"], "--prefix6"),
+            (["--bps", "100"], "--bps"),
+            (["--block-after", "soon"], "--block-after"),
+            (["--ceiling", "icmp=lots"], "--ceiling"),
+        ):
+            r = xdpshield(stand, "limits", stand.server_if, "set", *args)
+            assert r.returncode == 2, (args, r.stdout, r.stderr)
+            assert said in r.stderr, (args, r.stderr)
+            assert s.limits() == before, args
+        for args, said in (
+            (["add", "198.19.0.0/33"], "198.19.0.0/33"),
+            (["add", "198.19.1.1", "not-a-cidr"], "not-a-cidr"),
+            (["add", "198.19.1.1", "--ttl", "0"], "--ttl"),
+            (["add"], "needs prefixes"),
+        ):
+            r = xdpshield(stand, "blocks", stand.server_if, *args)
+            assert r.returncode == 2, (args, r.stdout, r.stderr)
+            assert said in r.stderr, (args, r.stderr)
+        assert s.blocks(expired=True) == []
+        missing = xdpshield(stand, "limits", "xs-nosuch0", "show")
+        assert missing.returncode != 0 and "xs-nosuch0" in missing.stderr

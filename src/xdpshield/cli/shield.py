@@ -188,6 +188,9 @@ def cmd_status(a: argparse.Namespace) -> int:
                 f"{r['iface']}: policy: allow {pol['allow']}, deny {pol['deny']} prefixes, "
                 f"{pol['rules']} rules; hygiene: {hyg}{src}"
             )
+            if pol.get("limits") or pol.get("blocks"):
+                on = ", ".join(pol.get("limits") or []) or "none"
+                out.print(f"{r['iface']}: limits: {on}; blocks in force: {pol.get('blocks', 0)}")
         age = r.get("key_age_s")
         age_text = f"cookie key {age:.0f} s old" if age is not None else "no cookie key"
         d = r.get("daemon")

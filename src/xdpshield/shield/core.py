@@ -621,6 +621,14 @@ class Shield:
             "rules": sel.n_rules,
             "hygiene": [c for c in checks if hyg.get(c)],
             "source": applied.get("source"),
+            # The limits that are on, by key (ceilings as ceiling-PROTO).
+            "limits": [
+                k.replace("_", "-")
+                for k, v in (applied.get("limits") or {}).items()
+                if k in ("pps", "bps", "syn_pps", "block_after") and v is not None
+            ]
+            + [f"ceiling-{p}" for p in (applied.get("limits") or {}).get("ceilings") or {}],
+            "blocks": len(self.blocks()),
         }
 
     def rules(self) -> list[dict[str, Any]]:
