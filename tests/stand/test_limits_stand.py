@@ -17,6 +17,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from xdpshield.lab.stand import Stand
 from xdpshield.lab.traffic import LegitResult, flood, legit_load, serve_http
@@ -235,3 +236,57 @@ def test_bad_limits_and_blocks_change_nothing(stand: Stand) -> None:
         assert s.blocks(expired=True) == []
         missing = xdpshield(stand, "limits", "xs-nosuch0", "show")
         assert missing.returncode != 0 and "xs-nosuch0" in missing.stderr
+
+
+LIMITS_CONFIG = """\
+[[interface]]
+name = "{iface}"
+protect = [80]
+
+[limits]
+pps = {pps}
+block-after = "1s"
+block_ttl = "2m"
+
+[limits.ceiling]
+icmp = 1000
+
+[[rule]]
+name = "echo"
+action = "limit"
+protocol = "icmp"
+icmp_type = "echo-request"
+pps = 5
+burst = 3
+"""
+
+
+def test_config_file_limits_and_a_limit_rule(stand: Stand, tmp_path: Path) -> None:
+    """[limits] and a limit rule from the file: applied, shown, diffed; a
+    live `limits set` lasts until the file is applied again."""
+    cfg = tmp_path / "xdpshield.toml"
+    cfg.write_text(LIMITS_CONFIG.format(iface=stand.server_if, pps=1000))
+    try:
+        r = xdpshield(stand, "config", "apply", str(cfg))
+        assert r.returncode == 0, r.stderr
+        with Shield.open(stand.server_if, netns=stand.ns("server")) as s:
+            lim = s.limits()
+            assert (lim.pps, lim.block_after, lim.block_ttl) == (1000, 1.0, 120.0)
+            assert dict(lim.ceilings) == {"icmp": 1000}
+            # The rule's own bucket: 1 packet to earn state, a burst of 3, then drops.
+            dst = stand.addr("server", 4)
+            p = stand.exec("client", ["ping", "-c", "8", "-i", "0.002", "-W", "1", dst])
+            assert "4 received" in p.stdout, p.stdout
+            assert s.stats()[Reason.RULE_LIMIT][0] == 4
+            assert s.rules()[0]["packets"] == 8
+            r = xdpshield(stand, "limits", stand.server_if, "set", "--pps", "2000")
+            assert r.returncode == 0, r.stderr
+            assert s.limits().pps == 2000
+        r = xdpshield(stand, "config", "diff", str(cfg))
+        assert "limits.pps: 2000 -> 1000" in r.stdout, r.stdout
+        assert xdpshield(stand, "config", "apply", str(cfg)).returncode == 0
+        with Shield.open(stand.server_if, netns=stand.ns("server")) as s:
+            assert s.limits().pps == 1000
+    finally:
+        with contextlib.suppress(Exception):
+            Shield.open(stand.server_if, netns=stand.ns("server")).unload()
