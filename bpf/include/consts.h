@@ -219,4 +219,15 @@
 /* struct xs_block flags */
 #define XS_BLOCK_MANUAL		0x1	/* added by hand, not for excess */
 
+/* Drop samples (sample.h): bytes of a frame's head copied, and the ring's
+ * size (a power of 2 of pages: ~3400 samples of 152 bytes and their 8-byte
+ * headers; at the default cap every reason's second of samples fits).
+ */
+#define XS_SAMPLE_BYTES		128
+#ifndef XS_SAMPLE_RING
+#define XS_SAMPLE_RING		(512U * 1024)
+#endif
+/* A verdict's rule: id + 1 above the reason (verdict.h XS_V_RULE). */
+#define XS_V_RULE_SHIFT		16
+
 #endif

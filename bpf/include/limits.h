@@ -19,6 +19,7 @@
 #include "maps.h"
 #include "clock.h"
 #include "addr.h"
+#include "verdict.h"
 
 /* What the limits stage needs of a packet. */
 struct xs_lim_q {
@@ -220,7 +221,9 @@ __attribute__((noinline)) __u32 xs_limit(struct xs_lim_q *q)
 				st->over_since = 0;
 			}
 		}
-		return XS_V(XDP_DROP, reason);
+		/* The limit rule's id goes to the drop's sample. */
+		return XS_V_RULE(XS_V(XDP_DROP, reason),
+				 reason == XS_R_RULE_LIMIT ? q->rule : 0);
 	}
 	if (tat_rule && rs)
 		rs->tat_pps = tat_rule;

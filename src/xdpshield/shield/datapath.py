@@ -36,6 +36,7 @@ __all__ = [
     "OPTIONAL_PINS",
     "PIN_MAPS",
     "POLICY_MAPS",
+    "SAMPLE_MAPS",
     "CpuState",
     "GuardOptions",
     "Meta",
@@ -137,6 +138,9 @@ POLICY_MAPS = (
 #: state too (kept by an unload, like the cookie keys).
 LIMIT_MAPS = ("xs_lim", "xs_rule_rate", "xs_src", "xs_blocks", "xs_blocks_lpm", "xs_ceil")
 
+#: Drop samples (shield/samples.py): the ring, the caps, the counts.
+SAMPLE_MAPS = ("xs_samples", "xs_sample_bkt", "xs_sample_stat")
+
 #: Maps pinned under the shield's directory, so other processes can reopen them
 #: (the daemon rotates xs_keys and ages xs_verified through the pins).
 PIN_MAPS = (
@@ -151,10 +155,20 @@ PIN_MAPS = (
     "xs_cpu",
     *POLICY_MAPS,
     *LIMIT_MAPS,
+    *SAMPLE_MAPS,
 )
 # Pinned since a later version: a shield loaded before it runs without them.
 OPTIONAL_PINS = frozenset(
-    {"xs_seen", "xs_listen", "xs_local", "xs_ifinfo", "xs_cpu", *POLICY_MAPS, *LIMIT_MAPS}
+    {
+        "xs_seen",
+        "xs_listen",
+        "xs_local",
+        "xs_ifinfo",
+        "xs_cpu",
+        *POLICY_MAPS,
+        *LIMIT_MAPS,
+        *SAMPLE_MAPS,
+    }
 )
 
 #: How often the daemon should call :func:`rotate_keys` unless configured.
