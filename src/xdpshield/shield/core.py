@@ -64,6 +64,7 @@ from xdpshield.policy.ports import parse_ports
 from xdpshield.policy.rules import CompiledRules
 from xdpshield.shield import datapath, policy
 from xdpshield.shield import limits as _lim
+from xdpshield.shield import samples as _samples
 from xdpshield.shield.datapath import GuardOptions, Reason
 from xdpshield.shield.limits import Block
 from xdpshield.shield.record import HANDSHAKE_MODES, Handshake, LoadRecord
@@ -194,6 +195,11 @@ def _meta_path(iface: str, scope: str | None = None) -> Path:
 
 def _daemon_path(meta_path: Path) -> Path:
     return meta_path.with_suffix(".daemon")
+
+
+def _samples_lock(meta_path: Path) -> Path:
+    """Held by the one reader of the drop samples (capture, top)."""
+    return meta_path.with_suffix(".samples.lock")
 
 
 def _policy_path(meta_path: Path) -> Path:
@@ -686,6 +692,29 @@ class Shield:
             return [], []
         return _lim.expire_blocks(self.maps, self.limits().block_repeat, now_ns=now_ns)
 
+    # -- drop samples (shield/samples.py) ---------------------------------------
+    @property
+    def has_samples(self) -> bool:
+        """Whether the shield has drop samples (one loaded by an older version has none)."""
+        return _samples.has_samples(self.maps)
+
+    def sampler(self, reasons: Iterable[Reason] | None = None) -> _samples.Sampler:
+        """A reader of the drop samples (one at a time per shield: AlreadyRunning
+        when another capture or top reads them)."""
+        return _samples.Sampler(self.maps, reasons=reasons, lock=_samples_lock(self.meta_path))
+
+    def sample_rates(self) -> dict[Reason, int]:
+        """Each reason's cap on samples per second (0: off)."""
+        return _samples.rates(self.maps)
+
+    def set_sample_rate(self, rate: int, reasons: Iterable[Reason] | None = None) -> None:
+        """Cap the samples of ``reasons`` (default: all) at ``rate`` per second; 0: off."""
+        _samples.set_rate(self.maps, rate, reasons)
+
+    def sample_counts(self) -> dict[Reason, tuple[int, int]]:
+        """Per reason: (samples sent, samples lost to a full ring), since load."""
+        return _samples.sample_counts(self.maps)
+
     # -- housekeeping (the daemon's duties) ---------------------------------------
     def rotate_keys(self) -> int | None:
         """A fresh cookie key (the current one stays valid one more period);
@@ -815,6 +844,7 @@ class _Install:
         maps = self.coll.maps
         # Keys are rotated only when none is live: kept keys stay.
         datapath.init_maps(maps, ports)
+        _samples.init_samples(maps)
         policy.init_policy(maps)
         refresh_host_view(maps, self.iface)
         # Sockets from before the shield (a TIME_WAIT; in reset mode any
@@ -941,7 +971,7 @@ def _remove_pins(pin_dir: Path, meta: Path, *, keep: Iterable[str] = ()) -> None
         with contextlib.suppress(OSError):
             pin_dir.rmdir()  # only when empty: nothing kept
     # The policy lock goes too: a writer holding it keeps its open file.
-    for path in (meta, _policy_path(meta), meta.with_suffix(".lock")):
+    for path in (meta, _policy_path(meta), meta.with_suffix(".lock"), _samples_lock(meta)):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     # Leave no empty per-namespace directories behind.
