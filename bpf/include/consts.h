@@ -227,6 +227,12 @@
 #ifndef XS_SAMPLE_RING
 #define XS_SAMPLE_RING		(512U * 1024)
 #endif
+/* Packets of a reason a CPU lets by without reading the clock once its
+ * sample bucket is empty (sample.h): at 1 Mpps per CPU, 64 us.
+ */
+#ifndef XS_SAMPLE_SKIP
+#define XS_SAMPLE_SKIP		63
+#endif
 /* A verdict's rule: id + 1 above the reason (verdict.h XS_V_RULE). */
 #define XS_V_RULE_SHIFT		16
 

@@ -14,8 +14,9 @@
 #include "clock.h"
 
 /* Take a sample of the frame in @ctx (XDP, or tc's skb of @len bytes when
- * @tc) if the reason's bucket allows. Not sampling costs the bucket's per-CPU read and
- * a compare (off), or that and the clock (over the cap).
+ * @tc) if the reason's bucket allows. Not sampling costs the bucket's
+ * per-CPU read and a compare (off), or that and a decrement (over the cap;
+ * the clock once every XS_SAMPLE_SKIP + 1 packets).
  */
 static __always_inline void xs_sample(void *ctx, __u32 verdict, __u32 len,
 				      const int tc)
@@ -30,10 +31,16 @@ static __always_inline void xs_sample(void *ctx, __u32 verdict, __u32 len,
 	b = bpf_map_lookup_elem(&xs_sample_bkt, &reason);
 	if (!b || !b->cost_ns)
 		return;
+	if (b->skip) {
+		b->skip--;
+		return;
+	}
 	now = xs_now();
 	tat = b->tat > now ? b->tat : now;
-	if (tat + b->cost_ns - now > b->depth_ns)
+	if (tat + b->cost_ns - now > b->depth_ns) {
+		b->skip = XS_SAMPLE_SKIP;
 		return;
+	}
 	/* Charged before the reserve: a full ring does not make every later
 	 * packet of the flood try again.
 	 */

@@ -352,14 +352,17 @@ struct xs_meta {
 /* Drop samples (sample.h). One per-CPU bucket per reason, written whole by
  * userspace (samples.py set_rate): a sample costs @cost_ns of the bucket's
  * time and is taken while the bucket is at most @depth_ns in debt (GCRA, as
- * struct xs_rate). 0 cost: this reason is not sampled.
+ * struct xs_rate). 0 cost: this reason is not sampled. Once the bucket is
+ * empty, the next XS_SAMPLE_SKIP packets of the reason on this CPU do not
+ * even read the clock (a flood pays a decrement, not a helper call); the
+ * tokens keep accruing meanwhile, so this delays samples, never loses them.
  */
 struct xs_sample_bkt {
 	__u64 cost_ns;		/* ns per sample on this CPU; 0: off */
 	__u64 depth_ns;		/* burst * cost_ns */
 	__u64 tat;		/* theoretical arrival time, ns (xs_now) */
 	__u32 rate;		/* the cap asked for, per second (for status) */
-	__u32 pad;
+	__u32 skip;		/* packets left to pass by unsampled, unclocked */
 };
 
 /* Per CPU and reason: samples sent, and samples lost to a full ring. */
@@ -443,6 +446,7 @@ enum xs_abi {
 	/* samples.py: what a sample carries */
 	XS_ABI_SAMPLE_BYTES = XS_SAMPLE_BYTES,
 	XS_ABI_V_RULE_SHIFT = XS_V_RULE_SHIFT,
+	XS_ABI_SAMPLE_SKIP = XS_SAMPLE_SKIP,
 };
 
 #endif

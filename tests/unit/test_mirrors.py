@@ -160,6 +160,7 @@ SHIELD_PAIRS = [
     Pair("XS_ABI_SYNACK_WINDOW", "tests.datapath.model.SYNACK_WINDOW", model.SYNACK_WINDOW),
     Pair("XS_ABI_SAMPLE_BYTES", "samples.SAMPLE_BYTES", samples.SAMPLE_BYTES),
     Pair("XS_ABI_V_RULE_SHIFT", "samples.V_RULE_SHIFT", samples.V_RULE_SHIFT),
+    Pair("XS_ABI_SAMPLE_SKIP", "samples.SKIP", samples.SKIP),
 ]
 
 TRAFFIC_PAIRS = [
@@ -433,7 +434,7 @@ MIRRORS = [
     ),
     _mirror(
         "xs_sample_bkt",
-        codec("samples._BKT", samples._BKT, ["cost_ns", "depth_ns", "tat", "rate", "pad"]),
+        codec("samples._BKT", samples._BKT, ["cost_ns", "depth_ns", "tat", "rate", "skip"]),
     ),
     _mirror("xs_sample_stat", codec("samples._STAT", samples._STAT, ["sent", "full"])),
     # traffic._mux_release: a 4-byte length, then the frame.

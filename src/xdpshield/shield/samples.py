@@ -10,7 +10,11 @@ ring buffer. Sampling is capped per reason by a token bucket on each CPU:
   ``rate / CPUs`` per second, so a flood spread over every CPU is sampled
   at ``rate`` per second in all; a flood that lands on one CPU gets that
   CPU's share. A bucket holds ``rate`` samples: the first ``rate`` of a
-  burst are sampled at once on any CPU.
+  burst are sampled at once on any CPU. Once a bucket is empty, the next
+  :data:`SKIP` packets of its reason on that CPU are let by without even a
+  look at the clock (tokens keep accruing: samples are delayed by at most
+  that many packets, never lost), so a flood over the cap costs a per-CPU
+  read and a decrement per packet.
 - A sample that finds the ring full is counted (``xs_sample_stat.full``)
   and lost; the data path never waits.
 - An answered frame (XDP_TX: a SYN-ACK, an RST) is sampled as it leaves,
@@ -58,13 +62,14 @@ Maps = Mapping[str, Map[Any, Any]]
 
 SAMPLE_BYTES = 128  # consts.h XS_SAMPLE_BYTES
 V_RULE_SHIFT = 16  # consts.h XS_V_RULE_SHIFT: a verdict's rule id + 1
+SKIP = 63  # consts.h XS_SAMPLE_SKIP
 DEFAULT_RATE = 100
 MAX_RATE = 1_000_000
 _NS = 1_000_000_000
 
 # struct xs_sample: ts_ns, ifindex, len, reason, rule, action, tc, caplen, data
 SAMPLE = StructCodec(f"=QIIHHBBH{SAMPLE_BYTES}s")
-# struct xs_sample_bkt: cost_ns, depth_ns, tat, rate, pad
+# struct xs_sample_bkt: cost_ns, depth_ns, tat, rate, skip
 _BKT = StructCodec("=QQQII")
 # struct xs_sample_stat: sent, full
 _STAT = StructCodec("=QQ")

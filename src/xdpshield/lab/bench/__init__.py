@@ -25,7 +25,8 @@ baseline object and the restore harness), ``micro`` (the test-run verdict
 paths), ``receivers`` and ``live`` (floods on the stand against each
 baseline), ``handshake`` (the cost of a real handshake), ``policy`` (the
 policy stages: list and rule lookups, floods policy drops, loads),
-``results`` and ``report`` (what is measured and how it is written).
+``samples`` (what drop samples cost), ``results`` and ``report`` (what is
+measured and how it is written).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from xdpshield.lab.bench.micro import Case, MicroConfig, run_microbench
 from xdpshield.lab.bench.policy import PolicyConfig, run_policy, run_policy_live
 from xdpshield.lab.bench.report import format_markdown, write_outputs
 from xdpshield.lab.bench.results import Goal, Progress, Result, no_progress
+from xdpshield.lab.bench.samples import run_samples
 
 __all__ = [
     "BENCH_FRAME_MAX",
@@ -77,6 +79,7 @@ __all__ = [
     "run_microbench",
     "run_policy",
     "run_policy_live",
+    "run_samples",
     "syn_frame",
     "write_outputs",
 ]
@@ -119,6 +122,7 @@ def run_bench(
     stages: list[tuple[float, Callable[[Progress], list[Result]]]] = [
         (3.0, lambda p: run_microbench(cfg, p)),
         (1.5, lambda p: run_policy(quick, p, micro)),
+        (0.5, lambda p: run_samples(quick, p, micro, live_cfg, live=live)),
     ]
     if live:
         stages += [
