@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PKGS=(clang llvm libbpf-dev bpftool iproute2 ethtool tcpdump hping3
 	nftables iptables xdp-tools linux-libc-dev curl netcat-openbsd iputils-ping make
-	dnsmasq-base bind9-dnsutils ntpsec-ntpdig tmux libpcap0.8)
+	dnsmasq-base bind9-dnsutils ntpsec-ntpdig tmux libpcap0.8 tshark)
 VENV=.venv
 PY=${PYTHON:-python3}
 
