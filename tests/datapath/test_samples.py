@@ -175,3 +175,23 @@ def test_full_ring_is_counted(sg: LimitGuard, reader: Sampler) -> None:
     # Read, the ring takes samples again.
     sg.run(frame)
     assert len(read_all(reader)) == 1
+
+
+def test_tc_drop_is_sampled_from_the_skb() -> None:
+    """The tc program's drops go through the same exit: a handshake ACK whose
+    cookie tc re-checks (no XDP metadata) and finds bad."""
+    with load(transparent=True, force_nometa=True) as coll:
+        samples.set_rate(coll.maps, 100)
+        # As XDP sets it once it met a driver without metadata room.
+        bss = coll.maps["xdpshiel.bss"]
+        bss.update(bytes(4), (1).to_bytes(4, "little") + bytes(bss.value_size - 4))
+        ack = bytes(
+            Ether(src=CMAC, dst=SMAC)
+            / IP(src=CLIENT4, dst=SERVER4)
+            / TCP(sport=4000, dport=PORT, flags="A", seq=1, ack=12345)
+        )
+        with Sampler(coll.maps) as reader:
+            assert coll.program("xdpshield_tc").run(ack).verdict == 2  # TC_ACT_SHOT
+            (s,) = read_all(reader)
+    assert (s.reason, s.tc, s.action) == (Reason.HANDOFF_BAD_COOKIE, True, 2)
+    assert (s.bytes, s.length) == (ack, len(ack))
