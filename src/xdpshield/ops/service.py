@@ -14,9 +14,13 @@ shields keep answering whatever happens to this process: SIGTERM, SIGINT,
 a crash, SIGKILL. A restarted run adopts the running shields (opens their
 pins, applies the config: an unchanged table is not rewritten); it never
 reloads one, so no packet meets a half-built shield. A running shield of
-another object than the one installed (an upgrade) is adopted too, with a
-warning: moving its state to a new object is not done here. ``xdpshield
-stop`` (:func:`stop_run`) removes everything on purpose.
+another object than the one installed (an upgrade) is moved to the new
+object in place (shield/upgrade.py: maps whose layout is unchanged are
+kept, the programs swapped on their hooks, never detached) and logged
+``upgraded``; one whose state cannot move (a state map's layout changed)
+keeps running as it was, logged ``upgrade-refused`` naming the map. A
+reload never upgrades. ``xdpshield stop`` (:func:`stop_run`) removes
+everything on purpose.
 
 Reload (SIGHUP, ``xdpshield reload``): the file is read and checked whole,
 every interface looked up and every rule set compiled before anything
@@ -514,7 +518,7 @@ class Service:
             self.log("starting", config=self.lock.config, pid=os.getpid(), version=__version__)
             if cfg.metrics.enabled:
                 self.metrics = _MetricsServer(cfg.metrics, self.shields)
-            changes = apply_config(cfg)
+            changes = apply_config(cfg, upgrade=True)
             try:
                 self._commit(cfg, changes, initial=True)
             except BaseException:
@@ -730,9 +734,19 @@ class Service:
             )  # fmt: skip
             return
         event = "adopted" if initial else ("updated" if not ch.empty else "unchanged")
+        up = ch.upgrade or {}
+        if up.get("result") == "upgraded":
+            self.log("upgraded", iface=ch.iface, **{k: v for k, v in up.items() if k != "result"})
+        elif up:
+            self.log(
+                "upgrade-refused" if up["result"] == "refused" else "upgrade-failed",
+                level="error", iface=ch.iface, error=up["error"],
+                kept="the running shield, as it was",
+            )  # fmt: skip
         if initial:
             fields["object"] = (
-                "differs" if "object" in ch.restart
+                "upgraded" if up.get("result") == "upgraded"
+                else "differs" if "object" in ch.restart
                 else "same" if shield.record.object_sha256 else "unknown"
             )  # fmt: skip
         self.log(event, iface=ch.iface, **fields)
