@@ -41,11 +41,14 @@ $(OBJDIR)/xdpshield_debug.o: bpf/xdpshield.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h 
 #           its debug info): an upgrade that keeps every map;
 #   _verified_small / _verified_big: xs_verified (a state map) shrunk or grown:
 #           an upgrade that must refuse / can migrate;
+#   _lists_small: smaller allow/deny tables: an upgrade that refills the policy;
 #   _reject: a packet read the verifier refuses (bpf/xdpshield.bpf.c #ifdef).
-VARIANT_OBJS := $(addprefix $(OBJDIR)/xdpshield_test_,resha.o verified_small.o verified_big.o reject.o)
+VARIANT_OBJS := $(addprefix $(OBJDIR)/xdpshield_test_,resha.o verified_small.o verified_big.o \
+	lists_small.o reject.o)
 VARIANT_FLAGS_resha := -grecord-command-line -DXS_TEST_VARIANT_RESHA
 VARIANT_FLAGS_verified_small := -DXS_VERIFIED_MAX=32768
 VARIANT_FLAGS_verified_big := -DXS_VERIFIED_MAX=131072
+VARIANT_FLAGS_lists_small := -DXS_LIST_MAX=65536
 VARIANT_FLAGS_reject := -DXS_TEST_VERIFIER_REJECT
 
 $(OBJDIR)/xdpshield_test_%.o: bpf/xdpshield.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OBJDIR)

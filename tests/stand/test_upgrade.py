@@ -11,7 +11,9 @@ Makefile's test variants (``xdpshield_test_*.o``).
 - an upgrade whose object shrinks the verified table (a state map) is
   refused, the error names xs_verified, and the old program keeps running;
 - an upgrade whose object grows it migrates the table: a verified source
-  stays verified.
+  stays verified;
+- an upgrade whose object changes the policy's tables refills them from
+  the config and carries the entries added live: a block holds throughout.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from xdpshield.shield import datapath
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
 
-from .test_policy_stand import in_background
+from .test_policy_stand import in_background, ping, xdpshield
 from .test_service import cookies_sent, named, prog_id, running, wait_for
 
 PORT = 8080
@@ -336,3 +338,33 @@ def test_obj_dir_override_is_what_the_run_sees(farm: ObjectFarm) -> None:
     from xdpshield.objects import shield_object
 
     assert object_digest(shield_object()) == sha
+
+
+def test_upgrade_refills_changed_policy_tables_and_keeps_live_blocks(
+    stand: Stand, tmp_path: Path, farm: ObjectFarm
+) -> None:
+    ns, iface = stand.ns("server"), stand.server_if
+    cfg = tmp_path / "xdpshield.toml"
+    cfg.write_text(
+        CONFIG.format(iface=iface, port=PORT) + '\n[deny]\nprefixes = ["203.0.113.0/24"]\n'
+    )
+    try:
+        first_run(stand, cfg, tmp_path / "run1.log")
+        assert ping(stand, 4)
+        r = xdpshield(stand, "deny", iface, "add", "198.18.1.0/24")  # the client's network
+        assert r.returncode == 0, r.stderr
+        assert not ping(stand, 4)
+        farm.install("xdpshield_test_lists_small.o")
+        log = tmp_path / "run2.log"
+        with running(stand, cfg, log):
+            (up,) = named(log, "upgraded")
+            assert {"xs_deny4", "xs_allow4", "xs_psel"} <= set(up["refilled"]), up
+            assert "xs_keys" in up["kept"] and "xs_stats" in up["kept"]
+            with Shield.open(iface, netns=ns) as s:
+                assert s.maps["xs_deny4"].max_entries == 65536
+                entries = {str(e.prefix): e.live for e in s.list_entries("deny")}
+            assert entries == {"203.0.113.0/24": False, "198.18.1.0/24": True}, entries
+            assert not ping(stand, 4)  # the live block holds through the upgrade
+            assert stat(iface, ns, Reason.DENY) > 0
+    finally:
+        cleanup(cfg)
