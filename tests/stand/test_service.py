@@ -44,7 +44,7 @@ import pytest
 
 from tests.conftest import ROOT, VethPair, obj_path
 from xdpshield import netns
-from xdpshield.ebpf import ObjectSpec, attach_xdp, query_xdp
+from xdpshield.ebpf import ObjectSpec, attach_xdp, bpffs_root, query_xdp
 from xdpshield.errors import NotAttached, XdpShieldError
 from xdpshield.lab.stand import Stand
 from xdpshield.lab.traffic import flood, serve_http
@@ -52,6 +52,7 @@ from xdpshield.ops import service
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
 
+from .svc import HalfOpen, ObjectFarm, accepted_from, listener
 from .test_policy_stand import echo_server, in_background, xdpshield
 
 METRICS_PORT = 19436
@@ -327,6 +328,11 @@ def test_bad_starts_leave_nothing_and_the_unit_caps_suffice(veth: VethPair, tmp_
     ]
     r = run_once(ns, "run", "--config", str(tmp_path), *JSON_LOG)
     assert r.returncode == 2 and "Is a directory" in start_errors(r)[0]
+    garbled = tmp_path / "garbled.toml"
+    garbled.write_bytes(b'[[interface]]\nname = "\xff\xfe"\n')
+    r = run_once(ns, "run", "--config", str(garbled), *JSON_LOG)
+    assert r.returncode == 2 and start_errors(r) == [f"{garbled}:2: not UTF-8 text"]
+    assert not any(p.exists() for p in service.record_paths(str(garbled)))
     secret = tmp_path / "secret.toml"
     secret.write_text(f'[[interface]]\nname = "{iface}"\n')
     secret.chmod(0)
@@ -341,6 +347,7 @@ def test_bad_starts_leave_nothing_and_the_unit_caps_suffice(veth: VethPair, tmp_
     assert error.startswith(f"{cfg}:4: interface.name: ") and "'nosuch0'" in error, error
     with pytest.raises(NotAttached):
         Shield.open(iface, netns=ns)
+    assert not (bpffs_root() / "xdpshield" / f"netns-{ns}").exists()  # no pin, no kept map
     assert not any(p.exists() for p in service.record_paths(str(cfg)))
 
     # With exactly the unit's capabilities: it starts, a reload whose new
@@ -469,6 +476,91 @@ def test_interface_deleted_and_created_again(stand: Stand, tmp_path: Path) -> No
             assert denied(stand, s1) > before  # enforced by the new shield
             assert service.find_run(str(cfg)).state()["gone"] == []
             assert run.poll() is None and not named(log, "duty-failed")
+    finally:
+        with contextlib.suppress(XdpShieldError, OSError):
+            service.stop_run(str(cfg))
+        for p in service.record_paths(str(cfg)):
+            p.unlink(missing_ok=True)
+
+
+# -- a handshake across a restart; a reload the verifier rejects -----------------------------
+
+ONE = """
+[[interface]]
+name = "{s0}"
+protect = ["8080"]
+syn_flood_pps = 0
+
+[metrics]
+enabled = false
+"""
+
+
+def test_handshake_answered_before_a_sigkill_completes_after_it(
+    stand: Stand, tmp_path: Path
+) -> None:
+    ns, s0 = stand.ns("server"), stand.server_if
+    cfg = tmp_path / "xdpshield.toml"
+    cfg.write_text(ONE.format(s0=s0))
+    try:
+        with listener(stand) as ls:
+            with running(stand, cfg, tmp_path / "run1.log") as run1:
+                first = prog_id(s0, ns)
+                half = HalfOpen(stand, sport=41_010)  # the SYN-ACK: a cookie of this key
+                run1.send_signal(signal.SIGKILL)
+                run1.wait(10)
+            log = tmp_path / "run2.log"
+            with running(stand, cfg, log):
+                (adopted,) = named(log, "adopted")
+                assert adopted["object"] == "same" and adopted["prog_id"] == first
+                with Shield.open(s0, netns=ns) as s:
+                    valid = s.stats()[Reason.ACK_VALID][0]
+                half.ack()
+                half.close()
+                assert accepted_from(ls, 41_010, 5), "the handshake did not complete"
+                with Shield.open(s0, netns=ns) as s:
+                    assert s.stats()[Reason.ACK_VALID][0] == valid + 1
+    finally:
+        with contextlib.suppress(XdpShieldError, OSError):
+            service.stop_run(str(cfg))
+        for p in service.record_paths(str(cfg)):
+            p.unlink(missing_ok=True)
+
+
+def test_reload_the_verifier_rejects_keeps_what_runs(
+    stand: Stand, tmp_path: Path, farm: ObjectFarm
+) -> None:
+    """The new interface's shield needs a load, and the installed object is
+    one the verifier refuses (an unchecked packet read, built only for this)."""
+    ns, s0 = stand.ns("server"), stand.server_if
+    s1, _ = second_link(stand)
+    cfg = tmp_path / "xdpshield.toml"
+    cfg.write_text(ONE.format(s0=s0))
+    log = tmp_path / "run.log"
+    try:
+        with running(stand, cfg, log):
+            first = prog_id(s0, ns)
+            farm.install("xdpshield_test_reject.o")
+            cfg.write_text(cfg.read_text() + f'\n[[interface]]\nname = "{s1}"\n')
+            r = xdpshield(stand, "reload", "--config", str(cfg))
+            assert r.returncode == 1, (r.stdout, r.stderr)
+            assert "verifier rejected program 'xdpshield_xdp'" in r.stderr, r.stderr
+            (failed,) = named(log, "reload-failed")
+            assert failed["result"] == "failed" and failed["level"] == "error"
+            assert "offset is outside of the packet" in failed["error"], failed
+            assert failed["kept"] == "the running shields and policy"
+            # What ran runs on; the new interface has nothing, pinned or attached.
+            assert prog_id(s0, ns) == first
+            with pytest.raises(NotAttached):
+                Shield.open(s1, netns=ns)
+            assert not (bpffs_root() / "xdpshield" / f"netns-{ns}" / s1).exists()
+            with netns.enter(ns):
+                assert query_xdp(s1) is None
+            # The object fixed: the same file applies.
+            farm.install("xdpshield.o")
+            r = xdpshield(stand, "reload", "--config", str(cfg))
+            assert r.returncode == 0, (r.stdout, r.stderr)
+            assert prog_id(s0, ns) == first and prog_id(s1, ns) > 0
     finally:
         with contextlib.suppress(XdpShieldError, OSError):
             service.stop_run(str(cfg))
