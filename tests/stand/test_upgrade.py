@@ -255,6 +255,7 @@ def test_upgrade_refills_changed_policy_tables_and_keeps_live_blocks(
         with running(stand, cfg, log):
             (up,) = named(log, "upgraded")
             assert {"xs_deny4", "xs_allow4", "xs_psel"} <= set(up["refilled"]), up
+            assert up["changed"]["xs_deny4"] == "max_entries is 2097152, this object wants 65536"
             assert "xs_keys" in up["kept"] and "xs_stats" in up["kept"]
             with Shield.open(iface, netns=ns) as s:
                 assert s.maps["xs_deny4"].max_entries == 65536

@@ -111,6 +111,7 @@ class UpgradeReport:
         }
         for what in ("kept", "migrated", "refilled", "recreated", "dropped"):
             out[what] = sorted(getattr(self, what))
+        out["changed"] = dict(sorted(self.why.items()))
         return out
 
 
