@@ -15,6 +15,10 @@ verified. ``unload(purge=True)`` removes them too. A kept map that does not fit
 the object being loaded (its layout changed between versions) is recreated,
 with a warning that names it.
 
+Upgrade: :meth:`Shield.upgrade` moves a running shield to another object in
+place (shield/upgrade.py): same maps where their layout is unchanged, the
+programs swapped on their hooks, never detached.
+
 Stale shields: deleting the interface (``ip link del``) or its namespace
 (``ip netns del``) takes the XDP program with it but not the pins nor the
 record; :func:`stale_shields` finds them and :meth:`StaleShield.remove`
@@ -32,7 +36,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyroute2 import DiagSocket, IPRoute
 
@@ -67,6 +71,9 @@ from xdpshield.shield import limits as _lim
 from xdpshield.shield.datapath import GuardOptions, Reason
 from xdpshield.shield.limits import Block
 from xdpshield.shield.record import HANDSHAKE_MODES, Handshake, LoadRecord
+
+if TYPE_CHECKING:
+    from xdpshield.shield.upgrade import UpgradeReport
 
 __all__ = [
     "HANDSHAKE_MODES",
@@ -430,6 +437,22 @@ class Shield:
             tc_egress=installed.tc_egress,
             ns=ns,
         )
+
+    def upgrade(
+        self,
+        *,
+        pol: Policy | None = None,
+        ports: Iterable[int] | None = None,
+        obj: Path | None = None,
+    ) -> UpgradeReport:
+        """Move this running shield to the installed object (``obj``) in
+        place, keeping every map whose layout is unchanged; see
+        shield/upgrade.py. Raises UpgradeRefused (a state map cannot move),
+        VerifierError, ...: then the running shield is unchanged. This
+        object is stale afterwards: :meth:`reopen`."""
+        from xdpshield.shield.upgrade import upgrade
+
+        return upgrade(self, pol=pol, ports=ports, obj=obj)
 
     @classmethod
     def open(cls, iface: str, *, netns: str | None = None) -> Shield:
