@@ -395,7 +395,7 @@ MIRRORS = [
                 "ceil",
                 *[None] * (2 * rules.SLOTS - 1),
             ],
-        ),  # fmt: skip
+        ),
     ),
     _mirror(
         "xs_src_key",
