@@ -131,11 +131,13 @@ POLICY_MAPS = (
     "xs_rules",
     "xs_rules_h",
     "xs_rule_stats",
+    "xs_lim",
+    "xs_rule_rate",
 )
 
-#: The limits' maps (shield/limits.py); xs_blocks and xs_blocks_lpm are
-#: state too (kept by an unload, like the cookie keys).
-LIMIT_MAPS = ("xs_lim", "xs_rule_rate", "xs_src", "xs_blocks", "xs_blocks_lpm", "xs_ceil")
+#: The limits' other maps (shield/limits.py): buckets, blocks (state, kept
+#: by an unload like the cookie keys), ceilings.
+LIMIT_MAPS = ("xs_src", "xs_blocks", "xs_blocks_lpm", "xs_ceil")
 
 #: Maps pinned under the shield's directory, so other processes can reopen them
 #: (the daemon rotates xs_keys and ages xs_verified through the pins).
