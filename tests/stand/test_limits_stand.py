@@ -296,25 +296,13 @@ def test_config_file_limits_and_a_limit_rule(stand: Stand, tmp_path: Path) -> No
             Shield.open(stand.server_if, netns=stand.ns("server")).unload()
 
 
-RUN_CONFIG = """\
-[[interface]]
-name = "{iface}"
-protect = [80]
-
-[limits]
-pps = {pps}
-block-after = "1s"
-block-ttl = "5m"
-"""
-
-
 def test_blocks_survive_a_sigkill_of_run_and_are_logged(stand: Stand, tmp_path: Path) -> None:
     """`xdpshield run` blocks a flooder and logs it (JSON lines); a block by
     hand too; after a SIGKILL the next run adopts the shield and both
     blocks still hold."""
     ns, iface = stand.ns("server"), stand.server_if
     cfg = tmp_path / "xdpshield.toml"
-    cfg.write_text(RUN_CONFIG.format(iface=iface, pps=LIMIT_PPS))
+    cfg.write_text(LIMITS_CONFIG.format(iface=iface, pps=LIMIT_PPS))
     flooder, by_hand = f"{FLOODER}/32", "198.19.8.0/24"
     try:
         log1 = tmp_path / "run1.log"
@@ -324,7 +312,7 @@ def test_blocks_survive_a_sigkill_of_run_and_are_logged(stand: Stand, tmp_path: 
             assert r.returncode == 0, r.stderr
             wait_for(lambda: len(named(log1, "blocked")) >= 2, 5, "both blocks logged")
             logged = {e["prefix"]: e for e in named(log1, "blocked")}
-            assert logged[flooder]["by"] == "limit" and logged[flooder]["ttl_s"] == 300
+            assert logged[flooder]["by"] == "limit" and logged[flooder]["ttl_s"] == 120
             assert logged[by_hand]["by"] == "hand"
             with Shield.open(iface, netns=ns) as s:
                 before = {str(b.prefix): b.since_ns for b in s.blocks()}
