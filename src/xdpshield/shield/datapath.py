@@ -642,10 +642,14 @@ def init_maps(maps: Maps, ports: Iterable[int]) -> None:
 
 
 def read_stats(maps: Maps) -> dict[Reason, tuple[int, int]]:
-    """(packets, bytes) per reason, summed over CPUs."""
+    """(packets, bytes) per reason, summed over CPUs (a reason newer than
+    the running object: zeros)."""
     stats = maps["xs_stats"].typed(UInt(4), _COUNTER)
     out: dict[Reason, tuple[int, int]] = {}
     for reason in Reason:
+        if reason >= stats.max_entries:
+            out[reason] = (0, 0)
+            continue
         pk, by = sum_percpu(stats.lookup_percpu(int(reason)))
         out[reason] = (pk, by)
     return out
