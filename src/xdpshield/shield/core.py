@@ -675,12 +675,20 @@ class Shield:
         """Make ``lim`` the live limits at once (one switch); a later config
         apply puts the file's back."""
         with self._policy_lock():
-            record = self.applied()
-            policy.switch_limits(self.maps, lim, limit_rules=bool(record.get("limit_rules")))
+            record = self._switch_limits(lim)
             record["limits"] = lim.as_json()
             # The next apply compares the file's limits with these.
             record.setdefault("digests", {})["limits"] = policy.limits_digest(lim)
             self._write_applied(record)
+
+    def _switch_limits(self, lim: Limits) -> dict[str, Any]:
+        """Switch to ``lim`` (policy lock held); the record, its generations
+        brought up to date (so the next apply still trusts it)."""
+        record = self.applied()
+        policy.switch_limits(self.maps, lim, limit_rules=bool(record.get("limit_rules")))
+        if isinstance(record.get("gens"), dict):
+            record["gens"]["lim"] = policy.selector(self.maps).lim_gen
+        return record
 
     def blocks(self, *, expired: bool = False) -> list[Block]:
         """The blocks in force (``expired``: also those kept for their repeat window)."""
@@ -692,10 +700,9 @@ class Shield:
         """Block each prefix for its seconds, by hand."""
         with self._policy_lock():
             n = _lim.add_blocks(self.maps, prefixes)
-            record = self.applied()
-            policy.switch_limits(
-                self.maps, self.limits(), limit_rules=bool(record.get("limit_rules"))
-            )
+            record = self._switch_limits(self.limits())  # the block flags
+            if record:
+                self._write_applied(record)
             return n
 
     def del_blocks(self, prefixes: Iterable[Prefix]) -> int:
