@@ -8,11 +8,12 @@ import sys
 import threading
 import time
 
-from prometheus_client import generate_latest, start_http_server
+from prometheus_client import generate_latest
 from rich.markup import escape
 
 from xdpshield import netns
 from xdpshield.errors import ConfigError, ConfigErrors, XdpShieldError
+from xdpshield.ops import web
 from xdpshield.ops.apply import IfaceChange
 from xdpshield.ops.daemon import Daemon, DaemonEvent
 from xdpshield.ops.events import LOG_FORMATS, EventLog
@@ -61,10 +62,8 @@ def cmd_daemon(a: argparse.Namespace) -> int:
     daemon = Daemon(shield, rotate_s=a.rotate_keys, seen_s=a.seen_rebuild, on_event=log)
     if a.metrics:
         host, port = _listen_addr(a.metrics)
-        start_http_server(
-            port, addr=host or "0.0.0.0", registry=registry_for(lambda: [daemon.shield])
-        )
-        out.print(f"metrics on http://{host or '0.0.0.0'}:{port}/metrics")
+        server = web.serve(host or "0.0.0.0", port, lambda: [daemon.shield])
+        out.print(f"metrics on {server.url}/metrics, a live page on {server.url}/")
     out.print(f"xdpshield daemon on {a.iface}: keys rotate every {daemon.rotate_s:g} s")
     daemon.run(stop)
     daemon.shield.close()
