@@ -1,12 +1,14 @@
-"""Running the shield unattended: run, reload, stop, daemon, metrics."""
+"""Running the shield unattended: run, reload, stop, daemon, metrics, events."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from prometheus_client import generate_latest
 from rich.markup import escape
@@ -16,9 +18,25 @@ from xdpshield.errors import ConfigError, ConfigErrors, XdpShieldError
 from xdpshield.ops import web
 from xdpshield.ops.apply import IfaceChange
 from xdpshield.ops.daemon import Daemon, DaemonEvent
-from xdpshield.ops.events import LOG_FORMATS, EventLog
+from xdpshield.ops.events import (
+    LOG_FORMATS,
+    EventFile,
+    EventLog,
+    follow,
+    format_text,
+    parse_ts,
+    read_events,
+)
 from xdpshield.ops.metrics import registry_for
-from xdpshield.ops.service import DEFAULT_CONFIG, request_reload, run_service, stop_run
+from xdpshield.ops.service import (
+    DEFAULT_CONFIG,
+    RUNS_DIR,
+    record_paths,
+    request_reload,
+    run_service,
+    stop_run,
+)
+from xdpshield.policy.config import parse_duration
 from xdpshield.shield.core import (
     Shield,
     list_shields,
@@ -70,8 +88,13 @@ def cmd_daemon(a: argparse.Namespace) -> int:
     return 0
 
 
+def events_path(config: str) -> Path:
+    """Where ``run`` of ``config`` keeps its events (beside its run record)."""
+    return record_paths(config)[0].with_suffix(".events")
+
+
 def cmd_run(a: argparse.Namespace) -> int:
-    log = EventLog(a.log_format)
+    log = EventLog(a.log_format, file=EventFile(events_path(a.config)))
     try:
         run_service(a.config, log)
     except ConfigErrors as exc:
@@ -127,6 +150,66 @@ def cmd_metrics(a: argparse.Namespace) -> int:
     ifaces = [a.iface] if a.iface else [i for i in list_shields() if i not in stale]
     shields = [Shield.open(i) for i in ifaces]
     sys.stdout.write(generate_latest(registry_for(shields)).decode())
+    return 0
+
+
+def _find_events(config: str | None) -> Path:
+    if config is not None:
+        return events_path(config)
+    default = events_path(DEFAULT_CONFIG)
+    if default.exists():
+        return default
+    found = sorted(RUNS_DIR.glob("*.events"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise XdpShieldError(
+            f"no events kept in {RUNS_DIR}: 'xdpshield run' keeps them while it runs"
+        )
+    raise XdpShieldError(
+        "the events of several runs are kept: name one with --config ("
+        + ", ".join(p.name for p in found)
+        + ")"
+    )
+
+
+def _since(text: str | None) -> float | None:
+    """A time: seconds ago ("10m", "90s", "1h") or a UTC time ("2026-12-05T13:01:56")."""
+    if text is None:
+        return None
+    try:
+        return time.time() - parse_duration(text)
+    except ConfigError:
+        pass
+    try:
+        return parse_ts(text.replace(" ", "T"))
+    except ValueError:
+        raise XdpShieldError(
+            f"--since {text!r}: expected a duration (10m, 1h) or a UTC time (2026-12-05T13:01:56)"
+        ) from None
+
+
+def cmd_events(a: argparse.Namespace) -> int:
+    path = _find_events(a.config)
+    since = _since(a.since)
+
+    def show(rec: dict[str, object]) -> None:
+        if a.iface is not None and rec.get("iface") != a.iface:
+            return
+        sys.stdout.write((json.dumps(rec) if a.json else format_text(dict(rec))) + "\n")
+
+    if not a.follow:
+        if not path.exists() and not path.with_name(path.name + ".1").exists():
+            raise XdpShieldError(f"no events kept at {path}: has 'xdpshield run' run this file?")
+        for rec in read_events(path, since=since):
+            show(rec)
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    for rec in follow(path, stop, since=since):
+        show(rec)
+        sys.stdout.flush()
     return 0
 
 
@@ -200,3 +283,14 @@ def add_parsers(add: AddCommand) -> None:
 
     sp = add("metrics", cmd_metrics, "print the shields' metrics in Prometheus text format")
     sp.add_argument("iface", nargs="?", default=None)
+
+    sp = add("events", cmd_events, "print the events of 'xdpshield run' (blocks, applies, ...)")
+    sp.add_argument("--config", default=None, metavar="FILE", help="as for reload")
+    sp.add_argument(
+        "--follow", "-f", action="store_true", help="then print each new event (Ctrl-C ends)"
+    )
+    sp.add_argument(
+        "--since", default=None, metavar="TIME", help="only events since: 10m, 1h, or a UTC time"
+    )
+    sp.add_argument("--iface", default=None, help="only the events of this interface")
+    sp.add_argument("--json", action="store_true", help="one JSON object per line")
