@@ -232,7 +232,10 @@ def add_parsers(add: AddCommand) -> None:
         help="transparent mode: cut the seen-sources filter back to live sockets every S s",
     )
     sp.add_argument(
-        "--metrics", default="", metavar="[HOST:]PORT", help="serve Prometheus metrics (e.g. :9435)"
+        "--metrics",
+        default="",
+        metavar="[HOST:]PORT",
+        help="serve /metrics and a live page at / (e.g. 127.0.0.1:9435; :9435 is every address)",
     )
 
     sp = add(
@@ -247,7 +250,8 @@ def add_parsers(add: AddCommand) -> None:
         "--log-format",
         choices=LOG_FORMATS,
         default="text",
-        help="event log on stderr: text lines or one JSON object per line",
+        help="event log on stderr: text lines or one JSON object per line "
+        "(also kept as JSON for 'xdpshield events')",
     )
 
     sp = add("reload", cmd_reload, "make the running 'xdpshield run' re-read its config")
