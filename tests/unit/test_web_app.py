@@ -64,3 +64,19 @@ def test_read_only(server: web.WebServer) -> None:
 def test_a_taken_port_is_a_clear_error(server: web.WebServer) -> None:
     with pytest.raises(XdpShieldError, match=f"cannot listen on 127.0.0.1:{server.port}"):
         web.serve("127.0.0.1", server.port, lambda: [])
+
+
+def test_every_reason_is_classified_on_purpose() -> None:
+    """A new reason in shared.h must be put among the drops, the answers or
+    the passes by hand: the dashboard's drop panels sum verdict="drop"."""
+    from xdpshield.ops.metrics import ANSWER_REASONS, DROP_REASONS, PASS_REASONS
+    from xdpshield.shield.datapath import Reason
+
+    passing = (
+        "pass-non-ip", "pass-unprotected", "ack-valid", "verified-pass", "pass-fragment",
+        "established-pass", "handoff", "handoff-no-listener", "syn-existing-socket",
+        "syn-under-threshold", "stray-under-threshold", "allow-pass", "rule-pass",
+    )  # fmt: skip
+    assert sorted(r.label for r in PASS_REASONS) == sorted(passing)
+    assert not (DROP_REASONS & ANSWER_REASONS)
+    assert set(Reason) == DROP_REASONS | ANSWER_REASONS | PASS_REASONS

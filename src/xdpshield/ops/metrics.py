@@ -24,7 +24,15 @@ from xdpshield.objects import object_digest, shield_object
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
 
-__all__ = ["DROP_REASONS", "METRICS", "ShieldCollector", "object_sha256", "registry_for"]
+__all__ = [
+    "ANSWER_REASONS",
+    "DROP_REASONS",
+    "METRICS",
+    "PASS_REASONS",
+    "ShieldCollector",
+    "object_sha256",
+    "registry_for",
+]
 
 #: Reasons whose packets are always dropped (XDP_DROP, or tc's shot); every
 #: other reason passes the packet or answers it in place (SYN cookie, RST).
@@ -60,6 +68,10 @@ DROP_REASONS = frozenset(
 ANSWER_REASONS = frozenset(
     {Reason.SYN_COOKIE_SENT, Reason.NOT_VERIFIED_RST, Reason.SYN_NO_LISTENER}
 )
+
+#: Reasons whose packets pass to the kernel (ack-valid: in reset mode the
+#: valid ACK is answered by an RST, and the client's retry passes).
+PASS_REASONS = frozenset(Reason) - DROP_REASONS - ANSWER_REASONS
 
 #: The verdict reasons that are a list's: the list's packets are theirs.
 LIST_REASONS = {"allow": Reason.ALLOW_PASS, "deny": Reason.DENY, "blocks": Reason.BLOCKED}
