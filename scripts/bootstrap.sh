@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# chromium: only the web page test drives it (headless); nothing of the product needs it.
 APT_PKGS=(clang llvm libbpf-dev bpftool iproute2 ethtool tcpdump hping3
 	nftables iptables xdp-tools linux-libc-dev curl netcat-openbsd iputils-ping make
-	dnsmasq-base bind9-dnsutils ntpsec-ntpdig)
+	dnsmasq-base bind9-dnsutils ntpsec-ntpdig chromium)
 VENV=.venv
 PY=${PYTHON:-python3}
 
