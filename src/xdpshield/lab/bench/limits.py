@@ -33,7 +33,11 @@
 * Time to block: one source at 20x its limit for block-after + 1.5 s; the
   time from the start of its excess, as the data path records it
   (``xs_src.over_since``, read while the flood runs), to its block's
-  ``since`` (same clock), and the delay beyond block-after.
+  ``since`` (same clock), and the delay beyond block-after. The generator
+  holds a rate in bursts 0.1 s apart (a finer tick falls short of the rate:
+  each of its calls has a fixed cost), and the block is taken by the first
+  packet over the limit after block-after: up to one gap between bursts is
+  in the delay.
 * Memory of each limits table, by the kernel's own figure (the ``memlock:``
   line of the map fd's fdinfo, what bpftool shows): a table the kernel
   preallocates is that figure over its max_entries; one that allocates per
@@ -470,7 +474,9 @@ def block_rows(lc: LimitsConfig, times: Sequence[tuple[float, float]], why: str 
     first = [t for t, _ in times]
     note = (
         f"one source at 20x its {lc.limit_pps} pps limit, block-after {after:g} s: from its "
-        "first packet over the limit (xs_src.over_since) to its block's since, one clock"
+        "first packet over the limit (xs_src.over_since) to its block's since, one clock; "
+        "the generator holds the rate in bursts 0.1 s apart and the block is taken by the "
+        "first packet over the limit after block-after, so up to a burst's gap is in the delay"
     )
     ex = {"from_flood_start_s": [round(t, 4) for _, t in times]}
     return [
