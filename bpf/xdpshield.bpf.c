@@ -218,6 +218,7 @@ __attribute__((noinline)) __u32 xs_stages(struct xdp_md *ctx, struct xs_pkt *p)
 		lq.v6 = l3.v6;
 		lq.len = p->len;
 		lq.lim_slot = sel->lim_gen & 1;
+		lq.now = xs_now();
 		if (xs_blocked(&lq))
 			return XS_V(XDP_DROP, XS_R_BLOCKED);
 	}
