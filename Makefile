@@ -35,6 +35,25 @@ $(OBJDIR)/xdpshield.o: bpf/xdpshield.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OB
 $(OBJDIR)/xdpshield_debug.o: bpf/xdpshield.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OBJDIR)
 	$(CLANG) $(BPF_CFLAGS) -DXDPSHIELD_DEBUG -c $< -o $@
 
+# Test-only variants of the shield's object (tests/stand/test_upgrade.py,
+# test_service.py), selected through XDPSHIELD_OBJ_DIR; never loaded otherwise:
+#   _resha: the same code and maps, other bytes (the command line recorded in
+#           its debug info): an upgrade that keeps every map;
+#   _verified_small / _verified_big: xs_verified (a state map) shrunk or grown:
+#           an upgrade that must refuse / can migrate;
+#   _lists_small: smaller allow/deny tables: an upgrade that refills the policy;
+#   _reject: a packet read the verifier refuses (bpf/xdpshield.bpf.c #ifdef).
+VARIANT_OBJS := $(addprefix $(OBJDIR)/xdpshield_test_,resha.o verified_small.o verified_big.o \
+	lists_small.o reject.o)
+VARIANT_FLAGS_resha := -grecord-command-line -DXS_TEST_VARIANT_RESHA
+VARIANT_FLAGS_verified_small := -DXS_VERIFIED_MAX=32768
+VARIANT_FLAGS_verified_big := -DXS_VERIFIED_MAX=131072
+VARIANT_FLAGS_lists_small := -DXS_LIST_MAX=65536
+VARIANT_FLAGS_reject := -DXS_TEST_VERIFIER_REJECT
+
+$(OBJDIR)/xdpshield_test_%.o: bpf/xdpshield.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OBJDIR)
+	$(CLANG) $(BPF_CFLAGS) $(VARIANT_FLAGS_$*) -c $< -o $@
+
 $(OBJDIR)/%.o: bpf/%.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OBJDIR)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
@@ -47,7 +66,7 @@ $(OBJDIR)/test_%.o: bpf/test/%.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h | $(OBJDIR)
 $(OBJDIR):
 	@mkdir -p $@
 
-build: bootstrap $(SHIELD_OBJS) $(TEST_OBJS) $(EXTRA_OBJS) $(LAB_OBJS)
+build: bootstrap $(SHIELD_OBJS) $(VARIANT_OBJS) $(TEST_OBJS) $(EXTRA_OBJS) $(LAB_OBJS)
 
 test: build
 	$(PY) -m pytest -q -ra

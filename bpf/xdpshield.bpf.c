@@ -220,6 +220,7 @@ __attribute__((noinline)) __u32 xs_stages(struct xdp_md *ctx, struct xs_pkt *p)
 		lq.v6 = l3.v6;
 		lq.len = p->len;
 		lq.lim_slot = sel->lim_gen & 1;
+		lq.now = xs_now();
 		if (xs_blocked(&lq))
 			return XS_V(XDP_DROP, XS_R_BLOCKED);
 	}
@@ -311,7 +312,17 @@ SEC("xdp")
 int xdpshield_xdp(struct xdp_md *ctx)
 {
 	__u32 frame_len = ctx->data_end - ctx->data;
-	__u32 verdict = xs_classify(ctx, frame_len);
+	__u32 verdict;
+
+#ifdef XS_TEST_VERIFIER_REJECT
+	/* Test only (Makefile: _obj/xdpshield_test_reject.o, never a product
+	 * build): a packet read with no bounds check, which the verifier must
+	 * refuse, so a test can make a load fail verification.
+	 */
+	if (*(volatile __u8 *)(long)ctx->data == 0xff)
+		frame_len++;
+#endif
+	verdict = xs_classify(ctx, frame_len);
 
 	xs_debug("xdpshield: len %u action %u reason %u", frame_len,
 		 XS_V_ACT(verdict), XS_V_REASON(verdict));

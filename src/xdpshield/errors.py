@@ -24,6 +24,7 @@ __all__ = [
     "StandError",
     "TrafficError",
     "Unavailable",
+    "UpgradeRefused",
     "VerifierError",
     "XdpShieldError",
     "from_oserror",
@@ -151,6 +152,16 @@ class AlreadyRunning(XdpShieldError):
     def __init__(self, message: str, pid: int) -> None:
         super().__init__(message)
         self.pid = pid
+
+
+class UpgradeRefused(XdpShieldError):
+    """A running shield cannot move to the installed object: a state map's
+    layout changed and cannot be migrated (the message names it). The
+    running shield is left as it was."""
+
+    def __init__(self, message: str, maps: list[str]) -> None:
+        super().__init__(message)
+        self.maps = maps
 
 
 class NotRunning(XdpShieldError):

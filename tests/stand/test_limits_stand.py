@@ -14,20 +14,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from xdpshield.errors import XdpShieldError
 from xdpshield.lab.stand import Stand
 from xdpshield.lab.traffic import LegitResult, flood, legit_load, serve_http
+from xdpshield.ops import service
 from xdpshield.ops.daemon import Daemon, DaemonEvent
+from xdpshield.policy.config import load_config
 from xdpshield.policy.model import Prefix
 from xdpshield.shield import limits
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
 
 from .test_policy_stand import shielded, xdpshield
+from .test_service import named, running, wait_for
 
 FLOODER = "198.19.5.5"
 LIMIT_PPS = 5000
@@ -284,9 +289,47 @@ def test_config_file_limits_and_a_limit_rule(stand: Stand, tmp_path: Path) -> No
             assert s.limits().pps == 2000
         r = xdpshield(stand, "config", "diff", str(cfg))
         assert "limits.pps: 2000 -> 1000" in r.stdout, r.stdout
-        assert xdpshield(stand, "config", "apply", str(cfg)).returncode == 0
         with Shield.open(stand.server_if, netns=stand.ns("server")) as s:
+            # The live set kept the record trusted: only the limits are rewritten.
+            res = s.apply_policy(load_config(str(cfg)).policy)
+            assert res.changed == ("limits",)
             assert s.limits().pps == 1000
     finally:
         with contextlib.suppress(Exception):
             Shield.open(stand.server_if, netns=stand.ns("server")).unload()
+
+
+def test_blocks_survive_a_sigkill_of_run_and_are_logged(stand: Stand, tmp_path: Path) -> None:
+    """`xdpshield run` blocks a flooder and logs it (JSON lines); a block by
+    hand too; after a SIGKILL the next run adopts the shield and both
+    blocks still hold."""
+    ns, iface = stand.ns("server"), stand.server_if
+    cfg = tmp_path / "xdpshield.toml"
+    cfg.write_text(LIMITS_CONFIG.format(iface=iface, pps=LIMIT_PPS))
+    flooder, by_hand = f"{FLOODER}/32", "198.19.8.0/24"
+    try:
+        log1 = tmp_path / "run1.log"
+        with running(stand, cfg, log1) as run1:
+            udp_flood(stand, 2.5)
+            r = xdpshield(stand, "blocks", iface, "add", by_hand, "--ttl", "10m")
+            assert r.returncode == 0, r.stderr
+            wait_for(lambda: len(named(log1, "blocked")) >= 2, 5, "both blocks logged")
+            logged = {e["prefix"]: e for e in named(log1, "blocked")}
+            assert logged[flooder]["by"] == "limit" and logged[flooder]["ttl_s"] == 120
+            assert logged[by_hand]["by"] == "hand"
+            with Shield.open(iface, netns=ns) as s:
+                before = {str(b.prefix): b.since_ns for b in s.blocks()}
+            run1.send_signal(signal.SIGKILL)
+            run1.wait(10)
+        with running(stand, cfg, tmp_path / "run2.log"), Shield.open(iface, netns=ns) as s:
+            after = {str(b.prefix): b.since_ns for b in s.blocks()}
+            assert after == before and set(after) == {flooder, by_hand}
+            blocked = s.stats()[Reason.BLOCKED][0]
+            flood("udp", stand=stand, sources=f"{FLOODER}/32", count=2000, duration_s=2.0)
+            flood("udp", stand=stand, sources="198.19.8.77/32", count=2000, duration_s=2.0)
+            assert s.stats()[Reason.BLOCKED][0] >= blocked + 3600
+    finally:
+        with contextlib.suppress(XdpShieldError, OSError):
+            service.stop_run(str(cfg))
+        for p in service.record_paths(str(cfg)):
+            p.unlink(missing_ok=True)

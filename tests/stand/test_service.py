@@ -16,7 +16,13 @@ the systemd unit's capabilities.
 - bad starts (no file, a directory, a file it may not read, an interface
   that does not exist) exit 2 and leave nothing; a reload whose new shield
   cannot load exits 1 and leaves what ran; SIGTERM keeps the shield;
-  all of it with exactly the unit's capabilities.
+  all of it with exactly the unit's capabilities;
+- an interface deleted under the run: logged, its pins removed; created
+  again: its shield is back with the file's ports and policy;
+- a handshake whose SYN-ACK was sent before a SIGKILL of the run completes
+  after the next run adopted the shield;
+- a reload whose new shield the verifier rejects keeps what runs and logs
+  the verifier's reason; a config that is not UTF-8 starts nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import pytest
 
 from tests.conftest import ROOT, VethPair, obj_path
 from xdpshield import netns
-from xdpshield.ebpf import ObjectSpec, attach_xdp, query_xdp
+from xdpshield.ebpf import ObjectSpec, attach_xdp, bpffs_root, query_xdp
 from xdpshield.errors import NotAttached, XdpShieldError
 from xdpshield.lab.stand import Stand
 from xdpshield.lab.traffic import flood, serve_http
@@ -46,6 +52,7 @@ from xdpshield.ops import service
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
 
+from .svc import HalfOpen, ObjectFarm, accepted_from, listener
 from .test_policy_stand import echo_server, in_background, xdpshield
 
 METRICS_PORT = 19436
@@ -321,6 +328,11 @@ def test_bad_starts_leave_nothing_and_the_unit_caps_suffice(veth: VethPair, tmp_
     ]
     r = run_once(ns, "run", "--config", str(tmp_path), *JSON_LOG)
     assert r.returncode == 2 and "Is a directory" in start_errors(r)[0]
+    garbled = tmp_path / "garbled.toml"
+    garbled.write_bytes(b'[[interface]]\nname = "\xff\xfe"\n')
+    r = run_once(ns, "run", "--config", str(garbled), *JSON_LOG)
+    assert r.returncode == 2 and start_errors(r) == [f"{garbled}:2: not UTF-8 text"]
+    assert not any(p.exists() for p in service.record_paths(str(garbled)))
     secret = tmp_path / "secret.toml"
     secret.write_text(f'[[interface]]\nname = "{iface}"\n')
     secret.chmod(0)
@@ -335,6 +347,7 @@ def test_bad_starts_leave_nothing_and_the_unit_caps_suffice(veth: VethPair, tmp_
     assert error.startswith(f"{cfg}:4: interface.name: ") and "'nosuch0'" in error, error
     with pytest.raises(NotAttached):
         Shield.open(iface, netns=ns)
+    assert not (bpffs_root() / "xdpshield" / f"netns-{ns}").exists()  # no pin, no kept map
     assert not any(p.exists() for p in service.record_paths(str(cfg)))
 
     # With exactly the unit's capabilities: it starts, a reload whose new
@@ -380,6 +393,175 @@ def test_bad_starts_leave_nothing_and_the_unit_caps_suffice(veth: VethPair, tmp_
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
+        with contextlib.suppress(XdpShieldError, OSError):
+            service.stop_run(str(cfg))
+        for p in service.record_paths(str(cfg)):
+            p.unlink(missing_ok=True)
+
+
+# -- interfaces that come and go ------------------------------------------------------------
+
+GONE = """
+[[interface]]
+name = "{s0}"
+protect = ["80"]
+
+[[interface]]
+name = "{s1}"
+protect = ["8080"]
+
+[deny]
+prefixes = ["198.18.2.1/32"]
+
+[metrics]
+enabled = false
+"""
+
+
+def second_link(stand: Stand) -> tuple[str, str]:
+    """A second link into the server (the attacker's end holds 198.18.2.1)."""
+    ns, s1, a2 = stand.ns("server"), stand.ifname("s1"), stand.ifname("a2")
+    netns.veth_pair(s1, a2, ns, stand.ns("attacker"))
+    netns.add_address(s1, "198.18.2.2/24", ns)
+    netns.add_address(a2, "198.18.2.1/24", stand.ns("attacker"))
+    return s1, a2
+
+
+def denied(stand: Stand, iface: str) -> int:
+    with Shield.open(iface, netns=stand.ns("server")) as s:
+        return s.stats()[Reason.DENY][0]
+
+
+def attacker_pings(stand: Stand) -> bool:
+    r = stand.exec("attacker", ["ping", "-c1", "-W1", "198.18.2.2"])
+    return r.returncode == 0
+
+
+def test_interface_deleted_and_created_again(stand: Stand, tmp_path: Path) -> None:
+    ns, s0 = stand.ns("server"), stand.server_if
+    s1, _ = second_link(stand)
+    cfg = tmp_path / "xdpshield.toml"
+    cfg.write_text(GONE.format(s0=s0, s1=s1))
+    log = tmp_path / "run.log"
+    try:
+        with running(stand, cfg, log) as run:
+            first = prog_id(s0, ns)
+            with Shield.open(s1, netns=ns) as s:
+                pins, meta = s.pin_dir, s.meta_path
+            assert pins.is_dir() and meta.exists()
+            before = denied(stand, s1)
+            assert not attacker_pings(stand) and denied(stand, s1) > before
+            with netns.ipr(ns) as nl:
+                nl.link("del", ifname=s1)  # takes its peer with it
+            wait_for(lambda: named(log, "iface-gone"), 10, "iface-gone logged")
+            (gone,) = named(log, "iface-gone")
+            assert gone["iface"] == s1 and gone["why"] == f"interface {s1} is gone", gone
+            assert gone["level"] == "warning" and "prog" in gone["pins"], gone
+            assert not pins.exists() and not meta.exists()  # nothing leaked
+            assert not (meta.with_suffix(".policy.json")).exists()
+            assert prog_id(s0, ns) == first  # the other shield is untouched
+            state = service.find_run(str(cfg)).state()
+            assert [g["iface"] for g in state["gone"]] == [s1]
+            # The same name again: its shield is back, with the file's policy.
+            second_link(stand)
+            wait_for(lambda: named(log, "iface-back"), 10, "iface-back logged")
+            (back,) = named(log, "iface-back")
+            assert back["iface"] == s1 and back["loaded"] is True
+            with Shield.open(s1, netns=ns) as s:
+                assert s.ports == [8080]
+                assert [str(e.prefix) for e in s.list_entries("deny")] == ["198.18.2.1/32"]
+                assert s.program.id == back["prog_id"]
+            before = denied(stand, s1)
+            assert not attacker_pings(stand)
+            assert denied(stand, s1) > before  # enforced by the new shield
+            assert service.find_run(str(cfg)).state()["gone"] == []
+            assert run.poll() is None and not named(log, "duty-failed")
+    finally:
+        with contextlib.suppress(XdpShieldError, OSError):
+            service.stop_run(str(cfg))
+        for p in service.record_paths(str(cfg)):
+            p.unlink(missing_ok=True)
+
+
+# -- a handshake across a restart; a reload the verifier rejects -----------------------------
+
+ONE = """
+[[interface]]
+name = "{s0}"
+protect = ["8080"]
+syn_flood_pps = 0
+
+[metrics]
+enabled = false
+"""
+
+
+def test_handshake_answered_before_a_sigkill_completes_after_it(
+    stand: Stand, tmp_path: Path
+) -> None:
+    ns, s0 = stand.ns("server"), stand.server_if
+    cfg = tmp_path / "xdpshield.toml"
+    cfg.write_text(ONE.format(s0=s0))
+    try:
+        with listener(stand) as ls:
+            with running(stand, cfg, tmp_path / "run1.log") as run1:
+                first = prog_id(s0, ns)
+                half = HalfOpen(stand, sport=41_010)  # the SYN-ACK: a cookie of this key
+                run1.send_signal(signal.SIGKILL)
+                run1.wait(10)
+            log = tmp_path / "run2.log"
+            with running(stand, cfg, log):
+                (adopted,) = named(log, "adopted")
+                assert adopted["object"] == "same" and adopted["prog_id"] == first
+                with Shield.open(s0, netns=ns) as s:
+                    valid = s.stats()[Reason.ACK_VALID][0]
+                half.ack()
+                half.close()
+                assert accepted_from(ls, 41_010, 5), "the handshake did not complete"
+                with Shield.open(s0, netns=ns) as s:
+                    assert s.stats()[Reason.ACK_VALID][0] == valid + 1
+    finally:
+        with contextlib.suppress(XdpShieldError, OSError):
+            service.stop_run(str(cfg))
+        for p in service.record_paths(str(cfg)):
+            p.unlink(missing_ok=True)
+
+
+def test_reload_the_verifier_rejects_keeps_what_runs(
+    stand: Stand, tmp_path: Path, farm: ObjectFarm
+) -> None:
+    """The new interface's shield needs a load, and the installed object is
+    one the verifier refuses (an unchecked packet read, built only for this)."""
+    ns, s0 = stand.ns("server"), stand.server_if
+    s1, _ = second_link(stand)
+    cfg = tmp_path / "xdpshield.toml"
+    cfg.write_text(ONE.format(s0=s0))
+    log = tmp_path / "run.log"
+    try:
+        with running(stand, cfg, log):
+            first = prog_id(s0, ns)
+            farm.install("xdpshield_test_reject.o")
+            cfg.write_text(cfg.read_text() + f'\n[[interface]]\nname = "{s1}"\n')
+            r = xdpshield(stand, "reload", "--config", str(cfg))
+            assert r.returncode == 1, (r.stdout, r.stderr)
+            assert "verifier rejected program 'xdpshield_xdp'" in r.stderr, r.stderr
+            (failed,) = named(log, "reload-failed")
+            assert failed["result"] == "failed" and failed["level"] == "error"
+            assert "offset is outside of the packet" in failed["error"], failed
+            assert failed["kept"] == "the running shields and policy"
+            # What ran runs on; the new interface has nothing, pinned or attached.
+            assert prog_id(s0, ns) == first
+            with pytest.raises(NotAttached):
+                Shield.open(s1, netns=ns)
+            assert not (bpffs_root() / "xdpshield" / f"netns-{ns}" / s1).exists()
+            with netns.enter(ns):
+                assert query_xdp(s1) is None
+            # The object fixed: the same file applies.
+            farm.install("xdpshield.o")
+            r = xdpshield(stand, "reload", "--config", str(cfg))
+            assert r.returncode == 0, (r.stdout, r.stderr)
+            assert prog_id(s0, ns) == first and prog_id(s1, ns) > 0
+    finally:
         with contextlib.suppress(XdpShieldError, OSError):
             service.stop_run(str(cfg))
         for p in service.record_paths(str(cfg)):

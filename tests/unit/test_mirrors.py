@@ -149,10 +149,12 @@ SHIELD_PAIRS = [
     Pair("XS_ABI_RULE_LIMIT", "policy.RULE_LIMIT", policy.RULE_LIMIT),
     Pair("XS_ABI_LIM_BLOCKS", "limits.LIM_BLOCKS", limits.LIM_BLOCKS),
     Pair("XS_ABI_LIM_BLOCKS_LPM", "limits.LIM_BLOCKS_LPM", limits.LIM_BLOCKS_LPM),
+    Pair("XS_ABI_LIM_SOURCES", "limits.LIM_SOURCES", limits.LIM_SOURCES),
     Pair("XS_ABI_BLOCK_MANUAL", "limits.BLOCK_MANUAL", limits.BLOCK_MANUAL),
     Pair("XS_ABI_ADMIT_SLOTS", "limits.ADMIT_SLOTS", limits.ADMIT_SLOTS),
     Pair("XS_ABI_ADMIT_SHIFT", "limits.ADMIT_SHIFT", limits.ADMIT_SHIFT),
     Pair("XS_ABI_ADMIT_WIN", "limits.ADMIT_WIN", limits.ADMIT_WIN),
+    Pair("XS_ABI_ADMIT_REFRESH", "limits.ADMIT_REFRESH", limits.ADMIT_REFRESH),
     Pair("XS_ABI_RULE_CANDS", "rules.CANDS", rules.CANDS),
     Pair("XS_ABI_RULE_SLOTS", "rules.SLOTS", rules.SLOTS),
     Pair("XS_ABI_RULES_MAX", "rules.RULES_MAX", rules.RULES_MAX),
@@ -398,7 +400,7 @@ MIRRORS = [
                 "ceil",
                 *[None] * (2 * rules.SLOTS - 1),
             ],
-        ),  # fmt: skip
+        ),
     ),
     _mirror(
         "xs_src_key",

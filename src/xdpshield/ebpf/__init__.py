@@ -25,6 +25,7 @@ from .link import (
     ifindex_of,
     query_tc,
     query_xdp,
+    replace_xdp,
 )
 from .map import Map, close_maps
 from .program import Program, RunResult
@@ -57,5 +58,6 @@ __all__ = [
     "possible_cpus",
     "query_tc",
     "query_xdp",
+    "replace_xdp",
     "sum_percpu",
 ]

@@ -101,6 +101,12 @@ class XdpQueryOpts(Structure):
     ]
 
 
+class XdpAttachOpts(Structure):
+    """struct bpf_xdp_attach_opts: the program expected on the hook (XDP_FLAGS_REPLACE)."""
+
+    _fields_ = [("sz", c_size_t), ("old_prog_fd", c_int)]
+
+
 class MapBatchOpts(Structure):
     _fields_ = [("sz", c_size_t), ("elem_flags", c_uint64), ("flags", c_uint64)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import socket
@@ -20,7 +21,7 @@ from ..errors import (
     Op,
     from_oserror,
 )
-from ._libbpf import lib
+from ._libbpf import XdpAttachOpts, lib
 from .program import Program
 
 BPFFS_ROOT = Path("/sys/fs/bpf")
@@ -28,6 +29,7 @@ XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_REPLACE = 1 << 4
+BPF_TC_F_REPLACE = 1 << 0
 
 
 def ifindex_of(iface: str | int) -> int:
@@ -195,6 +197,30 @@ def attach_xdp(
     raise from_oserror(last, f"attach XDP program {prog.name} to {iface} ({mode.value})", Op.ATTACH)
 
 
+def replace_xdp(prog: Program, iface: str | int, old: Program, mode: str) -> XdpLink:
+    """Put ``prog`` where ``old`` runs, in one step: the kernel swaps the
+    program on the hook (XDP_FLAGS_REPLACE) and refuses (AlreadyAttached)
+    when ``old`` is no longer the one attached. No packet meets an empty hook.
+    ``mode``: the attachment's ("native" or "generic"), which must not change.
+    """
+    idx = ifindex_of(iface)
+    mode_flag = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}.get(mode)
+    if mode_flag is None:
+        raise BpfError(f"{iface}: cannot replace an XDP program attached in {mode} mode")
+    L = lib()
+    opts = XdpAttachOpts(sz=ctypes.sizeof(XdpAttachOpts), old_prog_fd=old.fd)
+    with L.capture():
+        try:
+            flags = mode_flag | XDP_FLAGS_REPLACE
+            L.bpf.bpf_xdp_attach(idx, prog.fd, flags, ctypes.addressof(opts))
+        except OSError as exc:
+            what = f"replace XDP program id {old.id} on {iface} by {prog.name} ({mode})"
+            raise from_oserror(exc, what, Op.ATTACH) from None
+    got = query_xdp(idx)
+    assert got is not None
+    return got
+
+
 def detach_xdp(iface: str | int, prog_id: int | None = None) -> None:
     """Detach the XDP program (only if it is ``prog_id``, when given)."""
     cur = query_xdp(iface)
@@ -212,9 +238,17 @@ def detach_xdp(iface: str | int, prog_id: int | None = None) -> None:
 
 
 def attach_tc(
-    prog: Program, iface: str | int, *, ingress: bool = True, handle: int = 1, priority: int = 1
+    prog: Program,
+    iface: str | int,
+    *,
+    ingress: bool = True,
+    handle: int = 1,
+    priority: int = 1,
+    replace: bool = False,
 ) -> TcLink:
-    """Attach a direct-action classifier to clsact (created when absent)."""
+    """Attach a direct-action classifier to clsact (created when absent).
+    ``replace``: swap the program of the filter at ``handle``/``priority``
+    in one netlink request (tc filter replace; created when absent)."""
     idx = ifindex_of(iface)
     L = lib()
     hook = L.tc_hook(idx, ingress)
@@ -223,7 +257,9 @@ def attach_tc(
     except OSError as exc:
         if exc.errno != errno.EEXIST:
             raise from_oserror(exc, f"create clsact on {iface}", Op.INTERFACE) from None
-    opts = L.tc_opts(prog_fd=prog.fd, handle=handle, priority=priority)
+    opts = L.tc_opts(
+        prog_fd=prog.fd, handle=handle, priority=priority, flags=BPF_TC_F_REPLACE if replace else 0
+    )
     try:
         L.bpf.bpf_tc_attach(hook, opts)
     except OSError as exc:

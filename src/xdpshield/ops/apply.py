@@ -18,7 +18,13 @@ from typing import Any
 
 from xdpshield import netns as _ns
 from xdpshield.ebpf import ifindex_of
-from xdpshield.errors import ConfigError, ConfigErrors, NotAttached, XdpShieldError
+from xdpshield.errors import (
+    ConfigError,
+    ConfigErrors,
+    NotAttached,
+    UpgradeRefused,
+    XdpShieldError,
+)
 from xdpshield.objects import object_digest, shield_object
 from xdpshield.policy.model import Config, Hygiene, InterfaceConfig, Limits, Prefix
 from xdpshield.policy.rules import CompiledRules, compile_rules, fingerprint
@@ -44,6 +50,10 @@ class IfaceChange:
     rules: dict[str, list[str]] = field(default_factory=dict)  # added/removed/changed
     #: Settings only a reload changes (handshake, options): key -> (running, config).
     restart: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    #: A running shield of another object moved to the installed one
+    #: (apply_config(upgrade=True)): {"result": "upgraded", what it kept,
+    #: ...} or {"result": "refused" | "failed", "error": why}; None: no upgrade.
+    upgrade: dict[str, Any] | None = None
     seconds: float = 0.0
 
     @property
@@ -180,7 +190,22 @@ def _check_interfaces(cfg: Config) -> None:
         raise ConfigErrors(errors)
 
 
-def apply_config(cfg: Config) -> list[IfaceChange]:
+def _upgrade(ic: InterfaceConfig, ch: IfaceChange, cfg: Config) -> None:
+    """Move a running shield of another object to the installed one; a
+    refusal or failure leaves it running as it was (noted in ``ch``)."""
+    with Shield.open(ic.name, netns=ic.netns) as s:
+        try:
+            rep = s.upgrade(pol=cfg.policy, ports=ic.protect)
+        except UpgradeRefused as exc:
+            ch.upgrade = {"result": "refused", "error": str(exc), "maps": exc.maps}
+        except (XdpShieldError, OSError) as exc:  # the verifier, the swap: nothing changed
+            ch.upgrade = {"result": "failed", "error": str(exc)}
+        else:
+            ch.upgrade = {"result": "upgraded", **rep.fields()}
+            del ch.restart["object"]
+
+
+def apply_config(cfg: Config, *, upgrade: bool = False) -> list[IfaceChange]:
     """Load the shields that are missing and bring every one to the config.
 
     In three steps, each before the next touches anything: every interface
@@ -192,7 +217,9 @@ def apply_config(cfg: Config) -> list[IfaceChange]:
     policy: the caller re-applies the old file to go back, as ``xdpshield
     run`` does). Settings fixed at load (handshake, SYN threshold, RST cap,
     the object) are not changed on a running shield: they are reported in
-    ``restart``.
+    ``restart``, but with ``upgrade`` the object: a running shield of
+    another object is moved to the installed one first (shield/upgrade.py;
+    one that cannot be stays as it is, see ``IfaceChange.upgrade``).
     """
     _check_interfaces(cfg)
     plans: list[tuple[InterfaceConfig, IfaceChange, CompiledRules]] = []
@@ -213,6 +240,9 @@ def apply_config(cfg: Config) -> list[IfaceChange]:
                     options=_options(ic),
                     netns=ic.netns,
                 )
+        for i, (ic, ch, _) in enumerate(plans):
+            if upgrade and i not in loaded and "object" in ch.restart:
+                _upgrade(ic, ch, cfg)
         for i, (ic, ch, compiled) in enumerate(plans):
             s = loaded.get(i) or Shield.open(ic.name, netns=ic.netns)
             try:

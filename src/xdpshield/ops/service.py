@@ -14,9 +14,13 @@ shields keep answering whatever happens to this process: SIGTERM, SIGINT,
 a crash, SIGKILL. A restarted run adopts the running shields (opens their
 pins, applies the config: an unchanged table is not rewritten); it never
 reloads one, so no packet meets a half-built shield. A running shield of
-another object than the one installed (an upgrade) is adopted too, with a
-warning: moving its state to a new object is not done here. ``xdpshield
-stop`` (:func:`stop_run`) removes everything on purpose.
+another object than the one installed (an upgrade) is moved to the new
+object in place (shield/upgrade.py: maps whose layout is unchanged are
+kept, the programs swapped on their hooks, never detached) and logged
+``upgraded``; one whose state cannot move (a state map's layout changed)
+keeps running as it was, logged ``upgrade-refused`` naming the map. A
+reload never upgrades. ``xdpshield stop`` (:func:`stop_run`) removes
+everything on purpose.
 
 Reload (SIGHUP, ``xdpshield reload``): the file is read and checked whole,
 every interface looked up and every rule set compiled before anything
@@ -28,6 +32,15 @@ others succeeded, those go back to the old file's policy), and the
 outcome, with why, is logged and recorded, so ``xdpshield reload`` can
 wait for it and print it. Interfaces the new file no longer names are
 unloaded.
+
+Interfaces come and go: each tick (a second) the run looks for every
+interface of the file. One that is gone (deleted, its namespace deleted, or
+deleted and created again under the same name) is logged ``iface-gone``
+with why, its duty ends and every pin and record of its shield is removed
+(the kernel took the program with the interface; nothing is leaked); when
+an interface of that name is there again, its shield is loaded again with
+the file's ports and policy (``iface-back``). While one is gone a reload
+fails (the file names an interface that does not exist).
 
 Files, under /run/xdpshield/run/ (the same for every network namespace,
 as /run is): ``STEM-HASH.pid`` (flock'ed for as long as the run lives: the
@@ -43,6 +56,7 @@ comes during a reload waits for its end.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -56,24 +70,33 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import start_http_server
-
 from xdpshield import __version__
+from xdpshield import netns as _ns
+from xdpshield.ebpf import ifindex_of
 from xdpshield.errors import (
     AlreadyRunning,
     ConfigError,
     ConfigErrors,
+    InterfaceNotFound,
     NotAttached,
     NotRunning,
     XdpShieldError,
 )
+from xdpshield.ops import web
 from xdpshield.ops.apply import IfaceChange, apply_config
 from xdpshield.ops.daemon import Daemon, DaemonEvent
 from xdpshield.ops.events import EventLog
-from xdpshield.ops.metrics import registry_for
 from xdpshield.policy.config import load_config
-from xdpshield.policy.model import Config, MetricsConfig
-from xdpshield.shield.core import RUN_DIR, Shield, check_privileges, daemon_record, find_stale
+from xdpshield.policy.model import Config, InterfaceConfig, MetricsConfig
+from xdpshield.shield.core import (
+    RUN_DIR,
+    Shield,
+    StaleShield,
+    check_privileges,
+    daemon_record,
+    find_stale,
+    host_path,
+)
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -461,19 +484,11 @@ class _Duty:
 class _MetricsServer:
     def __init__(self, mc: MetricsConfig, shields: Callable[[], list[Shield]]) -> None:
         self.config = mc
-        try:
-            self.server, self.thread = start_http_server(
-                mc.port, addr=mc.host, registry=registry_for(shields)
-            )
-        except OSError as exc:
-            raise XdpShieldError(
-                f"metrics: cannot listen on {mc.listen}: {exc.strerror or exc}"
-            ) from None
+        # /metrics, and the local page at / (ops/web.py); XdpShieldError when it cannot listen.
+        self.web = web.serve(mc.host, mc.port, shields)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.web.close()
 
 
 @dataclass
@@ -483,6 +498,9 @@ class _State:
     config: Config | None = None
     duties: dict[ShieldKey, _Duty] = field(default_factory=dict)
     restart_after: dict[ShieldKey, float] = field(default_factory=dict)
+    #: Interfaces of the config that are gone (deleted, or their namespace
+    #: is): why; their shield is loaded again when they come back.
+    gone: dict[ShieldKey, str] = field(default_factory=dict)
 
 
 class Service:
@@ -515,7 +533,7 @@ class Service:
             self.log("starting", config=self.lock.config, pid=os.getpid(), version=__version__)
             if cfg.metrics.enabled:
                 self.metrics = _MetricsServer(cfg.metrics, self.shields)
-            changes = apply_config(cfg)
+            changes = apply_config(cfg, upgrade=True)
             try:
                 self._commit(cfg, changes, initial=True)
             except BaseException:
@@ -573,8 +591,73 @@ class Service:
                 break
             if info is not None and info.si_signo == signal.SIGHUP:
                 self.reload()
+            self._check_interfaces()
             self._check_duties()
         self.close()
+
+    # -- interfaces that come and go
+
+    def _check_interfaces(self) -> None:
+        """An interface of the config that disappeared: its duty ends and its
+        pins go; one that came back (same name): its shield is loaded again
+        with the config's policy."""
+        cfg = self.state.config
+        if cfg is None:
+            return
+        for ic in cfg.interfaces:
+            key = (ic.netns, ic.name)
+            duty = self.state.duties.get(key)
+            why = _absent(key, duty.shield.ifindex if duty is not None else None)
+            if key in self.state.gone:
+                if why is None and time.monotonic() >= self.state.restart_after.get(key, 0.0):
+                    self._iface_back(cfg, ic)
+            elif why is not None:
+                self._iface_gone(key, why)
+
+    def _iface_gone(self, key: ShieldKey, why: str) -> None:
+        ns, iface = key
+        with self._duties_lock:
+            duty = self.state.duties.pop(key, None)
+        removed: list[str] = []
+        stale: StaleShield | None = None
+        if duty is not None:
+            shield = duty.shield
+            duty.close()
+            stale = StaleShield(iface, ns, why, shield.pin_dir, shield.meta_path)
+        else:
+            with contextlib.suppress(XdpShieldError, OSError):
+                stale = find_stale(iface, ns)
+        if stale is not None and stale.pin_dir.is_dir():
+            removed = sorted(p.name for p in stale.pin_dir.iterdir())
+            try:
+                stale.remove()
+            except OSError as exc:
+                self.log("unpin-failed", level="error", iface=iface, error=str(exc))
+        self.state.gone[key] = why
+        self.log(
+            "iface-gone", level="warning", iface=iface, netns=ns, why=why,
+            unpinned=host_path(stale.pin_dir) if removed and stale else None,
+            pins=removed, next="its shield is loaded again when it comes back",
+        )  # fmt: skip
+        self._write_state(None)
+
+    def _iface_back(self, cfg: Config, ic: InterfaceConfig) -> None:
+        key = (ic.netns, ic.name)
+        one = dataclasses.replace(cfg, interfaces=(ic,))
+        try:
+            (ch,) = apply_config(one)
+            shield = Shield.open(ic.name, netns=ic.netns)
+        except XdpShieldError as exc:
+            self.state.restart_after[key] = time.monotonic() + RESTART_S
+            self.log("iface-back-failed", level="error", iface=ic.name, error=str(exc))
+            return
+        del self.state.gone[key]
+        self.log(
+            "iface-back", iface=ic.name, netns=ic.netns, prog_id=shield.program.id,
+            loaded=ch.load, why="the interface is back: its shield is loaded again",
+        )  # fmt: skip
+        self._serve_shield(key, shield)
+        self._write_state(None)
 
     def _check_duties(self) -> None:
         now = time.monotonic()
@@ -690,6 +773,7 @@ class Service:
                 )  # fmt: skip
             if d is None:
                 self._serve_shield(key, shield)
+        self.state.gone = {}  # the apply found every interface of the file
         metrics_warning = self._switch_metrics(cfg.metrics) if not initial else None
         if metrics_warning:
             warnings.append(metrics_warning)
@@ -733,9 +817,19 @@ class Service:
             )  # fmt: skip
             return
         event = "adopted" if initial else ("updated" if not ch.empty else "unchanged")
+        up = ch.upgrade or {}
+        if up.get("result") == "upgraded":
+            self.log("upgraded", iface=ch.iface, **{k: v for k, v in up.items() if k != "result"})
+        elif up:
+            self.log(
+                "upgrade-refused" if up["result"] == "refused" else "upgrade-failed",
+                level="error", iface=ch.iface, error=up["error"],
+                kept="the running shield, as it was",
+            )  # fmt: skip
         if initial:
             fields["object"] = (
-                "differs" if "object" in ch.restart
+                "upgraded" if up.get("result") == "upgraded"
+                else "differs" if "object" in ch.restart
                 else "same" if shield.record.object_sha256 else "unknown"
             )  # fmt: skip
         self.log(event, iface=ch.iface, **fields)
@@ -770,11 +864,33 @@ class Service:
                 {"iface": d.shield.iface, "netns": d.shield.netns}
                 for d in self.state.duties.values()
             ]
+        state["gone"] = [
+            {"iface": iface, "netns": ns, "why": why}
+            for (ns, iface), why in self.state.gone.items()
+        ]
         state["pid"] = os.getpid()
         state["config"] = self.lock.config
         if outcome is not None:
             state["reload"] = outcome.as_dict()
         _write_json(self.lock.state_path, state)
+
+
+def _absent(key: ShieldKey, ifindex: int | None) -> str | None:
+    """Why the interface ``key`` is not there (None: it is; with ``ifindex``,
+    the index its shield was loaded on, it must still have that one)."""
+    ns, iface = key
+    if ns is not None and not _ns.exists(ns):
+        return f"network namespace {ns} is gone"
+    try:
+        with _ns.enter(ns):
+            now = ifindex_of(iface)
+    except InterfaceNotFound:
+        return f"interface {iface} is gone"
+    except XdpShieldError as exc:
+        return str(exc)
+    if ifindex is not None and now != ifindex:
+        return f"interface {iface} was deleted and created again (index {ifindex}, now {now})"
+    return None
 
 
 @contextlib.contextmanager

@@ -15,6 +15,10 @@ verified. ``unload(purge=True)`` removes them too. A kept map that does not fit
 the object being loaded (its layout changed between versions) is recreated,
 with a warning that names it.
 
+Upgrade: :meth:`Shield.upgrade` moves a running shield to another object in
+place (shield/upgrade.py): same maps where their layout is unchanged, the
+programs swapped on their hooks, never detached.
+
 Stale shields: deleting the interface (``ip link del``) or its namespace
 (``ip netns del``) takes the XDP program with it but not the pins nor the
 record; :func:`stale_shields` finds them and :meth:`StaleShield.remove`
@@ -32,7 +36,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyroute2 import DiagSocket, IPRoute
 
@@ -68,6 +72,9 @@ from xdpshield.shield import samples as _samples
 from xdpshield.shield.datapath import GuardOptions, Reason
 from xdpshield.shield.limits import Block
 from xdpshield.shield.record import HANDSHAKE_MODES, Handshake, LoadRecord
+
+if TYPE_CHECKING:
+    from xdpshield.shield.upgrade import UpgradeReport
 
 __all__ = [
     "HANDSHAKE_MODES",
@@ -437,6 +444,22 @@ class Shield:
             ns=ns,
         )
 
+    def upgrade(
+        self,
+        *,
+        pol: Policy | None = None,
+        ports: Iterable[int] | None = None,
+        obj: Path | None = None,
+    ) -> UpgradeReport:
+        """Move this running shield to the installed object (``obj``) in
+        place, keeping every map whose layout is unchanged; see
+        shield/upgrade.py. Raises UpgradeRefused (a state map cannot move),
+        VerifierError, ...: then the running shield is unchanged. This
+        object is stale afterwards: :meth:`reopen`."""
+        from xdpshield.shield.upgrade import upgrade
+
+        return upgrade(self, pol=pol, ports=ports, obj=obj)
+
     @classmethod
     def open(cls, iface: str, *, netns: str | None = None) -> Shield:
         """Reopen a running shield from its pins (e.g. from the CLI).
@@ -658,12 +681,20 @@ class Shield:
         """Make ``lim`` the live limits at once (one switch); a later config
         apply puts the file's back."""
         with self._policy_lock():
-            record = self.applied()
-            policy.switch_limits(self.maps, lim, limit_rules=bool(record.get("limit_rules")))
+            record = self._switch_limits(lim)
             record["limits"] = lim.as_json()
             # The next apply compares the file's limits with these.
             record.setdefault("digests", {})["limits"] = policy.limits_digest(lim)
             self._write_applied(record)
+
+    def _switch_limits(self, lim: Limits) -> dict[str, Any]:
+        """Switch to ``lim`` (policy lock held); the record, its generations
+        brought up to date (so the next apply still trusts it)."""
+        record = self.applied()
+        policy.switch_limits(self.maps, lim, limit_rules=bool(record.get("limit_rules")))
+        if isinstance(record.get("gens"), dict):
+            record["gens"]["lim"] = policy.selector(self.maps).lim_gen
+        return record
 
     def blocks(self, *, expired: bool = False) -> list[Block]:
         """The blocks in force (``expired``: also those kept for their repeat window)."""
@@ -675,10 +706,9 @@ class Shield:
         """Block each prefix for its seconds, by hand."""
         with self._policy_lock():
             n = _lim.add_blocks(self.maps, prefixes)
-            record = self.applied()
-            policy.switch_limits(
-                self.maps, self.limits(), limit_rules=bool(record.get("limit_rules"))
-            )
+            record = self._switch_limits(self.limits())  # the block flags
+            if record:
+                self._write_applied(record)
             return n
 
     def del_blocks(self, prefixes: Iterable[Prefix]) -> int:

@@ -132,11 +132,13 @@ POLICY_MAPS = (
     "xs_rules",
     "xs_rules_h",
     "xs_rule_stats",
+    "xs_lim",
+    "xs_rule_rate",
 )
 
-#: The limits' maps (shield/limits.py); xs_blocks and xs_blocks_lpm are
-#: state too (kept by an unload, like the cookie keys).
-LIMIT_MAPS = ("xs_lim", "xs_rule_rate", "xs_src", "xs_blocks", "xs_blocks_lpm", "xs_ceil")
+#: The limits' other maps (shield/limits.py): buckets, blocks (state, kept
+#: by an unload like the cookie keys), ceilings.
+LIMIT_MAPS = ("xs_src", "xs_blocks", "xs_blocks_lpm", "xs_ceil")
 
 #: Drop samples (shield/samples.py): the ring, the caps, the counts.
 SAMPLE_MAPS = ("xs_samples", "xs_sample_bkt", "xs_sample_stat")
@@ -654,10 +656,14 @@ def init_maps(maps: Maps, ports: Iterable[int]) -> None:
 
 
 def read_stats(maps: Maps) -> dict[Reason, tuple[int, int]]:
-    """(packets, bytes) per reason, summed over CPUs."""
+    """(packets, bytes) per reason, summed over CPUs (a reason newer than
+    the running object: zeros)."""
     stats = maps["xs_stats"].typed(UInt(4), _COUNTER)
     out: dict[Reason, tuple[int, int]] = {}
     for reason in Reason:
+        if reason >= stats.max_entries:
+            out[reason] = (0, 0)
+            continue
         pk, by = sum_percpu(stats.lookup_percpu(int(reason)))
         out[reason] = (pk, by)
     return out

@@ -25,8 +25,9 @@ baseline object and the restore harness), ``micro`` (the test-run verdict
 paths), ``receivers`` and ``live`` (floods on the stand against each
 baseline), ``handshake`` (the cost of a real handshake), ``policy`` (the
 policy stages: list and rule lookups, floods policy drops, loads),
-``samples`` (what drop samples cost), ``results`` and ``report`` (what is
-measured and how it is written).
+``limits`` (per-source limits: cost on vs off, floods they drop, time to
+block, memory per table), ``samples`` (what drop samples cost),
+``results`` and ``report`` (what is measured and how it is written).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Any
 from xdpshield.lab.bench.frames import ack_frame, parse_synack, syn_frame
 from xdpshield.lab.bench.handshake import HandshakeConfig, run_handshakes
 from xdpshield.lab.bench.harness import BENCH_FRAME_MAX, OBJ_DIR, SinkKind, load_shield, read_sink
+from xdpshield.lab.bench.limits import LimitsConfig, run_limits, run_limits_live
 from xdpshield.lab.bench.live import (
     DROP_KINDS,
     DROP_RECEIVERS,
@@ -62,6 +64,7 @@ __all__ = [
     "Case",
     "Goal",
     "HandshakeConfig",
+    "LimitsConfig",
     "LiveConfig",
     "MicroConfig",
     "PolicyConfig",
@@ -75,6 +78,8 @@ __all__ = [
     "read_sink",
     "run_bench",
     "run_handshakes",
+    "run_limits",
+    "run_limits_live",
     "run_live",
     "run_microbench",
     "run_policy",
@@ -122,12 +127,14 @@ def run_bench(
     stages: list[tuple[float, Callable[[Progress], list[Result]]]] = [
         (3.0, lambda p: run_microbench(cfg, p)),
         (1.5, lambda p: run_policy(quick, p, micro)),
+        (0.2, lambda p: run_limits(quick, p)),
         (0.5, lambda p: run_samples(quick, p, micro, live_cfg, live=live)),
     ]
     if live:
         stages += [
             (5.0, lambda p: run_live(quick, p, live_cfg)),
             (1.5, lambda p: run_policy_live(quick, p, live_cfg)),
+            (2.5, lambda p: run_limits_live(quick, p, live_cfg)),
             (0.7, lambda p: run_handshakes(quick, p)),
         ]
     total = sum(w for w, _ in stages)
