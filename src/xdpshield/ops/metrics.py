@@ -102,11 +102,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "xdpshield_limit_packets_per_second": ("gauge", ("iface", "limit")),
     "xdpshield_limit_bytes_per_second": ("gauge", ("iface", "limit")),
     "xdpshield_block_after_seconds": ("gauge", ("iface",)),
-    # SAMPLES: drop samples and ring drops come with shield/samples.py (issue 16,
-    # another branch). Once its functions are on main, export here, e.g.
-    #   "xdpshield_samples_total": ("counter", ("iface", "reason")),
-    #   "xdpshield_sample_ring_drops_total": ("counter", ("iface",)),
-    # in ShieldCollector._samples(), README's table and the dashboard.
+    "xdpshield_samples_total": ("counter", ("iface", "reason")),
+    "xdpshield_samples_lost_total": ("counter", ("iface", "reason")),
+    "xdpshield_sample_rate_per_second": ("gauge", ("iface", "reason")),
 }
 
 
@@ -183,6 +181,9 @@ _HELP = {
     "xdpshield_limit_bytes_per_second": "Limits on in bytes per second per source (bps)",
     "xdpshield_block_after_seconds": "Seconds over a limit before a source is blocked "
     "(absent: no automatic blocks)",
+    "xdpshield_samples_total": "Drop samples sent to the ring buffer, per reason",
+    "xdpshield_samples_lost_total": "Drop samples lost to a full ring, per reason",
+    "xdpshield_sample_rate_per_second": "Each reason's cap on samples per second (0: off)",
 }
 
 
@@ -262,8 +263,16 @@ class ShieldCollector(Collector):
         self._samples(f, s)
 
     def _samples(self, f: _Families, s: Shield) -> None:
-        """SAMPLES: export the drop-sample and ring-drop counters here once
-        shield/samples.py is on main (see :data:`METRICS`)."""
+        """Drop samples sent to the ring and lost to a full ring, per reason,
+        and each reason's cap (a shield from before samples has none)."""
+        if not s.has_samples:
+            return
+        i = s.iface
+        for reason, (sent, lost) in s.sample_counts().items():
+            f.add("xdpshield_samples_total", [i, reason.label], sent)
+            f.add("xdpshield_samples_lost_total", [i, reason.label], lost)
+        for reason, rate in s.sample_rates().items():
+            f.add("xdpshield_sample_rate_per_second", [i, reason.label], rate)
 
 
 def registry_for(shields: Iterable[Shield] | Callable[[], Iterable[Shield]]) -> CollectorRegistry:
