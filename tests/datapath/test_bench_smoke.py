@@ -93,6 +93,10 @@ def test_quick_microbench_produces_sane_numbers(tmp_path: Path) -> None:
             assert r.skipped.strip()  # says why
             continue
         assert r.value is not None and r.value > 0, r.name
+        if r.group.startswith("limits: memory"):
+            # The kernel's own figure for a map: one reading, no baseline.
+            assert len(r.samples) == 1 and r.unit in ("B", "MiB"), r
+            continue
         assert len(r.samples) == 2
         if r.name not in anchors:
             assert r.baseline in by_name, r.name  # a baseline measured in the same run
