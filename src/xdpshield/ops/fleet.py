@@ -157,6 +157,14 @@ class Entry:
         return cls(bool(d["on"]), None if exp is None else float(exp), float(d["t"]), str(d["by"]))
 
 
+ShieldId = tuple[str | None, str]  # (netns, iface)
+
+
+def _takes(sh: Shield, f: str) -> bool:
+    """Whether a shield has the tables for entry ``f`` (an older one may not)."""
+    return ("xs_blocks" if f.startswith("block|") else "xs_psel") in sh.maps
+
+
 def _same(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -579,15 +587,17 @@ class FleetNode:
 
     # -- lists and blocks
 
-    def _read_local(self) -> dict[str, float | None]:
-        """What the shields hold that the fleet shares: live list entries and
-        blocks in force, field -> expiry (unix s)."""
+    def _read_local(self) -> tuple[dict[str, float | None], dict[str, set[ShieldId]]]:
+        """What the shields hold that the fleet shares (live list entries and
+        blocks in force): field -> expiry (unix s), and which shields hold it."""
         now, mono = self.clock(), time.monotonic_ns()
         out: dict[str, float | None] = {}
+        holders: dict[str, set[ShieldId]] = {}
 
-        def put(f: str, exp: float | None) -> None:
-            if f not in out or (exp is None or (out[f] or 0) < exp):
+        def put(sh: Shield, f: str, exp: float | None) -> None:
+            if f not in out or exp is None or (out[f] or 0) < exp:
                 out[f] = exp
+            holders.setdefault(f, set()).add((sh.netns, sh.iface))
 
         for sh in self.shields():
             if "xs_psel" in sh.maps:
@@ -596,15 +606,15 @@ class FleetNode:
                         if not le.live or (le.expires_ns and le.expires_ns <= mono):
                             continue
                         exp = now + (le.expires_ns - mono) / 1e9 if le.expires_ns else None
-                        put(f"{which}|{le.prefix}", exp)
+                        put(sh, f"{which}|{le.prefix}", exp)
             if "xs_blocks" in sh.maps:
                 for b in sh.blocks():
-                    put(f"block|{b.prefix}", now + (b.expires_ns - mono) / 1e9)
-        return out
+                    put(sh, f"block|{b.prefix}", now + (b.expires_ns - mono) / 1e9)
+        return out, holders
 
     def _scan(self, now: float) -> None:
         self._next_scan = now + SCAN_S
-        local = self._read_local()
+        local, holders = self._read_local()
         for f, exp in local.items():
             k = self.known.get(f)
             if k is not None and k.on and _same(k.exp, exp):
@@ -622,12 +632,17 @@ class FleetNode:
             self.dirty.add(f)
             self.log("fleet-publish", what=f, removed=True)
         self.last_local = local
-        # What the fleet has and a shield lacks (a shield loaded again, an
-        # apply that failed before): apply it again.
-        for f, k in self.known.items():
-            if k.live(now) and f not in local and f not in self._failing:
-                self._apply(f, k)
         self._flush()
+        # What the fleet has and a shield lacks (another shield of this run
+        # decided it, a shield loaded again, an apply that failed): apply it.
+        shields = self.shields()
+        for f, k in list(self.known.items()):
+            if not k.live(now) or f in self._failing:
+                continue
+            held = holders.get(f, set())
+            lacking = [sh for sh in shields if (sh.netns, sh.iface) not in held and _takes(sh, f)]
+            if lacking:
+                self._apply(f, k, lacking)
 
     def _flush(self) -> None:
         if not self.connected:
@@ -658,7 +673,7 @@ class FleetNode:
             return  # ran out on its way
         self._apply(f, e)
 
-    def _apply(self, f: str, e: Entry) -> None:
+    def _apply(self, f: str, e: Entry, shields: list[Shield] | None = None) -> None:
         kind, _, text = f.partition("|")
         if kind not in KINDS:
             return
@@ -669,7 +684,7 @@ class FleetNode:
         now = self.clock()
         live = e.live(now)
         try:
-            for sh in self.shields():
+            for sh in self.shields() if shields is None else shields:
                 if kind in ("allow", "deny") and "xs_psel" in sh.maps:
                     if live:
                         ttl = None if e.exp is None else max(0.001, e.exp - now)
