@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 APT_PKGS=(clang llvm libbpf-dev bpftool iproute2 ethtool tcpdump hping3
 	nftables iptables xdp-tools linux-libc-dev curl netcat-openbsd iputils-ping make
-	dnsmasq-base bind9-dnsutils ntpsec-ntpdig)
+	dnsmasq-base bind9-dnsutils ntpsec-ntpdig
+	redis-server)
 VENV=.venv
 PY=${PYTHON:-python3}
 
@@ -33,6 +34,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 	"$VENV/bin/pip" install -q --upgrade pip
-	"$VENV/bin/pip" install -q -e ".[dev,lab]"
+	"$VENV/bin/pip" install -q -e ".[dev,lab,fleet]"
 	echo "$want" >"$stamp"
 fi

@@ -292,20 +292,36 @@ start_timeout = "5s"
         c_mac, n_mac = node.macs[mode]
         return bytes(Ether(src=c_mac, dst=n_mac) / pkt)
 
-    def syn(self, node: Node, mode: str, sport: int, isn: int = 0x1000_0000) -> int | None:
-        """Send a SYN to ``node``; the cookie of its SYN-ACK (None: none in 3 s)."""
-        src, dst = _ends(mode)
+    def syn(
+        self, node: Node, mode: str, sport: int, isn: int = 0x1000_0000, src: str | None = None
+    ) -> int | None:
+        """Send a SYN to ``node`` (from ``src``, default the client address of
+        the mode: in reset mode a verified source's SYN goes to the kernel, so
+        give each handshake its own); the cookie of its SYN-ACK (None: none in 3 s)."""
+        src = src or _ends(mode)[0]
+        dst = _ends(mode)[1]
         pkt = IP(src=src, dst=dst) / TCP(sport=sport, dport=PORT, seq=isn, flags="S",
                                          window=512, options=[("MSS", 1460)])  # fmt: skip
         with self.link(node, mode) as s:
             s.send(self.frame(node, mode, pkt))
             return _reply(s, dst, sport, 0x12, 3.0)
 
-    def ack(self, node: Node, mode: str, sport: int, cookie: int, isn: int = 0x1000_0000) -> int:
+    def ack(
+        self,
+        node: Node,
+        mode: str,
+        sport: int,
+        cookie: int,
+        isn: int = 0x1000_0000,
+        src: str | None = None,
+    ) -> int:
         """Send the handshake's ACK to ``node``; the flags of its answer (0: none in 1 s)."""
-        src, dst = _ends(mode)
-        pkt = IP(src=src, dst=dst) / TCP(sport=sport, dport=PORT, seq=isn + 1,
-                                         ack=(cookie + 1) & 0xFFFFFFFF, flags="A", window=512)  # fmt: skip
+        src = src or _ends(mode)[0]
+        dst = _ends(mode)[1]
+        ack = (cookie + 1) & 0xFFFFFFFF
+        pkt = IP(src=src, dst=dst) / TCP(
+            sport=sport, dport=PORT, seq=isn + 1, ack=ack, flags="A", window=512
+        )
         with self.link(node, mode) as s:
             s.send(self.frame(node, mode, pkt))
             got = _reply(s, dst, sport, 0, 1.0, flags_out=True)

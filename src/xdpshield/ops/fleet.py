@@ -506,8 +506,11 @@ class FleetNode:
             del self.fleet_keys[e]
 
     def _tick(self, now: float) -> None:
-        self._next_tick = now + TICK_S
         e_now = int(now // self.period)
+        # Each second, and at once when a key is due to be staged or to
+        # become current: nodes switch within a round (SCAN_S) of each other.
+        due = [(e_now + 1) * self.period - self.period / 2, (e_now + 1) * self.period]
+        self._next_tick = min([now + TICK_S, *(t for t in due if t > now)])
         if not self.connected:
             self._connect()
         if self.connected:
