@@ -24,14 +24,16 @@ the next:
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
 
 import pytest
 
-from xdpshield import netns
 from xdpshield.lab.fleet import MODES, FleetLab, Node, accepted, listener_in
 from xdpshield.ops.fleet import FleetStore
 from xdpshield.policy.cidr import parse_prefix
@@ -276,4 +278,26 @@ def test_a_late_node_enforces_the_fleets_lists_and_blocks_when_ready(fleet: Flee
     for mode in MODES:
         fleet.handshake_across(n4, fleet.node(2), mode)
         fleet.handshake_across(fleet.node(1), n4, mode)
-    assert netns.exists(n4.ns)
+    # `xdpshield fleet status`: four live nodes on the current epoch, none behind.
+    r = subprocess.run(
+        [sys.executable, "-m", "xdpshield", "fleet", "status", "--json", "--config", str(n4.cfg)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert st["store"]["ok"] and st["entries"]["deny"] >= 2 and st["entries"]["block"] >= 1
+    assert sorted(n["node"] for n in st["nodes"]) == ["n1", "n2", "n3", "n4"]
+    assert st["leader"] in {"n1", "n2", "n3", "n4"}
+    for n in st["nodes"]:
+        assert n["alive"] and not n["alone"] and n["lag_s"] < 1.0, n
+        assert n["epoch"] in (st["epoch"], st["epoch"] - 1), n  # a rotation may fall between
+    # The store gone: status says so and fails.
+    fleet.lab.store.stop()
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "xdpshield", "fleet", "status", "--config", str(n4.cfg)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert r.returncode == 1 and "store down" in r.stdout
+    finally:
+        fleet.lab.store.start()
