@@ -314,8 +314,13 @@ start_timeout = "5s"
         cookie: int,
         isn: int = 0x1000_0000,
         src: str | None = None,
+        wait_s: float | None = None,
     ) -> int:
-        """Send the handshake's ACK to ``node``; the flags of its answer (0: none in 1 s)."""
+        """Send the handshake's ACK to ``node``; the flags of its answer (0:
+        none within ``wait_s``; default 1 s in reset mode, where the shield
+        answers RST, and none in transparent mode, where nothing answers)."""
+        if wait_s is None:
+            wait_s = 1.0 if mode == "reset" else 0.0
         src = src or _ends(mode)[0]
         dst = _ends(mode)[1]
         ack = (cookie + 1) & 0xFFFFFFFF
@@ -324,7 +329,7 @@ start_timeout = "5s"
         )
         with self.link(node, mode) as s:
             s.send(self.frame(node, mode, pkt))
-            got = _reply(s, dst, sport, 0, 1.0, flags_out=True)
+            got = _reply(s, dst, sport, 0, wait_s, flags_out=True) if wait_s > 0 else None
             return got or 0
 
     def udp(self, node: Node, src: str, count: int, pps: float, mode: str = "transparent") -> None:

@@ -76,7 +76,8 @@ if TYPE_CHECKING:
 __all__ = ["Entry", "FleetNode", "FleetStore", "fleet_status", "node_name"]
 
 #: How often a node reads its shields' lists and blocks for changes (and the
-#: longest a stream read blocks): the propagation bound is about twice this.
+#: longest a stream read blocks): a change reaches the other nodes within
+#: about this, plus the store's round trip and the apply.
 SCAN_S = 0.2
 #: Keys, election, heartbeat: once a second.
 TICK_S = 1.0
@@ -432,15 +433,18 @@ class FleetNode:
 
     def step(self) -> None:
         """One round: follow the stream (blocking up to SCAN_S), scan, tick."""
+        # Wait for notices only until the next scan is due: a change made
+        # here is published within SCAN_S, whatever the stream does.
+        wait = min(SCAN_S, max(0.01, self._next_scan - self.clock()))
         if self.connected:
             try:
-                for nid, f, e in self.store.follow(self.last_id, SCAN_S):
+                for nid, f, e in self.store.follow(self.last_id, wait):
                     self.last_id = nid
                     self._merge(f, e)
             except StoreDown as exc:
                 self._lost(str(exc))
         else:
-            self._stop.wait(SCAN_S)
+            self._stop.wait(wait)
         now = self.clock()
         if now >= self._next_scan:
             self._scan(now)

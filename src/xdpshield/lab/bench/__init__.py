@@ -25,6 +25,7 @@ baseline object and the restore harness), ``micro`` (the test-run verdict
 paths), ``receivers`` and ``live`` (floods on the stand against each
 baseline), ``handshake`` (the cost of a real handshake), ``policy`` (the
 policy stages: list and rule lookups, floods policy drops, loads),
+``fleet`` (shields sharing keys, lists and blocks through Redis),
 ``results`` and ``report`` (what is measured and how it is written).
 """
 
@@ -36,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from xdpshield.lab.bench.fleet import run_fleet
 from xdpshield.lab.bench.frames import ack_frame, parse_synack, syn_frame
 from xdpshield.lab.bench.handshake import HandshakeConfig, run_handshakes
 from xdpshield.lab.bench.harness import BENCH_FRAME_MAX, OBJ_DIR, SinkKind, load_shield, read_sink
@@ -72,6 +74,7 @@ __all__ = [
     "parse_synack",
     "read_sink",
     "run_bench",
+    "run_fleet",
     "run_handshakes",
     "run_live",
     "run_microbench",
@@ -125,6 +128,7 @@ def run_bench(
             (5.0, lambda p: run_live(quick, p, live_cfg)),
             (1.5, lambda p: run_policy_live(quick, p, live_cfg)),
             (0.7, lambda p: run_handshakes(quick, p)),
+            (0.7, lambda p: run_fleet(quick, p)),
         ]
     total = sum(w for w, _ in stages)
     results: list[Result] = []
