@@ -164,6 +164,16 @@ def test_a_deny_on_one_node_drops_on_another_within_a_second(fleet: Fleet) -> No
     # Both of node 3's shields, and node 2's, hold it.
     assert f"{src}/32" in fleet.denies(n3, "reset")
     wait_for(lambda: f"{src}/32" in fleet.denies(fleet.node(2)), 2, "the deny on node 2")
+    # A deny removed by hand on one node is removed everywhere.
+    other = parse_prefix("198.18.150.10/32")
+    with fleet.shield(fleet.node(2)) as sh:
+        sh.add_entries("deny", {other: 300.0})
+    wait_for(lambda: str(other) in fleet.denies(n1), 2, "the second deny on node 1")
+    with fleet.shield(n1) as sh:
+        sh.del_entries("deny", [other])
+    for n in (fleet.node(2), n3):
+        wait_for(partial(lambda n: str(other) not in fleet.denies(n), n), 2, f"gone on {n.name}")
+    assert f"{src}/32" in fleet.denies(n3)
     assert took <= 1.0, f"the deny took {took:.2f} s to reach node 3 (goal: 1 s)"
 
 
@@ -193,6 +203,8 @@ def test_the_store_killed_and_restarted_empty(fleet: Fleet) -> None:
     lab = fleet.lab
     blocks_before = set(fleet.blocks(n1))
     assert blocks_before, "needs the block of the test before"
+    e0 = int(time.time() // PERIOD_S)
+    key0 = fleet.keys_of(n1)[e0 & 1]
     lab.store.stop()
     for n in (n1, n2, n3):
         wait_for(partial(n.named, "fleet-store-lost"), 5, f"{n.name} sees the store gone")
@@ -226,6 +238,8 @@ def test_the_store_killed_and_restarted_empty(fleet: Fleet) -> None:
     e_now = int(now // PERIOD_S)
     wait_for(lambda: fleet.keys_of(n1) == fleet.keys_of(n2) == fleet.keys_of(n3), 3, "keys agree")
     assert fleet.keys_of(n1)[e_now & 1] == (keys[e_now], e_now)
+    # The key in use before the store went is the fleet's key of its epoch still.
+    assert key0[1] == e0 and keys.get(e0) == key0[0], "the key of the epoch before was lost"
     for mode in MODES:
         fleet.handshake_across(n1, n3, mode)
 

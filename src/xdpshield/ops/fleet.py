@@ -371,6 +371,7 @@ class FleetNode:
         self.known: dict[str, Entry] = {}
         self.dirty: set[str] = set()
         self.last_local: dict[str, float | None] = {}
+        self.last_holders: dict[str, set[ShieldId]] = {}
         self.last_id = "0-0"
         self.connected = False
         self.leader = False
@@ -629,15 +630,23 @@ class FleetNode:
             self.known[f] = Entry(True, exp, now, self.node)
             self.dirty.add(f)
             self.log("fleet-publish", what=f, ttl_s=None if exp is None else round(exp - now, 1))
-        for f in self.last_local:
+        # Gone from a shield that held it, before its time: removed by hand
+        # (on one interface or all): removed in the whole fleet.
+        present = {(sh.netns, sh.iface) for sh in self.shields()}
+        removed: list[str] = []
+        for f, was in self.last_holders.items():
             k = self.known.get(f)
-            if f in local or k is None or not k.on:
-                continue
-            if k.exp is not None and k.exp <= now + SAME_EXP_S:
-                continue  # it ran out
-            self.known[f] = Entry(False, None, now, self.node)
-            self.dirty.add(f)
-            self.log("fleet-publish", what=f, removed=True)
+            if k is None or not k.on or (k.exp is not None and k.exp <= now + SAME_EXP_S):
+                continue  # not the fleet's, or it ran out
+            if any(sid in present and sid not in holders.get(f, ()) for sid in was):
+                self.known[f] = Entry(False, None, now, self.node)
+                self.dirty.add(f)
+                removed.append(f)
+                self.log("fleet-publish", what=f, removed=True)
+        self.last_holders = holders
+        for f in removed:
+            self._apply(f, self.known[f])  # from this node's other shields too
+            local.pop(f, None)
         self.last_local = local
         self._flush()
         # What the fleet has and a shield lacks (another shield of this run
@@ -711,8 +720,11 @@ class FleetNode:
         self._failing.discard(f)
         if live:
             self.last_local[f] = e.exp
+            took = [sh for sh in (self.shields() if shields is None else shields) if _takes(sh, f)]
+            self.last_holders.setdefault(f, set()).update((sh.netns, sh.iface) for sh in took)
         else:
             self.last_local.pop(f, None)
+            self.last_holders.pop(f, None)
         self.applied += 1
         self.log(
             "fleet-applied", what=f, by=e.by, removed=None if e.on else True,
