@@ -67,12 +67,38 @@ ETH_P_ALL = 0x0003
 MODES = ("transparent", "reset")
 
 
-class RedisServer:
-    """redis-server on 127.0.0.1:``port``, started and stopped by PID."""
+def make_tls(d: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (openssl):
+    (ca, cert, key)."""
+    d.mkdir(parents=True, exist_ok=True)
+    ca, ca_key, cert, key, csr = (
+        d / n for n in ("ca.pem", "ca.key", "srv.pem", "srv.key", "srv.csr")
+    )
+    ext = d / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
 
-    def __init__(self, port: int, workdir: Path) -> None:
+    def ossl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
+         "-days", "1", "-subj", "/CN=xdpshield-test-ca")  # fmt: skip
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+         "-subj", "/CN=127.0.0.1")  # fmt: skip
+    ossl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-out", str(cert), "-days", "1", "-extfile", str(ext))  # fmt: skip
+    return ca, cert, key
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1:``port``, started and stopped by PID (with
+    ``tls``: (ca, cert, key), TLS only on that port)."""
+
+    def __init__(
+        self, port: int, workdir: Path, tls: tuple[Path, Path, Path] | None = None
+    ) -> None:
         self.port = port
         self.workdir = workdir
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
         exe = shutil.which("redis-server")
         if exe is None:
@@ -81,9 +107,15 @@ class RedisServer:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        ports = ["--port", str(self.port)]
+        if self.tls is not None:
+            ca, cert, key = self.tls
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                     "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
+                     "--tls-auth-clients", "no"]  # fmt: skip
         self.proc = subprocess.Popen(
             [
-                self.exe, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                self.exe, "--bind", "127.0.0.1", *ports, "--save", "",
                 "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "yes",
                 "--daemonize", "no", "--loglevel", "warning",
             ],
@@ -91,6 +123,13 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 10
+        while self.tls is not None and time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
+            ):
+                return  # listening; the handshake is the client's business
+            time.sleep(0.05)
         while time.monotonic() < deadline:
             with (
                 contextlib.suppress(OSError),
@@ -111,7 +150,7 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}"
 
 
 @dataclass
@@ -146,7 +185,7 @@ class FleetLab:
     """The client namespace, the nodes, and the store."""
 
     def __init__(self, workdir: Path, *, key_period: str = "10s", lease: str = "2s",
-                 limits: str = "", redis_port: int = 0) -> None:  # fmt: skip
+                 limits: str = "", redis_port: int = 0, tls: bool = False) -> None:  # fmt: skip
         self.prefix = netns.unique_prefix("xf")
         self.workdir = workdir
         self.client = f"{self.prefix}-c"
@@ -154,7 +193,8 @@ class FleetLab:
         self.lease = lease
         self.limits = limits
         port = redis_port or _free_port()
-        self.store = RedisServer(port, workdir / "redis")
+        self.tls = make_tls(workdir / "tls") if tls else None
+        self.store = RedisServer(port, workdir / "redis", self.tls)
         self.nodes: dict[int, Node] = {}
         self.namespaces: list[str] = []
 
@@ -234,7 +274,7 @@ node = "{node.name}"
 key_period = "{self.key_period}"
 lease = "{self.lease}"
 start_timeout = "5s"
-"""
+""" + (f'tls_ca = "{self.tls[0]}"\n' if self.tls else "")
 
     # -- runs
 
