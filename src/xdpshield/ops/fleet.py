@@ -67,6 +67,7 @@ from xdpshield.errors import ConfigError, XdpShieldError
 from xdpshield.policy.cidr import parse_prefix
 from xdpshield.policy.model import Config, FleetConfig
 from xdpshield.shield import datapath
+from xdpshield.shield import policy as shield_policy
 
 if TYPE_CHECKING:
     import redis
@@ -87,6 +88,10 @@ AHEAD = 2
 LOG_MAX = 10000
 #: Tombstones and expired entries are dropped from the store this long after.
 FORGET_S = 3600.0
+#: A shield's lists are read again only when their selector (generations,
+#: counts) changed since the last read, and at least this often (an add and a
+#: delete between two scans can leave the counts as they were).
+FULL_READ_S = 5.0
 #: An expiry that differs by less than this is the same one (ms rounding,
 #: the time between reading the clocks).
 SAME_EXP_S = 1.0
@@ -372,6 +377,9 @@ class FleetNode:
         self.dirty: set[str] = set()
         self.last_local: dict[str, float | None] = {}
         self.last_holders: dict[str, set[ShieldId]] = {}
+        #: shield -> (its selector, when read, its live list entries): a
+        #: config list of a million prefixes is not read every scan.
+        self._lists: dict[ShieldId, tuple[Any, float, list[tuple[str, Any]]]] = {}
         self.last_id = "0-0"
         self.connected = False
         self.leader = False
@@ -609,16 +617,27 @@ class FleetNode:
 
         for sh in self.shields():
             if "xs_psel" in sh.maps:
-                for which in ("allow", "deny"):
-                    for le in sh.list_entries(which):
-                        if not le.live or (le.expires_ns and le.expires_ns <= mono):
-                            continue
-                        exp = now + (le.expires_ns - mono) / 1e9 if le.expires_ns else None
-                        put(sh, f"{which}|{le.prefix}", exp)
+                for which, le in self._live_entries(sh):
+                    if le.expires_ns and le.expires_ns <= mono:
+                        continue
+                    exp = now + (le.expires_ns - mono) / 1e9 if le.expires_ns else None
+                    put(sh, f"{which}|{le.prefix}", exp)
             if "xs_blocks" in sh.maps:
                 for b in sh.blocks():
                     put(sh, f"block|{b.prefix}", now + (b.expires_ns - mono) / 1e9)
         return out, holders
+
+    def _live_entries(self, sh: Shield) -> list[tuple[str, Any]]:
+        """The shield's list entries added live (not the config file's)."""
+        sid = (sh.netns, sh.iface)
+        sel = shield_policy.selector(sh.maps)
+        t = time.monotonic()
+        cached = self._lists.get(sid)
+        if cached is not None and cached[0] == sel and t - cached[1] < FULL_READ_S:
+            return cached[2]
+        got = [(w, le) for w in ("allow", "deny") for le in sh.list_entries(w) if le.live]
+        self._lists[sid] = (sel, t, got)
+        return got
 
     def _scan(self, now: float) -> None:
         self._next_scan = now + SCAN_S
