@@ -29,6 +29,8 @@
  */
 enum xs_reason xs_reason_btf_anchor SEC(".rodata.btf") __attribute__((unused));
 enum xs_abi xs_abi_btf_anchor SEC(".rodata.btf") __attribute__((unused));
+/* The ring's record type, likewise (a ring map has no value type). */
+struct xs_sample xs_sample_btf_anchor SEC(".rodata.btf") __attribute__((unused));
 
 /* Not a verdict: the TCP guard decides (xs_classify() calls it, so the
  * guard's deep stack never adds to the policy stages').
@@ -119,10 +121,10 @@ static __always_inline __u32 xs_judge(struct xdp_md *ctx, struct xs_cursor *c,
 		xs_addr16(l4.k.addr, xs_saddr(l3), l3->v6);
 		l4.len = len;
 		r = xs_rules_match(&l4);
-		if (r == XS_RULE_DROP)
-			return XS_V(XDP_DROP, XS_R_RULE_DROP);
-		if (r == XS_RULE_PASS)
-			return XS_V(XDP_PASS, XS_R_RULE_PASS);
+		if ((r & 0xff) == XS_RULE_DROP)
+			return XS_V_RULE(XS_V(XDP_DROP, XS_R_RULE_DROP), r >> 8);
+		if ((r & 0xff) == XS_RULE_PASS)
+			return XS_V_RULE(XS_V(XDP_PASS, XS_R_RULE_PASS), r >> 8);
 		if ((r & 0xff) == XS_RULE_LIMIT)
 			lq->rule = r >> 8;
 	}
@@ -218,6 +220,7 @@ __attribute__((noinline)) __u32 xs_stages(struct xdp_md *ctx, struct xs_pkt *p)
 		lq.v6 = l3.v6;
 		lq.len = p->len;
 		lq.lim_slot = sel->lim_gen & 1;
+		lq.now = xs_now();
 		if (xs_blocked(&lq))
 			return XS_V(XDP_DROP, XS_R_BLOCKED);
 	}
@@ -323,7 +326,7 @@ int xdpshield_xdp(struct xdp_md *ctx)
 
 	xs_debug("xdpshield: len %u action %u reason %u", frame_len,
 		 XS_V_ACT(verdict), XS_V_REASON(verdict));
-	return xs_verdict_exit(verdict, frame_len);
+	return xs_verdict_exit(ctx, verdict, frame_len, 0);
 }
 
 /* Transparent mode only (Python switches it off otherwise): the handoff of
@@ -337,7 +340,7 @@ int xdpshield_tc(struct __sk_buff *skb)
 	/* Back from a byte to the tc action: 0xff is TC_ACT_UNSPEC (-1). */
 	if (XS_V_IS_QUIET(verdict))
 		return (int)(__s8)XS_V_ACT(verdict);
-	return (int)(__s8)xs_verdict_exit(verdict, skb->len);
+	return (int)(__s8)xs_verdict_exit(skb, verdict, skb->len, 1);
 }
 
 /* Hygiene's reflection check: note the host's own requests to reflection

@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# chromium: only the web page test drives it (headless); tmux and tshark: only the top
+# and pcapng tests; nothing of the product needs them (libpcap: capture --filter).
 APT_PKGS=(clang llvm libbpf-dev bpftool iproute2 ethtool tcpdump hping3
 	nftables iptables xdp-tools linux-libc-dev curl netcat-openbsd iputils-ping make
-	dnsmasq-base bind9-dnsutils ntpsec-ntpdig
+	dnsmasq-base bind9-dnsutils ntpsec-ntpdig chromium tmux libpcap0.8 tshark
 	redis-server)
 VENV=.venv
 PY=${PYTHON:-python3}

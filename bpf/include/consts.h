@@ -203,20 +203,46 @@
 #ifndef XS_BLOCK_MAX
 #define XS_BLOCK_MAX		65536
 #endif
+/* 512 KiB: small enough to stay in cache under a flood. A slot taken by
+ * spoofed packets costs a slow source only its admission (a source not
+ * admitted is not limited), never state it has.
+ */
 #ifndef XS_ADMIT_SLOTS
-#define XS_ADMIT_SLOTS		(1U << 20)
+#define XS_ADMIT_SLOTS		(1U << 16)
 #endif
-/* The admission filter's clock: ns >> XS_ADMIT_SHIFT (~1.05 ms), and how
- * many of its ticks a second packet may come after the first (~1 s).
+/* The admission filter's clock: ns >> XS_ADMIT_SHIFT (~1.05 ms); how many
+ * of its ticks a second packet may come after the first (~1 s); how stale
+ * a slot may get before its source's packet refreshes it (~67 ms).
  */
 #define XS_ADMIT_SHIFT		20
 #define XS_ADMIT_WIN		954
+#define XS_ADMIT_REFRESH	64
 /* Excess is sustained while over-limit packets come less than this apart. */
 #define XS_EXCESS_GAP_NS	1000000000ULL
 /* struct xs_limits flags */
 #define XS_LIM_BLOCKS		0x1	/* look sources up in xs_blocks */
 #define XS_LIM_BLOCKS_LPM	0x2	/* ... and in xs_blocks_lpm */
+#define XS_LIM_SOURCES		0x4	/* a per-source limit is set (else
+					 * only limit rules need a source's
+					 * state) */
 /* struct xs_block flags */
 #define XS_BLOCK_MANUAL		0x1	/* added by hand, not for excess */
+
+/* Drop samples (sample.h): bytes of a frame's head copied, and the ring's
+ * size (a power of 2 of pages: ~3400 samples of 152 bytes and their 8-byte
+ * headers; at the default cap every reason's second of samples fits).
+ */
+#define XS_SAMPLE_BYTES		128
+#ifndef XS_SAMPLE_RING
+#define XS_SAMPLE_RING		(512U * 1024)
+#endif
+/* Packets of a reason a CPU lets by without reading the clock once its
+ * sample bucket is empty (sample.h): at 1 Mpps per CPU, 64 us.
+ */
+#ifndef XS_SAMPLE_SKIP
+#define XS_SAMPLE_SKIP		63
+#endif
+/* A verdict's rule: id + 1 above the reason (verdict.h XS_V_RULE). */
+#define XS_V_RULE_SHIFT		16
 
 #endif

@@ -9,8 +9,8 @@
  *
  * Spoofed floods: a source gets state only when it sends a second packet
  * within ~1 s of its first (the admission filter, xs_admit): one packet
- * from each of millions of random sources never reaches xs_src, so the
- * state of a real source is never evicted for them. A source without state
+ * from each of millions of random sources never reaches xs_src (not even a
+ * lookup), so the state of a real source is never evicted for them. A source without state
  * is not limited (it has sent one packet); the global ceilings still hold.
  */
 #ifndef XDPSHIELD_LIMITS_H
@@ -19,9 +19,11 @@
 #include "maps.h"
 #include "clock.h"
 #include "addr.h"
+#include "verdict.h"
 
 /* What the limits stage needs of a packet. */
 struct xs_lim_q {
+	__u64 now;		/* xs_now(), read once (a helper call) */
 	__u32 src[4];		/* as struct xs_vkey */
 	__u32 len;		/* frame bytes */
 	__u16 rule;		/* 0, or the matching limit rule's id + 1 */
@@ -53,12 +55,18 @@ static __always_inline void xs_src_key_of(struct xs_src_key *k,
 }
 
 /* Whether the source (cut to the prefix) sent within XS_ADMIT_WIN before:
- * then it earns state. Otherwise it takes the filter's slot.
+ * only then is it looked up in (or let into) xs_src. Otherwise it takes
+ * the filter's slot. A source that keeps sending keeps its slot fresh
+ * (rewritten only every XS_ADMIT_REFRESH ticks: one write per ~67 ms).
+ *
+ * First, before any xs_src lookup: a spoofed packet costs one read and
+ * one write of this small array, never a miss in the big LRU. A source
+ * with state whose slot another took loses its limit for one packet.
  */
 static __always_inline int xs_admitted(const struct xs_src_key *k, __u64 now)
 {
 	__u64 h, *slot;
-	__u32 idx, fp, t;
+	__u32 idx, fp, t, age;
 
 	h = ((__u64)k->addr[0] << 32 | k->addr[1]) ^ xs_admit_seed;
 	h = (h ^ (h >> 33)) * 0xff51afd7ed558ccdULL;
@@ -71,29 +79,36 @@ static __always_inline int xs_admitted(const struct xs_src_key *k, __u64 now)
 	slot = bpf_map_lookup_elem(&xs_admit, &idx);
 	if (!slot)
 		return 0;
-	if ((__u32)(*slot >> 32) == fp && t - (__u32)*slot <= XS_ADMIT_WIN)
+	age = t - (__u32)*slot;
+	if ((__u32)(*slot >> 32) == fp && age <= XS_ADMIT_WIN) {
+		if (age > XS_ADMIT_REFRESH)
+			*slot = (__u64)fp << 32 | t;
 		return 1;
+	}
 	*slot = (__u64)fp << 32 | t;
 	return 0;
 }
 
-/* The state at @k, made if the admission filter lets the source in. */
-static __always_inline struct xs_src *xs_src_get(const struct xs_src_key *k,
-						 __u64 now)
+/* The state at @k (the filter let its source in), made if missing. */
+static __always_inline struct xs_src *xs_src_get(const struct xs_src_key *k)
 {
 	struct xs_src *st = bpf_map_lookup_elem(&xs_src, k);
 	struct xs_src zero = {};
 
-	if (st || !xs_admitted(k, now))
+	if (st)
 		return st;
 	bpf_map_update_elem(&xs_src, k, &zero, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&xs_src, k);
 }
 
-/* Whether the source is blocked. Verifier: a global function (called once
- * per packet, checked once).
+/* Whether the source is blocked.
+ *
+ * Inlined, as xs_limit() is: on this machine's CPUs every return goes
+ * through the kernel's "safe RET" thunk (SRSO mitigation), so a call costs
+ * ~10 ns whatever it does. They are verified as part of xs_stages(), which
+ * is checked once.
  */
-__attribute__((noinline)) int xs_blocked(struct xs_lim_q *q)
+static __always_inline int xs_blocked(struct xs_lim_q *q)
 {
 	const struct xs_limits *lim;
 	struct xs_block_lpm lk = {};
@@ -108,7 +123,7 @@ __attribute__((noinline)) int xs_blocked(struct xs_lim_q *q)
 	lim = bpf_map_lookup_elem(&xs_lim, &slot);
 	if (!lim || !(lim->flags & (XS_LIM_BLOCKS | XS_LIM_BLOCKS_LPM)))
 		return 0;
-	now = xs_now();
+	now = q->now;
 	if (lim->flags & XS_LIM_BLOCKS) {
 		xs_src_key_of(&k, q, lim);
 		b = bpf_map_lookup_elem(&xs_blocks, &k);
@@ -154,9 +169,9 @@ static __always_inline void xs_block(const struct xs_limits *lim,
 }
 
 /* The source's buckets, then the protocol's ceiling. Returns 0 (pass on)
- * or XS_V(XDP_DROP, reason). Verifier: a global function.
+ * or XS_V(XDP_DROP, reason).
  */
-__attribute__((noinline)) __u32 xs_limit(struct xs_lim_q *q)
+static __always_inline __u32 xs_limit(struct xs_lim_q *q)
 {
 	__u64 tat_pps = 0, tat_bps = 0, tat_syn = 0, tat_rule = 0;
 	const struct xs_limits *lim;
@@ -172,9 +187,11 @@ __attribute__((noinline)) __u32 xs_limit(struct xs_lim_q *q)
 	lim = bpf_map_lookup_elem(&xs_lim, &slot);
 	if (!lim)
 		return 0;
-	now = xs_now();
+	now = q->now;
+	if (!(lim->flags & XS_LIM_SOURCES) && !q->rule)
+		goto ceiling;	/* ceilings only: no source's state to keep */
 	xs_src_key_of(&k, q, lim);
-	st = xs_src_get(&k, now);
+	st = xs_admitted(&k, now) ? xs_src_get(&k) : NULL;
 	if (!st)
 		goto ceiling;
 	/* Every bucket is checked before any is charged: a dropped packet
@@ -184,7 +201,7 @@ __attribute__((noinline)) __u32 xs_limit(struct xs_lim_q *q)
 		slot = q->rule - 1;
 		rr = bpf_map_lookup_elem(&xs_rule_rate, &slot);
 		k.rule = q->rule;
-		rs = rr && rr->cost ? xs_src_get(&k, now) : NULL;
+		rs = rr && rr->cost ? xs_src_get(&k) : NULL;
 		if (rs) {
 			tat_rule = xs_gcra(rs->tat_pps, now, rr->cost, rr->depth);
 			if (!tat_rule)
@@ -220,7 +237,9 @@ __attribute__((noinline)) __u32 xs_limit(struct xs_lim_q *q)
 				st->over_since = 0;
 			}
 		}
-		return XS_V(XDP_DROP, reason);
+		/* The limit rule's id goes to the drop's sample. */
+		return XS_V_RULE(XS_V(XDP_DROP, reason),
+				 reason == XS_R_RULE_LIMIT ? q->rule : 0);
 	}
 	if (tat_rule && rs)
 		rs->tat_pps = tat_rule;

@@ -297,6 +297,28 @@ struct {
 	__type(value, __u64);
 } xs_ceil SEC(".maps");
 
+/* Drop samples (sample.h): the ring userspace reads, each reason's per-CPU
+ * bucket (its cap), and per-CPU counts of samples sent and lost.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, XS_SAMPLE_RING);
+} xs_samples SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XS_R__MAX);
+	__type(key, __u32);
+	__type(value, struct xs_sample_bkt);
+} xs_sample_bkt SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XS_R__MAX);
+	__type(key, __u32);
+	__type(value, struct xs_sample_stat);
+} xs_sample_stat SEC(".maps");
+
 /* Tests only: added to xs_fixed_now_ns (clock.h), so a test moves time
  * without a reload. Never read when the clock is the kernel's.
  */

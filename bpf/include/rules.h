@@ -30,9 +30,9 @@ struct xs_rule_q {
 	__u32 lpm;			/* struct xs_psel.lpm_rules */
 };
 
-/* XS_RULE_DROP or XS_RULE_PASS for the first matching rule (counted in
- * xs_rule_stats), 0 when none matches; a limit rule: XS_RULE_LIMIT with
- * its id + 1 above the low byte.
+/* The first matching rule's action (XS_RULE_DROP, XS_RULE_PASS,
+ * XS_RULE_LIMIT) with its id + 1 above the low byte (counted in
+ * xs_rule_stats), 0 when none matches.
  *
  * Verifier: a global function, checked once on its own. Inlined, the
  * candidate loop multiplied the caller's states (every parse path) past
@@ -109,9 +109,7 @@ __attribute__((noinline)) __u32 xs_rules_match(struct xs_rule_q *q)
 			cnt->packets++;
 			cnt->bytes += q->len;
 		}
-		if (c->action == XS_RULE_LIMIT)
-			return (id + 1) << 8 | XS_RULE_LIMIT;
-		return c->action;
+		return (id + 1) << 8 | c->action;
 	}
 	return 0;
 }

@@ -349,6 +349,41 @@ struct xs_meta {
 	__u32 magic;		/* XS_META_MAGIC */
 };
 
+/* Drop samples (sample.h). One per-CPU bucket per reason, written whole by
+ * userspace (samples.py set_rate): a sample costs @cost_ns of the bucket's
+ * time and is taken while the bucket is at most @depth_ns in debt (GCRA, as
+ * struct xs_rate). 0 cost: this reason is not sampled. Once the bucket is
+ * empty, the next XS_SAMPLE_SKIP packets of the reason on this CPU do not
+ * even read the clock (a flood pays a decrement, not a helper call); the
+ * tokens keep accruing meanwhile, so this delays samples, never loses them.
+ */
+struct xs_sample_bkt {
+	__u64 cost_ns;		/* ns per sample on this CPU; 0: off */
+	__u64 depth_ns;		/* burst * cost_ns */
+	__u64 tat;		/* theoretical arrival time, ns (xs_now) */
+	__u32 rate;		/* the cap asked for, per second (for status) */
+	__u32 skip;		/* packets left to pass by unsampled, unclocked */
+};
+
+/* Per CPU and reason: samples sent, and samples lost to a full ring. */
+struct xs_sample_stat {
+	__u64 sent;
+	__u64 full;
+};
+
+/* One ring record: the head of a dropped or answered frame and why. */
+struct xs_sample {
+	__u64 ts_ns;		/* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u32 ifindex;		/* the device the frame came in on */
+	__u32 len;		/* the frame's whole length */
+	__u16 reason;		/* enum xs_reason */
+	__u16 rule;		/* rule id + 1 (rule-drop, rule-limit); 0: none */
+	__u8 action;		/* XDP action, or tc's (tc set) */
+	__u8 tc;		/* 1: from the tc program */
+	__u16 caplen;		/* bytes of data[] that are the frame's */
+	__u8 data[XS_SAMPLE_BYTES];
+};
+
 /* The numbers Python mirrors, as one enum that the object's BTF keeps (see
  * xs_abi_btf_anchor): the #defines stay the ones the code uses, and a test
  * compares each member with its Python twin, named beside it.
@@ -397,10 +432,12 @@ enum xs_abi {
 	/* limits */
 	XS_ABI_LIM_BLOCKS = XS_LIM_BLOCKS,
 	XS_ABI_LIM_BLOCKS_LPM = XS_LIM_BLOCKS_LPM,
+	XS_ABI_LIM_SOURCES = XS_LIM_SOURCES,
 	XS_ABI_BLOCK_MANUAL = XS_BLOCK_MANUAL,
 	XS_ABI_ADMIT_SLOTS = XS_ADMIT_SLOTS,
 	XS_ABI_ADMIT_SHIFT = XS_ADMIT_SHIFT,
 	XS_ABI_ADMIT_WIN = XS_ADMIT_WIN,
+	XS_ABI_ADMIT_REFRESH = XS_ADMIT_REFRESH,
 	XS_ABI_RULE_SLOTS = XS_RULE_SLOTS,
 	XS_ABI_RULES_MAX = XS_RULES_MAX,
 	XS_ABI_ACL_LIVE = XS_ACL_LIVE,
@@ -408,6 +445,10 @@ enum xs_abi {
 	/* tests/datapath/model.py: what a reply carries */
 	XS_ABI_REPLY_TTL = XS_REPLY_TTL,
 	XS_ABI_SYNACK_WINDOW = XS_SYNACK_WINDOW,
+	/* samples.py: what a sample carries */
+	XS_ABI_SAMPLE_BYTES = XS_SAMPLE_BYTES,
+	XS_ABI_V_RULE_SHIFT = XS_V_RULE_SHIFT,
+	XS_ABI_SAMPLE_SKIP = XS_SAMPLE_SKIP,
 };
 
 #endif

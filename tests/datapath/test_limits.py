@@ -136,16 +136,19 @@ class SourceModel:
     buckets: dict[str, Bucket] = field(default_factory=dict)
 
     def send(self, now: int, size: int, is_syn: bool) -> Reason | None:
+        # The admission filter, for every packet: a source seen within its
+        # window goes on (its slot refreshed when stale), any other takes
+        # the slot and passes unlimited.
+        tick = (now >> limits.ADMIT_SHIFT) & 0xFFFFFFFF
+        age = None if self.admit_tick is None else (tick - self.admit_tick) & 0xFFFFFFFF
+        if age is None or age > limits.ADMIT_WIN:
+            self.admit_tick = tick
+            return None
+        if age > limits.ADMIT_REFRESH:
+            self.admit_tick = tick
         if not self.admitted:
-            tick = (now >> limits.ADMIT_SHIFT) & 0xFFFFFFFF
-            if self.admit_tick is not None and (tick - self.admit_tick) & 0xFFFFFFFF <= (
-                limits.ADMIT_WIN
-            ):
-                self.admitted = True
-                self.buckets = self._buckets()
-            else:
-                self.admit_tick = tick
-                return None
+            self.admitted = True
+            self.buckets = self._buckets()
         wants = []
         if "pps" in self.buckets:
             wants.append(("pps", self.buckets["pps"].cost, Reason.LIMIT_PPS))
@@ -174,7 +177,10 @@ class SourceModel:
 
 packets = st.lists(
     st.tuples(
-        st.integers(0, 40_000_000),  # ns since the last packet (up to 40 ms)
+        st.one_of(
+            st.integers(0, 40_000_000),  # ns since the last packet (up to 40 ms)
+            st.integers(0, 1_500_000_000),  # or up to 1.5 s: past the admission window
+        ),
         st.integers(0, 1400),  # payload bytes
         st.booleans(),  # a SYN to the protected port (else UDP)
     ),

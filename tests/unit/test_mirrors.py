@@ -28,7 +28,7 @@ from xdpshield.ebpf import ObjectSpec, StructCodec
 from xdpshield.ebpf._libbpf import BtfType
 from xdpshield.lab import bench, stand, traffic
 from xdpshield.policy import rules
-from xdpshield.shield import cookie, datapath, limits, policy
+from xdpshield.shield import cookie, datapath, limits, policy, samples
 
 OBJ_DIR = Path(xdpshield.__file__).parent / "_obj"
 SHIELD_OBJS = ("xdpshield.o", "xdpshield_debug.o")
@@ -149,15 +149,20 @@ SHIELD_PAIRS = [
     Pair("XS_ABI_RULE_LIMIT", "policy.RULE_LIMIT", policy.RULE_LIMIT),
     Pair("XS_ABI_LIM_BLOCKS", "limits.LIM_BLOCKS", limits.LIM_BLOCKS),
     Pair("XS_ABI_LIM_BLOCKS_LPM", "limits.LIM_BLOCKS_LPM", limits.LIM_BLOCKS_LPM),
+    Pair("XS_ABI_LIM_SOURCES", "limits.LIM_SOURCES", limits.LIM_SOURCES),
     Pair("XS_ABI_BLOCK_MANUAL", "limits.BLOCK_MANUAL", limits.BLOCK_MANUAL),
     Pair("XS_ABI_ADMIT_SLOTS", "limits.ADMIT_SLOTS", limits.ADMIT_SLOTS),
     Pair("XS_ABI_ADMIT_SHIFT", "limits.ADMIT_SHIFT", limits.ADMIT_SHIFT),
     Pair("XS_ABI_ADMIT_WIN", "limits.ADMIT_WIN", limits.ADMIT_WIN),
+    Pair("XS_ABI_ADMIT_REFRESH", "limits.ADMIT_REFRESH", limits.ADMIT_REFRESH),
     Pair("XS_ABI_RULE_CANDS", "rules.CANDS", rules.CANDS),
     Pair("XS_ABI_RULE_SLOTS", "rules.SLOTS", rules.SLOTS),
     Pair("XS_ABI_RULES_MAX", "rules.RULES_MAX", rules.RULES_MAX),
     Pair("XS_ABI_REPLY_TTL", "tests.datapath.model.TTL", model.TTL),
     Pair("XS_ABI_SYNACK_WINDOW", "tests.datapath.model.SYNACK_WINDOW", model.SYNACK_WINDOW),
+    Pair("XS_ABI_SAMPLE_BYTES", "samples.SAMPLE_BYTES", samples.SAMPLE_BYTES),
+    Pair("XS_ABI_V_RULE_SHIFT", "samples.V_RULE_SHIFT", samples.V_RULE_SHIFT),
+    Pair("XS_ABI_SAMPLE_SKIP", "samples.SKIP", samples.SKIP),
 ]
 
 TRAFFIC_PAIRS = [
@@ -420,6 +425,20 @@ MIRRORS = [
     _mirror(
         "xs_block_lpm", codec("limits._BLOCK_LPM", limits._BLOCK_LPM.format, ["prefixlen", "addr"])
     ),
+    # Drop samples (shield/samples.py).
+    _mirror(
+        "xs_sample",
+        codec(
+            "samples.SAMPLE",
+            samples.SAMPLE,
+            ["ts_ns", "ifindex", "len", "reason", "rule", "action", "tc", "caplen", "data"],
+        ),
+    ),
+    _mirror(
+        "xs_sample_bkt",
+        codec("samples._BKT", samples._BKT, ["cost_ns", "depth_ns", "tat", "rate", "skip"]),
+    ),
+    _mirror("xs_sample_stat", codec("samples._STAT", samples._STAT, ["sent", "full"])),
     # traffic._mux_release: a 4-byte length, then the frame.
     Mirror("mux_frame", "traffic._mux_release", 4 + 512, {"len": 0, "data": 4}, obj="traffic.o"),
     _mirror(

@@ -1,23 +1,42 @@
-"""Running the shield unattended: run, reload, stop, daemon, metrics."""
+"""Running the shield unattended: run, reload, stop, daemon, metrics, events."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
-from prometheus_client import generate_latest, start_http_server
+from prometheus_client import generate_latest
 from rich.markup import escape
 
 from xdpshield import netns
 from xdpshield.errors import ConfigError, ConfigErrors, XdpShieldError
+from xdpshield.ops import web
 from xdpshield.ops.apply import IfaceChange
 from xdpshield.ops.daemon import Daemon, DaemonEvent
-from xdpshield.ops.events import LOG_FORMATS, EventLog
+from xdpshield.ops.events import (
+    LOG_FORMATS,
+    EventFile,
+    EventLog,
+    follow,
+    format_text,
+    parse_ts,
+    read_events,
+)
 from xdpshield.ops.metrics import registry_for
-from xdpshield.ops.service import DEFAULT_CONFIG, request_reload, run_service, stop_run
+from xdpshield.ops.service import (
+    DEFAULT_CONFIG,
+    RUNS_DIR,
+    record_paths,
+    request_reload,
+    run_service,
+    stop_run,
+)
+from xdpshield.policy.config import parse_duration
 from xdpshield.shield.core import (
     Shield,
     list_shields,
@@ -61,18 +80,21 @@ def cmd_daemon(a: argparse.Namespace) -> int:
     daemon = Daemon(shield, rotate_s=a.rotate_keys, seen_s=a.seen_rebuild, on_event=log)
     if a.metrics:
         host, port = _listen_addr(a.metrics)
-        start_http_server(
-            port, addr=host or "0.0.0.0", registry=registry_for(lambda: [daemon.shield])
-        )
-        out.print(f"metrics on http://{host or '0.0.0.0'}:{port}/metrics")
+        server = web.serve(host or "0.0.0.0", port, lambda: [daemon.shield])
+        out.print(f"metrics on {server.url}/metrics, a live page on {server.url}/")
     out.print(f"xdpshield daemon on {a.iface}: keys rotate every {daemon.rotate_s:g} s")
     daemon.run(stop)
     daemon.shield.close()
     return 0
 
 
+def events_path(config: str) -> Path:
+    """Where ``run`` of ``config`` keeps its events (beside its run record)."""
+    return record_paths(config)[0].with_suffix(".events")
+
+
 def cmd_run(a: argparse.Namespace) -> int:
-    log = EventLog(a.log_format)
+    log = EventLog(a.log_format, file=EventFile(events_path(a.config)))
     try:
         run_service(a.config, log)
     except ConfigErrors as exc:
@@ -131,6 +153,66 @@ def cmd_metrics(a: argparse.Namespace) -> int:
     return 0
 
 
+def _find_events(config: str | None) -> Path:
+    if config is not None:
+        return events_path(config)
+    default = events_path(DEFAULT_CONFIG)
+    if default.exists():
+        return default
+    found = sorted(RUNS_DIR.glob("*.events"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise XdpShieldError(
+            f"no events kept in {RUNS_DIR}: 'xdpshield run' keeps them while it runs"
+        )
+    raise XdpShieldError(
+        "the events of several runs are kept: name one with --config ("
+        + ", ".join(p.name for p in found)
+        + ")"
+    )
+
+
+def _since(text: str | None) -> float | None:
+    """A time: seconds ago ("10m", "90s", "1h") or a UTC time ("2026-12-05T13:01:56")."""
+    if text is None:
+        return None
+    try:
+        return time.time() - parse_duration(text)
+    except ConfigError:
+        pass
+    try:
+        return parse_ts(text.replace(" ", "T"))
+    except ValueError:
+        raise XdpShieldError(
+            f"--since {text!r}: expected a duration (10m, 1h) or a UTC time (2026-12-05T13:01:56)"
+        ) from None
+
+
+def cmd_events(a: argparse.Namespace) -> int:
+    path = _find_events(a.config)
+    since = _since(a.since)
+
+    def show(rec: dict[str, object]) -> None:
+        if a.iface is not None and rec.get("iface") != a.iface:
+            return
+        sys.stdout.write((json.dumps(rec) if a.json else format_text(dict(rec))) + "\n")
+
+    if not a.follow:
+        if not path.exists() and not path.with_name(path.name + ".1").exists():
+            raise XdpShieldError(f"no events kept at {path}: has 'xdpshield run' run this file?")
+        for rec in read_events(path, since=since):
+            show(rec)
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    for rec in follow(path, stop, since=since):
+        show(rec)
+        sys.stdout.flush()
+    return 0
+
+
 def add_parsers(add: AddCommand) -> None:
     """This group's subcommands."""
     sp = add("daemon", cmd_daemon, "rotate cookie keys, age verified sources, serve metrics")
@@ -150,7 +232,10 @@ def add_parsers(add: AddCommand) -> None:
         help="transparent mode: cut the seen-sources filter back to live sockets every S s",
     )
     sp.add_argument(
-        "--metrics", default="", metavar="[HOST:]PORT", help="serve Prometheus metrics (e.g. :9435)"
+        "--metrics",
+        default="",
+        metavar="[HOST:]PORT",
+        help="serve /metrics and a live page at / (e.g. 127.0.0.1:9435; :9435 is every address)",
     )
 
     sp = add(
@@ -165,7 +250,8 @@ def add_parsers(add: AddCommand) -> None:
         "--log-format",
         choices=LOG_FORMATS,
         default="text",
-        help="event log on stderr: text lines or one JSON object per line",
+        help="event log on stderr: text lines or one JSON object per line "
+        "(also kept as JSON for 'xdpshield events')",
     )
 
     sp = add("reload", cmd_reload, "make the running 'xdpshield run' re-read its config")
@@ -201,3 +287,14 @@ def add_parsers(add: AddCommand) -> None:
 
     sp = add("metrics", cmd_metrics, "print the shields' metrics in Prometheus text format")
     sp.add_argument("iface", nargs="?", default=None)
+
+    sp = add("events", cmd_events, "print the events of 'xdpshield run' (blocks, applies, ...)")
+    sp.add_argument("--config", default=None, metavar="FILE", help="as for reload")
+    sp.add_argument(
+        "--follow", "-f", action="store_true", help="then print each new event (Ctrl-C ends)"
+    )
+    sp.add_argument(
+        "--since", default=None, metavar="TIME", help="only events since: 10m, 1h, or a UTC time"
+    )
+    sp.add_argument("--iface", default=None, help="only the events of this interface")
+    sp.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -1,4 +1,5 @@
-"""The one module that touches ctypes: libbpf.so.1 and the few libc calls it needs.
+"""The one module that touches ctypes: libbpf.so.1, the few libc calls it needs,
+and libpcap's filter compiler and interpreter (``Pcap``, loaded only when used).
 
 Every foreign function gets its argtypes/restype here; the rest of the package only
 calls the thin Python wrappers below, which turn negative returns into ``OSError``
@@ -13,7 +14,7 @@ import ctypes
 import ctypes.util
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from ctypes import (
     CFUNCTYPE,
@@ -39,7 +40,9 @@ __all__ = [
     "TEST_RUN_XDP_LIVE_FRAMES",
     "Buffer",
     "Lib",
+    "Pcap",
     "lib",
+    "pcap",
 ]
 
 BTF_KIND_ENUM = 6
@@ -187,6 +190,8 @@ class BtfVarSecinfo(Structure):
 
 
 PrintFn = CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
+# ring_buffer_sample_fn: int (*)(void *ctx, void *data, size_t size)
+RingSampleFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
 
 
 def _load(name: str) -> ctypes.CDLL:
@@ -326,6 +331,11 @@ class Lib:
         fn("bpf_tc_attach", ci, [POINTER(TcHook), POINTER(TcOpts)])
         fn("bpf_tc_detach", ci, [POINTER(TcHook), POINTER(TcOpts)])
         fn("bpf_tc_query", ci, [POINTER(TcHook), POINTER(TcOpts)])
+        # ring buffers (BPF_MAP_TYPE_RINGBUF)
+        fn("ring_buffer__new", vp, [ci, RingSampleFn, vp, vp], check="ptr")
+        fn("ring_buffer__poll", ci, [vp, ci])
+        fn("ring_buffer__consume", ci, [vp])
+        fn("ring_buffer__free", None, [vp], check="none")
 
     # -- small helpers the higher layers share ------------------------------------
     @staticmethod
@@ -400,6 +410,19 @@ class Lib:
         out = dout.raw[: opts.data_size_out] if dout is not None else None
         return opts.retval, out, opts.duration
 
+    def ring_buffer(self, fd: int, on_record: Callable[[bytes], None]) -> tuple[int, Any]:
+        """ring_buffer__new on a ring map's fd: (the ring_buffer pointer, the
+        callback object, which the caller must keep alive until freed).
+        ``on_record`` gets a copy of each record while ``ring_buffer__poll`` runs."""
+
+        def cb(_ctx: int | None, data: int | None, size: int) -> int:
+            if data:
+                on_record(ctypes.string_at(data, size))
+            return 0
+
+        keep = RingSampleFn(cb)
+        return int(self.bpf.ring_buffer__new(fd, keep, None, None)), keep
+
     def xdp_query(self, ifindex: int) -> XdpQueryOpts:
         q = XdpQueryOpts(sz=ctypes.sizeof(XdpQueryOpts))
         self.bpf.bpf_xdp_query(ifindex, 0, ctypes.byref(q))
@@ -464,7 +487,90 @@ class Lib:
         return out
 
 
+class BpfProgram(Structure):
+    """libpcap's struct bpf_program: a compiled classic BPF filter."""
+
+    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", c_void_p)]
+
+
+class PcapPkthdr(Structure):
+    _fields_ = [
+        ("tv_sec", ctypes.c_long),
+        ("tv_usec", ctypes.c_long),
+        ("caplen", c_uint32),
+        ("len", c_uint32),
+    ]
+
+
+PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF
+
+
+class Pcap:
+    """libpcap's filter compiler and its interpreter, the ones tcpdump uses:
+    a filter expression is compiled on a dead handle (no device, no capture)
+    and run on bytes with ``pcap_offline_filter``."""
+
+    def __init__(self) -> None:
+        self.pcap = _load_pcap()
+        vp, ci = c_void_p, c_int
+        for name, restype, argtypes in (
+            ("pcap_open_dead", vp, [ci, ci]),
+            ("pcap_compile", ci, [vp, POINTER(BpfProgram), c_char_p, ci, c_uint32]),
+            ("pcap_geterr", c_char_p, [vp]),
+            ("pcap_offline_filter", ci, [POINTER(BpfProgram), POINTER(PcapPkthdr), c_char_p]),
+            ("pcap_freecode", None, [POINTER(BpfProgram)]),
+            ("pcap_close", None, [vp]),
+        ):
+            f = getattr(self.pcap, name)
+            f.restype, f.argtypes = restype, argtypes
+
+    def compile(self, expr: str, linktype: int, snaplen: int) -> BpfProgram:
+        """The classic BPF program of a filter expression; ValueError with
+        libpcap's message when it does not compile."""
+        handle = self.pcap.pcap_open_dead(linktype, snaplen)
+        if not handle:
+            raise OSError(f"pcap_open_dead({linktype}) failed")
+        try:
+            prog = BpfProgram()
+            rc = self.pcap.pcap_compile(
+                handle, ctypes.byref(prog), expr.encode(), 1, PCAP_NETMASK_UNKNOWN
+            )
+            if rc < 0:
+                err = self.pcap.pcap_geterr(handle) or b"cannot compile"
+                raise ValueError(err.decode(errors="replace"))
+            return prog
+        finally:
+            self.pcap.pcap_close(handle)
+
+    def matches(self, prog: BpfProgram, data: bytes, wirelen: int) -> bool:
+        hdr = PcapPkthdr(0, 0, len(data), wirelen)
+        return bool(self.pcap.pcap_offline_filter(ctypes.byref(prog), ctypes.byref(hdr), data))
+
+    def free(self, prog: BpfProgram) -> None:
+        self.pcap.pcap_freecode(ctypes.byref(prog))
+
+
+def _load_pcap() -> ctypes.CDLL:
+    names = [n for n in (ctypes.util.find_library("pcap"),) if n]
+    names += ["libpcap.so.0.8", "libpcap.so.1"]
+    for cand in names:
+        try:
+            return ctypes.CDLL(cand)
+        except OSError:
+            continue
+    raise OSError("cannot load libpcap (install libpcap0.8, which tcpdump brings)")
+
+
 _lib: Lib | None = None
+_pcap: Pcap | None = None
+
+
+def pcap() -> Pcap:
+    """The process-wide libpcap handle, loaded on first use."""
+    global _pcap
+    if _pcap is None:
+        _pcap = Pcap()
+    return _pcap
 
 
 def lib() -> Lib:

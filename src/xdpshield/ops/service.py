@@ -70,8 +70,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import start_http_server
-
 from xdpshield import __version__
 from xdpshield import netns as _ns
 from xdpshield.ebpf import ifindex_of
@@ -84,11 +82,11 @@ from xdpshield.errors import (
     NotRunning,
     XdpShieldError,
 )
+from xdpshield.ops import web
 from xdpshield.ops.apply import IfaceChange, apply_config
 from xdpshield.ops.daemon import Daemon, DaemonEvent
 from xdpshield.ops.events import EventLog
 from xdpshield.ops.fleet import FleetNode, node_name
-from xdpshield.ops.metrics import registry_for
 from xdpshield.policy.config import load_config
 from xdpshield.policy.model import Config, FleetConfig, InterfaceConfig, MetricsConfig
 from xdpshield.shield.core import (
@@ -490,19 +488,11 @@ class _Duty:
 class _MetricsServer:
     def __init__(self, mc: MetricsConfig, shields: Callable[[], list[Shield]]) -> None:
         self.config = mc
-        try:
-            self.server, self.thread = start_http_server(
-                mc.port, addr=mc.host, registry=registry_for(shields)
-            )
-        except OSError as exc:
-            raise XdpShieldError(
-                f"metrics: cannot listen on {mc.listen}: {exc.strerror or exc}"
-            ) from None
+        # /metrics, and the local page at / (ops/web.py); XdpShieldError when it cannot listen.
+        self.web = web.serve(mc.host, mc.port, shields)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.web.close()
 
 
 @dataclass

@@ -400,7 +400,7 @@ def _assign_ids(
         fp = fingerprint(r)
         old = previous.get(r.name)
         if old is not None and old[1] == fp:
-            ids[r.name] = old
+            ids[r.name] = (old[0], old[1])  # a tuple, also when read back from JSON
         else:
             fresh.append((r.name, fp))
     # New and changed rules take ids the live policy does not count with, so

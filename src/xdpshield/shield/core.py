@@ -68,6 +68,7 @@ from xdpshield.policy.ports import parse_ports
 from xdpshield.policy.rules import CompiledRules
 from xdpshield.shield import datapath, policy
 from xdpshield.shield import limits as _lim
+from xdpshield.shield import samples as _samples
 from xdpshield.shield.datapath import GuardOptions, Reason
 from xdpshield.shield.limits import Block
 from xdpshield.shield.record import HANDSHAKE_MODES, Handshake, LoadRecord
@@ -201,6 +202,11 @@ def _meta_path(iface: str, scope: str | None = None) -> Path:
 
 def _daemon_path(meta_path: Path) -> Path:
     return meta_path.with_suffix(".daemon")
+
+
+def _samples_lock(meta_path: Path) -> Path:
+    """Held by the one reader of the drop samples (capture, top)."""
+    return meta_path.with_suffix(".samples.lock")
 
 
 def _policy_path(meta_path: Path) -> Path:
@@ -675,12 +681,20 @@ class Shield:
         """Make ``lim`` the live limits at once (one switch); a later config
         apply puts the file's back."""
         with self._policy_lock():
-            record = self.applied()
-            policy.switch_limits(self.maps, lim, limit_rules=bool(record.get("limit_rules")))
+            record = self._switch_limits(lim)
             record["limits"] = lim.as_json()
             # The next apply compares the file's limits with these.
             record.setdefault("digests", {})["limits"] = policy.limits_digest(lim)
             self._write_applied(record)
+
+    def _switch_limits(self, lim: Limits) -> dict[str, Any]:
+        """Switch to ``lim`` (policy lock held); the record, its generations
+        brought up to date (so the next apply still trusts it)."""
+        record = self.applied()
+        policy.switch_limits(self.maps, lim, limit_rules=bool(record.get("limit_rules")))
+        if isinstance(record.get("gens"), dict):
+            record["gens"]["lim"] = policy.selector(self.maps).lim_gen
+        return record
 
     def blocks(self, *, expired: bool = False) -> list[Block]:
         """The blocks in force (``expired``: also those kept for their repeat window)."""
@@ -692,10 +706,9 @@ class Shield:
         """Block each prefix for its seconds, by hand."""
         with self._policy_lock():
             n = _lim.add_blocks(self.maps, prefixes)
-            record = self.applied()
-            policy.switch_limits(
-                self.maps, self.limits(), limit_rules=bool(record.get("limit_rules"))
-            )
+            record = self._switch_limits(self.limits())  # the block flags
+            if record:
+                self._write_applied(record)
             return n
 
     def del_blocks(self, prefixes: Iterable[Prefix]) -> int:
@@ -708,6 +721,29 @@ class Shield:
         if "xs_blocks" not in self.maps:
             return [], []
         return _lim.expire_blocks(self.maps, self.limits().block_repeat, now_ns=now_ns)
+
+    # -- drop samples (shield/samples.py) ---------------------------------------
+    @property
+    def has_samples(self) -> bool:
+        """Whether the shield has drop samples (one loaded by an older version has none)."""
+        return _samples.has_samples(self.maps)
+
+    def sampler(self, reasons: Iterable[Reason] | None = None) -> _samples.Sampler:
+        """A reader of the drop samples (one at a time per shield: AlreadyRunning
+        when another capture or top reads them)."""
+        return _samples.Sampler(self.maps, reasons=reasons, lock=_samples_lock(self.meta_path))
+
+    def sample_rates(self) -> dict[Reason, int]:
+        """Each reason's cap on samples per second (0: off)."""
+        return _samples.rates(self.maps)
+
+    def set_sample_rate(self, rate: int, reasons: Iterable[Reason] | None = None) -> None:
+        """Cap the samples of ``reasons`` (default: all) at ``rate`` per second; 0: off."""
+        _samples.set_rate(self.maps, rate, reasons)
+
+    def sample_counts(self) -> dict[Reason, tuple[int, int]]:
+        """Per reason: (samples sent, samples lost to a full ring), since load."""
+        return _samples.sample_counts(self.maps)
 
     # -- housekeeping (the daemon's duties) ---------------------------------------
     def rotate_keys(self) -> int | None:
@@ -838,6 +874,7 @@ class _Install:
         maps = self.coll.maps
         # Keys are rotated only when none is live: kept keys stay.
         datapath.init_maps(maps, ports)
+        _samples.init_samples(maps)
         policy.init_policy(maps)
         refresh_host_view(maps, self.iface)
         # Sockets from before the shield (a TIME_WAIT; in reset mode any
@@ -964,7 +1001,7 @@ def _remove_pins(pin_dir: Path, meta: Path, *, keep: Iterable[str] = ()) -> None
         with contextlib.suppress(OSError):
             pin_dir.rmdir()  # only when empty: nothing kept
     # The policy lock goes too: a writer holding it keeps its open file.
-    for path in (meta, _policy_path(meta), meta.with_suffix(".lock")):
+    for path in (meta, _policy_path(meta), meta.with_suffix(".lock"), _samples_lock(meta)):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     # Leave no empty per-namespace directories behind.

@@ -36,6 +36,7 @@ __all__ = [
     "OPTIONAL_PINS",
     "PIN_MAPS",
     "POLICY_MAPS",
+    "SAMPLE_MAPS",
     "CpuState",
     "GuardOptions",
     "Meta",
@@ -141,6 +142,9 @@ POLICY_MAPS = (
 #: by an unload like the cookie keys), ceilings.
 LIMIT_MAPS = ("xs_src", "xs_blocks", "xs_blocks_lpm", "xs_ceil")
 
+#: Drop samples (shield/samples.py): the ring, the caps, the counts.
+SAMPLE_MAPS = ("xs_samples", "xs_sample_bkt", "xs_sample_stat")
+
 #: Maps pinned under the shield's directory, so other processes can reopen them
 #: (the daemon rotates xs_keys and ages xs_verified through the pins).
 PIN_MAPS = (
@@ -155,10 +159,20 @@ PIN_MAPS = (
     "xs_cpu",
     *POLICY_MAPS,
     *LIMIT_MAPS,
+    *SAMPLE_MAPS,
 )
 # Pinned since a later version: a shield loaded before it runs without them.
 OPTIONAL_PINS = frozenset(
-    {"xs_seen", "xs_listen", "xs_local", "xs_ifinfo", "xs_cpu", *POLICY_MAPS, *LIMIT_MAPS}
+    {
+        "xs_seen",
+        "xs_listen",
+        "xs_local",
+        "xs_ifinfo",
+        "xs_cpu",
+        *POLICY_MAPS,
+        *LIMIT_MAPS,
+        *SAMPLE_MAPS,
+    }
 )
 
 #: How often the daemon should call :func:`rotate_keys` unless configured.
@@ -672,10 +686,14 @@ def init_maps(maps: Maps, ports: Iterable[int]) -> None:
 
 
 def read_stats(maps: Maps) -> dict[Reason, tuple[int, int]]:
-    """(packets, bytes) per reason, summed over CPUs."""
+    """(packets, bytes) per reason, summed over CPUs (a reason newer than
+    the running object: zeros)."""
     stats = maps["xs_stats"].typed(UInt(4), _COUNTER)
     out: dict[Reason, tuple[int, int]] = {}
     for reason in Reason:
+        if reason >= stats.max_entries:
+            out[reason] = (0, 0)
+            continue
         pk, by = sum_percpu(stats.lookup_percpu(int(reason)))
         out[reason] = (pk, by)
     return out

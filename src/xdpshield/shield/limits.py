@@ -35,6 +35,7 @@ __all__ = [
     "BLOCK_MANUAL",
     "LIM_BLOCKS",
     "LIM_BLOCKS_LPM",
+    "LIM_SOURCES",
     "Block",
     "Source",
     "add_blocks",
@@ -55,9 +56,9 @@ Maps = Mapping[str, Map[Any, Any]]
 NS = 1_000_000_000
 BPS_SHIFT = 8  # struct xs_limits.bps.cost: ns per byte << 8
 BPS_MIN_DEPTH = 65536  # bytes: the bps bucket holds one second, at least this
-LIM_BLOCKS, LIM_BLOCKS_LPM = 0x1, 0x2  # consts.h XS_LIM_*
+LIM_BLOCKS, LIM_BLOCKS_LPM, LIM_SOURCES = 0x1, 0x2, 0x4  # consts.h XS_LIM_*
 BLOCK_MANUAL = 0x1  # consts.h XS_BLOCK_MANUAL
-ADMIT_SLOTS, ADMIT_SHIFT, ADMIT_WIN = 1 << 20, 20, 954  # consts.h XS_ADMIT_*
+ADMIT_SLOTS, ADMIT_SHIFT, ADMIT_WIN, ADMIT_REFRESH = 1 << 16, 20, 954, 64  # consts.h XS_ADMIT_*
 
 _RATE = struct.Struct("=QQ")  # struct xs_rate: cost, depth
 # struct xs_limits: flags, plen4, plen6, pad; pps, bps, syn; block_after, ttl,
@@ -104,6 +105,8 @@ def limits_bytes(lim: Limits, ncpus: int, flags: int) -> bytes:
     ]
     if lim.block_after is not None:
         flags |= LIM_BLOCKS
+    if lim.pps or lim.bps or lim.syn_pps or lim.block_after is not None:
+        flags |= LIM_SOURCES
     return _LIMITS.pack(
         flags,
         lim.prefix4,

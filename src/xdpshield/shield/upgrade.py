@@ -53,6 +53,7 @@ from xdpshield.objects import object_digest, shield_object
 from xdpshield.policy.model import Policy
 from xdpshield.shield import datapath
 from xdpshield.shield import policy as _policy
+from xdpshield.shield import samples as _samples
 from xdpshield.shield.core import (
     STATE_MAPS,
     TC_HANDLE,
@@ -315,6 +316,12 @@ def _fill(
     for name in report.migrated:
         _copy(shield.maps[name], new[name])
     datapath.init_maps(new, ports)  # a kept key stays: rotated only when none is live
+    if "xs_sample_bkt" in new and "xs_sample_bkt" not in report.kept:
+        # Buckets made anew hold no cap: sampling would be off.
+        rates = shield.sample_rates() if shield.has_samples else {}
+        _samples.init_samples(new)
+        for reason, rate in rates.items():
+            _samples.set_rate(new, rate, [reason])
     refresh_host_view(new, shield.iface)
     if "xs_seen" in new and "xs_seen" not in report.kept:
         datapath.mark_seen(new, socket_peers())

@@ -25,6 +25,8 @@ baseline object and the restore harness), ``micro`` (the test-run verdict
 paths), ``receivers`` and ``live`` (floods on the stand against each
 baseline), ``handshake`` (the cost of a real handshake), ``policy`` (the
 policy stages: list and rule lookups, floods policy drops, loads),
+``limits`` (per-source limits: cost on vs off, floods they drop, time to
+block, memory per table), ``samples`` (what drop samples cost),
 ``fleet`` (shields sharing keys, lists and blocks through Redis),
 ``results`` and ``report`` (what is measured and how it is written).
 """
@@ -41,6 +43,7 @@ from xdpshield.lab.bench.fleet import run_fleet
 from xdpshield.lab.bench.frames import ack_frame, parse_synack, syn_frame
 from xdpshield.lab.bench.handshake import HandshakeConfig, run_handshakes
 from xdpshield.lab.bench.harness import BENCH_FRAME_MAX, OBJ_DIR, SinkKind, load_shield, read_sink
+from xdpshield.lab.bench.limits import LimitsConfig, run_limits, run_limits_live
 from xdpshield.lab.bench.live import (
     DROP_KINDS,
     DROP_RECEIVERS,
@@ -52,6 +55,7 @@ from xdpshield.lab.bench.micro import Case, MicroConfig, run_microbench
 from xdpshield.lab.bench.policy import PolicyConfig, run_policy, run_policy_live
 from xdpshield.lab.bench.report import format_markdown, write_outputs
 from xdpshield.lab.bench.results import Goal, Progress, Result, no_progress
+from xdpshield.lab.bench.samples import run_samples
 
 __all__ = [
     "BENCH_FRAME_MAX",
@@ -62,6 +66,7 @@ __all__ = [
     "Case",
     "Goal",
     "HandshakeConfig",
+    "LimitsConfig",
     "LiveConfig",
     "MicroConfig",
     "PolicyConfig",
@@ -76,10 +81,13 @@ __all__ = [
     "run_bench",
     "run_fleet",
     "run_handshakes",
+    "run_limits",
+    "run_limits_live",
     "run_live",
     "run_microbench",
     "run_policy",
     "run_policy_live",
+    "run_samples",
     "syn_frame",
     "write_outputs",
 ]
@@ -122,11 +130,14 @@ def run_bench(
     stages: list[tuple[float, Callable[[Progress], list[Result]]]] = [
         (3.0, lambda p: run_microbench(cfg, p)),
         (1.5, lambda p: run_policy(quick, p, micro)),
+        (0.2, lambda p: run_limits(quick, p)),
+        (0.5, lambda p: run_samples(quick, p, micro, live_cfg, live=live)),
     ]
     if live:
         stages += [
             (5.0, lambda p: run_live(quick, p, live_cfg)),
             (1.5, lambda p: run_policy_live(quick, p, live_cfg)),
+            (2.5, lambda p: run_limits_live(quick, p, live_cfg)),
             (0.7, lambda p: run_handshakes(quick, p)),
             (0.7, lambda p: run_fleet(quick, p)),
         ]
