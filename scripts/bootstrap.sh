@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # and pcapng tests; nothing of the product needs them (libpcap: capture --filter).
 APT_PKGS=(clang llvm libbpf-dev bpftool iproute2 ethtool tcpdump hping3
 	nftables iptables xdp-tools linux-libc-dev curl netcat-openbsd iputils-ping make
-	dnsmasq-base bind9-dnsutils ntpsec-ntpdig chromium tmux libpcap0.8 tshark)
+	dnsmasq-base bind9-dnsutils ntpsec-ntpdig chromium tmux libpcap0.8 tshark
+	redis-server)
 VENV=.venv
 PY=${PYTHON:-python3}
 
@@ -35,6 +36,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 	"$VENV/bin/pip" install -q --upgrade pip
-	"$VENV/bin/pip" install -q -e ".[dev,lab]"
+	"$VENV/bin/pip" install -q -e ".[dev,lab,fleet]"
 	echo "$want" >"$stamp"
 fi

@@ -14,7 +14,7 @@ from rich.markup import escape
 from xdpshield import __version__
 from xdpshield.errors import ConfigError, XdpShieldError
 
-from . import lab, limits, observe, ops, policy, shield
+from . import fleet, lab, limits, observe, ops, policy, shield
 from ._console import err
 
 __all__ = ["build_parser", "main"]
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=fn)
         return sp
 
-    for group in (shield, policy, limits, observe, ops, lab):
+    for group in (shield, policy, limits, observe, ops, fleet, lab):
         group.add_parsers(add)
     return p
 

@@ -64,8 +64,12 @@ class Daemon:
         on_event: Callable[[DaemonEvent], None] | None = None,
         check_s: float = 1.0,
         absent_s: float = 3.0,
+        rotate: bool = True,
     ) -> None:
         self.shield = shield
+        #: False: someone else owns the cookie keys (the fleet duty,
+        #: ops/fleet.py, installs the fleet's): this daemon never rotates them.
+        self.rotate = rotate
         # `is None`, not falsiness: 0 is a period the check below refuses.
         self.rotate_s = float(
             rotate_s if rotate_s is not None else shield.record.options.key_rotation_s
@@ -98,7 +102,7 @@ class Daemon:
     def step(self, now: float, next_rotate: float, next_age: float) -> tuple[float, float]:
         """Do what is due at ``now`` (monotonic seconds); return the next due times."""
         shield = self.shield
-        if now >= next_rotate:
+        if self.rotate and now >= next_rotate:
             self._emit(DaemonEvent("rotated", epoch=shield.rotate_keys()))
             next_rotate = now + self.rotate_s
         if now >= next_age:

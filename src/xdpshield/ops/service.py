@@ -86,8 +86,9 @@ from xdpshield.ops import web
 from xdpshield.ops.apply import IfaceChange, apply_config
 from xdpshield.ops.daemon import Daemon, DaemonEvent
 from xdpshield.ops.events import EventLog
+from xdpshield.ops.fleet import FleetNode, node_name
 from xdpshield.policy.config import load_config
-from xdpshield.policy.model import Config, InterfaceConfig, MetricsConfig
+from xdpshield.policy.model import Config, FleetConfig, InterfaceConfig, MetricsConfig
 from xdpshield.shield.core import (
     RUN_DIR,
     Shield,
@@ -433,12 +434,15 @@ def sd_notify(state: str) -> bool:
 class _Duty:
     """One shield's Daemon, in its own thread."""
 
-    def __init__(self, key: ShieldKey, shield: Shield, log: EventLog) -> None:
+    def __init__(
+        self, key: ShieldKey, shield: Shield, log: EventLog, *, rotate: bool = True
+    ) -> None:
         self.key = key
         self.log = log
         self.iface = shield.iface
         self.stop = threading.Event()
-        self.daemon = Daemon(shield, on_event=self._event)
+        # rotate False: the fleet duty owns the cookie keys (ops/fleet.py).
+        self.daemon = Daemon(shield, on_event=self._event, rotate=rotate)
         self.error: BaseException | None = None
         self.unloaded = False
         self.thread = threading.Thread(
@@ -520,6 +524,8 @@ class Service:
         self.metrics: _MetricsServer | None = None
         self.lock: RunLock | None = None
         self._duties_lock = threading.Lock()  # the metrics thread reads the duties
+        #: [fleet]: this run's node (keys, lists and blocks shared; ops/fleet.py).
+        self.fleet: FleetNode | None = None
 
     # -- start and stop
 
@@ -533,9 +539,11 @@ class Service:
             self.log("starting", config=self.lock.config, pid=os.getpid(), version=__version__)
             if cfg.metrics.enabled:
                 self.metrics = _MetricsServer(cfg.metrics, self.shields)
+            self._fleet_cfg = cfg.fleet  # before any duty: the fleet owns the keys
             changes = apply_config(cfg, upgrade=True)
             try:
                 self._commit(cfg, changes, initial=True)
+                self._start_fleet(cfg)
             except BaseException:
                 # Nothing half-done: what this start loaded goes again.
                 for ch in changes:
@@ -556,6 +564,9 @@ class Service:
         shields stay attached and pinned: the data path goes on alone."""
         if not quiet:
             self.notify("STOPPING=1")
+        if self.fleet is not None:
+            self.fleet.close()
+            self.fleet = None
         with self._duties_lock:
             duties = list(self.state.duties.values())
             self.state.duties = {}
@@ -679,7 +690,7 @@ class Service:
                 continue
             d.shield.close()
             with self._duties_lock:
-                self.state.duties[key] = _Duty(key, shield, self.log)
+                self.state.duties[key] = _Duty(key, shield, self.log, rotate=self._own_keys)
             self.log("duty-restarted", iface=key[1])
 
     # -- reload
@@ -774,6 +785,9 @@ class Service:
             if d is None:
                 self._serve_shield(key, shield)
         self.state.gone = {}  # the apply found every interface of the file
+        if not initial and self.state.config is not None and cfg.fleet != self._fleet_cfg:
+            warnings.append("[fleet] changed: takes effect at the next start of run")
+            self.log("restart-needed", level="warning", key="fleet")
         metrics_warning = self._switch_metrics(cfg.metrics) if not initial else None
         if metrics_warning:
             warnings.append(metrics_warning)
@@ -792,7 +806,7 @@ class Service:
                 why="another xdpshield daemon serves this shield too: stop it",
             )
         with self._duties_lock:
-            self.state.duties[key] = _Duty(key, shield, self.log)
+            self.state.duties[key] = _Duty(key, shield, self.log, rotate=self._own_keys)
 
     def _log_change(self, ch: IfaceChange, shield: Shield, *, initial: bool) -> None:
         fields: dict[str, Any] = {"netns": ch.netns, "prog_id": shield.program.id}
@@ -833,6 +847,23 @@ class Service:
                 else "same" if shield.record.object_sha256 else "unknown"
             )  # fmt: skip
         self.log(event, iface=ch.iface, **fields)
+
+    # -- the fleet (ops/fleet.py)
+
+    _fleet_cfg: FleetConfig | None = None
+
+    @property
+    def _own_keys(self) -> bool:
+        """Whether each shield's daemon rotates its keys (not in a fleet)."""
+        return self._fleet_cfg is None
+
+    def _start_fleet(self, cfg: Config) -> None:
+        """Join the fleet before "ready": its keys, lists and blocks are in
+        every shield when the run says it serves."""
+        if cfg.fleet is None:
+            return
+        self.fleet = FleetNode(cfg.fleet, node_name(cfg), self.shields, self.log)
+        self.fleet.start()
 
     def _switch_metrics(self, mc: MetricsConfig) -> str | None:
         old = self.metrics

@@ -33,6 +33,7 @@ from xdpshield.policy.model import (
     TCP_FLAGS,
     Action,
     Config,
+    FleetConfig,
     Hygiene,
     InterfaceConfig,
     Limits,
@@ -98,8 +99,16 @@ _PROTO_NAME = {n: name for name, n in reversed(list(PROTOCOLS.items()))}  # firs
 #: What hygiene checks by itself: protocols_drop may not name these.
 _OWN_CHECKS = frozenset({PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6})
 
-_TOP = ("allow", "deny", "hygiene", "interface", "limits", "metrics", "rule")
+_TOP = ("allow", "deny", "fleet", "hygiene", "interface", "limits", "metrics", "rule")
 _METRICS_KEYS = ("enabled", "listen")
+_FLEET_KEYS = (
+    "endpoints", "key_period", "lease", "name", "node", "password_file", "start_timeout",
+    "tls_ca", "tls_cert", "tls_key", "username",
+)  # fmt: skip
+_FLEET_NAME = re.compile(r"[A-Za-z0-9_.:/@-]{1,128}")
+_FLEET_ENDPOINT = re.compile(
+    r"rediss?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?(/[0-9]{1,2})?"
+)
 _INTERFACE_KEYS = ("handshake", "mode", "name", "netns", "protect", "rst_pps", "syn_flood_pps")
 _LIST_KEYS = ("files", "prefixes")
 _ENTRY_KEYS = ("prefix", "ttl")
@@ -829,7 +838,84 @@ class _Loader:
         limits = self.limits(doc.get("limits", {}), limit_rules)
         policy = Policy(allow=allow, deny=deny, hygiene=hygiene, rules=rules, limits=limits)
         metrics = self.metrics(doc.get("metrics", {}))
-        return Config(path=self.file, interfaces=interfaces, policy=policy, metrics=metrics)
+        fleet = self.fleet(doc["fleet"]) if "fleet" in doc else None
+        return Config(
+            path=self.file, interfaces=interfaces, policy=policy, metrics=metrics, fleet=fleet
+        )
+
+    def fleet(self, raw: object) -> FleetConfig | None:
+        """``[fleet]``: the store this run shares keys, lists and blocks through."""
+        p: _Path = ("fleet",)
+        t = self.table(p, raw, _FLEET_KEYS, "[fleet]")
+        if not t and isinstance(raw, dict) and not raw:
+            self.err(p, '[fleet] needs endpoints = ["redis://HOST:PORT", ...]')
+            return None
+        kw: dict[str, Any] = {}
+        ok = True
+        if "endpoints" not in t:
+            if isinstance(raw, dict):
+                self.err(p, '[fleet] needs endpoints = ["redis://HOST:PORT", ...]')
+            ok = False
+        else:
+            eps: list[str] = []
+            items = self.array((*p, "endpoints"), t["endpoints"], "redis:// or rediss:// URLs")
+            for ip, v in items:
+                e = self.string(ip, v)
+                if e is None:
+                    ok = False
+                elif not _FLEET_ENDPOINT.fullmatch(e):
+                    self.err(ip, f"{e!r} is not redis://HOST[:PORT][/DB] or rediss://...")
+                    ok = False
+                else:
+                    eps.append(e)
+            if ok and not eps:
+                self.err((*p, "endpoints"), "must name at least one store")
+                ok = False
+            elif ok and len({e.startswith("rediss://") for e in eps}) > 1:
+                self.err((*p, "endpoints"), "mixes redis:// and rediss://: all TLS or none")
+                ok = False
+            kw["endpoints"] = tuple(eps)
+        for key in ("name", "node", "username"):
+            if key in t and (v := self.string((*p, key), t[key])) is not None:
+                if not _FLEET_NAME.fullmatch(v):
+                    self.err((*p, key), f"{v!r}: 1-128 of A-Z a-z 0-9 _ . : / @ -")
+                    ok = False
+                kw[key] = v
+        for key, field_ in (("key_period", "key_period_s"), ("lease", "lease_s"),
+                            ("start_timeout", "start_timeout_s")):  # fmt: skip
+            if key in t:
+                sec = self.duration((*p, key), t[key])
+                if sec is None:
+                    ok = False
+                    continue
+                lo, hi = (2.0, 86400.0) if key == "key_period" else (1.0, 600.0)
+                if not lo <= sec <= hi:
+                    self.err((*p, key), f"{_seconds(sec)} is outside {_seconds(lo)}-{_seconds(hi)}")
+                    ok = False
+                kw[field_] = sec
+        for key in ("tls_ca", "tls_cert", "tls_key", "password_file"):
+            if key in t and (v := self.string((*p, key), t[key])) is not None:
+                path = os.path.join(self.dir, v)
+                if not os.access(path, os.R_OK):
+                    self.err((*p, key), f"{path}: no such readable file")
+                    ok = False
+                kw[key] = path
+        tls_files = [k for k in ("tls_ca", "tls_cert", "tls_key") if k in t]
+        if tls_files and ok and not all(e.startswith("rediss://") for e in kw["endpoints"]):
+            self.err(
+                (*p, tls_files[0]),
+                "TLS files are set but the endpoints are redis://: write rediss:// "
+                "(else cookie keys travel in the clear)",
+            )
+            ok = False
+        if ("tls_cert" in t) != ("tls_key" in t):
+            self.err((*p, "tls_cert" if "tls_cert" in t else "tls_key"),
+                     "tls_cert and tls_key go together")  # fmt: skip
+            ok = False
+        if ok and kw.get("lease_s", 5.0) * 2 > kw.get("key_period_s", 60.0):
+            self.err((*p, "lease"), "must be at most half of key_period")
+            ok = False
+        return FleetConfig(**kw) if ok else None
 
     def metrics(self, raw: object) -> MetricsConfig:
         """``[metrics]``: what ``xdpshield run`` serves, and where."""

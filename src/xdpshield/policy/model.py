@@ -40,6 +40,7 @@ __all__ = [
     "TCP_FLAGS",
     "Action",
     "Config",
+    "FleetConfig",
     "Hygiene",
     "InterfaceConfig",
     "Limits",
@@ -289,6 +290,36 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class FleetConfig:
+    """``[fleet]``: shields on several machines sharing cookie keys, lists and
+    blocks through a Redis server (ops/fleet.py). No secret is held here:
+    the password is read from ``password_file`` when the run connects."""
+
+    #: redis://HOST:PORT or rediss://HOST:PORT (TLS), tried in order.
+    endpoints: tuple[str, ...]
+    #: The fleet's name: the prefix of every key it keeps in the store.
+    name: str = "xdpshield"
+    #: This node's name in the fleet (default: the host name and the first
+    #: interface, see ops/fleet.py node_name).
+    node: str | None = None
+    #: The fleet's cookie key period (every node rotates at the same moment).
+    key_period_s: float = 60.0
+    #: How long the key leader's election holds without renewal.
+    lease_s: float = 5.0
+    #: How long a start waits for the store before serving alone.
+    start_timeout_s: float = 10.0
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return all(e.startswith("rediss://") for e in self.endpoints)
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole config file."""
 
@@ -296,3 +327,5 @@ class Config:
     interfaces: tuple[InterfaceConfig, ...] = ()
     policy: Policy = field(default_factory=Policy)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    #: None: this run is no fleet's node.
+    fleet: FleetConfig | None = None

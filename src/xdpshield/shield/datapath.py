@@ -49,6 +49,7 @@ __all__ = [
     "get_ports",
     "init_maps",
     "key_age_s",
+    "key_slots",
     "read_stats",
     "rebuild_seen",
     "rotate_keys",
@@ -58,6 +59,7 @@ __all__ = [
     "set_mac",
     "set_ports",
     "verified_sources",
+    "write_key_slot",
 ]
 
 Maps = Mapping[str, Map[Any, Any]]
@@ -462,6 +464,34 @@ def set_keys(maps: Maps, current: bytes, previous: bytes | None = None, epoch: i
     else:
         m.update(prev_epoch & 1, (previous, prev_epoch, 1, int(time.time())))
     m.update(epoch & 1, (current, epoch, 1, int(time.time())))
+
+
+def key_slots(maps: Maps) -> dict[int, tuple[bytes, int]]:
+    """slot -> (key, epoch) of the live key slots. For the fleet duty
+    (ops/fleet.py), which compares them with the fleet's keys: never print
+    or log what this returns."""
+    m = _keys(maps)
+    out: dict[int, tuple[bytes, int]] = {}
+    for slot in (0, 1):
+        key, epoch, live, _ = m.lookup(slot)
+        if live:
+            out[slot] = (key, epoch)
+    return out
+
+
+def write_key_slot(maps: Maps, slot: int, key: bytes, epoch: int) -> None:
+    """Write ``key`` into ``slot`` (0 or 1) labelled ``epoch``; live at once.
+
+    The data path mints with the slot whose epoch is newest and checks an
+    ACK with the slot its cookie names, whatever that slot's epoch. So a key
+    written into the other slot under an *older* epoch is checked but not
+    yet minted with (the fleet stages the next key that way on every node
+    before any node mints with it); relabelling it with its real epoch
+    later makes it the one minted with. Keys are never returned or logged.
+    """
+    if slot not in (0, 1) or len(key) != 16:
+        raise ConfigError(f"key slot {slot}: a slot is 0 or 1 and a key 16 bytes", key="keys")
+    _keys(maps).update(slot, (key, epoch & 0xFFFFFFFF, 1, int(time.time())))
 
 
 # -- verified sources --------------------------------------------------------------

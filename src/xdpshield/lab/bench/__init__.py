@@ -27,6 +27,7 @@ baseline), ``handshake`` (the cost of a real handshake), ``policy`` (the
 policy stages: list and rule lookups, floods policy drops, loads),
 ``limits`` (per-source limits: cost on vs off, floods they drop, time to
 block, memory per table), ``samples`` (what drop samples cost),
+``fleet`` (shields sharing keys, lists and blocks through Redis),
 ``results`` and ``report`` (what is measured and how it is written).
 """
 
@@ -38,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from xdpshield.lab.bench.fleet import run_fleet
 from xdpshield.lab.bench.frames import ack_frame, parse_synack, syn_frame
 from xdpshield.lab.bench.handshake import HandshakeConfig, run_handshakes
 from xdpshield.lab.bench.harness import BENCH_FRAME_MAX, OBJ_DIR, SinkKind, load_shield, read_sink
@@ -77,6 +79,7 @@ __all__ = [
     "parse_synack",
     "read_sink",
     "run_bench",
+    "run_fleet",
     "run_handshakes",
     "run_limits",
     "run_limits_live",
@@ -136,6 +139,7 @@ def run_bench(
             (1.5, lambda p: run_policy_live(quick, p, live_cfg)),
             (2.5, lambda p: run_limits_live(quick, p, live_cfg)),
             (0.7, lambda p: run_handshakes(quick, p)),
+            (0.7, lambda p: run_fleet(quick, p)),
         ]
     total = sum(w for w, _ in stages)
     results: list[Result] = []
