@@ -31,9 +31,18 @@ static __always_inline __u64 xs_sip_tail(__u32 tick, __u32 mss_idx, __u64 len)
 	return (__u64)tick | (__u64)mss_idx << 32 | len << 56;
 }
 
-/* The cookie clock's tick now. */
+/* The cookie clock's tick at @now_ns (xs_now()). The cookie clock is the
+ * wall clock (xs_now() + xs_clock's offset): machines do not share their
+ * monotonic clocks, and a fleet's nodes must agree on a cookie's tick. An
+ * array lookup: inlined, no call.
+ */
 static __always_inline __u32 xs_cookie_tick(__u64 now_ns)
 {
+	__u32 zero = 0;
+	__u64 *off = bpf_map_lookup_elem(&xs_clock, &zero);
+
+	if (off)
+		now_ns += *off;
 	return (__u32)(now_ns >> XS_COOKIE_TICK_NS_SHIFT);
 }
 

@@ -319,6 +319,17 @@ struct {
 	__type(value, struct xs_sample_stat);
 } xs_sample_stat SEC(".maps");
 
+/* CLOCK_TAI - CLOCK_MONOTONIC (ns), written by userspace at load and by
+ * the daemon: the cookie's clock is the wall clock (cookie.h), the same on
+ * every machine NTP keeps, so a fleet's nodes agree on a cookie's tick.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} xs_clock SEC(".maps");
+
 /* Tests only: added to xs_fixed_now_ns (clock.h), so a test moves time
  * without a reload. Never read when the clock is the kernel's.
  */

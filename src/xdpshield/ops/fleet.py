@@ -32,11 +32,12 @@ its own ("rotated alone", logged); back with the store, it takes the fleet's
 keys again. Keys are never logged; with rediss:// endpoints they travel
 only inside TLS.
 
-XXX: the cookie's tick comes from the data path's CLOCK_MONOTONIC (about 69
-s, cookie.h), which machines do not share: across machines a cookie's tick
-bit means different ticks, and a cross-node ACK fails. On the stand (one
-kernel) it holds. Putting the cookie tick on a shared clock (TAI, or an
-offset the fleet publishes) is a data-path change still to make.
+The cookie's tick (about 69 s, cookie.h) is counted on the wall clock:
+the data path adds CLOCK_TAI - CLOCK_MONOTONIC (``datapath.set_clock``,
+written at load and refreshed by the daemon) to its monotonic clock, so
+nodes that NTP keeps in step agree on a cookie's tick whatever their boot
+times (tests/datapath/test_cookie_clock.py: two loads with monotonic
+clocks a tick and a half apart).
 
 Lists and blocks. Each node reads its shields' live allow/deny entries (the
 ones edited live, not the config file's) and its blocks (automatic or by

@@ -1013,9 +1013,10 @@ def _remove_pins(pin_dir: Path, meta: Path, *, keep: Iterable[str] = ()) -> None
 
 def refresh_host_view(maps: Mapping[str, Map[Any, Any]], iface: str) -> None:
     """Tell the data path what this namespace is now: its addresses (local
-    and broadcast), the interface's MAC and the ports something listens on.
-    The daemon calls it again periodically; the data path also marks a
-    listener it finds itself."""
+    and broadcast), the interface's MAC, the ports something listens on, and
+    the cookie clock's offset (NTP may slew it). The daemon calls it again
+    periodically; the data path also marks a listener it finds itself."""
+    datapath.set_clock(maps)
     addrs: dict[str, int] = {}
     with IPRoute() as ipr:
         for msg in ipr.get_addr():

@@ -53,6 +53,7 @@ __all__ = [
     "read_stats",
     "rebuild_seen",
     "rotate_keys",
+    "set_clock",
     "set_keys",
     "set_listening",
     "set_local_addresses",
@@ -157,6 +158,7 @@ PIN_MAPS = (
     "xs_local",
     "xs_ifinfo",
     "xs_cpu",
+    "xs_clock",
     *POLICY_MAPS,
     *LIMIT_MAPS,
     *SAMPLE_MAPS,
@@ -168,6 +170,7 @@ OPTIONAL_PINS = frozenset(
         "xs_listen",
         "xs_local",
         "xs_ifinfo",
+        "xs_clock",
         "xs_cpu",
         *POLICY_MAPS,
         *LIMIT_MAPS,
@@ -648,6 +651,20 @@ def set_local_addresses(maps: Maps, addrs: Mapping[str, int]) -> None:
 def local_addresses(maps: Maps) -> dict[Address, int]:
     m = maps["xs_local"].typed(_VKEY, UInt(4))
     return {_addr_of(k): cast(int, v) for k, v in m.items()}
+
+
+def clock_offset_ns() -> int:
+    """CLOCK_TAI - CLOCK_MONOTONIC now: what turns the data path's clock
+    into the wall clock the cookies' ticks are counted on."""
+    return time.clock_gettime_ns(time.CLOCK_TAI) - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def set_clock(maps: Maps, offset_ns: int | None = None) -> None:
+    """Write the cookie clock's offset (default: :func:`clock_offset_ns`);
+    a shield too old to have ``xs_clock`` counts ticks on its monotonic clock."""
+    if "xs_clock" in maps:
+        off = clock_offset_ns() if offset_ns is None else offset_ns
+        maps["xs_clock"].typed(UInt(4), UInt(8)).update(0, off & 0xFFFFFFFFFFFFFFFF)
 
 
 def set_mac(maps: Maps, mac: str | None) -> None:
