@@ -34,8 +34,10 @@ def handshake(offset_a: int, offset_b: int) -> Reason:
         ran = a.run(syn(eth() / IP(src=CLIENT4, dst=SERVER4), OPTION_SETS["linux"], seq=7))
         assert (ran.verdict, ran.reason) == (XDP_TX, Reason.SYN_COOKIE_SENT)
         synack = Ether(ran.frame)
-        ack = eth() / IP(src=CLIENT4, dst=SERVER4) / TCP(
-            sport=40000, dport=PORT, flags="A", seq=8, ack=synack[TCP].seq + 1
+        ack = (
+            eth()
+            / IP(src=CLIENT4, dst=SERVER4)
+            / TCP(sport=40000, dport=PORT, flags="A", seq=8, ack=synack[TCP].seq + 1)
         )
         return b.run(ack).reason
 
