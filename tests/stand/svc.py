@@ -94,18 +94,3 @@ def listener(stand: Stand, port: int = PORT) -> Iterator[socket.socket]:
         ls.bind((stand.addr("server", 4), port))
         ls.listen(16)
         yield ls
-
-
-def accepted_from(ls: socket.socket, sport: int, timeout_s: float) -> bool:
-    """Whether the listener hands out the connection from client port ``sport``."""
-    deadline = time.monotonic() + timeout_s
-    while (left := deadline - time.monotonic()) > 0:
-        ls.settimeout(left)
-        try:
-            c, peer = ls.accept()
-        except TimeoutError:
-            return False
-        c.close()
-        if peer[1] == sport:
-            return True
-    return False

@@ -46,13 +46,14 @@ from tests.conftest import ROOT, VethPair, obj_path
 from xdpshield import netns
 from xdpshield.ebpf import ObjectSpec, attach_xdp, bpffs_root, query_xdp
 from xdpshield.errors import NotAttached, XdpShieldError
+from xdpshield.lab.fleet import accepted
 from xdpshield.lab.stand import Stand
 from xdpshield.lab.traffic import flood, serve_http
 from xdpshield.ops import service
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
 
-from .svc import HalfOpen, ObjectFarm, accepted_from, listener
+from .svc import HalfOpen, ObjectFarm, listener
 from .test_policy_stand import echo_server, in_background, xdpshield
 
 METRICS_PORT = 19436
@@ -517,7 +518,7 @@ def test_handshake_answered_before_a_sigkill_completes_after_it(
                     valid = s.stats()[Reason.ACK_VALID][0]
                 half.ack()
                 half.close()
-                assert accepted_from(ls, 41_010, 5), "the handshake did not complete"
+                assert accepted(ls, 41_010, 5), "the handshake did not complete"
                 with Shield.open(s0, netns=ns) as s:
                     assert s.stats()[Reason.ACK_VALID][0] == valid + 1
     finally:

@@ -30,6 +30,7 @@ from pathlib import Path
 from xdpshield import netns
 from xdpshield.ebpf import query_xdp
 from xdpshield.errors import XdpShieldError
+from xdpshield.lab.fleet import accepted
 from xdpshield.lab.stand import Stand
 from xdpshield.lab.traffic import flood
 from xdpshield.objects import object_digest
@@ -38,7 +39,7 @@ from xdpshield.shield import datapath
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
 
-from .svc import PORT, HalfOpen, ObjectFarm, accepted_from, listener
+from .svc import PORT, HalfOpen, ObjectFarm, listener
 from .test_policy_stand import in_background, ping, xdpshield
 from .test_service import cookies_sent, named, prog_id, running, wait_for
 
@@ -156,7 +157,7 @@ def test_upgrade_under_flood_keeps_answering_and_keeps_the_keys(
                 wait_for(lambda: cookies_sent(iface, ns) > before + 1000, 10, "cookies after")
                 assert syn.is_alive(), "the flood ended before the upgrade was checked"
                 half.ack()
-                assert accepted_from(ls, 41_000, 5), "the old SYN-ACK's handshake did not complete"
+                assert accepted(ls, 41_000, 5), "the old SYN-ACK's handshake did not complete"
                 run.send_signal(signal.SIGTERM)
                 assert run.wait(10) == 0
             syn.join(30)
@@ -218,7 +219,7 @@ def test_upgrade_that_would_lose_state_is_refused_and_the_old_shield_runs(
             half = HalfOpen(stand, sport=41_001)
             half.ack()
             half.close()
-            assert accepted_from(ls, 41_001, 5)
+            assert accepted(ls, 41_001, 5)
     finally:
         cleanup(cfg)
 

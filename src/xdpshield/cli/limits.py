@@ -14,23 +14,14 @@ from xdpshield.errors import ConfigError
 from xdpshield.policy.cidr import parse_prefix
 from xdpshield.policy.config import LIMIT_KEYS, limits_from_flags, parse_duration
 from xdpshield.policy.model import LIMIT_PROTOCOLS, Limits, Prefix
+from xdpshield.shield import limits as _lim
 from xdpshield.shield.core import Shield
-from xdpshield.shield.datapath import Reason
 
 from ._console import AddCommand, out
 from .policy import _ttl_text
 
 __all__ = ["add_parsers"]
 
-#: The verdicts of the limits stage, as ``limits show`` counts them.
-LIMIT_REASONS = (
-    Reason.BLOCKED,
-    Reason.LIMIT_PPS,
-    Reason.LIMIT_BPS,
-    Reason.LIMIT_SYN,
-    Reason.RULE_LIMIT,
-    Reason.CEILING,
-)
 _MAX_CEILING = 10**9
 
 
@@ -67,7 +58,7 @@ def _show(s: Shield) -> dict[str, Any]:
         "limits": lim.as_json(),
         "enabled": lim.enabled,
         "blocks": len(blocks),
-        "dropped": {r.label: stats[r][0] for r in LIMIT_REASONS},
+        "dropped": {r.label: stats[r][0] for r in _lim.REASONS},
         "blocks_list": [b.as_json(now) for b in blocks[:10]],
     }
 

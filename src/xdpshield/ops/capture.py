@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from xdpshield.ebpf.pcapfilter import LINKTYPE_ETHERNET, PcapFilter
 from xdpshield.shield.datapath import Reason
-from xdpshield.shield.samples import SAMPLE_BYTES, Sample, Sampler
+from xdpshield.shield.samples import SAMPLE_BYTES, Sample, Sampler, l3_start
 
 __all__ = [
     "CaptureResult",
@@ -128,15 +128,10 @@ def _l4(frame: bytes, off: int, proto: int) -> str:
 
 def summary(frame: bytes) -> str:
     """A one-line description of a frame's head: addresses, protocol, ports."""
-    off, ethertype = 12, 0
-    for _ in range(3):
-        if len(frame) < off + 2:
-            return f"{len(frame)} bytes, no ethertype"
-        ethertype = int.from_bytes(frame[off : off + 2], "big")
-        if ethertype not in (0x8100, 0x88A8):
-            break
-        off += 4
-    off += 2
+    start = l3_start(frame)
+    if start is None:
+        return f"{len(frame)} bytes, no ethertype"
+    off, ethertype = start
     if ethertype == 0x0800 and len(frame) >= off + 20:
         ihl = (frame[off] & 0xF) * 4
         src = ipaddress.IPv4Address(frame[off + 12 : off + 16])

@@ -23,6 +23,7 @@ from xdpshield.errors import XdpShieldError
 from xdpshield.objects import object_digest, shield_object
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
+from xdpshield.shield.limits import REASONS
 
 __all__ = [
     "ANSWER_REASONS",
@@ -56,12 +57,7 @@ DROP_REASONS = frozenset(
         Reason.ICMP_TYPE,
         Reason.PROTOCOL,
         Reason.RULE_DROP,
-        Reason.BLOCKED,
-        Reason.LIMIT_PPS,
-        Reason.LIMIT_BPS,
-        Reason.LIMIT_SYN,
-        Reason.RULE_LIMIT,
-        Reason.CEILING,
+        *REASONS,
     }
 )
 #: Reasons answered in place (XDP_TX): a SYN cookie or an RST.

@@ -30,12 +30,14 @@ from xdpshield.ebpf import Map, Raw
 from xdpshield.errors import KeyNotFound
 from xdpshield.policy.model import LIMIT_PROTOCOLS, Limits, Prefix
 from xdpshield.policy.rules import SLOTS
+from xdpshield.shield.datapath import Reason
 
 __all__ = [
     "BLOCK_MANUAL",
     "LIM_BLOCKS",
     "LIM_BLOCKS_LPM",
     "LIM_SOURCES",
+    "REASONS",
     "Block",
     "Source",
     "add_blocks",
@@ -59,6 +61,16 @@ BPS_MIN_DEPTH = 65536  # bytes: the bps bucket holds one second, at least this
 LIM_BLOCKS, LIM_BLOCKS_LPM, LIM_SOURCES = 0x1, 0x2, 0x4  # consts.h XS_LIM_*
 BLOCK_MANUAL = 0x1  # consts.h XS_BLOCK_MANUAL
 ADMIT_SLOTS, ADMIT_SHIFT, ADMIT_WIN, ADMIT_REFRESH = 1 << 16, 20, 954, 64  # consts.h XS_ADMIT_*
+
+#: The verdicts of the limits stage (all drops).
+REASONS = (
+    Reason.BLOCKED,
+    Reason.LIMIT_PPS,
+    Reason.LIMIT_BPS,
+    Reason.LIMIT_SYN,
+    Reason.RULE_LIMIT,
+    Reason.CEILING,
+)
 
 _RATE = struct.Struct("=QQ")  # struct xs_rate: cost, depth
 # struct xs_limits: flags, plen4, plen6, pad; pps, bps, syn; block_after, ttl,

@@ -129,10 +129,10 @@ class Sample:
         return addrs[1] if self.answered else addrs[0]
 
 
-def ip_addresses(frame: bytes) -> tuple[Address, Address] | None:
-    """Source and destination of an Ethernet frame's IPv4 or IPv6 header
-    (after up to two VLAN tags, as the data path walks)."""
-    off, ethertype = 12, None
+def l3_start(frame: bytes) -> tuple[int, int] | None:
+    """(offset, ethertype) of an Ethernet frame's payload, after up to two
+    VLAN tags as the data path walks them; None when the frame is too short."""
+    off, ethertype = 12, 0
     for _ in range(3):
         if len(frame) < off + 2:
             return None
@@ -140,7 +140,15 @@ def ip_addresses(frame: bytes) -> tuple[Address, Address] | None:
         if ethertype not in (0x8100, 0x88A8):
             break
         off += 4
-    off += 2
+    return off + 2, ethertype
+
+
+def ip_addresses(frame: bytes) -> tuple[Address, Address] | None:
+    """Source and destination of an Ethernet frame's IPv4 or IPv6 header."""
+    start = l3_start(frame)
+    if start is None:
+        return None
+    off, ethertype = start
     if ethertype == 0x0800 and len(frame) >= off + 20:
         return (
             ipaddress.IPv4Address(frame[off + 12 : off + 16]),
