@@ -1,12 +1,27 @@
-"""Stand fixtures of the service tests."""
+"""Stand fixtures: the service tests' object farm, and no run records left."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from xdpshield.ops.service import RUNS_DIR
+
 from .svc import ObjectFarm
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_run_files_left() -> Iterator[None]:
+    """Whatever records the tests' runs left under /run/xdpshield/run (pid
+    and state files of runs they killed, their event files) go at the end
+    of the session (not per test: a module's runs outlive its tests)."""
+    before = set(RUNS_DIR.glob("*")) if RUNS_DIR.is_dir() else set()
+    yield
+    if RUNS_DIR.is_dir():
+        for p in set(RUNS_DIR.glob("*")) - before:
+            p.unlink(missing_ok=True)
 
 
 @pytest.fixture
