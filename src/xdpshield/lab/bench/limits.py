@@ -65,7 +65,6 @@ from xdpshield.lab.bench.harness import load_shield
 from xdpshield.lab.bench.live import (
     LiveConfig,
     _attempt,
-    _drop_flood_once,
     _qlabel,
     _Rows,
     per_queue,
@@ -75,8 +74,8 @@ from xdpshield.lab.bench.policy import (
     PolicyLiveSamples,
     _count,
     _live_key,
+    _receiver_round,
     _rx_policy_shield,
-    _verdicts,
 )
 from xdpshield.lab.bench.receivers import LEGIT_PORT, receiver
 from xdpshield.lab.bench.results import Goal, Progress, Result, fmt_num, median, no_progress
@@ -363,48 +362,19 @@ def _earn_block(stand: Stand, s: Shield, lc: LimitsConfig, addr: str) -> None:
 
 def _drop_round(stand: Stand, cfg: LiveConfig, lc: LimitsConfig, q: int, rx: str,
                 data: PolicyLiveSamples, step: Callable[[str], None]) -> None:  # fmt: skip
-    count = int(cfg.duration_s * cfg.max_pps)
+    """The limits' floods, through the policy rows' receiver round."""
 
-    def one(fl: PolicyFlood, s: Shield | None) -> None:
-        key = f"{fl.name} {rx}"
-        step(key)
-
-        def measure() -> tuple[float, float, dict[str, Any]]:
-            if s is not None:
-                if fl.reason == Reason.BLOCKED:
-                    _earn_block(stand, s, lc, FLOODER)
-                else:
-                    s.set_limits(Limits(pps=lc.limit_pps))
-            before = s.stats() if s else {}
-            got = _drop_flood_once(stand, cfg, q, count, fl.kind, **fl.frame)
-            if s is not None:
-                got[2].update(_verdicts(before, s.stats(), fl.reason))
-                s.del_blocks([parse_prefix(f"{FLOODER}/32")])
-                s.set_limits(Limits())
-            return got
-
-        got = _attempt(data.unavailable, key, measure)
-        if got is None:
-            return
-        rate, sent_pps, info = got
-        data.drop.setdefault((fl.name, rx), []).append(rate)
-        data.offered.setdefault(key, []).append(sent_pps)
-        ex = data.extra.setdefault(key, {})
-        if "reason_share" in info:
-            ex.setdefault("reason_share", []).append(round(info.pop("reason_share"), 4))
-        ex.update(info)
-
-    def run_all() -> None:
-        if rx == "xdp-drop":
-            with receiver(rx, stand, "udp"):
-                for fl in LIMIT_FLOODS:
-                    one(fl, None)
+    def setup(fl: PolicyFlood, s: Shield) -> None:
+        if fl.reason == Reason.BLOCKED:
+            _earn_block(stand, s, lc, FLOODER)
         else:
-            with _rx_policy_shield(stand) as s:
-                for fl in LIMIT_FLOODS:
-                    one(fl, s)
+            s.set_limits(Limits(pps=lc.limit_pps))
 
-    _attempt(data.unavailable, rx, run_all)
+    def reset(s: Shield) -> None:
+        s.del_blocks([parse_prefix(f"{FLOODER}/32")])
+        s.set_limits(Limits())
+
+    _receiver_round(stand, cfg, q, rx, data, step, LIMIT_FLOODS, setup, reset)
 
 
 def live_rows(ql: str, data: PolicyLiveSamples) -> list[Result]:

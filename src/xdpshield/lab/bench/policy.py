@@ -744,9 +744,13 @@ def _receiver_round(
     rx: str,
     data: PolicyLiveSamples,
     step: Callable[[str], None],
+    floods: Sequence[PolicyFlood] = POLICY_FLOODS,
+    setup: Callable[[PolicyFlood, Shield], None] | None = None,
+    reset: Callable[[Shield], None] | None = None,
 ) -> None:
-    """Every policy flood at ``rx``, set up once for all of them (a shield load
-    takes a second)."""
+    """Every flood at ``rx``, set up once for all of them (a shield load
+    takes a second). ``setup``: what the shield needs before a flood (the
+    limits' rows set limits, earn a block); ``reset``: after it."""
     count = int(cfg.duration_s * cfg.max_pps)
 
     def one(fl: PolicyFlood, shield: Shield | None) -> None:
@@ -754,10 +758,14 @@ def _receiver_round(
         step(key)
 
         def measure() -> tuple[float, float, dict[str, Any]]:
+            if shield is not None and setup is not None:
+                setup(fl, shield)
             before = shield.stats() if shield else {}
             got = _drop_flood_once(stand, cfg, q, count, fl.kind, **fl.frame)
             if shield is not None:
                 got[2].update(_verdicts(before, shield.stats(), fl.reason))
+                if reset is not None:
+                    reset(shield)
             return got
 
         got = _attempt(data.unavailable, key, measure)
@@ -774,11 +782,11 @@ def _receiver_round(
     def run_all() -> None:
         if rx == "xdp-drop":
             with receiver(rx, stand, "udp"):
-                for fl in POLICY_FLOODS:
+                for fl in floods:
                     one(fl, None)
         else:
             with _rx_policy_shield(stand) as shield:
-                for fl in POLICY_FLOODS:
+                for fl in floods:
                     one(fl, shield)
 
     _attempt(data.unavailable, rx, run_all)
