@@ -200,10 +200,11 @@ __attribute__((noinline)) __u32 xs_stages(struct xdp_md *ctx, struct xs_pkt *p)
 {
 	const struct xs_hygiene *h;
 	const struct xs_psel *sel;
+	const struct xs_limits *lim = NULL;
 	struct xs_lim_q lq = {};
 	struct xs_l3 l3 = {};
 	struct xs_cursor c;
-	__u32 zero = 0, v, r;
+	__u32 zero = 0, slot, v, r;
 
 	if (!p || xs_l3_of(ctx, p, &l3, &c) < 0)
 		return XS_V(XDP_DROP, XS_R_MALFORMED);
@@ -216,12 +217,15 @@ __attribute__((noinline)) __u32 xs_stages(struct xdp_md *ctx, struct xs_pkt *p)
 	if (xs_allowed(sel, &l3))
 		return XS_V(XDP_PASS, XS_R_ALLOW_PASS);
 	if (sel->lim_on) {
+		slot = sel->lim_gen & 1;
+		lim = bpf_map_lookup_elem(&xs_lim, &slot);
+	}
+	if (lim) {	/* read once, for the blocks and the buckets */
 		xs_addr16(lq.src, xs_saddr(&l3), l3.v6);
 		lq.v6 = l3.v6;
 		lq.len = p->len;
-		lq.lim_slot = sel->lim_gen & 1;
 		lq.now = xs_now();
-		if (xs_blocked(&lq))
+		if (xs_blocked(&lq, lim))
 			return XS_V(XDP_DROP, XS_R_BLOCKED);
 	}
 	if (xs_denied(sel, &l3))
@@ -241,8 +245,8 @@ __attribute__((noinline)) __u32 xs_stages(struct xdp_md *ctx, struct xs_pkt *p)
 		v = xs_judge(ctx, &c, &l3, p->proto, sel, h, p->len, &lq);
 		lq.slot = xs_proto_slot(p->proto);
 	}
-	if (sel->lim_on && (v == XS_V_GUARD || XS_V_ACT(v) != XDP_DROP)) {
-		r = xs_limit(&lq);
+	if (lim && (v == XS_V_GUARD || XS_V_ACT(v) != XDP_DROP)) {
+		r = xs_limit(&lq, lim);
 		if (r)
 			return r;
 	}

@@ -30,8 +30,7 @@ struct xs_lim_q {
 	__u8 v6;
 	__u8 syn;		/* a SYN to a protected port */
 	__u8 slot;		/* protocol slot (XS_RULE_SLOTS) */
-	__u8 lim_slot;		/* xs_psel.lim_gen & 1 */
-	__u8 pad[2];
+	__u8 pad[3];
 };
 
 /* The bucket's arrival time after paying @cost at @now, or 0: over. */
@@ -108,20 +107,15 @@ static __always_inline struct xs_src *xs_src_get(const struct xs_src_key *k)
  * ~10 ns whatever it does. They are verified as part of xs_stages(), which
  * is checked once.
  */
-static __always_inline int xs_blocked(struct xs_lim_q *q)
+static __always_inline int xs_blocked(const struct xs_lim_q *q,
+				      const struct xs_limits *lim)
 {
-	const struct xs_limits *lim;
 	struct xs_block_lpm lk = {};
 	struct xs_src_key k = {};
 	struct xs_block *b = NULL;
-	__u32 slot;
 	__u64 now;
 
-	if (!q)
-		return 0;
-	slot = q->lim_slot & 1;
-	lim = bpf_map_lookup_elem(&xs_lim, &slot);
-	if (!lim || !(lim->flags & (XS_LIM_BLOCKS | XS_LIM_BLOCKS_LPM)))
+	if (!(lim->flags & (XS_LIM_BLOCKS | XS_LIM_BLOCKS_LPM)))
 		return 0;
 	now = q->now;
 	if (lim->flags & XS_LIM_BLOCKS) {
@@ -171,22 +165,16 @@ static __always_inline void xs_block(const struct xs_limits *lim,
 /* The source's buckets, then the protocol's ceiling. Returns 0 (pass on)
  * or XS_V(XDP_DROP, reason).
  */
-static __always_inline __u32 xs_limit(struct xs_lim_q *q)
+static __always_inline __u32 xs_limit(const struct xs_lim_q *q,
+				      const struct xs_limits *lim)
 {
 	__u64 tat_pps = 0, tat_bps = 0, tat_syn = 0, tat_rule = 0;
-	const struct xs_limits *lim;
 	const struct xs_rate *rr;
 	struct xs_src *st, *rs = NULL;
 	struct xs_src_key k = {};
 	__u32 slot, reason = 0;
 	__u64 now, cost, depth, *ceil;
 
-	if (!q)
-		return 0;
-	slot = q->lim_slot & 1;
-	lim = bpf_map_lookup_elem(&xs_lim, &slot);
-	if (!lim)
-		return 0;
 	now = q->now;
 	if (!(lim->flags & XS_LIM_SOURCES) && !q->rule)
 		goto ceiling;	/* ceilings only: no source's state to keep */
