@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,9 @@ def _no_run_files_left() -> Iterator[None]:
     if RUNS_DIR.is_dir():
         for p in set(RUNS_DIR.glob("*")) - before:
             p.unlink(missing_ok=True)
+        for d in (RUNS_DIR, RUNS_DIR.parent):  # only when nothing else is in them
+            with contextlib.suppress(OSError):
+                d.rmdir()
 
 
 @pytest.fixture

@@ -1004,11 +1004,15 @@ def _remove_pins(pin_dir: Path, meta: Path, *, keep: Iterable[str] = ()) -> None
     for path in (meta, _policy_path(meta), meta.with_suffix(".lock"), _samples_lock(meta)):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-    # Leave no empty per-namespace directories behind.
+    # Leave no empty directories behind: per namespace, then the roots
+    # (rmdir removes only what is empty: another shield's pins stay).
     for d in (pin_dir.parent, meta.parent):
         with contextlib.suppress(OSError):
-            if d.name.startswith("netns-"):
+            if d.name.startswith("netns-") or d.name == "host":
                 d.rmdir()
+    for d in (next(p for p in pin_dir.parents if p.name == "xdpshield"), RUN_DIR):
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 def refresh_host_view(maps: Mapping[str, Map[Any, Any]], iface: str) -> None:
@@ -1110,13 +1114,9 @@ class StaleShield:
 
     def remove(self) -> None:
         """Remove every pin (state included: its interface is gone) and record."""
-        _remove_pins(self.pin_dir, self.meta_path)
         with contextlib.suppress(FileNotFoundError):
             _daemon_path(self.meta_path).unlink()
-        for d in (self.pin_dir.parent, self.meta_path.parent):
-            with contextlib.suppress(OSError):
-                if d.name.startswith("netns-"):
-                    d.rmdir()
+        _remove_pins(self.pin_dir, self.meta_path)  # and the directories left empty
 
 
 def stale_shields() -> list[StaleShield]:
