@@ -245,7 +245,7 @@ __attribute__((noinline)) __u32 xs_stages(struct xdp_md *ctx, struct xs_pkt *p)
 		v = xs_judge(ctx, &c, &l3, p->proto, sel, h, p->len, &lq);
 		lq.slot = xs_proto_slot(p->proto);
 	}
-	if (lim && (v == XS_V_GUARD || XS_V_ACT(v) != XDP_DROP)) {
+	if (lim && XS_V_ACT(v) != XDP_DROP) {	/* XS_V_GUARD's is 0xff */
 		r = xs_limit(&lq, lim);
 		if (r)
 			return r;

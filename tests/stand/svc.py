@@ -7,7 +7,7 @@ import contextlib
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +94,12 @@ def listener(stand: Stand, port: int = PORT) -> Iterator[socket.socket]:
         ls.bind((stand.addr("server", 4), port))
         ls.listen(16)
         yield ls
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str, poll_s: float = 0.05) -> None:
+    """Until ``cond()`` holds; the test fails naming ``what`` after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(poll_s)

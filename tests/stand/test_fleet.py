@@ -42,6 +42,8 @@ from xdpshield.shield import datapath
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
 
+from . import svc
+
 PERIOD_S = 10.0
 LIMITS = """
 [limits]
@@ -52,11 +54,7 @@ block-ttl = "40s"
 
 
 def wait_for(cond: Callable[[], object], timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.02)
+    svc.wait_for(cond, timeout, what, poll_s=0.02)  # propagation is timed to ~20 ms
 
 
 class Fleet:

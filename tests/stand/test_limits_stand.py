@@ -32,8 +32,9 @@ from xdpshield.shield import limits
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
 
+from .svc import wait_for
 from .test_policy_stand import shielded, xdpshield
-from .test_service import named, running, wait_for
+from .test_service import named, running
 
 FLOODER = "198.19.5.5"
 LIMIT_PPS = 5000

@@ -48,6 +48,7 @@ from xdpshield.policy.cidr import parse_prefix
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
 
+from .svc import wait_for
 from .test_policy_stand import in_background, shielded, xdpshield
 
 DASHBOARD = ROOT / "packaging" / "grafana" / "xdpshield.json"
@@ -81,14 +82,6 @@ block-after = 30
 [limits.ceiling]
 icmp = 100000
 """
-
-
-def wait_for(cond: Callable[[], object], timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
 
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]

@@ -34,9 +34,8 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ from xdpshield.ops import service
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
 
-from .svc import HalfOpen, ObjectFarm, listener
+from .svc import HalfOpen, ObjectFarm, listener, wait_for
 from .test_policy_stand import echo_server, in_background, xdpshield
 
 METRICS_PORT = 19436
@@ -73,14 +72,6 @@ prefixes = [{deny}]
 [metrics]
 listen = "127.0.0.1:{port}"
 """
-
-
-def wait_for(cond: Callable[[], object], timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
 
 
 def events(log: Path) -> list[dict[str, Any]]:

@@ -39,9 +39,9 @@ from xdpshield.shield import datapath
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
 
-from .svc import PORT, HalfOpen, ObjectFarm, listener
+from .svc import PORT, HalfOpen, ObjectFarm, listener, wait_for
 from .test_policy_stand import in_background, ping, xdpshield
-from .test_service import cookies_sent, named, prog_id, running, wait_for
+from .test_service import cookies_sent, named, prog_id, running
 
 CONFIG = """
 [[interface]]
