@@ -32,6 +32,12 @@ static __always_inline int xs_acl_match(const struct xs_psel *sel, int which,
 	const __u8 *tiers;
 	__u32 i, n_lpm;
 
+	/* An empty list costs no lookup, whatever its tiers say (a shield
+	 * no policy was ever applied to has them all zero: /0 each).
+	 */
+	if (!(l3->v6 ? (which ? sel->n_deny6 : sel->n_allow6) :
+		       (which ? sel->n_deny4 : sel->n_allow4)))
+		return 0;
 	if (l3->v6) {
 		struct ipv6hdr *ip6 = l3->iph;
 		struct xs_hkey6 hk = { .gen = gen };

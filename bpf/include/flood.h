@@ -70,6 +70,19 @@ static __always_inline int xs_flood_count(__u64 now)
 	return st->flood;
 }
 
+/* Is a flood on (this CPU's judgement as of its last count)? Counts
+ * nothing: for the segments that do not count towards it.
+ */
+static __always_inline int xs_flood_is_on(void)
+{
+	struct xs_cpu_state *st;
+
+	if (!xs_flood_on)
+		return 1;
+	st = xs_cpu_state();
+	return !st || st->flood;
+}
+
 /* This CPU's caches, emptied when a window has passed since they were
  * filled: a change (the MTU, an address) is followed within 134 ms.
  */

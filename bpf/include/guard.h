@@ -153,7 +153,7 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
  * slot bit names, made in this cookie tick or the one before)? One SipHash.
  */
 static __always_inline int xs_ack_cookie_ok(const struct xs_l3 *l3,
-					    struct tcphdr *th)
+					    struct tcphdr *th, __u64 now)
 {
 	__u32 cookie = bpf_ntohl(th->ack_seq) - 1;
 	const struct xs_key *key = xs_slot_key(cookie);
@@ -164,7 +164,7 @@ static __always_inline int xs_ack_cookie_ok(const struct xs_l3 *l3,
 
 	if (!key)
 		return 0;
-	tick = xs_cookie_made_tick(cookie, xs_cookie_tick(xs_now()));
+	tick = xs_cookie_made_tick(cookie, xs_cookie_tick(now));
 	if (l3->v6) {
 		struct ipv6hdr *ip6 = l3->iph;
 
@@ -380,11 +380,17 @@ static __always_inline __u32 xs_syn_answer(struct xdp_md *ctx,
 /* Transparent mode, any non-SYN segment to a protected port.
  *
  * The socket lookup comes first: established traffic, the bulk of what a
- * guarded port sees, then costs one lookup and no hash. A forged ACK costs
- * the lookup and one SipHash whatever the order (it must be tried against
- * both), and a genuine handshake ACK is rare. A segment that is neither a
- * socket's nor ours goes to the kernel while no flood is on (it may carry
- * the kernel's own cookie), and is dropped under one.
+ * guarded port sees, then costs one lookup and no hash. A segment that is
+ * neither a socket's nor ours goes to the kernel while no flood is on (it
+ * may carry the kernel's own cookie), and is dropped under one.
+ *
+ * Under a flood the lookup is only for a source marked in xs_seen (or a
+ * segment with SYN set: the answer to a connection this host opened).
+ * Every source with a socket here is marked: the peers of the sockets at
+ * load and at each rebuild (userspace), every source whose segment a
+ * lookup found a socket for (all of them while no flood is on), and every
+ * handshake handed off. A forged-ACK flood's sources are not, and cost one
+ * SipHash and no lookup (the lookup was a third of their cost).
  * XXX: an ACK to a cookie the kernel sent just before a flood began is
  * dropped once flood mode is on; its client retries the connection.
  */
@@ -393,22 +399,27 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 						    struct tcphdr *th,
 						    __u64 l4off, __u64 now)
 {
+	__u8 flags = XS_TCP_FLAGS(th);
 	struct bpf_sock_tuple t;
 	__u32 tlen, state;
 
-	tlen = xs_sock_tuple(&t, l3, th);
-	state = xs_sock_state(ctx, &t, tlen);
-	/* Established, closing, time-wait or a request socket: the kernel's
-	 * own state machine judges it.
-	 */
-	if (state && state != BPF_TCP_LISTEN) {
-		xs_seen_mark(l3);
-		return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
+	if ((flags & XS_TCP_SYN) || !xs_flood_is_on() || xs_seen_test(l3)) {
+		tlen = xs_sock_tuple(&t, l3, th);
+		state = xs_sock_state(ctx, &t, tlen);
+		/* Established, closing, time-wait or a request socket: the
+		 * kernel's own state machine judges it.
+		 */
+		if (state && state != BPF_TCP_LISTEN) {
+			xs_seen_mark(l3);
+			return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
+		}
 	}
-	if ((XS_TCP_FLAGS(th) & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) ==
-		    XS_TCP_ACK &&
-	    xs_ack_cookie_ok(l3, th))
+	if ((flags & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) == XS_TCP_ACK &&
+	    xs_ack_cookie_ok(l3, th, now)) {
+		/* Its connection's later segments must find the lookup. */
+		xs_seen_mark(l3);
 		return xs_ack_pass_meta(ctx, l3, th, l4off);
+	}
 	if (!xs_flood_count(now))
 		return XS_V(XDP_PASS, XS_R_STRAY_UNDER_THRESHOLD);
 	if ((XS_TCP_FLAGS(th) & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) !=
@@ -448,7 +459,7 @@ static __always_inline __u32 xs_reset_unverified(struct xdp_md *ctx,
 		}
 	}
 	if ((flags & XS_HANDSHAKE_MASK) == XS_TCP_ACK &&
-	    xs_ack_cookie_ok(l3, th)) {
+	    xs_ack_cookie_ok(l3, th, now)) {
 		xs_verified_add(vk, now);
 		xs_seen_mark(l3);
 		return xs_send_rst(ctx, l3, th, frame_len, XS_R_ACK_VALID);

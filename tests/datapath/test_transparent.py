@@ -19,7 +19,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet
 
-from xdpshield.ebpf import Collection
+from xdpshield.ebpf import Collection, UInt
 from xdpshield.shield import cookie, datapath
 from xdpshield.shield.datapath import META, Meta
 
@@ -168,28 +168,75 @@ def test_forged_segments_are_dropped(guard: Guard, name: str) -> None:
     assert reason == want
 
 
-def test_established_socket_passes_without_a_cookie() -> None:
-    """A segment of a connection the kernel has (test-run looks sockets up in
-    this namespace, through its loopback) passes, whatever its seq/ack."""
+@contextlib.contextmanager
+def loopback_connection() -> Iterator[tuple[int, int]]:
+    """An established connection over this namespace's loopback (test-run
+    looks sockets up here): yields (listening port, client port)."""
     with socket.socket() as lst:
         lst.bind(("127.0.0.1", 0))
         lst.listen(1)
-        sport = lst.getsockname()[1]
-        with socket.create_connection(("127.0.0.1", sport)) as cli:
+        with socket.create_connection(("127.0.0.1", lst.getsockname()[1])) as cli:
             srv, _ = lst.accept()
-            with srv, load() as coll:
-                datapath.set_ports(coll.maps, [sport])
-                g = Guard(coll)
-                cport = cli.getsockname()[1]
-                seg = IP(src="127.0.0.1", dst="127.0.0.1") / TCP(
-                    sport=cport, dport=sport, seq=1, ack=2, flags="PA"
-                )
-                verdict, meta, reason = run_ack(g, eth() / seg / b"data")
-                assert (verdict, meta, reason) == (XDP_PASS, None, "established-pass")
-                # The same segment from a port with no socket: forged, dropped.
-                seg[TCP].sport = cport + 1 if cport < 65535 else cport - 1
-                verdict, _, reason = run_ack(g, eth() / seg / b"data")
-                assert (verdict, reason) == (XDP_DROP, "ack-invalid")
+            with srv:
+                yield lst.getsockname()[1], cli.getsockname()[1]
+
+
+def marked(coll: Collection, addr: str) -> bool:
+    """Is ``addr``'s bit set in the seen-sources filter?"""
+    bit = datapath.seen_bit(addr)
+    word = coll.maps["xs_seen"].typed(UInt(4), UInt(8)).lookup(bit >> 6)
+    return bool(word >> (bit & 63) & 1)
+
+
+def _data_segment(sport: int, dport: int) -> Packet:
+    seg = IP(src="127.0.0.1", dst="127.0.0.1") / TCP(
+        sport=sport, dport=dport, seq=1, ack=2, flags="PA"
+    )
+    return eth() / seg / b"data"
+
+
+def test_established_socket_passes_without_a_cookie() -> None:
+    """Under a flood, a segment of a connection the kernel has passes,
+    whatever its seq/ack, when its source is marked as having had a socket
+    here (the shield marks the peers of the sockets there are when it loads)."""
+    with loopback_connection() as (lport, cport), load() as coll:
+        datapath.set_ports(coll.maps, [lport])
+        assert datapath.mark_seen(coll.maps, ["127.0.0.1"]) == 1
+        g = Guard(coll)
+        verdict, meta, reason = run_ack(g, _data_segment(cport, lport))
+        assert (verdict, meta, reason) == (XDP_PASS, None, "established-pass")
+        # The same segment from a port with no socket: forged, dropped.
+        other = cport + 1 if cport < 65535 else cport - 1
+        verdict, _, reason = run_ack(g, _data_segment(other, lport))
+        assert (verdict, reason) == (XDP_DROP, "ack-invalid")
+
+
+def test_flood_looks_up_only_sources_seen_with_a_socket() -> None:
+    """Under a flood, a segment from a source never seen with a socket is
+    not looked up (a forged-ACK flood costs one SipHash, no socket lookup):
+    dropped even though a socket exists. With no flood on every segment is
+    looked up, and a source found with a socket is marked for the next flood."""
+    with loopback_connection() as (lport, cport):
+        with load() as coll:  # no threshold: a flood, always
+            datapath.set_ports(coll.maps, [lport])
+            verdict, _, reason = run_ack(Guard(coll), _data_segment(cport, lport))
+            assert (verdict, reason) == (XDP_DROP, "ack-invalid")
+        with load(syn_flood_pps=10**6) as coll:  # far from a flood
+            datapath.set_ports(coll.maps, [lport])
+            verdict, _, reason = run_ack(Guard(coll), _data_segment(cport, lport))
+            assert (verdict, reason) == (XDP_PASS, "established-pass")
+            assert marked(coll, "127.0.0.1")
+
+
+def test_handed_off_handshake_marks_its_source(guard: Guard) -> None:
+    """A valid handshake ACK passes to the kernel, which makes the
+    connection: its source is marked, so its later segments are looked up
+    under the flood."""
+    ck, _ = handshake(guard, L3["ipv4"](), LINUX_SYN)
+    assert not marked(guard.coll, CLIENT4), "a SYN marks nothing"
+    ack = eth() / L3["ipv4"]() / TCP(sport=40000, dport=PORT, seq=1001, ack=ck + 1, flags="A")
+    assert run_ack(guard, ack)[::2] == (XDP_PASS, "ack-valid")
+    assert marked(guard.coll, CLIENT4)
 
 
 @contextlib.contextmanager
@@ -214,8 +261,9 @@ def time_wait(host: str, client: str) -> Iterator[tuple[int, int]]:
 def test_syn_meeting_a_time_wait_goes_to_the_kernel() -> None:
     """A SYN whose 4-tuple the server holds in TIME_WAIT (it closed first, the
     client reused the port) is the kernel's: a cookie handshake could not replace
-    the TIME_WAIT. Only sources seen with a socket are looked up: before any of
-    its segments passed, the source's SYN gets a cookie like a spoofed one."""
+    the TIME_WAIT. Only sources seen with a socket are looked up: unmarked, the
+    source's SYN gets a cookie like a spoofed one, and its other segments are
+    not looked up under the flood either."""
     with scratch_host(), time_wait(SERVER4, CLIENT4) as (sport, cport), load() as coll:
         datapath.set_ports(coll.maps, [sport])
         g = Guard(coll)
@@ -223,9 +271,12 @@ def test_syn_meeting_a_time_wait_goes_to_the_kernel() -> None:
         syn = eth() / ip / TCP(sport=cport, dport=sport, seq=5, options=LINUX_SYN)
         first = g.run(syn)
         assert (first.verdict, first.reason.label) == (XDP_TX, "syn-cookie-sent")
-        # A segment of the old connection reaches the TIME_WAIT: the kernel's,
-        # and the source is now known to have had a socket here.
         fin = eth() / ip / TCP(sport=cport, dport=sport, seq=1, ack=2, flags="FA")
+        assert run_ack(g, fin)[::2] == (XDP_DROP, "ack-invalid")
+        # Marked (as the shield marks the peers of its sockets when it loads,
+        # and the daemon at each rebuild): a segment of the old connection
+        # reaches the TIME_WAIT, the kernel's.
+        datapath.mark_seen(coll.maps, [CLIENT4])
         assert run_ack(g, fin)[::2] == (XDP_PASS, "established-pass")
         again = g.run(syn)
         assert (again.verdict, again.reason.label) == (XDP_PASS, "syn-existing-socket")
@@ -269,3 +320,28 @@ def test_driver_without_metadata_passes_plain() -> None:
         assert (verdict, meta, reason) == (XDP_PASS, None, "ack-valid")
         bss = coll.map("xdpshiel.bss").lookup(b"\0" * 4)
         assert bss[:4] == (1).to_bytes(4, "little"), "tc is told to re-check cookies"
+
+
+def test_rebuild_keeps_marks_made_while_it_runs(guard: Guard) -> None:
+    """The daemon's rebuild cuts the filter to the peers of live sockets, but
+    a mark the data path makes while it lists them (a handshake handed off
+    meanwhile) survives: under a flood that source's segments must still be
+    looked up."""
+    datapath.mark_seen(guard.coll.maps, [CLIENT6])  # a peer gone since: cleared
+    calls = 0
+
+    def peers() -> list[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the handoff lands between the rebuild's read and write
+            ck, _ = handshake(guard, L3["ipv4"](), LINUX_SYN)
+            ack = (
+                eth() / L3["ipv4"]() / TCP(sport=40000, dport=PORT, seq=1001, ack=ck + 1, flags="A")
+            )
+            assert run_ack(guard, ack)[::2] == (XDP_PASS, "ack-valid")
+        return ["198.18.9.9"]
+
+    before, after = datapath.rebuild_seen(guard.coll.maps, peers)
+    assert (before, after) == (1, 2)
+    assert marked(guard.coll, CLIENT4) and marked(guard.coll, "198.18.9.9")
+    assert not marked(guard.coll, CLIENT6)

@@ -600,21 +600,26 @@ def rebuild_seen(maps: Maps, peers: Callable[[], Iterable[str]]) -> tuple[int, i
     """Clear ``xs_seen`` down to the peers of the sockets that exist now.
 
     The data path only ever sets bits, so after enough distinct peers every
-    SYN pays the socket lookup. ``peers()`` lists them (``socket_peers`` in
-    the shield's namespace). Safe against the data path's own marks: the
-    words are rewritten from one listing and then a second listing is marked
-    on top, so a source whose mark the rewrite lost is marked again if it
-    still has a socket here (a TIME_WAIT included), and one with none needs
-    no mark. Returns the bits set before and after.
+    SYN (and, under a flood, every segment) pays the socket lookup.
+    ``peers()`` lists them (``socket_peers`` in the shield's namespace). Safe
+    against the data path's own marks: bits it set after the first read are
+    kept, and a second listing is marked on top, so a source whose mark the
+    rewrite lost is marked again if it still has a socket here (a TIME_WAIT
+    included), and one with none needs no mark. Returns the bits set before
+    and after.
     """
     seen = maps["xs_seen"].typed(UInt(4), UInt(8))
+    snapshot = {i: cast(int, w) for i, w in seen.lookup_batch()}
     fresh = _seen_words(peers())
-    before = 0
+    before = sum(w.bit_count() for w in snapshot.values())
+    # Under a flood a source's segments are looked up only if its bit is
+    # set: bits the data path set since the snapshot (a handshake handed
+    # off meanwhile) are kept, read again just before the write.
     changes: list[tuple[int, int]] = []
-    for idx, old in seen.lookup_batch():
-        before += cast(int, old).bit_count()
-        if fresh.get(idx, 0) != old:
-            changes.append((idx, fresh.get(idx, 0)))
+    for idx, cur in seen.lookup_batch():
+        new = fresh.get(idx, 0) | (cast(int, cur) & ~snapshot.get(idx, 0))
+        if new != cur:
+            changes.append((idx, new))
     seen.update_batch(changes)
     mark_seen(maps, peers())
     after = sum(cast(int, v).bit_count() for _, v in seen.lookup_batch())
