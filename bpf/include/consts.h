@@ -73,6 +73,11 @@
 #define XS_VERIFIED_MAX		65536
 #endif
 
+/* xs_now() learns its jiffies offset from the coarse clock again every this
+ * many reads per CPU (a power of two).
+ */
+#define XS_JCLOCK_EVERY		1024
+
 /* Transparent mode's seen-sources filter (maps.h xs_seen): 2^20 bits. */
 #define XS_SEEN_BITS		20
 #define XS_SEEN_WORDS		(1U << (XS_SEEN_BITS - 6))

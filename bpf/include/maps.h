@@ -400,6 +400,10 @@ __u32 xs_nometa_seen = 0;
  * reproducible. 0 (always, in production) reads the kernel's clock.
  */
 const volatile __u64 xs_fixed_now_ns = 0;
+/* ns per kernel tick (1e9 / CONFIG_HZ), for xs_now() to count in jiffies;
+ * 0 (not known) reads the coarse clock through its helper.
+ */
+const volatile __u64 xs_jiffy_ns = 0;
 /* The admission filter's hash key (random per load: no one can aim at a
  * legit source's slot).
  */

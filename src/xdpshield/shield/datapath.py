@@ -19,12 +19,16 @@ Layouts mirror bpf/include/shared.h and maps.h:
 from __future__ import annotations
 
 import contextlib
+import functools
+import gzip
 import ipaddress
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from pathlib import Path
 from typing import Any, cast
 
 from xdpshield.ebpf import Map, Raw, StructCodec, UInt, sum_percpu
@@ -269,6 +273,29 @@ def _per_window(per_s: float) -> int:
     return max(1, round(per_s * WIN_NS / _NS))
 
 
+def _kernel_config() -> str:
+    """The running kernel's build configuration (IKCONFIG, or the distribution's file)."""
+    try:
+        with gzip.open("/proc/config.gz", "rt") as f:
+            return f.read()
+    except OSError:
+        pass
+    try:
+        return Path(f"/boot/config-{os.uname().release}").read_text()
+    except OSError:
+        return ""
+
+
+@functools.cache
+def jiffy_ns() -> int:
+    """ns per kernel tick (1e9 / CONFIG_HZ), or 0 when the configuration
+    cannot be read: the data path then reads its clock through a helper call
+    instead of counting jiffies (clock.h)."""
+    m = re.search(r"^CONFIG_HZ=(\d+)$", _kernel_config(), re.MULTILINE)
+    hz = int(m.group(1)) if m else 0
+    return (_NS + hz // 2) // hz if hz > 0 else 0  # the kernel's TICK_NSEC
+
+
 def constants(opts: GuardOptions, *, local_known: bool = False) -> dict[str, int]:
     """``.rodata`` values for ObjectSpec.set_constants().
 
@@ -282,6 +309,7 @@ def constants(opts: GuardOptions, *, local_known: bool = False) -> dict[str, int
         "xs_mss4": opts.mss4,
         "xs_mss6": opts.mss6,
         "xs_fixed_now_ns": opts.fixed_now_ns,
+        "xs_jiffy_ns": jiffy_ns(),
         "xs_transparent": int(opts.transparent),
         "xs_force_nometa": int(opts.force_nometa),
         "xs_bench_reverify": int(opts.bench_reverify),
@@ -690,7 +718,7 @@ class CpuState:
     last_change_ns: int
 
 
-_CPU = StructCodec("=QIIIIQQQII16sII")  # struct xs_cpu_state (and its caches)
+_CPU = StructCodec("=QIIIIQQQII16sIIqII")  # struct xs_cpu_state (and its caches)
 
 
 def cpu_states(maps: Maps) -> list[CpuState]:
