@@ -121,6 +121,24 @@ OPTION_SETS: dict[str, list[tuple[str, Any]]] = {
         ("NOP", None),
         ("WScale", 7),
     ],
+    # The other fixed layouts the data path reads without the general walk.
+    "mss0": [("MSS", 0)],
+    "windows": [
+        ("MSS", 1460),
+        ("NOP", None),
+        ("WScale", 8),
+        ("NOP", None),
+        ("NOP", None),
+        ("SAckOK", b""),
+    ],
+    "windows-ws15-mss0": [
+        ("MSS", 0),
+        ("NOP", None),
+        ("WScale", 15),
+        ("NOP", None),
+        ("NOP", None),
+        ("SAckOK", b""),
+    ],
 }
 # Every subset of {MSS, SACK, TS, WS}, in an order other than Linux's so
 # that the general option walk (not the fast path) reads them.
