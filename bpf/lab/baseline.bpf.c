@@ -15,6 +15,12 @@
  *                 program under test (bench_target[0]). Its own cost is
  *                 measured in the same run by tail-calling bench_drop and
  *                 subtracted by the Python side.
+ * bench_forge     test-run harness for a random forged-ACK flood: every
+ *                 iteration gives the IPv4 TCP frame (no IP options) a
+ *                 random source address, source port and acknowledgment
+ *                 number, then tail-calls bench_target[0]: the forge rate,
+ *                 and the ACK path as a flood's cache misses make it. Its
+ *                 own cost is measured into bench_drop, as bench_restore's.
  * bench_mark      test-run semantics probe: counts the frame's kind like
  *                 bench_sink, then turns a SYN into a SYN-ACK (sets ACK) and
  *                 drops it; the counts tell whether a run saw a fresh copy
@@ -178,6 +184,23 @@ int bench_restore(struct xdp_md *ctx)
 	n = ((f->len - 1) & (BENCH_FRAME_MAX - 1)) + 1;
 	if (bpf_xdp_store_bytes(ctx, 0, f->data, n))
 		return XDP_ABORTED;
+	bpf_tail_call(ctx, &bench_target, 0);
+	return XDP_ABORTED;	/* no target installed */
+}
+
+SEC("xdp")
+int bench_forge(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+	struct tcphdr *th = (void *)(ip + 1);
+
+	if ((void *)(th + 1) > data_end)
+		return XDP_ABORTED;
+	ip->saddr = bpf_get_prandom_u32();
+	th->source = (__u16)bpf_get_prandom_u32();
+	th->ack_seq = bpf_get_prandom_u32();
 	bpf_tail_call(ctx, &bench_target, 0);
 	return XDP_ABORTED;	/* no target installed */
 }

@@ -76,7 +76,7 @@ def test_quick_microbench_produces_sane_numbers(tmp_path: Path) -> None:
         tmp_path,
         quick=True,
         live=False,
-        micro=MicroConfig(repeat=100_000, reps=2),
+        micro=MicroConfig(repeat=100_000, reps=2, forge_tries=1_000_000),
         progress=lambda _what, frac: seen.append(frac),
     )
     assert seen and all(0.0 <= f <= 1.0 for f in seen) and seen[-1] == 1.0
@@ -91,6 +91,10 @@ def test_quick_microbench_produces_sane_numbers(tmp_path: Path) -> None:
     for r in results:
         if r.skipped is not None:
             assert r.skipped.strip()  # says why
+            continue
+        if r.unit == "per try":
+            # The forge rate: one count, every forged ACK judged (0 may pass).
+            assert r.extra["tries"] == 1_000_000 and r.value == r.extra["accepted"] / 10**6
             continue
         assert r.value is not None and r.value > 0, r.name
         if r.group.startswith("limits: memory"):

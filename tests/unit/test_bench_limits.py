@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from xdpshield.lab.bench import LiveConfig
+from xdpshield.lab.bench.kstats import bpf_stats
 from xdpshield.lab.bench.limits import (
     GOAL_BLOCK,
     GOAL_COST,
@@ -25,7 +26,6 @@ from xdpshield.lab.bench.limits import (
     TableMemory,
     _skipped,
     block_rows,
-    bpf_stats,
     cost_rows,
     live_rows,
     memory_rows,

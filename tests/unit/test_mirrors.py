@@ -273,6 +273,9 @@ CPU_MEMBERS: list[str | None] = [
     "dst",
     "dst_kind",
     "dst_valid",
+    "joff",
+    "jreads",
+    "jvalid",
 ]
 META_MEMBERS: list[str | None] = ["tsval", "tsecr", "mss", "opts", "snd_wscale", "magic"]
 

@@ -112,6 +112,9 @@ def load_shield(ports: Sequence[int] = (PROTECTED_PORT,), obj_dir: Path = OBJ_DI
     coll = spec.load()
     try:
         datapath.init_maps(coll.maps, ports)
+        # Both key slots live, as after the first rotation: a forged ACK's
+        # slot bit then always names a live key, and it pays the SipHash.
+        datapath.rotate_keys(coll.maps)
     except BaseException:
         coll.close()
         raise

@@ -52,16 +52,16 @@ import dataclasses
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from xdpshield import netns
-from xdpshield.ebpf import Map, Program, Raw, query_xdp
+from xdpshield.ebpf import Map, Program, Raw
 from xdpshield.errors import TrafficError
 from xdpshield.lab import FloodKind
 from xdpshield.lab.bench.harness import load_shield
+from xdpshield.lab.bench.kstats import attached, bpf_stats, fdinfo, ns_per_run
 from xdpshield.lab.bench.live import (
     LiveConfig,
     _attempt,
@@ -80,7 +80,7 @@ from xdpshield.lab.bench.policy import (
 from xdpshield.lab.bench.receivers import LEGIT_PORT, receiver
 from xdpshield.lab.bench.results import Goal, Progress, Result, fmt_num, median, no_progress
 from xdpshield.lab.stand import Stand
-from xdpshield.lab.traffic import flood, serve_http
+from xdpshield.lab.traffic import FloodResult, flood, serve_http
 from xdpshield.policy.cidr import parse_prefix
 from xdpshield.policy.model import Limits
 from xdpshield.shield import limits as shield_limits
@@ -102,9 +102,7 @@ __all__ = [
     "LimitsConfig",
     "TableMemory",
     "block_rows",
-    "bpf_stats",
     "cost_rows",
-    "fdinfo",
     "live_rows",
     "memory_rows",
     "run_limits",
@@ -154,43 +152,6 @@ class LimitsConfig:
         return cls(sources=200_000, random_s=0.5, single_s=0.3, block_reps=1, fill=1024)
 
 
-# -- the kernel's own figures ----------------------------------------------------------------
-def fdinfo(fd: int) -> dict[str, int]:
-    """The numeric lines of /proc/self/fdinfo/FD (a map's ``memlock``, a
-    program's ``run_time_ns`` and ``run_cnt``)."""
-    out: dict[str, int] = {}
-    for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if value.strip().isdigit():
-            out[key.strip()] = int(value)
-    return out
-
-
-_STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
-
-
-@contextlib.contextmanager
-def bpf_stats(path: Path = _STATS_SYSCTL) -> Iterator[None]:
-    """The kernel's per-program run time accounting on; as found afterwards."""
-    old = path.read_text().strip()
-    if old != "1":
-        path.write_text("1\n")
-    try:
-        yield
-    finally:
-        if old != "1":
-            path.write_text(old + "\n")
-
-
-def _attached(stand: Stand) -> Program:
-    """The XDP program on the server's link."""
-    with netns.enter(stand.ns("server")):
-        cur = query_xdp(stand.server_if)
-    if cur is None:
-        raise TrafficError(f"no XDP program on {stand.server_if}")
-    return Program.from_id(cur.prog_id)
-
-
 # -- cost per packet ---------------------------------------------------------------------------
 #: (limits, sources) of one cost flood: "off"/"on", "one"/"random".
 _Setting = tuple[str, str]
@@ -215,16 +176,19 @@ def _cost_flood(
     stand: Stand, prog: Program, kind: FloodKind, sources: str, count: int, seconds: float
 ) -> tuple[float, dict[str, Any]]:
     """ns per packet of ``prog`` over one flood, and what the flood was."""
-    before = fdinfo(prog.fd)
-    fr = flood(kind, stand=stand, sources=sources, count=count, duration_s=seconds,
-               dport=LEGIT_PORT)  # fmt: skip
-    time.sleep(0.1)
-    after = fdinfo(prog.fd)
-    runs = after.get("run_cnt", 0) - before.get("run_cnt", 0)
-    spent = after.get("run_time_ns", 0) - before.get("run_time_ns", 0)
+
+    def run() -> FloodResult:
+        fr = flood(kind, stand=stand, sources=sources, count=count, duration_s=seconds,
+                   dport=LEGIT_PORT)  # fmt: skip
+        time.sleep(0.1)
+        return fr
+
+    got: list[FloodResult] = []
+    ns, runs = ns_per_run(prog, lambda: got.append(run()))
+    fr = got[0]
     if runs <= 0:
         raise TrafficError(f"the program ran 0 times for {fr.sent} packets sent")
-    return spent / runs, {"packets": fr.sent, "runs": runs, "generator_pps": round(fr.pps)}
+    return ns, {"packets": fr.sent, "runs": runs, "generator_pps": round(fr.pps)}
 
 
 def _moved(before: Mapping[Reason, tuple[int, int]], after: Mapping[Reason, tuple[int, int]]
@@ -246,7 +210,7 @@ def _cost_kind(stand: Stand, lc: LimitsConfig, kind: FloodKind, rep: int, data: 
     def floor() -> None:
         step(f"{kind} cost: xdp-drop floor")
         with receiver("xdp-drop", stand, kind):
-            prog = _attached(stand)
+            prog = attached(stand)
             try:
                 ns, ex = _cost_flood(stand, prog, kind, *floods["one"])
             finally:
