@@ -143,7 +143,7 @@ def test_live_rows_hold_each_flood_against_its_bare_drop() -> None:
     for fl in POLICY_FLOODS:
         data.drop[(fl.name, "xdpshield")] = [1.9e6, 2.0e6]
         data.drop[(fl.name, "xdp-drop")] = [2.0e6, 2.0e6]
-        data.extra[f"{fl.name} xdpshield"] = {"reason_share": [0.999, 1.0]}
+        data.extra[f"{fl.name} xdpshield"] = {"reason_share": [0.999, 1.0], "prog_ns": [70.0]}
     data.unavailable["tcp-flags-flood xdp-drop"] = "TrafficError: no"
     rows = {r.name: r for r in live_rows("1 queue", data)}
     assert len(rows) == 2 * len(POLICY_FLOODS)
@@ -152,6 +152,7 @@ def test_live_rows_hold_each_flood_against_its_bare_drop() -> None:
     assert deny.baseline == "deny-flood xdp-drop (1 queue)" and deny.goal == GOAL_LIVE
     assert deny.ratio == pytest.approx(0.975) and deny.goal_met is True
     assert "the shield counted 99.90%+ of its verdicts DENY" in deny.note
+    assert "program's own cost 70 ns/pkt (bpf_stats)" in deny.note
     # No baseline, no ratio: the shield's row says why rather than stand alone.
     assert rows["tcp-flags-flood xdp-drop (1 queue)"].skipped == "TrafficError: no"
     assert "baseline did not run" in (rows["tcp-flags-flood xdpshield (1 queue)"].skipped or "")

@@ -39,9 +39,12 @@ __all__ = [
     "GROUP_LEGIT",
     "GROUP_SYN",
     "SYN_RECEIVERS",
+    "XDP_RECEIVERS",
     "LiveConfig",
     "LiveSamples",
+    "cost_note",
     "live_unavailable",
+    "prog_cost",
     "run_live",
 ]
 
@@ -207,7 +210,7 @@ def _drop_flood_once(
     return dropped / fr.seconds if fr.seconds else 0.0, fr.pps, info
 
 
-def _prog_cost(stand: Stand, rx: str, run: Callable[[], object]) -> float | None:
+def prog_cost(stand: Stand, rx: str, run: Callable[[], object]) -> float | None:
     """ns per packet of the XDP program ``rx`` put on the server's link while
     ``run()`` floods it, from the kernel's bpf_stats; None for a receiver that
     is no XDP program."""
@@ -245,7 +248,7 @@ def _syn_round(
         with receiver(rx, stand, "syn"):
             rate, sent_pps, _ = _syn_flood_once(stand, cfg, q, count)
             _, legit_pps, lg = _syn_flood_once(stand, cfg, q, count, rate_pps=cfg.legit_flood_pps)
-            ns = _prog_cost(stand, rx, lambda: _syn_flood_once(stand, short, q, count))
+            ns = prog_cost(stand, rx, lambda: _syn_flood_once(stand, short, q, count))
         return rate, sent_pps, legit_pps, lg, ns
 
     short = dataclasses.replace(cfg, duration_s=cfg.stats_s)
@@ -270,7 +273,7 @@ def _drop_round(
     def measure() -> tuple[float, float, dict[str, Any], float | None]:
         with receiver(rx, stand, kind):
             got = _drop_flood_once(stand, cfg, q, count, kind)
-            ns = _prog_cost(stand, rx, lambda: _drop_flood_once(stand, short, q, count, kind))
+            ns = prog_cost(stand, rx, lambda: _drop_flood_once(stand, short, q, count, kind))
         return *got, ns
 
     short = dataclasses.replace(cfg, duration_s=cfg.stats_s)
@@ -373,9 +376,9 @@ def _med(xs: Sequence[float]) -> str:
     return fmt_num(v) if v is not None else "—"
 
 
-def _cost_note(data: LiveSamples, key: str) -> str:
+def cost_note(prog_ns: Sequence[float]) -> str:
     """The program's own cost beside a live rate, when bpf_stats gave one."""
-    ns = median(data.prog_ns.get(key, []))
+    ns = median(prog_ns)
     return "" if ns is None else f"; program's own cost {ns:.0f} ns/pkt (bpf_stats)"
 
 
@@ -435,7 +438,7 @@ def _syn_rows(ql: str, data: LiveSamples) -> list[Result]:
     out: list[Result] = []
     for rx in SYN_RECEIVERS:
         note = f"{_SYN_NOTE[rx]}; generator sent {_med(data.offered.get(f'syn {rx}', []))} SYN/s"
-        note += _cost_note(data, f"syn {rx}")
+        note += cost_note(data.prog_ns.get(f"syn {rx}", []))
         out.append(
             rows.row(f"syn-flood {rx} ({ql})", GROUP_SYN, "replies/s", data.syn[rx], rx, note=note)
         )
@@ -505,7 +508,7 @@ def _drop_rows(ql: str, data: LiveSamples) -> list[Result]:
                     "the shield's verdict on a UDP flood to the protected address "
                     f"(passed unless a rule drops it); generator sent {sent} pkt/s"
                 )
-            note += _cost_note(data, key)
+            note += cost_note(data.prog_ns.get(key, []))
             name, samples = f"{kind}-flood {rx} ({ql})", data.drop[(kind, rx)]
             ex = data.extra.get(key)
             if rx == "xdpshield":

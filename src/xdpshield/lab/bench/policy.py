@@ -71,7 +71,9 @@ from xdpshield.lab.bench.live import (
     _drop_flood_once,
     _qlabel,
     _Rows,
+    cost_note,
     per_queue,
+    prog_cost,
 )
 from xdpshield.lab.bench.micro import MicroConfig
 from xdpshield.lab.bench.receivers import LEGIT_PORT, receiver
@@ -762,6 +764,12 @@ def _receiver_round(
                 setup(fl, shield)
             before = shield.stats() if shield else {}
             got = _drop_flood_once(stand, cfg, q, count, fl.kind, **fl.frame)
+            again = dataclasses.replace(cfg, duration_s=cfg.stats_s)
+            ns = prog_cost(
+                stand, rx, lambda: _drop_flood_once(stand, again, q, count, fl.kind, **fl.frame)
+            )
+            if ns is not None:
+                got[2]["prog_ns"] = ns
             if shield is not None:
                 got[2].update(_verdicts(before, shield.stats(), fl.reason))
                 if reset is not None:
@@ -777,6 +785,8 @@ def _receiver_round(
         ex = data.extra.setdefault(key, {})
         if "reason_share" in info:
             ex.setdefault("reason_share", []).append(round(info.pop("reason_share"), 4))
+        if "prog_ns" in info:
+            ex.setdefault("prog_ns", []).append(round(info.pop("prog_ns"), 1))
         ex.update(info)
 
     def run_all() -> None:
@@ -808,8 +818,9 @@ def live_rows(ql: str, data: PolicyLiveSamples) -> list[Result]:
         for rx in LIVE_RECEIVERS:
             key = _live_key(data, fl, rx)
             sent = median(data.offered.get(f"{fl.name} {rx}", []))
-            note = f"{fl.note}; generator sent {fmt_num(sent)} pkt/s"
             ex = data.extra.get(f"{fl.name} {rx}", {})
+            note = f"{fl.note}; generator sent {fmt_num(sent)} pkt/s"
+            note += cost_note(ex.get("prog_ns", []))
             samples = data.drop.get((fl.name, rx), [])
             if rx == "xdp-drop":
                 out.append(
