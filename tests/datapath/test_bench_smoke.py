@@ -83,8 +83,12 @@ def test_quick_microbench_produces_sane_numbers(tmp_path: Path) -> None:
     by_name = {r.name: r for r in results}
     assert {"xdp-drop", "xdp-tx"} <= set(by_name)
     # Reset mode's valid handshake ACK is measured, not skipped (issue 5).
-    for name in ("ack-valid-ipv4", "ack-valid-ipv6"):
+    # So are transparent mode's paths, the established segment among them (its
+    # peer marked, as a shield marks the peers of its sockets at load).
+    transparent = [n for n in by_name if n.startswith("transparent-")]
+    for name in ("ack-valid-ipv4", "ack-valid-ipv6", *transparent):
         assert by_name[name].skipped is None, by_name[name].skipped
+    assert "transparent-established-ipv4" in transparent
     # A baseline other rows are held to (the bare XDP_DROP, a load's map
     # write alone) has none of its own; every other row does.
     anchors = {r.baseline for r in results}

@@ -67,6 +67,7 @@ from xdpshield.lab.bench.live import (
     _attempt,
     _qlabel,
     _Rows,
+    cost_note,
     per_queue,
 )
 from xdpshield.lab.bench.policy import (
@@ -351,8 +352,9 @@ def live_rows(ql: str, data: PolicyLiveSamples) -> list[Result]:
         for rx in LIVE_RECEIVERS:
             key = _live_key(data, fl, rx)
             sent = median(data.offered.get(f"{fl.name} {rx}", []))
-            note = f"{fl.note}; generator sent {fmt_num(sent)} pkt/s"
             ex = data.extra.get(f"{fl.name} {rx}", {})
+            note = f"{fl.note}; generator sent {fmt_num(sent)} pkt/s"
+            note += cost_note(ex.get("prog_ns", []))
             samples = data.drop.get((fl.name, rx), [])
             if rx == "xdp-drop":
                 out.append(rows.row(base_name, GROUP_LIVE, "drops/s", samples, key,
