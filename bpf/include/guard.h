@@ -422,8 +422,7 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 	}
 	if (!xs_flood_count(now))
 		return XS_V(XDP_PASS, XS_R_STRAY_UNDER_THRESHOLD);
-	if ((XS_TCP_FLAGS(th) & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) !=
-	    XS_TCP_ACK)
+	if ((flags & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) != XS_TCP_ACK)
 		return XS_V(XDP_DROP, XS_R_NOT_VERIFIED);
 	return XS_V(XDP_DROP, XS_R_ACK_INVALID);
 }

@@ -83,6 +83,10 @@ def test_ctrl_c_mid_flood_leaves_nothing(tmp_path: Path) -> None:
     interrupt and removes its stand, shield and processes."""
     prefix = netns.unique_prefix("xsd")
     code = (
+        # Ctrl-C as in a terminal, even if this run was started with SIGINT
+        # ignored (a background job inherits that, and Python keeps it).
+        "import signal\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from pathlib import Path\n"
         "from xdpshield.lab.demo import run_demo\n"
         f"run_demo(Path({str(tmp_path)!r}), quick=True, prefix={prefix!r},\n"

@@ -487,3 +487,12 @@ def test_pinned_maps_exist(obj: str) -> None:
         spec.close()
     missing = sorted(set(datapath.PIN_MAPS) - have)
     assert not missing, f"datapath.PIN_MAPS names maps {obj} lacks: {missing}"
+
+
+def test_the_flood_state_is_read_from_the_head_of_every_cpu_state_layout() -> None:
+    """``cpu_states`` reads only the head of struct xs_cpu_state, so a shield
+    loaded before a field was added (still running until an upgrade) reads too."""
+    head, full = datapath._CPU_FLOOD.struct.format, datapath._CPU.struct.format
+    assert full.startswith(head) and datapath._CPU_FLOOD.size < datapath._CPU.size
+    old = bytes(range(80))  # the layout before the jiffies clock's three fields
+    assert datapath._CPU_FLOOD.decode(old) == datapath._CPU.struct.unpack_from(old + bytes(16))[:7]

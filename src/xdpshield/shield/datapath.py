@@ -719,11 +719,14 @@ class CpuState:
 
 
 _CPU = StructCodec("=QIIIIQQQII16sIIqII")  # struct xs_cpu_state (and its caches)
+#: Its flood state, at the head of every layout it has had (objects from
+#: before the jiffies clock, still running until an upgrade, had no joff).
+_CPU_FLOOD = StructCodec("=QIIIIQQ")
 
 
 def cpu_states(maps: Maps) -> list[CpuState]:
     """Per CPU: flood mode on or off (transparent mode's SYN threshold)."""
-    raw = maps["xs_cpu"].typed(UInt(4), _CPU).lookup_percpu(0)
+    raw = maps["xs_cpu"].typed(UInt(4), _CPU_FLOOD).lookup_percpu(0)
     return [CpuState(bool(v[2]), v[5], v[6]) for v in raw]
 
 

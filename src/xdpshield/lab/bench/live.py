@@ -64,12 +64,12 @@ class LiveConfig:
     legit_flood_pps: int = 400_000
     # A further flood per XDP receiver with the kernel's bpf_stats on: the
     # program's own ns per packet (the accounting slows every receiver, so
-    # the rates come from the floods without it).
+    # the rates come from the floods without it). 0: none.
     stats_s: float = 1.0
 
     @classmethod
     def quick(cls) -> LiveConfig:
-        return cls(duration_s=1.0, reps=1, queues=(1,), legit_clients=2, stats_s=0.5)
+        return cls(duration_s=1.0, reps=1, queues=(1,), legit_clients=2, stats_s=0.3)
 
 
 GROUP_SYN = "live: SYN flood answered"
@@ -210,16 +210,19 @@ def _drop_flood_once(
     return dropped / fr.seconds if fr.seconds else 0.0, fr.pps, info
 
 
-def prog_cost(stand: Stand, rx: str, run: Callable[[], object]) -> float | None:
+def prog_cost(
+    stand: Stand, cfg: LiveConfig, rx: str, run: Callable[[LiveConfig], object]
+) -> float | None:
     """ns per packet of the XDP program ``rx`` put on the server's link while
-    ``run()`` floods it, from the kernel's bpf_stats; None for a receiver that
-    is no XDP program."""
-    if rx not in XDP_RECEIVERS:
+    ``run(short)`` floods it for ``cfg.stats_s``, from the kernel's bpf_stats;
+    None for a receiver that is no XDP program, or with ``stats_s`` 0."""
+    if rx not in XDP_RECEIVERS or cfg.stats_s <= 0:
         return None
+    short = dataclasses.replace(cfg, duration_s=cfg.stats_s)
     with bpf_stats():
         prog = attached(stand)
         try:
-            ns, runs = ns_per_run(prog, run)
+            ns, runs = ns_per_run(prog, lambda: run(short))
         finally:
             prog.close()
     return ns if runs > 0 else None
@@ -248,10 +251,9 @@ def _syn_round(
         with receiver(rx, stand, "syn"):
             rate, sent_pps, _ = _syn_flood_once(stand, cfg, q, count)
             _, legit_pps, lg = _syn_flood_once(stand, cfg, q, count, rate_pps=cfg.legit_flood_pps)
-            ns = prog_cost(stand, rx, lambda: _syn_flood_once(stand, short, q, count))
+            ns = prog_cost(stand, cfg, rx, lambda c: _syn_flood_once(stand, c, q, count))
         return rate, sent_pps, legit_pps, lg, ns
 
-    short = dataclasses.replace(cfg, duration_s=cfg.stats_s)
     got = _attempt(data.unavailable, rx, measure)
     if got is None:
         return
@@ -273,10 +275,9 @@ def _drop_round(
     def measure() -> tuple[float, float, dict[str, Any], float | None]:
         with receiver(rx, stand, kind):
             got = _drop_flood_once(stand, cfg, q, count, kind)
-            ns = prog_cost(stand, rx, lambda: _drop_flood_once(stand, short, q, count, kind))
+            ns = prog_cost(stand, cfg, rx, lambda c: _drop_flood_once(stand, c, q, count, kind))
         return *got, ns
 
-    short = dataclasses.replace(cfg, duration_s=cfg.stats_s)
     got = _attempt(data.unavailable, key, measure)
     if got is None:
         return

@@ -764,9 +764,8 @@ def _receiver_round(
                 setup(fl, shield)
             before = shield.stats() if shield else {}
             got = _drop_flood_once(stand, cfg, q, count, fl.kind, **fl.frame)
-            again = dataclasses.replace(cfg, duration_s=cfg.stats_s)
             ns = prog_cost(
-                stand, rx, lambda: _drop_flood_once(stand, again, q, count, fl.kind, **fl.frame)
+                stand, cfg, rx, lambda c: _drop_flood_once(stand, c, q, count, fl.kind, **fl.frame)
             )
             if ns is not None:
                 got[2]["prog_ns"] = ns
@@ -877,7 +876,10 @@ def run_policy_live(
     A quick run floods for 0.3 s each (eight floods: a sanity check, not a number).
     """
     cfg = cfg or (
-        dataclasses.replace(LiveConfig.quick(), duration_s=0.3) if quick else LiveConfig()
+        # A quick run's program costs come from run_live's floods alone.
+        dataclasses.replace(LiveConfig.quick(), duration_s=0.3, stats_s=0.0)
+        if quick
+        else LiveConfig()
     )
     results = per_queue(cfg, progress, _live_stand, live_skipped)
     (progress or no_progress)("policy floods done", 1.0)
