@@ -726,7 +726,8 @@ _CPU_FLOOD = StructCodec("=QIIIIQQ")
 
 def cpu_states(maps: Maps) -> list[CpuState]:
     """Per CPU: flood mode on or off (transparent mode's SYN threshold)."""
-    raw = maps["xs_cpu"].typed(UInt(4), _CPU_FLOOD).lookup_percpu(0)
+    m = maps["xs_cpu"]
+    raw = [_CPU_FLOOD.decode(v) for v in m.typed(UInt(4), Raw(m.value_size)).lookup_percpu(0)]
     return [CpuState(bool(v[2]), v[5], v[6]) for v in raw]
 
 
