@@ -9,6 +9,14 @@
 #include "consts.h"
 #include "maps.h"
 
+/* This CPU's state (flood.h's rate windows and caches, the clock's offset). */
+static __always_inline struct xs_cpu_state *xs_cpu_state(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&xs_cpu, &zero);
+}
+
 /* Counted in jiffies where the tick's length is known: the verifier turns
  * bpf_jiffies64() into one load, where the coarse clock's helper is a call
  * (11 ns a packet on CPUs whose every return pays the SRSO mitigation).
@@ -22,18 +30,18 @@
 static __always_inline __u64 xs_now(void)
 {
 	struct xs_cpu_state *st;
-	__u32 zero = 0;
 	__s64 off;
 	__u64 j;
 
 	if (xs_fixed_now_ns) {
+		__u32 zero = 0;
 		__u64 *toff = bpf_map_lookup_elem(&xs_test_clock, &zero);
 
 		return xs_fixed_now_ns + (toff ? *toff : 0);
 	}
 	if (!xs_jiffy_ns)
 		return bpf_ktime_get_coarse_ns();
-	st = bpf_map_lookup_elem(&xs_cpu, &zero);
+	st = xs_cpu_state();
 	if (!st)
 		return bpf_ktime_get_coarse_ns();
 	j = bpf_jiffies64() * xs_jiffy_ns;

@@ -12,13 +12,6 @@
 #include "maps.h"
 #include "clock.h"
 
-static __always_inline struct xs_cpu_state *xs_cpu_state(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&xs_cpu, &zero);
-}
-
 /* Start a new window when the current one is over; judge the one ending.
  * On: at once, when a window reaches xs_flood_on. Off: after
  * xs_flood_off_wins whole windows in a row below xs_flood_off.

@@ -287,7 +287,7 @@ static __always_inline int xs_sum_segment(struct xdp_md *ctx, __u64 l4off,
  * xs_tcpopt_walk()) so its states stay few.
  */
 static __always_inline int xs_syn_csum_ok(struct xdp_md *ctx, __u64 l3off,
-					      __u64 l4off, __u64 v6)
+					  __u64 l4off, __u64 v6)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;

@@ -123,6 +123,29 @@ static __always_inline __u8 *xs_tsopt_at(struct xdp_md *ctx, __u64 off)
 	return o;
 }
 
+/* The fixed layouts' words, as loaded: an MSS option's kind and length, and
+ * NOP + window scale's kind and length (its shift in the low byte).
+ */
+#define XS_OPTW_MSS		bpf_htons(XS_TCPOPT_MSS << 8 | 4)
+#define XS_OPTW_NOP_WS		bpf_htonl(XS_TCPOPT_NOP << 24 |		\
+					  XS_TCPOPT_WSCALE << 16 | 3 << 8)
+
+/* A fixed layout's MSS option at @o (checked present) and window scale
+ * shift @ws, as the walk would report them (MSS 0 ignored, shift capped).
+ */
+static __always_inline __u64 xs_opt_mss(const __u8 *o)
+{
+	__u64 mss = (__u32)o[2] << 8 | o[3];
+
+	return mss ? mss | XS_OPT_HAS_MSS : 0;
+}
+
+static __always_inline __u64 xs_opt_ws(__u8 ws)
+{
+	return XS_OPT_HAS_WS |
+	       (__u64)(ws > XS_MAX_WSCALE ? XS_MAX_WSCALE : ws) << 16;
+}
+
 /* The client's SYN options. The layout every Linux client sends (MSS,
  * SACK-permitted, timestamps, NOP, window scale: 20 bytes) is recognised with
  * three compares, MSS alone and Windows' layout with as few; anything else
@@ -133,49 +156,30 @@ static __always_inline __u64 xs_syn_options(struct xdp_md *ctx,
 {
 	__u32 optlen = th->doff * 4 - sizeof(*th);
 	__u8 *o = (__u8 *)(th + 1);
-	__u64 res, mss;
-	__u32 ws;
+	__u64 res;
 
 	if (optlen == 20 && (void *)(o + 20) <= data_end &&
-	    *(__u16 *)o == bpf_htons(XS_TCPOPT_MSS << 8 | 4) &&
+	    *(__u16 *)o == XS_OPTW_MSS &&
 	    *(__u32 *)(o + 4) == bpf_htonl(XS_TCPOPT_SACK_PERM << 24 |
 					   2 << 16 |
 					   XS_TCPOPT_TIMESTAMP << 8 | 10) &&
-	    (*(__u32 *)(o + 16) & bpf_htonl(0xffffff00)) ==
-		    bpf_htonl(XS_TCPOPT_NOP << 24 | XS_TCPOPT_WSCALE << 16 |
-			      3 << 8)) {
-		mss = (__u32)o[2] << 8 | o[3];
-		ws = o[19] > XS_MAX_WSCALE ? XS_MAX_WSCALE : o[19];
-		res = (__u64)*(__u32 *)(o + 8) << 32 | XS_OPT_SACK | XS_OPT_TS |
-		      XS_OPT_HAS_WS | (__u64)ws << 16;
-		if (mss)
-			res |= mss | XS_OPT_HAS_MSS;
-		return res;
-	}
+	    (*(__u32 *)(o + 16) & bpf_htonl(0xffffff00)) == XS_OPTW_NOP_WS)
+		return (__u64)*(__u32 *)(o + 8) << 32 | XS_OPT_SACK |
+		       XS_OPT_TS | xs_opt_ws(o[19]) | xs_opt_mss(o);
 	if (!optlen)
 		return 0;
 	/* MSS alone, what many flood tools and some middleboxes send. */
 	if (optlen == 4 && (void *)(o + 4) <= data_end &&
-	    *(__u16 *)o == bpf_htons(XS_TCPOPT_MSS << 8 | 4)) {
-		mss = (__u32)o[2] << 8 | o[3];
-		return mss ? mss | XS_OPT_HAS_MSS : 0;
-	}
+	    *(__u16 *)o == XS_OPTW_MSS)
+		return xs_opt_mss(o);
 	/* Windows' (MSS, NOP, window scale, NOP, NOP, SACK-permitted). */
 	if (optlen == 12 && (void *)(o + 12) <= data_end &&
-	    *(__u16 *)o == bpf_htons(XS_TCPOPT_MSS << 8 | 4) &&
-	    (*(__u32 *)(o + 4) & bpf_htonl(0xffffff00)) ==
-		    bpf_htonl(XS_TCPOPT_NOP << 24 | XS_TCPOPT_WSCALE << 16 |
-			      3 << 8) &&
+	    *(__u16 *)o == XS_OPTW_MSS &&
+	    (*(__u32 *)(o + 4) & bpf_htonl(0xffffff00)) == XS_OPTW_NOP_WS &&
 	    *(__u32 *)(o + 8) == bpf_htonl(XS_TCPOPT_NOP << 24 |
 					   XS_TCPOPT_NOP << 16 |
-					   XS_TCPOPT_SACK_PERM << 8 | 2)) {
-		mss = (__u32)o[2] << 8 | o[3];
-		ws = o[7] > XS_MAX_WSCALE ? XS_MAX_WSCALE : o[7];
-		res = XS_OPT_SACK | XS_OPT_HAS_WS | (__u64)ws << 16;
-		if (mss)
-			res |= mss | XS_OPT_HAS_MSS;
-		return res;
-	}
+					   XS_TCPOPT_SACK_PERM << 8 | 2))
+		return XS_OPT_SACK | xs_opt_ws(o[7]) | xs_opt_mss(o);
 	res = xs_tcpopt_walk(ctx, (void *)o - (void *)(long)ctx->data, optlen);
 	if (!(res & XS_OPT_TS))
 		return res;
