@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from xdpshield import netns
 from xdpshield.ebpf import Program, query_xdp
@@ -14,6 +15,8 @@ from xdpshield.errors import TrafficError
 from xdpshield.lab.stand import Stand
 
 __all__ = ["attached", "bpf_stats", "fdinfo", "ns_per_run"]
+
+_T = TypeVar("_T")
 
 
 def fdinfo(fd: int) -> dict[str, int]:
@@ -52,11 +55,12 @@ def attached(stand: Stand) -> Program:
     return Program.from_id(cur.prog_id)
 
 
-def ns_per_run(prog: Program, run: Callable[[], object]) -> tuple[float, int]:
-    """(ns per run, runs) of ``prog`` while ``run()`` runs (bpf_stats must be on)."""
+def ns_per_run(prog: Program, run: Callable[[], _T]) -> tuple[float, int, _T]:
+    """(ns per run, runs) of ``prog`` while ``run()`` runs (bpf_stats must be
+    on), and what ``run()`` returned."""
     before = fdinfo(prog.fd)
-    run()
+    got = run()
     after = fdinfo(prog.fd)
     runs = after.get("run_cnt", 0) - before.get("run_cnt", 0)
     spent = after.get("run_time_ns", 0) - before.get("run_time_ns", 0)
-    return (spent / runs if runs > 0 else 0.0), runs
+    return (spent / runs if runs > 0 else 0.0), runs, got

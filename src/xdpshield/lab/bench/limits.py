@@ -184,9 +184,7 @@ def _cost_flood(
         time.sleep(0.1)
         return fr
 
-    got: list[FloodResult] = []
-    ns, runs = ns_per_run(prog, lambda: got.append(run()))
-    fr = got[0]
+    ns, runs, fr = ns_per_run(prog, run)
     if runs <= 0:
         raise TrafficError(f"the program ran 0 times for {fr.sent} packets sent")
     return ns, {"packets": fr.sent, "runs": runs, "generator_pps": round(fr.pps)}

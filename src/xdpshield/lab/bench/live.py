@@ -93,8 +93,9 @@ class LiveSamples:
     ``syn`` and ``legit`` by receiver, ``drop`` by (flood kind, receiver);
     ``offered`` is the generator's rate by row key ("syn RX", "legit RX",
     "KIND RX"), ``prog_ns`` the XDP program's own ns per packet by the same
-    key (bpf_stats, a flood of its own), ``unavailable`` why a receiver (key "RX" or "KIND RX") did
-    not run, ``extra`` the details of a drop row by its key.
+    key (bpf_stats, a flood of its own), ``unavailable`` why a receiver (key
+    "RX" or "KIND RX") did not run, ``extra`` the details of a drop row by its
+    key.
     """
 
     syn: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in SYN_RECEIVERS})
@@ -222,7 +223,7 @@ def prog_cost(
     with bpf_stats():
         prog = attached(stand)
         try:
-            ns, runs = ns_per_run(prog, lambda: run(short))
+            ns, runs, _ = ns_per_run(prog, lambda: run(short))
         finally:
             prog.close()
     return ns if runs > 0 else None

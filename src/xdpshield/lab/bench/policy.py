@@ -764,15 +764,15 @@ def _receiver_round(
                 setup(fl, shield)
             before = shield.stats() if shield else {}
             got = _drop_flood_once(stand, cfg, q, count, fl.kind, **fl.frame)
+            if shield is not None:  # the measured flood's verdicts only
+                got[2].update(_verdicts(before, shield.stats(), fl.reason))
             ns = prog_cost(
                 stand, cfg, rx, lambda c: _drop_flood_once(stand, c, q, count, fl.kind, **fl.frame)
             )
             if ns is not None:
                 got[2]["prog_ns"] = ns
-            if shield is not None:
-                got[2].update(_verdicts(before, shield.stats(), fl.reason))
-                if reset is not None:
-                    reset(shield)
+            if shield is not None and reset is not None:
+                reset(shield)
             return got
 
         got = _attempt(data.unavailable, key, measure)
