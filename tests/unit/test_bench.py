@@ -220,3 +220,12 @@ def test_handshake_rows_say_why_when_the_stand_cannot_run(
         "handshake kernel-alone",
     }
     assert all(r.skipped == "needs root (test)" and r.value is None for r in rows)
+
+
+def test_a_sample_that_never_came_is_reported_not_plotted(tmp_path: Path) -> None:
+    """A fleet trial that timed out is an inf sample: the report still writes
+    (the table says inf), with no bar for it."""
+    never = row(name="fleet-block-propagation-p99", samples=(float("inf"),))
+    paths = write_outputs([never, row(samples=(10.0,))], tmp_path)
+    assert "| fleet-block-propagation-p99 |" in (tmp_path / "bench.md").read_text()
+    assert any(p.suffix == ".png" for p in paths)

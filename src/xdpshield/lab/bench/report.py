@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,11 @@ def _plot(results: Sequence[Result], out_dir: Path) -> list[Path]:
     """One horizontal bar chart per group (value with min..max), baselines in grey."""
     groups: dict[str, list[Result]] = {}
     for r in results:
-        # "A vs B" rows repeat A's samples against another baseline: one bar is enough.
-        if r.skipped is None and r.value is not None and " vs " not in r.name:
+        # "A vs B" rows repeat A's samples against another baseline: one bar is
+        # enough. A sample that never came (inf: a fleet trial that timed out)
+        # has no bar; the table reports it.
+        drawable = all(math.isfinite(x) for x in r.samples)
+        if r.skipped is None and r.value is not None and drawable and " vs " not in r.name:
             groups.setdefault(r.group, []).append(r)
     written: list[Path] = []
     baselines = {r.baseline for r in results if r.baseline}
