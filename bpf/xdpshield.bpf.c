@@ -32,8 +32,8 @@ enum xs_abi xs_abi_btf_anchor SEC(".rodata.btf") __attribute__((unused));
 /* The ring's record type, likewise (a ring map has no value type). */
 struct xs_sample xs_sample_btf_anchor SEC(".rodata.btf") __attribute__((unused));
 
-/* Not a verdict: the TCP guard decides (xs_classify() calls it, so the
- * guard's deep stack never adds to the policy stages').
+/* Not a verdict: the TCP guard decides (a program of its own, tail-called,
+ * so that its deep stack never adds to the policy stages').
  */
 #define XS_V_GUARD	0xffffffffU
 
@@ -135,8 +135,13 @@ static __always_inline __u32 xs_judge(struct xdp_md *ctx, struct xs_cursor *c,
 	return XS_V(XDP_PASS, XS_R_PASS_UNPROTECTED);
 }
 
-/* What parsing found, passed to the global functions below as offsets:
- * the verifier checks each of them once, not once per parse path.
+/* What parsing found, as offsets, in a per-CPU map (xs_pkt): the stages
+ * read it back from there, and the guard's program after its tail call.
+ * The verifier knows nothing of a map value's content, so every parse path
+ * (VLAN depths, IPv4 header lengths, IPv6 extension-header chains) meets
+ * the stages in one state and they are verified once, not once per path.
+ * One XDP run is one CPU's from entry to exit (softirq, no preemption), so
+ * nothing else writes this CPU's copy meanwhile.
  */
 struct xs_pkt {
 	__u32 frag_id;
@@ -149,7 +154,28 @@ struct xs_pkt {
 	__u8 first_frag;
 	__u8 proto;
 	__u8 frag_proto;
+	__u32 verdict;		/* the stages', laundered likewise (below) */
 };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xs_pkt);
+} xs_pkt SEC(".maps");
+
+/* Its one copy on this CPU (an inlined lookup: no call). */
+static __always_inline struct xs_pkt *xs_pkt_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&xs_pkt, &zero);
+}
+
+/* Make the compiler read back from memory what it wrote to xs_pkt: the
+ * verifier then sees a map value it knows nothing of (see struct xs_pkt).
+ */
+#define xs_launder()	asm volatile("" ::: "memory")
 
 _Static_assert(XS_MAX_L3_OFF <= 0x1f && XS_MAX_L4_OFF <= 0x7ff,
 	       "xs_l3_of() masks the offsets to these bounds");
@@ -191,12 +217,11 @@ static __always_inline int xs_l3_of(struct xdp_md *ctx, const struct xs_pkt *p,
 
 /* The policy stages in order: allow, blocks, deny, fragments, then
  * xs_judge(), then the limits. Returns XS_V(action, reason), or XS_V_GUARD.
- *
- * Verifier: a global function. Inlined into the parser, every stage was
- * verified again for each of its paths (VLAN depths times IPv6 extension
- * header chains), past the 1M-instruction budget.
+ * Inlined: a call costs ~10 ns on CPUs with SRSO's safe return, and the
+ * verifier sees them once (struct xs_pkt).
  */
-__attribute__((noinline)) __u32 xs_stages(struct xdp_md *ctx, struct xs_pkt *p)
+static __always_inline __u32 xs_stages(struct xdp_md *ctx,
+				       const struct xs_pkt *p)
 {
 	const struct xs_hygiene *h;
 	const struct xs_psel *sel;
@@ -253,7 +278,9 @@ __attribute__((noinline)) __u32 xs_stages(struct xdp_md *ctx, struct xs_pkt *p)
 	return v;
 }
 
-/* A first fragment passed: its datagram's other fragments may follow. */
+/* A first fragment passed: its datagram's other fragments may follow. A
+ * global function (verified once; the call is only a first fragment's).
+ */
 __attribute__((noinline)) int xs_frag_open(struct xdp_md *ctx, struct xs_pkt *p)
 {
 	const struct xs_hygiene *h;
@@ -276,47 +303,48 @@ __attribute__((noinline)) int xs_frag_open(struct xdp_md *ctx, struct xs_pkt *p)
 	return 0;
 }
 
-/* Parse to L4's start, then xs_stages(). Returns XS_V(action, reason). */
-static __always_inline __u32 xs_classify(struct xdp_md *ctx, __u32 len)
+SEC("xdp")
+int xdpshield_guard(struct xdp_md *ctx);
+
+/* The programs the entry tail-calls (a tail call is a jump: no return to
+ * pay for). Filled by libbpf at load; Python pins it, as a program array
+ * loses its entries when the last file or pin that holds it goes.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, XS_PROG__MAX);
+	__type(key, __u32);
+	__array(values, int(struct xdp_md *));
+} xs_progs SEC(".maps") = {
+	.values = {
+		[XS_PROG_GUARD] = (void *)&xdpshield_guard,
+	},
+};
+
+/* The exit of both XDP programs. */
+static __always_inline int xs_xdp_exit(struct xdp_md *ctx, __u32 verdict,
+				       const struct xs_pkt *p)
+{
+	if (p->first_frag && XS_V_ACT(verdict) == XDP_PASS)
+		xs_frag_open(ctx, (struct xs_pkt *)p);
+	xs_debug("xdpshield: len %u action %u reason %u", p->len,
+		 XS_V_ACT(verdict), XS_V_REASON(verdict));
+	return xs_verdict_exit(ctx, verdict, p->len, 0);
+}
+
+/* Parse to L4's start, into xs_pkt; then the stages; a TCP segment to a
+ * protected port goes on to xdpshield_guard.
+ */
+SEC("xdp")
+int xdpshield_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct xs_cursor c = { .pos = data, .end = data_end };
+	struct xs_pkt *p = xs_pkt_get();
 	struct xs_l3 l3 = {};
-	struct xs_pkt p = {};
+	__u32 len = data_end - data, v;
 	int proto;
-	__u32 v;
-
-	proto = xs_parse_l3(&c, &l3, data);
-	if (proto == XS_L3_VLAN_DEEP)
-		return XS_V(XDP_DROP, XS_R_VLAN_TOO_DEEP);
-	if (proto == XS_L3_NOT_IP)
-		return XS_V(XDP_PASS, XS_R_PASS_NON_IP);
-	if (proto < 0 || c.pos - data > XS_MAX_L4_OFF)
-		return XS_V(XDP_DROP, XS_R_MALFORMED);
-	p.l3off = l3.l3off;
-	p.l4off = c.pos - data;
-	p.v6 = l3.v6;
-	p.nonfirst = l3.nonfirst;
-	p.first_frag = l3.first_frag;
-	p.frag_id = l3.frag_id;
-	p.frag_proto = l3.frag_proto;
-	p.l4len = l3.l4len;
-	p.proto = proto;
-	p.len = len;
-	v = xs_stages(ctx, &p);
-	if (v == XS_V_GUARD)
-		v = xs_guard_tcp(ctx, p.l3off, p.l4off, p.v6);
-	if (p.first_frag && XS_V_ACT(v) == XDP_PASS)
-		xs_frag_open(ctx, &p);
-	return v;
-}
-
-SEC("xdp")
-int xdpshield_xdp(struct xdp_md *ctx)
-{
-	__u32 frame_len = ctx->data_end - ctx->data;
-	__u32 verdict;
 
 #ifdef XS_TEST_VERIFIER_REJECT
 	/* Test only (Makefile: _obj/xdpshield_test_reject.o, never a product
@@ -324,13 +352,58 @@ int xdpshield_xdp(struct xdp_md *ctx)
 	 * refuse, so a test can make a load fail verification.
 	 */
 	if (*(volatile __u8 *)(long)ctx->data == 0xff)
-		frame_len++;
+		len++;
 #endif
-	verdict = xs_classify(ctx, frame_len);
+	if (!p)		/* cannot happen: a per-CPU array's one entry */
+		return XDP_PASS;
+	p->len = len;
+	p->first_frag = 0;
+	proto = xs_parse_l3(&c, &l3, data);
+	if (proto == XS_L3_VLAN_DEEP)
+		return xs_xdp_exit(ctx, XS_V(XDP_DROP, XS_R_VLAN_TOO_DEEP), p);
+	if (proto == XS_L3_NOT_IP)
+		return xs_xdp_exit(ctx, XS_V(XDP_PASS, XS_R_PASS_NON_IP), p);
+	if (proto < 0 || c.pos - data > XS_MAX_L4_OFF)
+		return xs_xdp_exit(ctx, XS_V(XDP_DROP, XS_R_MALFORMED), p);
+	p->l3off = l3.l3off;
+	p->l4off = c.pos - data;
+	p->v6 = l3.v6;
+	p->nonfirst = l3.nonfirst;
+	p->first_frag = l3.first_frag;
+	p->frag_id = l3.frag_id;
+	p->frag_proto = l3.frag_proto;
+	p->l4len = l3.l4len;
+	p->proto = proto;
+	xs_launder();
+	/* The verdict too: else each of the stages' verdicts, a constant the
+	 * verifier tracks, would take the exit's paths on its own.
+	 */
+	p->verdict = xs_stages(ctx, p);
+	xs_launder();
+	v = p->verdict;
+	if (v == XS_V_GUARD) {
+		bpf_tail_call(ctx, &xs_progs, XS_PROG_GUARD);
+		/* Only if the program array lost its entries (its pin
+		 * removed while attached): counted, and passed.
+		 */
+		v = XS_V(XDP_PASS, XS_R_GUARD_MISSING);
+	}
+	return xs_xdp_exit(ctx, v, p);
+}
 
-	xs_debug("xdpshield: len %u action %u reason %u", frame_len,
-		 XS_V_ACT(verdict), XS_V_REASON(verdict));
-	return xs_verdict_exit(ctx, verdict, frame_len, 0);
+/* A TCP segment to a protected port (guard.h), after the stages passed it.
+ * A program of its own: the verifier checks it once, whatever path through
+ * the stages led here, and its stack is its own.
+ */
+SEC("xdp")
+int xdpshield_guard(struct xdp_md *ctx)
+{
+	struct xs_pkt *p = xs_pkt_get();
+
+	if (!p)
+		return XDP_PASS;
+	return xs_xdp_exit(ctx, xs_guard_tcp(ctx, p->l3off, p->l4off, p->v6),
+			   p);
 }
 
 /* Transparent mode only (Python switches it off otherwise): the handoff of

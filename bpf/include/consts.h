@@ -65,6 +65,12 @@
  */
 #define XS_MAX_L4_OFF		1024
 
+/* xs_progs' slots: the programs the XDP entry tail-calls. */
+enum xs_prog {
+	XS_PROG_GUARD = 0,	/* xdpshield_guard */
+	XS_PROG__MAX,
+};
+
 /* Bytes of TCP options the general parser walks: the most a header holds. */
 #define XS_TCPOPT_MAXLEN	40
 

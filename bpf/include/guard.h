@@ -474,15 +474,14 @@ static __always_inline __u32 xs_reset_unverified(struct xdp_md *ctx,
 
 /* A TCP segment to a protected port.
  *
- * Verifier: a global (non-static, noinline) function, verified once. Inlined,
- * the SipHash and reply code was re-verified for every distinct way of
- * reaching it (each VLAN depth, IPv4 header length and IPv6 extension-header
- * chain leaves a different packet-pointer state, so nothing prunes) and the
- * program passed a million instructions. The caller hands over plain
- * offsets; the pointers are re-derived and re-checked here.
+ * Verifier: the body of a program of its own (xdpshield_guard, tail-called),
+ * so verified once. Inlined into the entry, the SipHash and reply code was
+ * re-verified for every distinct way of reaching it, past a million
+ * instructions. The caller hands over plain offsets; the pointers are
+ * re-derived and re-checked here.
  */
-__attribute__((noinline)) __u32 xs_guard_tcp(struct xdp_md *ctx, __u64 l3off,
-					      __u64 l4off, __u64 v6)
+static __always_inline __u32 xs_guard_tcp(struct xdp_md *ctx, __u64 l3off,
+					  __u64 l4off, __u64 v6)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;

@@ -70,6 +70,8 @@ enum xs_reason {
 	XS_R_LIMIT_SYN,		/* source over its SYNs per second */
 	XS_R_RULE_LIMIT,	/* source over a limit rule's rate */
 	XS_R_CEILING,		/* the protocol's global ceiling reached */
+	XS_R_GUARD_MISSING,	/* the guard's program could not be reached
+				 * (its program array emptied): passed */
 	XS_R__MAX,
 };
 

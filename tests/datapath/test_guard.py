@@ -307,6 +307,20 @@ def test_no_key_drops_guarded_syn() -> None:
     assert (ran.verdict, ran.reason) == (XDP_DROP, Reason.NO_KEY)
 
 
+def test_guard_program_unreachable_passes_and_is_counted(guard: Guard) -> None:
+    """The guard is a program the entry tail-calls through xs_progs: with its
+    slot emptied (the kernel empties a program array no pin holds) a guarded
+    segment passes as the kernel alone would take it, counted as such; other
+    traffic is judged as before."""
+    frame = syn(eth() / IP4, [])
+    assert guard.run(frame).reason == Reason.SYN_COOKIE_SENT
+    guard.maps["xs_progs"].delete((0).to_bytes(4, "little"))
+    ran = guard.run(frame)
+    assert (ran.verdict, ran.reason, ran.frame) == (XDP_PASS, Reason.GUARD_MISSING, bytes(frame))
+    udp = eth() / IP4 / UDP(sport=1, dport=53)
+    assert guard.run(udp).reason == Reason.PASS_UNPROTECTED
+
+
 # -- the handshake ACK --------------------------------------------------------------
 def ack_for(
     l3: Packet,

@@ -40,6 +40,7 @@ __all__ = [
     "OPTIONAL_PINS",
     "PIN_MAPS",
     "POLICY_MAPS",
+    "PROGRAM_MAPS",
     "SAMPLE_MAPS",
     "CpuState",
     "GuardOptions",
@@ -114,6 +115,7 @@ class Reason(IntEnum):
     LIMIT_SYN = 37
     RULE_LIMIT = 38
     CEILING = 39
+    GUARD_MISSING = 40
 
     @property
     def label(self) -> str:
@@ -150,6 +152,11 @@ LIMIT_MAPS = ("xs_src", "xs_blocks", "xs_blocks_lpm", "xs_ceil")
 #: Drop samples (shield/samples.py): the ring, the caps, the counts.
 SAMPLE_MAPS = ("xs_samples", "xs_sample_bkt", "xs_sample_stat")
 
+#: Program arrays: the programs the XDP entry tail-calls. Pinned, as the
+#: kernel empties a program array when no file or pin holds it any more,
+#: attached or not; never kept across an upgrade (they hold the object's own).
+PROGRAM_MAPS = ("xs_progs",)
+
 #: Maps pinned under the shield's directory, so other processes can reopen them
 #: (the daemon rotates xs_keys and ages xs_verified through the pins).
 PIN_MAPS = (
@@ -166,6 +173,7 @@ PIN_MAPS = (
     *POLICY_MAPS,
     *LIMIT_MAPS,
     *SAMPLE_MAPS,
+    *PROGRAM_MAPS,
 )
 # Pinned since a later version: a shield loaded before it runs without them.
 OPTIONAL_PINS = frozenset(
@@ -179,6 +187,7 @@ OPTIONAL_PINS = frozenset(
         *POLICY_MAPS,
         *LIMIT_MAPS,
         *SAMPLE_MAPS,
+        *PROGRAM_MAPS,
     }
 )
 

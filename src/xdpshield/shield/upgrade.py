@@ -20,7 +20,8 @@ running shield:
      counter array indexed by a stable number (:data:`INDEX_STABLE`) whose
      key and value are unchanged;
    - ``recreated``: any other map (flood state, caches, a map new in this
-     version): made anew and empty;
+     version): made anew and empty; always a program array (the entry's
+     tail calls), which holds the object's own programs;
    - refused: a state map (:data:`STATE`) that is neither kept nor
      migrated. Then nothing is loaded and :class:`UpgradeRefused` names
      the map: the running shield is left exactly as it was.
@@ -79,6 +80,7 @@ INDEX_STABLE = frozenset({"xs_stats", "xs_rule_stats"})
 
 _HASH_TYPES = frozenset({1, 5, 9, 10, 11})  # HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH, LPM
 _ARRAY_TYPES = frozenset({2, 6})  # ARRAY, PERCPU_ARRAY
+_PROG_ARRAY = 3  # BPF_MAP_TYPE_PROG_ARRAY
 _PROGRAM_PINS = frozenset({"prog", "tc", "tc_egress"})
 
 
@@ -120,6 +122,12 @@ def _layout_change(spec: ObjectSpec, name: str, old: Map[Any, Any]) -> str | Non
     return spec.reuse_mismatch(name, old)
 
 
+def _map_type(spec: ObjectSpec, name: str) -> int:
+    from xdpshield.ebpf._libbpf import lib  # the spec's map view, not in the public API
+
+    return int(lib().bpf.bpf_map__type(spec._map_ptr(name)))
+
+
 def _migratable(spec: ObjectSpec, name: str, old: Map[Any, Any]) -> bool:
     """Whether every entry of ``old`` moves to the new map without loss
     or change of meaning (only max_entries differs, see the module doc)."""
@@ -148,6 +156,11 @@ def plan_maps(spec: ObjectSpec, pin_dir: Path) -> tuple[dict[str, str], dict[str
     pinned = set(datapath.PIN_MAPS)
     for name in spec.map_names:
         pin = pin_dir / name
+        if _map_type(spec, name) == _PROG_ARRAY:
+            # Kept, libbpf would write the new programs into the running
+            # object's table at load, before the swap.
+            actions[name] = "recreated"
+            continue
         if name not in pinned or not pin.exists():
             actions[name] = "refilled" if name in REFILLED else "recreated"
             if name in STATE and name in pinned:
