@@ -20,6 +20,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet
 
+from xdpshield.ebpf import ObjectSpec
 from xdpshield.objects import shield_object
 from xdpshield.policy.model import Action, Hygiene, Policy, PrefixList
 from xdpshield.policy.rules import first_match
@@ -39,6 +40,16 @@ TEST_OPTIONS: dict[str, Any] = {
     "listener_check": False,
     "rst_pps": 0,
 }
+
+
+def xdp_only(spec: ObjectSpec) -> ObjectSpec:
+    """Load the XDP programs alone: the two tc programs take half the
+    verifier's time, and a test that runs neither need not wait for it."""
+    for name in ("xdpshield_tc", "xdpshield_tc_egress"):
+        spec.set_autoload(name, False)
+    return spec
+
+
 TTL = 64
 SYNACK_WINDOW = 65535
 MAX_L4_OFF = 1024

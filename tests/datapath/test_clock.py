@@ -18,14 +18,14 @@ from xdpshield.ebpf import Collection, ObjectSpec
 from xdpshield.shield import datapath
 from xdpshield.shield.datapath import GuardOptions, Reason
 
-from .model import OBJ, TEST_OPTIONS, XDP_TX
+from .model import OBJ, TEST_OPTIONS, XDP_TX, xdp_only
 from .test_guard import EPOCH, K1, K2, OPTION_SETS, PORT, SERVER4, TTL_S, Guard, eth, syn
 
 TICK_NS = datapath.jiffy_ns()
 
 
 def _load(jiffies: bool) -> Collection:
-    spec = ObjectSpec(OBJ)
+    spec = xdp_only(ObjectSpec(OBJ))
     consts = datapath.constants(GuardOptions(verified_ttl_s=TTL_S, **TEST_OPTIONS))
     assert consts["xs_fixed_now_ns"] == 0, "the kernel's clock, not a frozen one"
     if not jiffies:

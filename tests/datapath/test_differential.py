@@ -30,7 +30,7 @@ from xdpshield.policy.rules import fingerprint
 from xdpshield.shield import cookie, datapath, policy
 from xdpshield.shield.datapath import GuardOptions, Reason
 
-from .model import OBJ, TEST_OPTIONS, XDP_PASS, XDP_TX, Config, PolicyState, decide, vkey
+from .model import OBJ, TEST_OPTIONS, XDP_PASS, XDP_TX, Config, PolicyState, decide, vkey, xdp_only
 
 NOW = 5_000_000_000_000
 KEY_CUR, KEY_PREV, EPOCH = bytes(range(16)), bytes(range(50, 66)), 11
@@ -42,7 +42,7 @@ V6 = [bytes.fromhex("fd000000000000000000000000000000")[:15] + bytes([i]) for i 
 
 def load_guard() -> Collection:
     """The object with the guard's test settings, known keys and ports."""
-    spec = ObjectSpec(OBJ)
+    spec = xdp_only(ObjectSpec(OBJ))
     opts = GuardOptions(fixed_now_ns=NOW, verified_ttl_s=TTL_S, **TEST_OPTIONS)
     spec.set_constants(**datapath.constants(opts))
     c = spec.load()

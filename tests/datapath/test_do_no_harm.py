@@ -254,9 +254,9 @@ def load_host(**opts: Any) -> Any:
     """A shield that knows its host's addresses and MAC, as Shield.load fills them."""
     from xdpshield.ebpf import ObjectSpec
 
-    from .model import OBJ, TEST_OPTIONS
+    from .model import OBJ, TEST_OPTIONS, xdp_only
 
-    spec = ObjectSpec(OBJ)
+    spec = xdp_only(ObjectSpec(OBJ))
     gopts = datapath.GuardOptions(fixed_now_ns=NOW, **(TEST_OPTIONS | opts))
     spec.set_constants(**datapath.constants(gopts, local_known=True))
     coll = spec.load()

@@ -31,7 +31,17 @@ from xdpshield.ebpf import Raw as Raw16
 from xdpshield.shield import cookie, datapath
 from xdpshield.shield.datapath import GuardOptions, Reason
 
-from .model import OBJ, TEST_OPTIONS, XDP_DROP, XDP_PASS, XDP_TX, SynOptions, rst, synack
+from .model import (
+    OBJ,
+    TEST_OPTIONS,
+    XDP_DROP,
+    XDP_PASS,
+    XDP_TX,
+    SynOptions,
+    rst,
+    synack,
+    xdp_only,
+)
 
 NOW = 0x1234_5678_9ABC_DEF0  # the frozen data-path clock, ns
 K1 = bytes(range(16))
@@ -75,8 +85,9 @@ class Guard:
         return Ran(r.verdict, r.frame, reason)
 
 
-def load(keys: bool = True, **opts: Any) -> Collection:
-    spec = ObjectSpec(OBJ)
+def load(keys: bool = True, tc: bool = False, **opts: Any) -> Collection:
+    """``tc``: load the tc programs too (else the XDP ones alone)."""
+    spec = ObjectSpec(OBJ) if tc else xdp_only(ObjectSpec(OBJ))
     spec.set_constants(
         **datapath.constants(
             GuardOptions(**({"fixed_now_ns": NOW, "verified_ttl_s": TTL_S} | TEST_OPTIONS | opts))

@@ -180,7 +180,7 @@ def test_full_ring_is_counted(sg: LimitGuard, reader: Sampler) -> None:
 def test_tc_drop_is_sampled_from_the_skb() -> None:
     """The tc program's drops go through the same exit: a handshake ACK whose
     cookie tc re-checks (no XDP metadata) and finds bad."""
-    with load(transparent=True, force_nometa=True) as coll:
+    with load(transparent=True, force_nometa=True, tc=True) as coll:
         samples.set_rate(coll.maps, 100)
         # As XDP sets it once it met a driver without metadata room.
         bss = coll.maps["xdpshiel.bss"]
