@@ -181,3 +181,27 @@ def test_unit_capabilities_are_each_explained() -> None:
     (caps,) = unit_keys(text)["CapabilityBoundingSet"]
     for cap in caps.split():
         assert f"# - {cap}:" in text, f"{cap} has no comment saying why"
+
+
+def test_forget_records_removes_a_stopped_runs_files_and_spares_a_live_one(
+    runs_dir: Path, tmp_path: Path
+) -> None:
+    """What a lab calls for the configs it made up: a stopped run's record,
+    state and events go (the other configs' stay); a live run keeps its own."""
+    done, other = str(tmp_path / "done.toml"), str(tmp_path / "other.toml")
+    for cfg in (done, other):
+        pid, state = service.record_paths(cfg)
+        runs_dir.mkdir(exist_ok=True)
+        for p in (pid, state, pid.with_suffix(".events"), Path(f"{pid.with_suffix('')}.events.1")):
+            p.write_text("{}")
+    service.forget_records(done)
+    left = {p.name for p in runs_dir.iterdir()}
+    assert len(left) == 4 and all(n.startswith("other-") for n in left), left
+    lock = service.RunLock.acquire(other)
+    try:
+        service.forget_records(other)
+        assert len(list(runs_dir.iterdir())) == 4
+    finally:
+        lock.release()
+    service.forget_records(other)
+    assert not runs_dir.exists()

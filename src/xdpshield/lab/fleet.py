@@ -46,6 +46,7 @@ from xdpshield.ebpf import ObjectSpec, attach_xdp
 from xdpshield.errors import XdpShieldError
 from xdpshield.lab.stand import _be32, _mask32, only_program
 from xdpshield.objects import object_path
+from xdpshield.ops.service import forget_records
 from xdpshield.shield.core import forget_namespace
 
 __all__ = [
@@ -208,6 +209,7 @@ class FleetLab:
     def down(self) -> None:
         for n in self.nodes.values():
             self.kill(n)
+            forget_records(str(n.cfg))  # the configs were this lab's alone
         self.store.stop()
         for ns in self.namespaces:
             netns.remove(ns)

@@ -141,6 +141,20 @@ def record_paths(config: str) -> tuple[Path, Path]:
     return stem.with_suffix(".pid"), stem.with_suffix(".json")
 
 
+def forget_records(config: str) -> None:
+    """Remove every file a run of ``config`` left under RUNS_DIR (record,
+    state, events): for a lab that made the config up and is done with it.
+    Nothing is removed while a run of it lives."""
+    pid_path, _ = record_paths(config)
+    if _live_run(pid_path, wait_s=0) is not None:
+        return
+    stem = pid_path.with_suffix("")
+    for p in stem.parent.glob(f"{stem.name}.*"):
+        p.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        RUNS_DIR.rmdir()  # only when no other run's record is left
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """A live ``xdpshield run``, as its record says."""
