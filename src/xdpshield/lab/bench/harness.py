@@ -101,12 +101,17 @@ def pinned(cpu: int | None) -> Iterator[None]:
             os.sched_setaffinity(0, old)
 
 
-def load_shield(ports: Sequence[int] = (PROTECTED_PORT,), obj_dir: Path = OBJ_DIR) -> Collection:
-    """The shield object (from ``obj_dir``) with its default options, protecting ``ports``."""
+def load_shield(
+    ports: Sequence[int] = (PROTECTED_PORT,),
+    obj_dir: Path = OBJ_DIR,
+    opts: datapath.GuardOptions | None = None,
+) -> Collection:
+    """The shield object (from ``obj_dir``) with ``opts`` (default: the
+    default options, no RSTs), protecting ``ports``."""
     spec = ObjectSpec(obj_dir / SHIELD_OBJ)
     # No RSTs for unverified segments: a flood spends the per-CPU cap within
     # a millisecond, after which forged ACKs take the drop path timed here.
-    consts = datapath.constants(datapath.GuardOptions(rst_pps=0))
+    consts = datapath.constants(opts or datapath.GuardOptions(rst_pps=0))
     if consts:
         spec.set_constants(**consts)
     coll = spec.load()

@@ -67,17 +67,16 @@ from xdpshield.lab.bench.live import (
     _attempt,
     _qlabel,
     _Rows,
-    cost_note,
     per_queue,
 )
 from xdpshield.lab.bench.policy import (
     PolicyFlood,
     PolicyLiveSamples,
     _count,
-    _live_key,
     _receiver_round,
     _rx_policy_shield,
 )
+from xdpshield.lab.bench.policy import live_rows as policy_live_rows
 from xdpshield.lab.bench.receivers import LEGIT_PORT, receiver
 from xdpshield.lab.bench.results import Goal, Progress, Result, fmt_num, median, no_progress
 from xdpshield.lab.stand import Stand
@@ -342,34 +341,7 @@ def _drop_round(stand: Stand, cfg: LiveConfig, lc: LimitsConfig, q: int, rx: str
 
 def live_rows(ql: str, data: PolicyLiveSamples) -> list[Result]:
     """Per flood: the bare XDP_DROP, and the shield's drops by the limits against it."""
-    rows = _Rows(data.unavailable)
-    out: list[Result] = []
-    for fl in LIMIT_FLOODS:
-        base_name = f"{fl.name} xdp-drop ({ql})"
-        base = data.drop.get((fl.name, "xdp-drop"), [])
-        for rx in LIVE_RECEIVERS:
-            key = _live_key(data, fl, rx)
-            sent = median(data.offered.get(f"{fl.name} {rx}", []))
-            ex = data.extra.get(f"{fl.name} {rx}", {})
-            note = f"{fl.note}; generator sent {fmt_num(sent)} pkt/s"
-            note += cost_note(ex.get("prog_ns", []))
-            samples = data.drop.get((fl.name, rx), [])
-            if rx == "xdp-drop":
-                out.append(rows.row(base_name, GROUP_LIVE, "drops/s", samples, key,
-                                    note=f"bare XDP_DROP baseline; {note}", ex=ex))  # fmt: skip
-                continue
-            shares = ex.get("reason_share", [])
-            if shares:
-                note += f"; the shield counted {min(shares):.2%}+ of its verdicts {fl.reason.name}"
-            r = rows.row(f"{fl.name} xdpshield ({ql})", GROUP_LIVE, "drops/s", samples, key,
-                         base_name, base, GOAL_LIVE, note, ex)  # fmt: skip
-            no_base = data.unavailable.get(_live_key(data, fl, "xdp-drop")) or (
-                None if base else "no measurement"
-            )
-            if r.skipped is None and no_base is not None:
-                r = dataclasses.replace(r, samples=(), skipped=f"baseline did not run: {no_base}")
-            out.append(r)
-    return out
+    return policy_live_rows(ql, data, LIMIT_FLOODS, GROUP_LIVE, GOAL_LIVE)
 
 
 # -- time to block -----------------------------------------------------------------------------

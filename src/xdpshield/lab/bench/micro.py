@@ -497,14 +497,10 @@ def _loopback_connection(stack: contextlib.ExitStack) -> tuple[int, int]:
 
 
 def _transparent_shield(stack: contextlib.ExitStack, obj_dir: Path, lport: int) -> Collection:
-    spec = stack.enter_context(ObjectSpec(obj_dir / SHIELD_OBJ))
     # Flood mode from the first SYN (the per-CPU rate state still costs
     # what it does under a flood); the ports listen, as on a server.
     opts = datapath.GuardOptions(transparent=True, syn_flood_pps=1)
-    spec.set_constants(**datapath.constants(opts))
-    coll = stack.enter_context(spec.load())
-    datapath.init_maps(coll.maps, (PROTECTED_PORT, lport))
-    datapath.rotate_keys(coll.maps)  # both slots live: a forged ACK always pays its SipHash
+    coll = stack.enter_context(load_shield((PROTECTED_PORT, lport), obj_dir, opts))
     datapath.set_listening(coll.maps, (PROTECTED_PORT, lport))
     # The loopback connection's peer, marked as Shield.load marks the peers of
     # the sockets there are: under the flood only those are looked up.

@@ -806,11 +806,18 @@ def _live_key(data: PolicyLiveSamples, fl: PolicyFlood, rx: str) -> str:
     return rx if rx in data.unavailable else f"{fl.name} {rx}"
 
 
-def live_rows(ql: str, data: PolicyLiveSamples) -> list[Result]:
-    """Per flood: the bare XDP_DROP, and the shield's policy drops against it."""
+def live_rows(
+    ql: str,
+    data: PolicyLiveSamples,
+    floods: Sequence[PolicyFlood] = POLICY_FLOODS,
+    group: str = GROUP_LIVE,
+    goal: Goal = GOAL_LIVE,
+) -> list[Result]:
+    """Per flood: the bare XDP_DROP, and the shield's drops against it (the
+    policy's by default; the limits' floods, group and goal from limits.py)."""
     rows = _Rows(data.unavailable)
     out: list[Result] = []
-    for fl in POLICY_FLOODS:
+    for fl in floods:
         base_name = f"{fl.name} xdp-drop ({ql})"
         base = data.drop.get((fl.name, "xdp-drop"), [])
         base_key = _live_key(data, fl, "xdp-drop")
@@ -823,15 +830,15 @@ def live_rows(ql: str, data: PolicyLiveSamples) -> list[Result]:
             samples = data.drop.get((fl.name, rx), [])
             if rx == "xdp-drop":
                 out.append(
-                    rows.row(base_name, GROUP_LIVE, "drops/s", samples, key,
+                    rows.row(base_name, group, "drops/s", samples, key,
                              note=f"bare XDP_DROP baseline; {note}", ex=ex)
                 )  # fmt: skip
                 continue
             shares = ex.get("reason_share", [])
             if shares:
                 note += f"; the shield counted {min(shares):.2%}+ of its verdicts {fl.reason.name}"
-            r = rows.row(f"{fl.name} xdpshield ({ql})", GROUP_LIVE, "drops/s", samples, key,
-                         base_name, base, GOAL_LIVE, note, ex)  # fmt: skip
+            r = rows.row(f"{fl.name} xdpshield ({ql})", group, "drops/s", samples, key,
+                         base_name, base, goal, note, ex)  # fmt: skip
             no_base = data.unavailable.get(base_key) or (None if base else "no measurement")
             if r.skipped is None and no_base is not None:  # no baseline, no ratio
                 r = dataclasses.replace(r, samples=(), skipped=f"baseline did not run: {no_base}")
