@@ -195,3 +195,22 @@ def test_tc_drop_is_sampled_from_the_skb() -> None:
             (s,) = read_all(reader)
     assert (s.reason, s.tc, s.action) == (Reason.HANDOFF_BAD_COOKIE, True, 2)
     assert (s.bytes, s.length) == (ack, len(ack))
+
+
+def test_a_running_object_older_by_one_reason_is_read_and_set_without_error() -> None:
+    """After a package upgrade the CLI (and an upgrade's fill) meets a
+    running object whose per-reason arrays end one reason earlier: the newest
+    reason reads as off and never sampled, and setting every rate skips it."""
+    from xdpshield.ebpf import ObjectSpec
+
+    from .model import OBJ, xdp_only
+
+    newest = max(Reason)
+    spec = xdp_only(ObjectSpec(OBJ))
+    for name in ("xs_stats", "xs_sample_bkt", "xs_sample_stat"):
+        spec.set_max_entries(name, int(newest))
+    with spec, spec.load() as coll:
+        samples.set_rate(coll.maps, 7)
+        rates = samples.rates(coll.maps)
+        assert rates[newest] == 0 and rates[Reason.MALFORMED] == 7
+        assert samples.sample_counts(coll.maps)[newest] == (0, 0)

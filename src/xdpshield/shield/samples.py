@@ -192,15 +192,17 @@ def _bucket(rate: int, ncpus: int) -> tuple[int, int, int, int, int]:
 def set_rate(
     maps: Maps, rate: int, reasons: Iterable[Reason] | None = None, *, ncpus: int | None = None
 ) -> None:
-    """Cap the samples of ``reasons`` (default: every reason) at ``rate``
-    per second; 0 turns them off. Each bucket starts full."""
+    """Cap the samples of ``reasons`` (default: every reason the running
+    object has a bucket for) at ``rate`` per second; 0 turns them off. Each
+    bucket starts full."""
     _need(maps)
     if not isinstance(rate, int) or isinstance(rate, bool) or not 0 <= rate <= MAX_RATE:
         raise ConfigError(f"sample rate must be 0..{MAX_RATE} per second, got {rate!r}", key="rate")
     value = _bucket(rate, ncpus or _cpus())
     bkt = maps["xs_sample_bkt"].typed(UInt(4), _BKT)
     for reason in Reason if reasons is None else reasons:
-        bkt.update(int(reason), value)  # one value for every CPU
+        if reason < bkt.max_entries:  # else newer than the running object
+            bkt.update(int(reason), value)  # one value for every CPU
 
 
 def init_samples(maps: Maps, rate: int = DEFAULT_RATE) -> None:
@@ -210,10 +212,11 @@ def init_samples(maps: Maps, rate: int = DEFAULT_RATE) -> None:
 
 
 def rates(maps: Maps) -> dict[Reason, int]:
-    """The cap of each reason, samples per second (0: off)."""
+    """The cap of each reason, samples per second (0: off, and for a reason
+    newer than the running object, which has no bucket for it)."""
     _need(maps)
     bkt = maps["xs_sample_bkt"].typed(UInt(4), _BKT)
-    return {r: int(bkt.lookup_percpu(int(r))[0][3]) for r in Reason}
+    return {r: int(bkt.lookup_percpu(int(r))[0][3]) if r < bkt.max_entries else 0 for r in Reason}
 
 
 def sample_counts(maps: Maps) -> dict[Reason, tuple[int, int]]:
@@ -223,6 +226,9 @@ def sample_counts(maps: Maps) -> dict[Reason, tuple[int, int]]:
     stat = maps["xs_sample_stat"].typed(UInt(4), _STAT)
     out: dict[Reason, tuple[int, int]] = {}
     for r in Reason:
+        if r >= stat.max_entries:  # newer than the running object
+            out[r] = (0, 0)
+            continue
         per = stat.lookup_percpu(int(r))
         out[r] = (sum(v[0] for v in per), sum(v[1] for v in per))
     return out

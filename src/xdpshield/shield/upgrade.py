@@ -76,7 +76,7 @@ STATE = frozenset({"xs_keys", "xs_verified", "xs_seen", *STATE_MAPS})
 REFILLED = frozenset({"xs_ports", "xs_listen", "xs_local", "xs_ifinfo", *datapath.POLICY_MAPS})
 #: Per-CPU counter arrays whose index keeps its meaning across versions
 #: (verdict reasons are only ever appended; rule ids are the apply's).
-INDEX_STABLE = frozenset({"xs_stats", "xs_rule_stats"})
+INDEX_STABLE = frozenset({"xs_stats", "xs_sample_stat", "xs_rule_stats"})
 
 _HASH_TYPES = frozenset({1, 5, 9, 10, 11})  # HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH, LPM
 _ARRAY_TYPES = frozenset({2, 6})  # ARRAY, PERCPU_ARRAY
@@ -330,11 +330,14 @@ def _fill(
         _copy(shield.maps[name], new[name])
     datapath.init_maps(new, ports)  # a kept key stays: rotated only when none is live
     if "xs_sample_bkt" in new and "xs_sample_bkt" not in report.kept:
-        # Buckets made anew hold no cap: sampling would be off.
+        # Buckets made anew hold no cap: sampling would be off. A reason the
+        # running object lacks keeps the new default.
         rates = shield.sample_rates() if shield.has_samples else {}
+        had = shield.maps["xs_sample_bkt"].max_entries if shield.has_samples else 0
         _samples.init_samples(new)
         for reason, rate in rates.items():
-            _samples.set_rate(new, rate, [reason])
+            if reason < had:
+                _samples.set_rate(new, rate, [reason])
     refresh_host_view(new, shield.iface)
     if "xs_seen" in new and "xs_seen" not in report.kept:
         datapath.mark_seen(new, socket_peers())
