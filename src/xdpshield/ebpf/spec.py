@@ -135,6 +135,10 @@ class ObjectSpec:
         lib().bpf.bpf_map__set_initial_value(ptr, buf, len(data))
         return self
 
+    def map_type(self, name: str) -> int:
+        """The map's BPF_MAP_TYPE_* number, as the object declares it."""
+        return int(lib().bpf.bpf_map__type(self._map_ptr(name)))
+
     def set_max_entries(self, name: str, n: int) -> ObjectSpec:
         lib().bpf.bpf_map__set_max_entries(self._map_ptr(name), n)
         return self

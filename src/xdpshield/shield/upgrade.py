@@ -122,12 +122,6 @@ def _layout_change(spec: ObjectSpec, name: str, old: Map[Any, Any]) -> str | Non
     return spec.reuse_mismatch(name, old)
 
 
-def _map_type(spec: ObjectSpec, name: str) -> int:
-    from xdpshield.ebpf._libbpf import lib  # the spec's map view, not in the public API
-
-    return int(lib().bpf.bpf_map__type(spec._map_ptr(name)))
-
-
 def _migratable(spec: ObjectSpec, name: str, old: Map[Any, Any]) -> bool:
     """Whether every entry of ``old`` moves to the new map without loss
     or change of meaning (only max_entries differs, see the module doc)."""
@@ -136,7 +130,7 @@ def _migratable(spec: ObjectSpec, name: str, old: Map[Any, Any]) -> bool:
     L = lib().bpf
     ptr = spec._map_ptr(name)
     same = (
-        L.bpf_map__type(ptr) == old.type
+        spec.map_type(name) == old.type
         and L.bpf_map__key_size(ptr) == old.key_size
         and L.bpf_map__value_size(ptr) == old.value_size
     )
@@ -156,7 +150,7 @@ def plan_maps(spec: ObjectSpec, pin_dir: Path) -> tuple[dict[str, str], dict[str
     pinned = set(datapath.PIN_MAPS)
     for name in spec.map_names:
         pin = pin_dir / name
-        if _map_type(spec, name) == _PROG_ARRAY:
+        if spec.map_type(name) == _PROG_ARRAY:
             # Kept, libbpf would write the new programs into the running
             # object's table at load, before the swap.
             actions[name] = "recreated"
