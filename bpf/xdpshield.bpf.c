@@ -281,7 +281,8 @@ static __always_inline __u32 xs_stages(struct xdp_md *ctx,
 /* A first fragment passed: its datagram's other fragments may follow. A
  * global function (verified once; the call is only a first fragment's).
  */
-__attribute__((noinline)) int xs_frag_open(struct xdp_md *ctx, struct xs_pkt *p)
+__attribute__((noinline)) int xs_frag_open(struct xdp_md *ctx,
+					   const struct xs_pkt *p)
 {
 	const struct xs_hygiene *h;
 	struct xs_frag_key k = {};
@@ -326,7 +327,7 @@ static __always_inline int xs_xdp_exit(struct xdp_md *ctx, __u32 verdict,
 				       const struct xs_pkt *p)
 {
 	if (p->first_frag && XS_V_ACT(verdict) == XDP_PASS)
-		xs_frag_open(ctx, (struct xs_pkt *)p);
+		xs_frag_open(ctx, p);
 	xs_debug("xdpshield: len %u action %u reason %u", p->len,
 		 XS_V_ACT(verdict), XS_V_REASON(verdict));
 	return xs_verdict_exit(ctx, verdict, p->len, 0);
@@ -399,11 +400,21 @@ SEC("xdp")
 int xdpshield_guard(struct xdp_md *ctx)
 {
 	struct xs_pkt *p = xs_pkt_get();
+	struct xs_l3 l3 = {};
+	struct xs_cursor c;
+	struct tcphdr *th;
 
 	if (!p)
 		return XDP_PASS;
-	return xs_xdp_exit(ctx, xs_guard_tcp(ctx, p->l3off, p->l4off, p->v6),
-			   p);
+	if (xs_l3_of(ctx, p, &l3, &c) < 0)
+		return xs_xdp_exit(ctx, XS_V(XDP_DROP, XS_R_MALFORMED), p);
+	th = c.pos;
+	/* Verifier: the stages checked it, but this program is verified on
+	 * its own.
+	 */
+	if ((void *)(th + 1) > c.end)
+		return xs_xdp_exit(ctx, XS_V(XDP_DROP, XS_R_MALFORMED), p);
+	return xs_xdp_exit(ctx, xs_guard_tcp(ctx, &l3, th, p->l4off), p);
 }
 
 /* Transparent mode only (Python switches it off otherwise): the handoff of

@@ -472,74 +472,39 @@ static __always_inline __u32 xs_reset_unverified(struct xdp_md *ctx,
 	return xs_send_rst(ctx, l3, th, frame_len, XS_R_NOT_VERIFIED_RST);
 }
 
-/* A TCP segment to a protected port.
+/* A TCP segment to a protected port: @l3 and @th as the stages found them,
+ * @l4off the header's offset in the frame.
  *
  * Verifier: the body of a program of its own (xdpshield_guard, tail-called),
  * so verified once. Inlined into the entry, the SipHash and reply code was
  * re-verified for every distinct way of reaching it, past a million
- * instructions. The caller hands over plain offsets; the pointers are
- * re-derived and re-checked here.
+ * instructions.
  */
-static __always_inline __u32 xs_guard_tcp(struct xdp_md *ctx, __u64 l3off,
-					  __u64 l4off, __u64 v6)
+static __always_inline __u32 xs_guard_tcp(struct xdp_md *ctx, struct xs_l3 *l3,
+					  struct tcphdr *th, __u64 l4off)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	__u32 frame_len = data_end - data;
+	__u32 frame_len = ctx->data_end - ctx->data;
 	struct xs_verified *v;
-	struct tcphdr *th;
 	struct xs_vkey vk;
-	struct xs_l3 l3;
 	__u64 now;
 	__u8 flags;
-
-	/* The caller parsed all this; the bounds are restated for the
-	 * verifier, which sees this function apart from its caller.
-	 */
-	if (l3off > XS_MAX_L3_OFF || l4off > XS_MAX_L4_OFF)
-		return XS_V(XDP_DROP, XS_R_MALFORMED);
-	l3.iph = data + l3off;
-	barrier_var(l3.iph);
-	l3.l3off = l3off;
-	l3.v6 = !!v6;
-	if (l3.v6) {
-		struct ipv6hdr *ip6 = l3.iph;
-
-		if ((void *)(ip6 + 1) > data_end)
-			return XS_V(XDP_DROP, XS_R_MALFORMED);
-		l3.l4len = bpf_ntohs(ip6->payload_len) + sizeof(*ip6) -
-			   (l4off - l3off);
-	} else {
-		struct iphdr *iph = l3.iph;
-
-		if ((void *)(iph + 1) > data_end)
-			return XS_V(XDP_DROP, XS_R_MALFORMED);
-		l3.l4len = bpf_ntohs(iph->tot_len) - (l4off - l3off);
-	}
-	th = data + l4off;
-	/* Verifier: without the barrier clang recomputes data + l4off at
-	 * later uses, and the recomputed pointer has lost the bounds check.
-	 */
-	barrier_var(th);
-	if ((void *)(th + 1) > data_end)
-		return XS_V(XDP_DROP, XS_R_MALFORMED);
 
 	flags = XS_TCP_FLAGS(th) & XS_HANDSHAKE_MASK;
 	now = xs_now();
 	if (xs_transparent) {
 		if (flags != XS_TCP_SYN)
-			return xs_transparent_segment(ctx, &l3, th, l4off, now);
+			return xs_transparent_segment(ctx, l3, th, l4off, now);
 		/* No flood on: the kernel answers, with every option it
 		 * would give the client (window scale and SACK without
 		 * timestamps above all), as if the shield were not here.
 		 */
 		if (!xs_flood_count(now))
 			return XS_V(XDP_PASS, XS_R_SYN_UNDER_THRESHOLD);
-		if (xs_socket_exists(ctx, &l3, th))
+		if (xs_socket_exists(ctx, l3, th))
 			return XS_V(XDP_PASS, XS_R_SYN_EXISTING_SOCKET);
-		return xs_syn_answer(ctx, &l3, th, l4off, frame_len, 1, now);
+		return xs_syn_answer(ctx, l3, th, l4off, frame_len, 1, now);
 	}
-	xs_vkey_of(&vk, &l3);
+	xs_vkey_of(&vk, l3);
 	v = xs_verified_get(&vk, now);
 	/* A verified source's segments pass, new connections included: its
 	 * SYNs reach the kernel, which makes the connection itself.
@@ -549,9 +514,9 @@ static __always_inline __u32 xs_guard_tcp(struct xdp_md *ctx, __u64 l3off,
 		return XS_V(XDP_PASS, XS_R_VERIFIED_PASS);
 	}
 	if (flags == XS_TCP_SYN)
-		return xs_syn_answer(ctx, &l3, th, l4off, frame_len,
-				     xs_dst_local(&l3, now), now);
-	return xs_reset_unverified(ctx, &l3, th, frame_len, &vk, now);
+		return xs_syn_answer(ctx, l3, th, l4off, frame_len,
+				     xs_dst_local(l3, now), now);
+	return xs_reset_unverified(ctx, l3, th, frame_len, &vk, now);
 }
 
 #endif
