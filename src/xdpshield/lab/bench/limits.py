@@ -560,11 +560,7 @@ def run_limits_live(
 ) -> list[Result]:
     """The cost, drop and block rows, on stands of their own (the cost and
     block rows on the first queue count's)."""
-    cfg = cfg or (
-        dataclasses.replace(LiveConfig.quick(), duration_s=0.3, stats_s=0.0)
-        if quick
-        else LiveConfig()
-    )
+    cfg = cfg or (LiveConfig.quick_drops() if quick else LiveConfig())
     lim = lc or (LimitsConfig.quick() if quick else LimitsConfig())
     first_q = cfg.queues[0] if cfg.queues else None
 

@@ -71,6 +71,12 @@ class LiveConfig:
     def quick(cls) -> LiveConfig:
         return cls(duration_s=1.0, reps=1, queues=(1,), legit_clients=2, stats_s=0.3)
 
+    @classmethod
+    def quick_drops(cls) -> LiveConfig:
+        """A quick run's policy and limits floods: 0.3 s each, and no cost
+        flood (a quick run's program costs come from run_live's floods)."""
+        return dataclasses.replace(cls.quick(), duration_s=0.3, stats_s=0.0)
+
 
 GROUP_SYN = "live: SYN flood answered"
 GROUP_DROP = "live: flood dropped"

@@ -882,12 +882,7 @@ def run_policy_live(
 
     A quick run floods for 0.3 s each (eight floods: a sanity check, not a number).
     """
-    cfg = cfg or (
-        # A quick run's program costs come from run_live's floods alone.
-        dataclasses.replace(LiveConfig.quick(), duration_s=0.3, stats_s=0.0)
-        if quick
-        else LiveConfig()
-    )
+    cfg = cfg or (LiveConfig.quick_drops() if quick else LiveConfig())
     results = per_queue(cfg, progress, _live_stand, live_skipped)
     (progress or no_progress)("policy floods done", 1.0)
     return results
