@@ -18,6 +18,24 @@ static __always_inline int xs_acl_live(const struct xs_acl *a)
 	return a && (!a->expires_ns || a->expires_ns > xs_now());
 }
 
+/* 1 when the list's IPv4 filter (struct xs_acl4_bits) says no entry holds
+ * the address @a (network order): one inlined array read where the tiers
+ * cost a hash lookup each (a call, and a miss for random sources).
+ */
+static __always_inline int xs_acl4_filtered_out(const struct xs_psel *sel,
+						__u32 which, __u32 a)
+{
+	const struct xs_acl4_bits *f;
+	__u32 n = bpf_ntohl(a) >> 8;
+
+	if (!(sel->acl4_filt & (1U << which)))
+		return 0;
+	f = bpf_map_lookup_elem(&xs_acl4_bits, &which);
+	if (!f)
+		return 0;
+	return !((f->w[(n >> 6) & (XS_ACL4_WORDS - 1)] >> (n & 63)) & 1);
+}
+
 /* 1 when a live entry of the list contains the source of @l3. @which: 0
  * allow, 1 deny; @h4/@h6 and @t4/@t6 its hash tiers and tries.
  *
@@ -68,6 +86,8 @@ static __always_inline int xs_acl_match(const struct xs_psel *sel, int which,
 		struct xs_lpm4 k4 = { .prefixlen = 32 + 32, .gen = gen };
 		__u32 a = iph->saddr;
 
+		if (xs_acl4_filtered_out(sel, which, a))
+			return 0;
 		tiers = sel->tiers[which * 2];
 #pragma unroll
 		for (i = 0; i < XS_ACL_TIERS; i++) {

@@ -179,6 +179,14 @@ enum xs_prog {
 #ifndef XS_FRAG_MAX
 #define XS_FRAG_MAX		16384
 #endif
+/* Hints in front of those two tables (hygiene.h): a slot per hash of the
+ * peer (of the datagram's source and id) holding when its latest entry
+ * expires, in ticks of ns >> XS_HINT_SHIFT (~1.05 ms). A power of 2.
+ */
+#ifndef XS_HINT_SLOTS
+#define XS_HINT_SLOTS		(1U << 16)
+#endif
+#define XS_HINT_SHIFT		20
 /* struct xs_hygiene flags */
 #define XS_HYG_TCP_FLAGS	0x1
 #define XS_HYG_REFLECTION	0x2
@@ -186,6 +194,13 @@ enum xs_prog {
 #define XS_HYG_ICMP		0x8
 /* Prefix lengths per list and family held in the hash tier. */
 #define XS_ACL_TIERS		4
+/* The IPv4 lists' filter (acl.h): a bit per /24, in 64-bit words. */
+#define XS_ACL4_WORDS		(1U << 18)
+/* struct xs_psel.acl4_filt: the filter of this list is kept (bit = 1 << list,
+ * allow 0, deny 1).
+ */
+#define XS_ACL4_FILT_ALLOW	0x1
+#define XS_ACL4_FILT_DENY	0x2
 /* struct xs_acl flags: added live (kept across config applies) */
 #define XS_ACL_LIVE		0x1
 /* Rules: candidates per (class, prefix), protocol slots (TCP, UDP, ICMP,

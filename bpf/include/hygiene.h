@@ -33,6 +33,41 @@ static __always_inline int xs_tcp_flags_bad(__u8 f)
 		       (XS_TCP_FIN | XS_TCP_PSH | XS_TCP_URG);
 }
 
+/* The hint slot (xs_refl_hint, xs_frag_hint) of an address as struct
+ * xs_vkey holds it, and @extra (a fragment's id): its words folded, then
+ * mixed (MurmurHash3's finalizer). policy.hint_slot() mirrors it.
+ */
+static __always_inline __u32 xs_hint_slot(const __u32 *a, __u32 extra)
+{
+	__u64 h = ((__u64)(a[0] ^ a[2]) << 32 | (a[1] ^ a[3])) ^ extra;
+
+	h = (h ^ (h >> 33)) * 0xff51afd7ed558ccdULL;
+	h = (h ^ (h >> 33)) * 0xc4ceb9fe1a85ec53ULL;
+	return (h ^ (h >> 33)) & (XS_HINT_SLOTS - 1);
+}
+
+/* 0 when no entry that hashes to @slot can be live at @now: nothing to
+ * look up. A slot never written (0) is as old as can be.
+ */
+static __always_inline int xs_hint_live(void *hints, __u32 slot, __u64 now)
+{
+	__u32 *t = bpf_map_lookup_elem(hints, &slot);
+
+	return !t || (*t && (__s32)(*t - (__u32)(now >> XS_HINT_SHIFT)) >= 0);
+}
+
+/* An entry at @slot lives until @exp: the slot keeps the latest expiry
+ * (one tick more: rounding, and two CPUs writing at once).
+ */
+static __always_inline void xs_hint_mark(void *hints, __u32 slot, __u64 exp)
+{
+	__u32 *t = bpf_map_lookup_elem(hints, &slot);
+	__u32 v = (__u32)(exp >> XS_HINT_SHIFT) + 1;
+
+	if (t && (!*t || (__s32)(v - *t) > 0))
+		*t = v;
+}
+
 /* UDP from a reflection port: 1 (drop) unless this host asked that peer,
  * from the datagram's destination port, within the window.
  */
@@ -41,16 +76,19 @@ static __always_inline int xs_reflected(const struct xs_hygiene *h,
 					const struct udphdr *uh)
 {
 	struct xs_refl_key k = {};
-	__u64 *exp;
+	__u64 *exp, now;
 
 	if (!(h->flags & XS_HYG_REFLECTION) ||
 	    !xs_portset_has(&h->refl, uh->source))
 		return 0;
 	xs_addr16(k.peer, xs_saddr(l3), l3->v6);
+	now = xs_now();
+	if (!xs_hint_live(&xs_refl_hint, xs_hint_slot(k.peer, 0), now))
+		return 1;
 	k.peer_port = uh->source;
 	k.local_port = uh->dest;
 	exp = bpf_map_lookup_elem(&xs_refl, &k);
-	return !exp || *exp <= xs_now();
+	return !exp || *exp <= now;
 }
 
 /* ICMP types not in the allowed set (ICMPv6 neighbour discovery is always
@@ -88,13 +126,16 @@ static __always_inline int xs_frag_known(const struct xs_hygiene *h,
 					 const struct xs_l3 *l3)
 {
 	struct xs_frag_key k = {};
-	__u64 *exp;
+	__u64 *exp, now;
 
 	if (!(h->flags & XS_HYG_FRAGMENTS))
 		return 1;
 	xs_frag_key_of(&k, l3);
+	now = xs_now();
+	if (!xs_hint_live(&xs_frag_hint, xs_hint_slot(k.src, k.id), now))
+		return 0;
 	exp = bpf_map_lookup_elem(&xs_frag, &k);
-	return exp && *exp > xs_now();
+	return exp && *exp > now;
 }
 
 /* A first fragment passed: open its datagram (@k, made before judging:
@@ -107,6 +148,7 @@ static __always_inline void xs_frag_note(const struct xs_hygiene *h,
 {
 	__u64 exp = xs_now() + h->frag_window_ns;
 
+	xs_hint_mark(&xs_frag_hint, xs_hint_slot(k->src, k->id), exp);
 	bpf_map_update_elem(&xs_frag, k, &exp, BPF_ANY);
 }
 
@@ -148,6 +190,7 @@ static __always_inline void xs_refl_note(struct __sk_buff *skb)
 	if (cur && *cur > now + h->refl_window_ns / 2)
 		return;
 	exp = now + h->refl_window_ns;
+	xs_hint_mark(&xs_refl_hint, xs_hint_slot(k.peer, 0), exp);
 	bpf_map_update_elem(&xs_refl, &k, &exp, BPF_ANY);
 }
 

@@ -159,6 +159,17 @@ XS_HASH_MAP(xs_allow6h, struct xs_hkey6);
 XS_HASH_MAP(xs_deny4h, struct xs_hkey4);
 XS_HASH_MAP(xs_deny6h, struct xs_hkey6);
 
+/* The IPv4 lists' filters: allow (0), deny (1). One 2 MiB value each: an
+ * array lookup is inlined, the word read is one load, and Python writes
+ * a list's filter in one syscall.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct xs_acl4_bits);
+} xs_acl4_bits SEC(".maps");
+
 /* Hygiene settings, two slots (one live, one being written). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -178,6 +189,23 @@ struct {
 	__type(value, __u64);	/* expires, ns */
 } xs_refl SEC(".maps");
 
+/* In front of xs_refl and xs_frag: a slot per hash of the peer (of the
+ * fragment's source and id) holds the latest expiry, in XS_HINT_SHIFT
+ * ticks, of any entry that hashes there. A slot long past is an entry that
+ * cannot exist: a flood's random sources are dropped on one array read,
+ * without the hash lookup. Made and emptied with the tables (both are
+ * policy maps), so a hint is never younger than its entries.
+ */
+#define XS_HINT_MAP(name)						\
+	struct {							\
+		__uint(type, BPF_MAP_TYPE_ARRAY);			\
+		__uint(max_entries, XS_HINT_SLOTS);			\
+		__type(key, __u32);					\
+		__type(value, __u32);					\
+	} name SEC(".maps")
+
+XS_HINT_MAP(xs_refl_hint);
+
 /* Datagrams whose first fragment passed: their other fragments may pass.
  * LRU: a flood of first fragments evicts the oldest (and those fragments
  * were passed to the kernel, whose own reassembly limits apply).
@@ -188,6 +216,8 @@ struct {
 	__type(key, struct xs_frag_key);
 	__type(value, __u64);	/* expires, ns */
 } xs_frag SEC(".maps");
+
+XS_HINT_MAP(xs_frag_hint);
 
 /* Rules: port classes, slot (rules_gen & 1) * XS_RULE_SLOTS + protocol
  * slot; an array lookup is inlined, and one 128 KiB value is written in one

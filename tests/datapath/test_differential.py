@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xdpshield.ebpf import Collection, Map, ObjectSpec, Raw, UInt
+from xdpshield.ebpf import Collection, Map, ObjectSpec
 from xdpshield.policy.model import Action, Hygiene, Policy, Prefix, PrefixList, Rule
 from xdpshield.policy.rules import fingerprint
 from xdpshield.shield import cookie, datapath, policy
@@ -503,11 +503,10 @@ class PolicyShield:
     def reset(self, notes: dict[tuple[bytes, int, int], int]) -> None:
         datapath.age_verified(self.maps, 2**64 - 1)
         self.maps["xs_frag"].clear()
-        refl = self.maps["xs_refl"]
-        refl.clear()
+        self.maps["xs_refl"].clear()
         for (peer, pport, lport), exp in notes.items():
             key = policy.refl_key(str(ipaddress.ip_address(peer)), pport, lport)
-            refl.typed(Raw(len(key)), UInt(8)).update(key, exp)
+            policy.note_request(self.maps, key, exp)
 
     def rule_packets(self) -> dict[str, int]:
         ids = {name: rid for name, (rid, _) in self.previous["rule_ids"].items()}

@@ -8,6 +8,7 @@ own counter.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import struct
 from collections.abc import Iterator
@@ -28,7 +29,6 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import GRE, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
-from xdpshield.ebpf import Raw as RawCodec
 from xdpshield.ebpf import UInt
 from xdpshield.policy.model import (
     Action,
@@ -265,6 +265,62 @@ def test_an_apply_switches_generations_and_removes_the_old(pg: PolicyGuard) -> N
     assert [str(e.prefix) for e in policy.list_entries(pg.maps, "deny")] == ["198.51.100.0/24"]
 
 
+def filter_bit(pg: PolicyGuard, which: str, addr: str) -> bool:
+    """The IPv4 filter's bit for the /24 of ``addr``, as the data path reads it."""
+    n = int(ipaddress.ip_address(addr)) >> 8
+    return bool(policy.read_acl4_filter(pg.maps, which)[n >> 3] >> (n & 7) & 1)
+
+
+@pytest.mark.parametrize("which", ["allow", "deny"])
+def test_the_ipv4_filter_spares_lookups_and_hides_no_entry(pg: PolicyGuard, which: str) -> None:
+    pkt = ip("ipv4") / UDP(sport=5000, dport=9999)
+    hit = (XDP_PASS, Reason.ALLOW_PASS) if which == "allow" else (XDP_DROP, Reason.DENY)
+    miss = (XDP_PASS, Reason.PASS_UNPROTECTED)
+    # A /28 (past /24: its /24's bit is set, the lookup decides) and a /30
+    # in the hash tier, a /26 and a /12 in the trie.
+    inside = str(ipaddress.ip_network(f"{CLIENT4}/28", strict=False))
+    lists = plist(inside, "203.0.113.4/30", "198.51.100.64/26", "10.16.0.0/12")
+    kw: dict[str, Any] = {which: lists}
+    pg.apply(**kw)
+    assert policy.selector(pg.maps).acl4_filt & policy.ACL4_FILT[which]
+    assert policy.read_acl4_filter(pg.maps, which) == bytes(policy.acl4_bits(lists))
+    assert filter_bit(pg, which, CLIENT4) and filter_bit(pg, which, "10.31.255.1")
+    assert not filter_bit(pg, which, "10.32.0.1")
+    pg.expect(pkt, *hit)
+    neighbour = str(ipaddress.ip_address(CLIENT4) + 16)  # same /24, past the /28
+    pg.expect(ip("ipv4", src=neighbour) / UDP(sport=5000, dport=9999), *miss)
+    pg.expect(ip("ipv4", src="10.20.30.40") / UDP(sport=5000, dport=9999), *hit)
+    # The data path reads it: with the /24's bit clear, the entry is not looked up.
+    policy._write_acl4_filter(pg.maps, which, bytes(policy.ACL4_FILTER_BYTES))
+    pg.expect(pkt, *miss)
+    # A live add sets its bits before its entry is written.
+    policy.add_entries(pg.maps, which, plist(f"{CLIENT4}/32"), now_ns=NOW)
+    assert filter_bit(pg, which, CLIENT4)
+    pg.expect(pkt, *hit)
+    # A delete leaves the bit (a superset is only a lookup more): still right.
+    policy.del_entries(pg.maps, which, [P(f"{CLIENT4}/32")])
+    assert filter_bit(pg, which, CLIENT4)
+    pg.expect(pkt, *hit)  # the /28, whose bit the write above cleared, came back with it
+    # The next apply makes it exact again, without what the list lost.
+    kw = {which: plist("203.0.113.4/30")}
+    pg.apply(**kw)
+    assert policy.read_acl4_filter(pg.maps, which) == bytes(
+        policy.acl4_bits(plist("203.0.113.4/30"))
+    )
+    pg.expect(pkt, *miss)
+    pg.expect(ip("ipv4", src="203.0.113.6") / UDP(sport=5000, dport=9999), *hit)
+
+
+def test_the_filter_is_off_until_an_apply_keeps_it(pg: PolicyGuard) -> None:
+    """A selector without the filter's bit (what a shield from before it
+    has): every entry is looked up, whatever the filter holds."""
+    pg.apply(deny=plist(f"{CLIENT4}/32"))
+    policy._write_acl4_filter(pg.maps, "deny", bytes(policy.ACL4_FILTER_BYTES))
+    sel = policy.selector(pg.maps)
+    policy._write_selector(pg.maps, dataclasses.replace(sel, acl4_filt=0))
+    pg.expect(ip("ipv4") / UDP(sport=5000, dport=9999), XDP_DROP, Reason.DENY)
+
+
 # -- hygiene ----------------------------------------------------------------------------
 NONSENSE = {"none": "", "syn-fin": "SF", "syn-rst": "SR", "fin-psh-urg": "FPU", "xmas": "FSRPAUEC"}
 
@@ -312,13 +368,28 @@ def test_reflection_passes_only_replies_to_our_requests(
               Reason.REFLECTION)  # fmt: skip
 
 
+def test_reflection_hint_is_read_before_the_table(pg_tc: PolicyGuard) -> None:
+    """The egress program marks its peer's hint slot (the one Python's
+    hint_slot() names); with the slot cleared, a reply the table would
+    pass is dropped without a lookup: the hint is read first."""
+    pg = pg_tc
+    reply = ip("ipv4") / UDP(sport=53, dport=40000)
+    query = ip("ipv4", src=SERVER4, dst=CLIENT4) / UDP(sport=40000, dport=53) / Raw(b"q")
+    egress(pg, query)
+    pg.expect(reply, XDP_PASS, Reason.PASS_UNPROTECTED)
+    hints = pg.maps["xs_refl_hint"].typed(UInt(4), UInt(4))
+    slot = policy.hint_slot(policy.refl_key(CLIENT4, 53, 40000)[:16])
+    assert hints.lookup(slot) != 0
+    hints.update(slot, 0)
+    pg.expect(reply, XDP_DROP, Reason.REFLECTION)
+
+
 def test_reflection_window_and_switch(pg: PolicyGuard) -> None:
     reply = ip("ipv4") / UDP(sport=53, dport=40000)
     key = policy.refl_key(CLIENT4, 53, 40000)
-    refl = pg.maps["xs_refl"].typed(RawCodec(len(key)), UInt(8))
-    refl.update(key, NOW)  # expired just now
+    policy.note_request(pg.maps, key, NOW)  # expired just now
     pg.expect(reply, XDP_DROP, Reason.REFLECTION)
-    refl.update(key, NOW + 1)
+    policy.note_request(pg.maps, key, NOW + 1)
     pg.expect(reply, XDP_PASS, Reason.PASS_UNPROTECTED)
     # A port not in the list, and the check switched off.
     pg.expect(ip("ipv4") / UDP(sport=5353, dport=1), XDP_DROP, Reason.REFLECTION)
@@ -356,6 +427,17 @@ def test_fragments_pass_only_after_their_first(pg: PolicyGuard, family: str) -> 
     pg.expect(f(True, 77), XDP_PASS, Reason.PASS_UNPROTECTED)
     pg.expect(f(False, 77), XDP_PASS, Reason.PASS_FRAGMENT)
     pg.expect(f(False, 78), XDP_DROP, Reason.FRAGMENT_UNKNOWN)
+
+
+def test_fragment_hint_is_read_before_the_table(pg: PolicyGuard) -> None:
+    hints = pg.maps["xs_frag_hint"].typed(UInt(4), UInt(4))
+    before = dict(hints.items())
+    pg.expect(frag4(True, 41), XDP_PASS, Reason.PASS_UNPROTECTED)
+    marked = [s for s, t in hints.items() if t != before.get(s)]
+    assert len(marked) == 1
+    pg.expect(frag4(False, 41), XDP_PASS, Reason.PASS_FRAGMENT)
+    hints.update(marked[0], 0)
+    pg.expect(frag4(False, 41), XDP_DROP, Reason.FRAGMENT_UNKNOWN)
 
 
 def test_a_dropped_first_fragment_opens_nothing(pg: PolicyGuard) -> None:

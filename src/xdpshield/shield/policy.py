@@ -37,6 +37,8 @@ from xdpshield.policy.rules import CANDS, RULES_MAX, SLOTS, CompiledRules, compi
 from xdpshield.shield import limits
 
 __all__ = [
+    "ACL4_FILT",
+    "ACL4_FILTER_BYTES",
     "ACL_LIVE",
     "HYG_FRAGMENTS",
     "HYG_ICMP",
@@ -46,14 +48,18 @@ __all__ = [
     "ApplyResult",
     "ListEntry",
     "Selector",
+    "acl4_bits",
     "add_entries",
     "age_lists",
     "apply_policy",
     "del_entries",
+    "hint_slot",
     "hygiene_bytes",
     "init_policy",
     "limits_digest",
     "list_entries",
+    "note_request",
+    "read_acl4_filter",
     "refl_key",
     "rule_stats",
     "selector",
@@ -69,7 +75,7 @@ ACL_LIVE = 0x1  # consts.h XS_ACL_LIVE
 RULE_ANY, RULE_DROP, RULE_PASS, RULE_LIMIT = 0xFF, 1, 2, 3  # consts.h XS_RULE_*
 _ACTIONS = {"drop": RULE_DROP, "pass": RULE_PASS, "limit": RULE_LIMIT}
 
-_PSEL = StructCodec("=14I16s4s3I")  # struct xs_psel
+_PSEL = StructCodec("=14I16s4s4I")  # struct xs_psel
 _ACL = StructCodec("=QII")  # struct xs_acl: expires_ns, flags, pad
 _HYG_HEAD = struct.Struct("=IIQQ4Q4Q4Q")  # struct xs_hygiene up to refl
 _PORTSET = 65536 // 8
@@ -112,6 +118,7 @@ class Selector:
     lpm_rules: int = 0
     lim_gen: int = 0
     lim_on: int = 0
+    acl4_filt: int = 0  # ACL4_FILT bits: the lists whose IPv4 filter is kept
 
     def gen(self, which: str) -> int:
         return cast(int, getattr(self, f"{which}_gen"))
@@ -155,6 +162,7 @@ def _write_selector(maps: Maps, sel: Selector) -> None:
             sel.lpm_rules,
             sel.lim_gen & 0xFFFFFFFF,
             sel.lim_on,
+            sel.acl4_filt,
         ),
     )
 
@@ -196,6 +204,53 @@ def _prefix_of(key: bytes, *, hashed: bool = False) -> tuple[int, Prefix]:
     gen, plen = (a, b) if hashed else (b, a - 32)
     addr = key[8:]
     return gen, Prefix(4 if len(addr) == 4 else 6, addr, plen)
+
+
+# -- the IPv4 lists' filter (struct xs_acl4_bits) ------------------------------------
+#: Bytes of one list's filter: a bit per /24 (consts.h XS_ACL4_WORDS words of 64).
+ACL4_FILTER_BYTES = (1 << 24) // 8
+#: struct xs_psel.acl4_filt: the list's filter is kept (consts.h XS_ACL4_FILT_*).
+ACL4_FILT = {"allow": 0x1, "deny": 0x2}
+
+
+def acl4_bits(prefixes: Iterable[Prefix]) -> bytearray:
+    """A list's IPv4 filter: the bit of every /24 that a prefix holds part
+    of (bit n is byte n >> 3's bit n & 7: the data path's little-endian
+    words). IPv6 prefixes are skipped."""
+    out = bytearray(ACL4_FILTER_BYTES)
+    for version, addr, plen in prefixes:
+        if version != 4:
+            continue
+        n = int.from_bytes(addr[:3], "big")
+        if plen >= 24:
+            out[n >> 3] |= 1 << (n & 7)
+            continue
+        span = 1 << (24 - plen)
+        n &= ~(span - 1)
+        if span >= 8:  # whole bytes (n is a multiple of span)
+            out[n >> 3 : (n + span) >> 3] = b"\xff" * (span >> 3)
+        else:
+            for i in range(n, n + span):
+                out[i >> 3] |= 1 << (i & 7)
+    return out
+
+
+def _acl4_filter(maps: Maps, which: str) -> Map[int, bytes]:
+    return maps["xs_acl4_bits"].typed(UInt(4), Raw(ACL4_FILTER_BYTES))
+
+
+def read_acl4_filter(maps: Maps, which: str) -> bytes:
+    """The IPv4 filter of list ``which`` as the data path reads it."""
+    return _acl4_filter(maps, which).lookup(LISTS.index(which))
+
+
+def _write_acl4_filter(maps: Maps, which: str, bits: bytes) -> None:
+    _acl4_filter(maps, which).update(LISTS.index(which), bytes(bits))
+
+
+def _or_bits(a: bytes, b: bytes | bytearray) -> bytes:
+    n = len(a)
+    return (int.from_bytes(a, "little") | int.from_bytes(b, "little")).to_bytes(n, "little")
 
 
 @dataclass(frozen=True)
@@ -336,6 +391,12 @@ def add_entries(
     for v in (4, 6):
         # An empty tier takes the new entries' own most common lengths.
         lens[v] = sel.tier_lens(which, v) or _tier_order(entries, v)
+    if sel.acl4_filt & ACL4_FILT[which]:
+        # The filter first: an entry it does not cover would never be read.
+        cur = read_acl4_filter(maps, which)
+        bits = _or_bits(cur, acl4_bits(entries))
+        if bits != cur:
+            _write_acl4_filter(maps, which, bits)
     _, counts, in_trie = _place(
         maps, which, entries, lambda ttl: (_expiry(ttl, now), flags), sel.gen(which), lens
     )
@@ -463,7 +524,13 @@ def init_policy(maps: Maps) -> None:
     """A fresh shield's policy: the default hygiene, no lists, no rules (and
     no hash tier: a zeroed selector would look up length 0 four times)."""
     write_hygiene(maps, Hygiene(), 0)
-    _write_selector(maps, Selector())
+    filt = 0
+    if "xs_acl4_bits" in maps:  # not in objects from before it
+        empty = bytes(ACL4_FILTER_BYTES)
+        for which in LISTS:
+            _write_acl4_filter(maps, which, empty)
+            filt |= ACL4_FILT[which]
+    _write_selector(maps, Selector(acl4_filt=filt))
 
 
 def refl_key(peer: str, peer_port: int, local_port: int) -> bytes:
@@ -472,6 +539,33 @@ def refl_key(peer: str, peer_port: int, local_port: int) -> bytes:
     addr = ipaddress.ip_address(peer)
     raw = _V4_MAPPED + addr.packed if addr.version == 4 else addr.packed
     return raw + struct.pack("!HH", peer_port, local_port)
+
+
+#: The hints in front of xs_refl and xs_frag (consts.h XS_HINT_SLOTS, XS_HINT_SHIFT).
+HINT_SLOTS, _HINT_SHIFT = 1 << 16, 20
+_M64 = (1 << 64) - 1
+
+
+def hint_slot(addr16: bytes, extra: int = 0) -> int:
+    """hygiene.h xs_hint_slot(): the hint slot of an address as struct
+    xs_vkey holds it (IPv4 mapped), and ``extra`` (a fragment's id)."""
+    a0, a1, a2, a3 = cast(tuple[int, int, int, int], struct.unpack("=4I", addr16))
+    h = ((a0 ^ a2) << 32 | (a1 ^ a3)) ^ extra
+    h = ((h ^ (h >> 33)) * 0xFF51AFD7ED558CCD) & _M64
+    h = ((h ^ (h >> 33)) * 0xC4CEB9FE1A85EC53) & _M64
+    return (h ^ (h >> 33)) & (HINT_SLOTS - 1)
+
+
+def note_request(maps: Maps, key: bytes, expires_ns: int) -> None:
+    """What the tc egress program writes for a request (``key``: :func:`refl_key`):
+    its entry in xs_refl, and its hint (kept at the latest expiry)."""
+    hints = maps["xs_refl_hint"].typed(UInt(4), UInt(4))
+    slot = hint_slot(key[:16])
+    tick = ((expires_ns >> _HINT_SHIFT) + 1) & 0xFFFFFFFF
+    cur = hints.lookup(slot)
+    if not cur or 0 < (tick - cur) & 0xFFFFFFFF < 1 << 31:
+        hints.update(slot, tick)
+    maps["xs_refl"].typed(Raw(len(key)), UInt(8)).update(key, expires_ns)
 
 
 def _hyg(maps: Maps) -> Map[int, bytes]:
@@ -675,6 +769,7 @@ def _apply(
     changed = [t for t in digests if digests[t] != prev_digests.get(t)]
     written: Keys = []  # undone on failure
     stale: Keys = []  # the old generations
+    exact: dict[str, tuple[bytes, bool]] = {}  # IPv4 filters to write after the switch
     kept_live = 0
     try:
         for which in LISTS:
@@ -694,6 +789,9 @@ def _apply(
                         items[p] = (exp, flags)
                         kept_live += 1
             lens = {v: _tier_order(items, v) for v in (4, 6)}
+            if "xs_acl4_bits" in maps:
+                exact[which] = _stage_acl4_filter(maps, which, sel, items)
+                new = replace(new, acl4_filt=new.acl4_filt | ACL4_FILT[which])
             placed, counts, in_trie = _place(maps, which, items, lambda v: v, gen, lens)
             written += placed
             for v in (4, 6):
@@ -731,10 +829,14 @@ def _apply(
         _delete_keys(written)
         raise
     # Packets that read the old selector may still be using the old
-    # generation: give them an RCU grace period's worth of time.
-    if stale:
+    # generation (and its filter bits): give them an RCU grace period's
+    # worth of time.
+    if stale or any(widened for _, widened in exact.values()):
         time.sleep(0.01)
         _delete_keys(stale)
+    for which, (bits, widened) in exact.items():
+        if widened:
+            _write_acl4_filter(maps, which, bits)
     return ApplyResult(
         changed=tuple(changed),
         digests=digests,
@@ -747,6 +849,22 @@ def _apply(
         kept_live=kept_live,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _stage_acl4_filter(
+    maps: Maps, which: str, sel: Selector, items: Mapping[Prefix, Any]
+) -> tuple[bytes, bool]:
+    """Before the switch: the filter of the new generation of a list,
+    written with the live one's bits kept (packets that read the old
+    selector still look in the old generation). Returns the new
+    generation's own bits, and whether the written ones are wider (then
+    they are written again after the switch)."""
+    bits = bytes(acl4_bits(items))
+    cur = read_acl4_filter(maps, which) if sel.acl4_filt & ACL4_FILT[which] else None
+    union = bits if cur is None else _or_bits(cur, bits)
+    if union != cur:
+        _write_acl4_filter(maps, which, union)
+    return bits, union != bits
 
 
 def _gens(sel: Selector) -> dict[str, int]:
