@@ -226,6 +226,7 @@ static __always_inline __u32 xs_stages(struct xdp_md *ctx,
 	const struct xs_hygiene *h;
 	const struct xs_psel *sel;
 	const struct xs_limits *lim = NULL;
+	struct xs_dc *dc = NULL;
 	struct xs_lim_q lq = {};
 	struct xs_l3 l3 = {};
 	struct xs_cursor c;
@@ -250,7 +251,11 @@ static __always_inline __u32 xs_stages(struct xdp_md *ctx,
 		lq.v6 = l3.v6;
 		lq.len = p->len;
 		lq.now = xs_now();
-		if (xs_blocked(&lq, lim))
+		lq.gen = sel->lim_gen;
+		dc = xs_dc_of(&lq);
+		if (!dc)	/* cannot happen: a per-CPU array's slot */
+			return XS_V(XDP_PASS, XS_R_PASS_UNPROTECTED);
+		if (xs_blocked(&lq, lim, dc))
 			return XS_V(XDP_DROP, XS_R_BLOCKED);
 	}
 	if (xs_denied(sel, &l3))
@@ -271,7 +276,7 @@ static __always_inline __u32 xs_stages(struct xdp_md *ctx,
 		lq.slot = xs_proto_slot(p->proto);
 	}
 	if (lim && XS_V_ACT(v) != XDP_DROP) {	/* XS_V_GUARD's is 0xff */
-		r = xs_limit(&lq, lim);
+		r = xs_limit(&lq, lim, dc);
 		if (r)
 			return r;
 	}

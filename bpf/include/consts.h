@@ -243,6 +243,12 @@ enum xs_prog {
 #define XS_ADMIT_SHIFT		20
 #define XS_ADMIT_WIN		954
 #define XS_ADMIT_REFRESH	64
+/* The per-CPU drop cache (limits.h): 2^XS_DC_BITS slots; an entry is
+ * trusted for at most XS_DC_TTL_NS (~16.8 ms): a block's drops reach its
+ * count, and a source's admission slot stays fresh, at least that often.
+ */
+#define XS_DC_BITS		8
+#define XS_DC_TTL_NS		(1ULL << 24)
 /* Excess is sustained while over-limit packets come less than this apart. */
 #define XS_EXCESS_GAP_NS	1000000000ULL
 /* struct xs_limits flags */

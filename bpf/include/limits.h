@@ -25,6 +25,7 @@
 struct xs_lim_q {
 	__u64 now;		/* xs_now(), read once (a helper call) */
 	__u32 src[4];		/* as struct xs_vkey */
+	__u32 gen;		/* xs_psel.lim_gen (for the drop cache) */
 	__u32 len;		/* frame bytes */
 	__u16 rule;		/* 0, or the matching limit rule's id + 1 */
 	__u8 v6;
@@ -88,6 +89,63 @@ static __always_inline int xs_admitted(const struct xs_src_key *k, __u64 now)
 	return 0;
 }
 
+/* This CPU's drop-cache slot for the source of @q. */
+static __always_inline struct xs_dc *xs_dc_of(const struct xs_lim_q *q)
+{
+	__u32 idx = ((q->src[0] ^ q->src[1] ^ q->src[2] ^ q->src[3]) *
+		     0x9e3779b1U) >> (32 - XS_DC_BITS);
+
+	return bpf_map_lookup_elem(&xs_dcache, &idx);
+}
+
+/* 0 when the cache entry is the source's, for @reason; else not 0. */
+static __always_inline __u64 xs_dc_diff(const struct xs_dc *dc,
+					const struct xs_lim_q *q, __u32 reason)
+{
+	return (dc->reason ^ reason) | (dc->addr[0] ^ q->src[0]) |
+	       (dc->addr[1] ^ q->src[1]) | (dc->addr[2] ^ q->src[2]) |
+	       (dc->addr[3] ^ q->src[3]);
+}
+
+/* All ones when @d is 0, else 0 (branch-free: see xs_dc_hit()). */
+static __always_inline __u64 xs_zero_mask(__u64 d)
+{
+	return ((d | -d) >> 63) - 1;
+}
+
+/* 1 when the cache says the source's packet is dropped for @reason: the
+ * entry is the source's, made under these limits, until later than now.
+ * Without a branch (BPF has no conditional move, so each compare of a
+ * chain is one): the verifier then follows two paths on from here, not
+ * one per way out of the chain (+100 k instructions verified, measured).
+ */
+static __always_inline __u64 xs_dc_hit(const struct xs_dc *dc,
+				       const struct xs_lim_q *q,
+				       const struct xs_limits *lim,
+				       __u32 reason)
+{
+	__u64 d = xs_dc_diff(dc, q, reason) | (dc->gen ^ q->gen) |
+		  (dc->epoch ^ lim->epoch);
+
+	/* until > now: the sign of now - until (both ns, far below 2^63) */
+	return xs_zero_mask(d) & ((q->now - dc->until) >> 63);
+}
+
+static __always_inline void xs_dc_fill(struct xs_dc *dc,
+				       const struct xs_lim_q *q,
+				       const struct xs_limits *lim,
+				       __u32 reason, __u64 until)
+{
+	if (until > q->now + XS_DC_TTL_NS)
+		until = q->now + XS_DC_TTL_NS;
+	__builtin_memcpy(dc->addr, q->src, 16);
+	dc->gen = q->gen;
+	dc->epoch = lim->epoch;
+	dc->until = until;
+	dc->reason = reason;
+	dc->pending = 0;
+}
+
 /* The state at @k (the filter let its source in), made if missing. */
 static __always_inline struct xs_src *xs_src_get(const struct xs_src_key *k)
 {
@@ -108,7 +166,8 @@ static __always_inline struct xs_src *xs_src_get(const struct xs_src_key *k)
  * is checked once.
  */
 static __always_inline int xs_blocked(const struct xs_lim_q *q,
-				      const struct xs_limits *lim)
+				      const struct xs_limits *lim,
+				      struct xs_dc *dc)
 {
 	struct xs_block_lpm lk = {};
 	struct xs_src_key k = {};
@@ -117,6 +176,13 @@ static __always_inline int xs_blocked(const struct xs_lim_q *q,
 
 	if (!(lim->flags & (XS_LIM_BLOCKS | XS_LIM_BLOCKS_LPM)))
 		return 0;
+	/* Blocked, as this CPU found a moment ago: counted at the next
+	 * lookup (within XS_DC_TTL_NS), not here.
+	 */
+	if (xs_dc_hit(dc, q, lim, XS_R_BLOCKED)) {
+		dc->pending++;
+		return 1;
+	}
 	now = q->now;
 	if (lim->flags & XS_LIM_BLOCKS) {
 		xs_src_key_of(&k, q, lim);
@@ -129,7 +195,11 @@ static __always_inline int xs_blocked(const struct xs_lim_q *q,
 	}
 	if (!b || b->expires_ns <= now)
 		return 0;
-	b->drops++;
+	/* This packet, and those the cache answered for this source. */
+	b->drops += 1 + (dc->pending & xs_zero_mask(xs_dc_diff(dc, q,
+							     XS_R_BLOCKED)));
+	/* Either table's block covers the whole source address. */
+	xs_dc_fill(dc, q, lim, XS_R_BLOCKED, b->expires_ns);
 	return 1;
 }
 
@@ -166,7 +236,8 @@ static __always_inline void xs_block(const struct xs_limits *lim,
  * or XS_V(XDP_DROP, reason).
  */
 static __always_inline __u32 xs_limit(const struct xs_lim_q *q,
-				      const struct xs_limits *lim)
+				      const struct xs_limits *lim,
+				      struct xs_dc *dc)
 {
 	__u64 tat_pps = 0, tat_bps = 0, tat_syn = 0, tat_rule = 0;
 	const struct xs_rate *rr;
@@ -178,6 +249,13 @@ static __always_inline __u32 xs_limit(const struct xs_lim_q *q,
 	now = q->now;
 	if (!(lim->flags & XS_LIM_SOURCES) && !q->rule)
 		goto ceiling;	/* ceilings only: no source's state to keep */
+	/* Over its pps limit, as this CPU found a moment ago (only where
+	 * nothing else is decided by the drop: no limit rule, no excess to
+	 * time for a block).
+	 */
+	if (!q->rule && !lim->block_after_ns &&
+	    xs_dc_hit(dc, q, lim, XS_R_LIMIT_PPS))
+		return XS_V(XDP_DROP, XS_R_LIMIT_PPS);
 	xs_src_key_of(&k, q, lim);
 	st = xs_admitted(&k, now) ? xs_src_get(&k) : NULL;
 	if (!st)
@@ -199,8 +277,15 @@ static __always_inline __u32 xs_limit(const struct xs_lim_q *q,
 	}
 	if (!reason && lim->pps.cost) {
 		tat_pps = xs_gcra(st->tat_pps, now, lim->pps.cost, lim->pps.depth);
-		if (!tat_pps)
+		/* Dropped until the bucket has room (a dropped packet costs
+		 * it nothing, and other CPUs only move its time later).
+		 */
+		if (!tat_pps) {
 			reason = XS_R_LIMIT_PPS;
+			if (!q->rule && !lim->block_after_ns)
+				xs_dc_fill(dc, q, lim, reason, st->tat_pps +
+					   lim->pps.cost - lim->pps.depth);
+		}
 	}
 	if (!reason && lim->bps.cost) {
 		tat_bps = xs_gcra(st->tat_bps, now,

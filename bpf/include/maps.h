@@ -298,6 +298,17 @@ struct {
 	__type(value, __u64);
 } xs_admit SEC(".maps");
 
+/* The drop cache (struct xs_dc), per CPU: a slot per hash of the source.
+ * A one-source flood over its limit, or blocked, is dropped on one
+ * inlined read instead of hash lookups.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1U << XS_DC_BITS);
+	__type(key, __u32);
+	__type(value, struct xs_dc);
+} xs_dcache SEC(".maps");
+
 /* Blocked sources at the limits' prefix (excess, or by hand). A plain
  * hash: a block is never evicted; the daemon removes it once expired and
  * past its repeat window. Inserts fail when full (never an eviction).

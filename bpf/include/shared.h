@@ -308,13 +308,28 @@ struct xs_limits {
 	__u32 flags;		/* XS_LIM_* */
 	__u32 plen4;		/* source aggregation: IPv4 prefix length */
 	__u32 plen6;		/* IPv6 */
-	__u32 pad;
+	__u32 epoch;		/* bumped in both slots when a block is removed
+				 * by hand: the drop caches forget it */
 	struct xs_rate pps, bps, syn;
 	__u64 block_after_ns;	/* sustained excess before a block; 0: never */
 	__u64 block_ttl_ns;	/* a first block's time */
 	__u64 block_max_ns;	/* repeat offences double it up to this */
 	__u64 block_repeat_ns;	/* within this long after the last block */
 	struct xs_rate ceil[XS_RULE_SLOTS];	/* per protocol slot and CPU */
+};
+
+/* xs_dcache: what the last drop of a source by its block or its pps
+ * limit says of its next packets, per CPU (limits.h). Valid while the
+ * limits' generation and epoch are those it was made under, and until
+ * @until.
+ */
+struct xs_dc {
+	__u32 addr[4];		/* the source, whole, as struct xs_vkey */
+	__u32 gen;		/* xs_psel.lim_gen */
+	__u32 epoch;		/* xs_limits.epoch */
+	__u64 until;		/* xs_now() ns */
+	__u32 reason;		/* XS_R_BLOCKED or XS_R_LIMIT_PPS; 0: empty */
+	__u32 pending;		/* drops by a block not yet in its count */
 };
 
 /* Key of xs_src and xs_blocks: a source cut to the limits' prefix. */

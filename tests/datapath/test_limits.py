@@ -391,6 +391,35 @@ def test_manual_blocks_any_prefix_and_del(lg: LimitGuard) -> None:
     assert host6 in {b.prefix for b in gone}
 
 
+def test_a_raised_limit_holds_from_the_next_packet(lg: LimitGuard) -> None:
+    """A source over its limit is dropped from this CPU's drop cache; a new
+    limit is a new generation, which the cache does not trust."""
+    lg.apply(limits=Limits(pps=1, burst=1))
+    lg.advance(10 * NS)
+    src = fresh4()
+    assert [lg.send(udp(src)) for _ in range(4)] == [None, None, Reason.LIMIT_PPS, Reason.LIMIT_PPS]
+    # The bucket's time is ~1 s ahead (the old cost): a 5 s burst takes it.
+    lg.apply(limits=Limits(pps=1000, burst=5000))
+    assert lg.send(udp(src)) is None
+    lg.apply(limits=Limits())
+
+
+def test_a_blocks_drops_are_counted(lg: LimitGuard) -> None:
+    """Drops the per-CPU cache answers reach the block's count at its next
+    lookup (within XS_DC_TTL_NS, ~17 ms)."""
+    lg.apply(limits=Limits())
+    src = fresh4()
+    limits.add_blocks(lg.maps, {P(src): 60.0}, now_ns=lg.now)
+    policy.switch_limits(lg.maps, Limits(), limit_rules=False)
+    assert [lg.send(udp(src)) for _ in range(10)] == [Reason.BLOCKED] * 10
+    lg.advance(20_000_000)
+    assert lg.send(udp(src)) == Reason.BLOCKED
+    (b,) = [b for b in limits.list_blocks(lg.maps, now_ns=lg.now) if b.prefix == P(src)]
+    assert b.drops == 11
+    assert limits.del_blocks(lg.maps, [P(src)]) == 1
+    assert lg.send(udp(src)) is None
+
+
 def test_spoofed_sources_do_not_evict_a_real_one(lg: LimitGuard) -> None:
     """10,000 random sources, one packet each, between a real source's
     packets: none gets state, the real source keeps its own."""

@@ -391,7 +391,7 @@ MIRRORS = [
                 "flags",
                 "plen4",
                 "plen6",
-                "pad",
+                "epoch",
                 "pps",
                 None,
                 "bps",

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from xdpshield.ebpf import Map, Raw
+from xdpshield.ebpf import Map, Raw, UInt
 from xdpshield.errors import KeyNotFound
 from xdpshield.policy.model import LIMIT_PROTOCOLS, Limits, Prefix
 from xdpshield.policy.rules import SLOTS
@@ -73,7 +73,7 @@ REASONS = (
 )
 
 _RATE = struct.Struct("=QQ")  # struct xs_rate: cost, depth
-# struct xs_limits: flags, plen4, plen6, pad; pps, bps, syn; block_after, ttl,
+# struct xs_limits: flags, plen4, plen6, epoch; pps, bps, syn; block_after, ttl,
 # max, repeat; ceil[SLOTS]
 _LIMITS = struct.Struct(f"=4I6Q4Q{2 * SLOTS}Q")
 _SRC_KEY = struct.Struct("=16sHBB")  # struct xs_src_key: addr, rule, plen, pad
@@ -244,7 +244,9 @@ def add_blocks(maps: Maps, prefixes: Mapping[Prefix, float], *, now_ns: int | No
 
 
 def del_blocks(maps: Maps, prefixes: Iterable[Prefix]) -> int:
-    """Unblock these prefixes (by hand or automatic); returns how many were."""
+    """Unblock these prefixes (by hand or automatic); returns how many were.
+    The next packet from them is judged anew: the data path's per-CPU drop
+    caches (struct xs_dc) forget every block."""
     wanted = set(prefixes)
     n = 0
     for m, k, b in _entries(maps):
@@ -254,7 +256,21 @@ def del_blocks(maps: Maps, prefixes: Iterable[Prefix]) -> int:
             except KeyNotFound:
                 continue
             n += 1
+    if n:
+        _new_epoch(maps)
     return n
+
+
+def _new_epoch(maps: Maps) -> None:
+    """Bump struct xs_limits.epoch in both slots (the live one and the
+    spare, so a switch meanwhile keeps it): what each CPU's drop cache
+    holds is stale."""
+    m = maps["xs_lim"]
+    slots = m.typed(UInt(4), Raw(m.value_size))
+    for slot in (0, 1):
+        fields = list(_LIMITS.unpack(slots.lookup(slot)))
+        fields[3] = (fields[3] + 1) & 0xFFFFFFFF
+        slots.update(slot, _LIMITS.pack(*fields))
 
 
 def expire_blocks(

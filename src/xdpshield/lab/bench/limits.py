@@ -121,8 +121,8 @@ GOAL_BLOCK = Goal(
     "<=", 2.0, "issue 14: blocked within 2 s of the sustained excess (block-after 1 s)", unit="s"
 )
 #: Every table of the limits stage (bpf/include/maps.h).
-LIMIT_TABLES = ("xs_src", "xs_admit", "xs_blocks", "xs_blocks_lpm", "xs_rule_rate", "xs_lim",
-                "xs_ceil")  # fmt: skip
+LIMIT_TABLES = ("xs_src", "xs_admit", "xs_dcache", "xs_blocks", "xs_blocks_lpm", "xs_rule_rate",
+                "xs_lim", "xs_ceil")  # fmt: skip
 NS = 1_000_000_000
 
 #: The flooder of the drop and block rows (outside policy's deny list,
