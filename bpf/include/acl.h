@@ -18,22 +18,30 @@ static __always_inline int xs_acl_live(const struct xs_acl *a)
 	return a && (!a->expires_ns || a->expires_ns > xs_now());
 }
 
-/* 1 when the list's IPv4 filter (struct xs_acl4_bits) says no entry holds
- * the address @a (network order): one inlined array read where the tiers
- * cost a hash lookup each (a call, and a miss for random sources).
+/* The IPv6 filter's bit of an address whose first 32 bits are @a0 (network
+ * order): a multiplicative hash of that /32. policy.acl6_n() mirrors it.
  */
-static __always_inline int xs_acl4_filtered_out(const struct xs_psel *sel,
-						__u32 which, __u32 a)
+static __always_inline __u32 xs_acl6_n(__u32 a0)
 {
-	const struct xs_acl4_bits *f;
-	__u32 n = bpf_ntohl(a) >> 8;
+	return (bpf_ntohl(a0) * 0x9e3779b1U) >> 8;
+}
 
-	if (!(sel->acl4_filt & (1U << which)))
+/* 1 when the filter of list @which and family @v6 says no entry holds an
+ * address of bit @n: one inlined array read where the tiers cost a hash
+ * lookup each (a call, and a cache miss for random sources).
+ */
+static __always_inline int xs_acl_filtered_out(const struct xs_psel *sel,
+					       __u32 which, __u32 v6, __u32 n)
+{
+	const struct xs_acl_bits *f;
+	__u32 slot = XS_ACL_SLOT(which, v6);
+
+	if (!(sel->acl_filt & (1U << slot)))
 		return 0;
-	f = bpf_map_lookup_elem(&xs_acl4_bits, &which);
+	f = bpf_map_lookup_elem(&xs_acl_bits, &slot);
 	if (!f)
 		return 0;
-	return !((f->w[(n >> 6) & (XS_ACL4_WORDS - 1)] >> (n & 63)) & 1);
+	return !((f->w[(n >> 6) & (XS_ACL_WORDS - 1)] >> (n & 63)) & 1);
 }
 
 /* 1 when a live entry of the list contains the source of @l3. @which: 0
@@ -63,6 +71,8 @@ static __always_inline int xs_acl_match(const struct xs_psel *sel, int which,
 		__u32 a[4];
 
 		__builtin_memcpy(a, &ip6->saddr, 16);
+		if (xs_acl_filtered_out(sel, which, 1, xs_acl6_n(a[0])))
+			return 0;
 		tiers = sel->tiers[which * 2 + 1];
 #pragma unroll
 		for (i = 0; i < XS_ACL_TIERS; i++) {
@@ -86,7 +96,7 @@ static __always_inline int xs_acl_match(const struct xs_psel *sel, int which,
 		struct xs_lpm4 k4 = { .prefixlen = 32 + 32, .gen = gen };
 		__u32 a = iph->saddr;
 
-		if (xs_acl4_filtered_out(sel, which, a))
+		if (xs_acl_filtered_out(sel, which, 0, bpf_ntohl(a) >> 8))
 			return 0;
 		tiers = sel->tiers[which * 2];
 #pragma unroll

@@ -159,16 +159,16 @@ XS_HASH_MAP(xs_allow6h, struct xs_hkey6);
 XS_HASH_MAP(xs_deny4h, struct xs_hkey4);
 XS_HASH_MAP(xs_deny6h, struct xs_hkey6);
 
-/* The IPv4 lists' filters: allow (0), deny (1). One 2 MiB value each: an
- * array lookup is inlined, the word read is one load, and Python writes
- * a list's filter in one syscall.
+/* The lists' filters (struct xs_acl_bits), at XS_ACL_SLOT(which, v6). One
+ * 2 MiB value each: an array lookup is inlined, the word read is one load,
+ * and Python writes a filter in one syscall.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 4);
 	__type(key, __u32);
-	__type(value, struct xs_acl4_bits);
-} xs_acl4_bits SEC(".maps");
+	__type(value, struct xs_acl_bits);
+} xs_acl_bits SEC(".maps");
 
 /* Hygiene settings, two slots (one live, one being written). */
 struct {

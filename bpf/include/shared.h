@@ -174,18 +174,19 @@ struct xs_psel {
 	__u32 lpm_rules;
 	__u32 lim_gen;		/* & 1: the slot of xs_lim */
 	__u32 lim_on;		/* 0: no limit, block or ceiling: skip them */
-	__u32 acl4_filt;	/* XS_ACL4_FILT_*: whose IPv4 filter is kept */
+	__u32 acl_filt;		/* XS_ACL_FILT(): whose filter is kept */
 };
 
-/* xs_acl4_bits: a list's IPv4 filter. Bit n (of word n >> 6, bit n & 63)
- * set when some entry of the list, live or being written, holds part of
- * the /24 whose number is n (the address >> 8): a clear bit means no
- * entry can hold the address, and nothing is looked up. A superset, never
- * less: bits are set before their entries are written, cleared only when
- * the list is applied anew.
+/* xs_acl_bits: a list's filter, per family. Bit n (of word n >> 6, bit
+ * n & 63) is set when some entry of the list, live or being written, may
+ * hold an address of n's: for IPv4, n is the /24 (the address >> 8); for
+ * IPv6, a hash of the /32 (xs_acl6_n()), a list with a prefix shorter than
+ * /16 keeping no IPv6 filter. A clear bit: no entry can hold the address,
+ * nothing is looked up. A superset, never less: bits are set before their
+ * entries are written, cleared only when the list is applied anew.
  */
-struct xs_acl4_bits {
-	__u64 w[XS_ACL4_WORDS];
+struct xs_acl_bits {
+	__u64 w[XS_ACL_WORDS];
 };
 
 /* Keys of the allow and deny tries: the generation comes first, so one trie

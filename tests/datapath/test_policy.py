@@ -266,58 +266,101 @@ def test_an_apply_switches_generations_and_removes_the_old(pg: PolicyGuard) -> N
 
 
 def filter_bit(pg: PolicyGuard, which: str, addr: str) -> bool:
-    """The IPv4 filter's bit for the /24 of ``addr``, as the data path reads it."""
-    n = int(ipaddress.ip_address(addr)) >> 8
-    return bool(policy.read_acl4_filter(pg.maps, which)[n >> 3] >> (n & 7) & 1)
+    """The filter's bit for ``addr`` (its /24, or its /32's hash), as the data path reads it."""
+    a = ipaddress.ip_address(addr)
+    n = int(a) >> 8 if a.version == 4 else policy.acl6_n(a.packed)
+    return bool(policy.read_acl_filter(pg.maps, which, a.version)[n >> 3] >> (n & 7) & 1)
 
 
+#: Per family: the client's own prefix, finer than the filter's grain (its
+#: bit is set, the lookup decides), two more elsewhere and a wide one; the
+#: client's neighbour inside the grain, an address of the wide prefix, one
+#: outside all, and the address the last apply keeps.
+FILTER_CASES = {
+    4: ("198.18.0.0/28", "203.0.113.4/30", "198.51.100.64/26", "10.16.0.0/12",
+        "198.18.0.17", "10.20.30.40", "10.32.0.1", "203.0.113.6"),
+    6: ("fd00:3::/64", "2001:db8:5::/48", "2001:db8:7:10::/60", "2001:db8::/30",
+        "fd00:3:0:1::1", "2001:dbb:ffff::1", "2001:dbc::1", "2001:db8:5::9"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("v", [4, 6])
 @pytest.mark.parametrize("which", ["allow", "deny"])
-def test_the_ipv4_filter_spares_lookups_and_hides_no_entry(pg: PolicyGuard, which: str) -> None:
-    pkt = ip("ipv4") / UDP(sport=5000, dport=9999)
+def test_the_filter_spares_lookups_and_hides_no_entry(pg: PolicyGuard, which: str, v: int) -> None:
+    own, hashed, trie1, wide, neighbour, in_wide, outside, kept = FILTER_CASES[v]
+    client = CLIENT4 if v == 4 else CLIENT6
+    shape = "ipv4" if v == 4 else "ipv6"
+
+    def pkt(src: str | None = None) -> Packet:
+        return ip(shape, src=src) / UDP(sport=5000, dport=9999)
+
     hit = (XDP_PASS, Reason.ALLOW_PASS) if which == "allow" else (XDP_DROP, Reason.DENY)
     miss = (XDP_PASS, Reason.PASS_UNPROTECTED)
-    # A /28 (past /24: its /24's bit is set, the lookup decides) and a /30
-    # in the hash tier, a /26 and a /12 in the trie.
-    inside = str(ipaddress.ip_network(f"{CLIENT4}/28", strict=False))
-    lists = plist(inside, "203.0.113.4/30", "198.51.100.64/26", "10.16.0.0/12")
+    lists = plist(own, hashed, trie1, wide)
     kw: dict[str, Any] = {which: lists}
     pg.apply(**kw)
-    assert policy.selector(pg.maps).acl4_filt & policy.ACL4_FILT[which]
-    assert policy.read_acl4_filter(pg.maps, which) == bytes(policy.acl4_bits(lists))
-    assert filter_bit(pg, which, CLIENT4) and filter_bit(pg, which, "10.31.255.1")
-    assert not filter_bit(pg, which, "10.32.0.1")
-    pg.expect(pkt, *hit)
-    neighbour = str(ipaddress.ip_address(CLIENT4) + 16)  # same /24, past the /28
-    pg.expect(ip("ipv4", src=neighbour) / UDP(sport=5000, dport=9999), *miss)
-    pg.expect(ip("ipv4", src="10.20.30.40") / UDP(sport=5000, dport=9999), *hit)
-    # The data path reads it: with the /24's bit clear, the entry is not looked up.
-    policy._write_acl4_filter(pg.maps, which, bytes(policy.ACL4_FILTER_BYTES))
-    pg.expect(pkt, *miss)
+    assert policy.selector(pg.maps).acl_filt & policy.acl_filt(which, v)
+    assert policy.read_acl_filter(pg.maps, which, v) == bytes(policy.acl_bits(lists, v) or b"")
+    assert filter_bit(pg, which, client) and filter_bit(pg, which, in_wide)
+    assert not filter_bit(pg, which, outside)
+    pg.expect(pkt(), *hit)
+    pg.expect(pkt(neighbour), *miss)
+    pg.expect(pkt(in_wide), *hit)
+    pg.expect(pkt(outside), *miss)
+    # The data path reads it: with the bit clear, the entry is not looked up.
+    policy._write_acl_filter(pg.maps, which, v, bytes(policy.ACL_FILTER_BYTES))
+    pg.expect(pkt(), *miss)
     # A live add sets its bits before its entry is written.
-    policy.add_entries(pg.maps, which, plist(f"{CLIENT4}/32"), now_ns=NOW)
-    assert filter_bit(pg, which, CLIENT4)
-    pg.expect(pkt, *hit)
+    host = f"{client}/{32 if v == 4 else 128}"
+    policy.add_entries(pg.maps, which, plist(host), now_ns=NOW)
+    assert filter_bit(pg, which, client)
+    pg.expect(pkt(), *hit)
     # A delete leaves the bit (a superset is only a lookup more): still right.
-    policy.del_entries(pg.maps, which, [P(f"{CLIENT4}/32")])
-    assert filter_bit(pg, which, CLIENT4)
-    pg.expect(pkt, *hit)  # the /28, whose bit the write above cleared, came back with it
+    policy.del_entries(pg.maps, which, [P(host)])
+    assert filter_bit(pg, which, client)
+    pg.expect(pkt(), *hit)  # the own prefix, whose bit the write above cleared
     # The next apply makes it exact again, without what the list lost.
-    kw = {which: plist("203.0.113.4/30")}
+    kw = {which: plist(kept)}
     pg.apply(**kw)
-    assert policy.read_acl4_filter(pg.maps, which) == bytes(
-        policy.acl4_bits(plist("203.0.113.4/30"))
+    assert policy.read_acl_filter(pg.maps, which, v) == bytes(
+        policy.acl_bits(plist(kept), v) or b""
     )
-    pg.expect(pkt, *miss)
-    pg.expect(ip("ipv4", src="203.0.113.6") / UDP(sport=5000, dport=9999), *hit)
+    pg.expect(pkt(), *miss)
+    pg.expect(pkt(FILTER_CASES[v][7]), *hit)
+
+
+def test_a_wide_ipv6_prefix_turns_its_filter_off(pg: PolicyGuard) -> None:
+    """An IPv6 prefix shorter than /16 has too many /32s for the filter:
+    that list keeps none (every packet is looked up), the other family
+    and list keep theirs; the next apply without it keeps one again."""
+    pkt = ip("ipv6") / UDP(sport=5000, dport=9999)
+    pg.apply(deny=plist("2001:db8::/32", "198.51.100.0/24"))
+    policy.add_entries(pg.maps, "deny", plist("fd00::/8"), now_ns=NOW)
+    filt = policy.selector(pg.maps).acl_filt
+    assert not filt & policy.acl_filt("deny", 6)
+    assert filt & policy.acl_filt("deny", 4) and filt & policy.acl_filt("allow", 6)
+    pg.expect(pkt, XDP_DROP, Reason.DENY)  # CLIENT6 is in fd00::/8
+    # An apply keeps what was added live: still no filter.
+    pg.apply(deny=plist("2001:db8::/32"))
+    assert not policy.selector(pg.maps).acl_filt & policy.acl_filt("deny", 6)
+    pg.expect(pkt, XDP_DROP, Reason.DENY)
+    policy.del_entries(pg.maps, "deny", [P("fd00::/8")])
+    pg.apply(deny=plist("2001:db8::/33"))
+    assert policy.selector(pg.maps).acl_filt & policy.acl_filt("deny", 6)
+    pg.expect(pkt, XDP_PASS, Reason.PASS_UNPROTECTED)
+    # A config's own wide prefix: none either.
+    pg.apply(deny=plist("fd00::/9"))
+    assert not policy.selector(pg.maps).acl_filt & policy.acl_filt("deny", 6)
+    pg.expect(pkt, XDP_DROP, Reason.DENY)
 
 
 def test_the_filter_is_off_until_an_apply_keeps_it(pg: PolicyGuard) -> None:
     """A selector without the filter's bit (what a shield from before it
     has): every entry is looked up, whatever the filter holds."""
     pg.apply(deny=plist(f"{CLIENT4}/32"))
-    policy._write_acl4_filter(pg.maps, "deny", bytes(policy.ACL4_FILTER_BYTES))
+    policy._write_acl_filter(pg.maps, "deny", 4, bytes(policy.ACL_FILTER_BYTES))
     sel = policy.selector(pg.maps)
-    policy._write_selector(pg.maps, dataclasses.replace(sel, acl4_filt=0))
+    policy._write_selector(pg.maps, dataclasses.replace(sel, acl_filt=0))
     pg.expect(ip("ipv4") / UDP(sport=5000, dport=9999), XDP_DROP, Reason.DENY)
 
 

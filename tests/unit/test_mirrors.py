@@ -317,11 +317,11 @@ MIRRORS = [
                 "lpm_rules",
                 "lim_gen",
                 "lim_on",
-                "acl4_filt",
+                "acl_filt",
             ],
         ),
     ),
-    Mirror("xs_acl4_bits", "policy.ACL4_FILTER_BYTES", policy.ACL4_FILTER_BYTES, {"w": 0}),
+    Mirror("xs_acl_bits", "policy.ACL_FILTER_BYTES", policy.ACL_FILTER_BYTES, {"w": 0}),
     _mirror("xs_acl", codec("policy._ACL", policy._ACL, ["expires_ns", "flags", "pad"])),
     Mirror("xs_lpm4", "policy._lpm_key (v4)", 12, {"prefixlen": 0, "gen": 4, "addr": 8}),
     _mirror(

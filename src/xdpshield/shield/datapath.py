@@ -133,7 +133,7 @@ POLICY_MAPS = (
     "xs_allow6h",
     "xs_deny4h",
     "xs_deny6h",
-    "xs_acl4_bits",
+    "xs_acl_bits",
     "xs_hyg",
     "xs_refl",
     "xs_refl_hint",

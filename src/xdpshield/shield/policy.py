@@ -37,8 +37,8 @@ from xdpshield.policy.rules import CANDS, RULES_MAX, SLOTS, CompiledRules, compi
 from xdpshield.shield import limits
 
 __all__ = [
-    "ACL4_FILT",
-    "ACL4_FILTER_BYTES",
+    "ACL6_MIN_PLEN",
+    "ACL_FILTER_BYTES",
     "ACL_LIVE",
     "HYG_FRAGMENTS",
     "HYG_ICMP",
@@ -48,7 +48,9 @@ __all__ = [
     "ApplyResult",
     "ListEntry",
     "Selector",
-    "acl4_bits",
+    "acl6_n",
+    "acl_bits",
+    "acl_filt",
     "add_entries",
     "age_lists",
     "apply_policy",
@@ -59,7 +61,7 @@ __all__ = [
     "limits_digest",
     "list_entries",
     "note_request",
-    "read_acl4_filter",
+    "read_acl_filter",
     "refl_key",
     "rule_stats",
     "selector",
@@ -118,7 +120,7 @@ class Selector:
     lpm_rules: int = 0
     lim_gen: int = 0
     lim_on: int = 0
-    acl4_filt: int = 0  # ACL4_FILT bits: the lists whose IPv4 filter is kept
+    acl_filt: int = 0  # acl_filt() bits: the lists and families whose filter is kept
 
     def gen(self, which: str) -> int:
         return cast(int, getattr(self, f"{which}_gen"))
@@ -162,7 +164,7 @@ def _write_selector(maps: Maps, sel: Selector) -> None:
             sel.lpm_rules,
             sel.lim_gen & 0xFFFFFFFF,
             sel.lim_on,
-            sel.acl4_filt,
+            sel.acl_filt,
         ),
     )
 
@@ -206,22 +208,58 @@ def _prefix_of(key: bytes, *, hashed: bool = False) -> tuple[int, Prefix]:
     return gen, Prefix(4 if len(addr) == 4 else 6, addr, plen)
 
 
-# -- the IPv4 lists' filter (struct xs_acl4_bits) ------------------------------------
-#: Bytes of one list's filter: a bit per /24 (consts.h XS_ACL4_WORDS words of 64).
-ACL4_FILTER_BYTES = (1 << 24) // 8
-#: struct xs_psel.acl4_filt: the list's filter is kept (consts.h XS_ACL4_FILT_*).
-ACL4_FILT = {"allow": 0x1, "deny": 0x2}
+# -- the lists' filters (struct xs_acl_bits) -----------------------------------------
+#: Bytes of one filter: 2^24 bits (consts.h XS_ACL_WORDS words of 64).
+ACL_FILTER_BYTES = (1 << 24) // 8
+#: An IPv6 filter takes no prefix shorter than this (a /16 is 65,536 /32s' bits).
+ACL6_MIN_PLEN = 16
+#: Bits an IPv6 filter may need set, at most (beyond it: no filter).
+_ACL6_MAX_BITS = 1 << 22
 
 
-def acl4_bits(prefixes: Iterable[Prefix]) -> bytearray:
-    """A list's IPv4 filter: the bit of every /24 that a prefix holds part
-    of (bit n is byte n >> 3's bit n & 7: the data path's little-endian
-    words). IPv6 prefixes are skipped."""
-    out = bytearray(ACL4_FILTER_BYTES)
-    for version, addr, plen in prefixes:
-        if version != 4:
+def acl_filt(which: str, version: int) -> int:
+    """struct xs_psel.acl_filt's bit for a list and family (consts.h XS_ACL_FILT)."""
+    return 1 << _acl_slot(which, version)
+
+
+def _acl_slot(which: str, version: int) -> int:
+    return LISTS.index(which) + (2 if version == 6 else 0)
+
+
+def acl6_n(addr: bytes) -> int:
+    """acl.h xs_acl6_n(): the IPv6 filter's bit of an address (its /32, hashed)."""
+    return ((int.from_bytes(addr[:4], "big") * 0x9E3779B1) & 0xFFFFFFFF) >> 8
+
+
+def acl_bits(prefixes: Iterable[Prefix], version: int) -> bytearray | None:
+    """The filter of a list holding ``prefixes``, for one family (the
+    other's prefixes are skipped): IPv4, the bit of every /24 a prefix holds
+    part of; IPv6, the bit of every /32 (:func:`acl6_n`). Bit n is byte
+    n >> 3's bit n & 7 (the data path's little-endian words). None: no
+    IPv6 filter can be kept (a prefix shorter than :data:`ACL6_MIN_PLEN`)."""
+    out = bytearray(ACL_FILTER_BYTES)
+    budget = _ACL6_MAX_BITS
+    word = int.from_bytes  # a million prefixes: every lookup saved counts
+    for v, addr, plen in prefixes:
+        if v != version:
             continue
-        n = int.from_bytes(addr[:3], "big")
+        if v == 6:
+            if plen >= 32:  # the common case first: one /32
+                n = ((word(addr[:4], "big") * 0x9E3779B1) & 0xFFFFFFFF) >> 8
+                out[n >> 3] |= 1 << (n & 7)
+                continue
+            if plen < ACL6_MIN_PLEN:
+                return None
+            span = 1 << (32 - plen)
+            budget -= span
+            if budget < 0:
+                return None
+            first = word(addr[:4], "big") & ~(span - 1)
+            for a0 in range(first, first + span):
+                n = ((a0 * 0x9E3779B1) & 0xFFFFFFFF) >> 8
+                out[n >> 3] |= 1 << (n & 7)
+            continue
+        n = word(addr[:3], "big")
         if plen >= 24:
             out[n >> 3] |= 1 << (n & 7)
             continue
@@ -235,17 +273,17 @@ def acl4_bits(prefixes: Iterable[Prefix]) -> bytearray:
     return out
 
 
-def _acl4_filter(maps: Maps, which: str) -> Map[int, bytes]:
-    return maps["xs_acl4_bits"].typed(UInt(4), Raw(ACL4_FILTER_BYTES))
+def _acl_filter(maps: Maps) -> Map[int, bytes]:
+    return maps["xs_acl_bits"].typed(UInt(4), Raw(ACL_FILTER_BYTES))
 
 
-def read_acl4_filter(maps: Maps, which: str) -> bytes:
-    """The IPv4 filter of list ``which`` as the data path reads it."""
-    return _acl4_filter(maps, which).lookup(LISTS.index(which))
+def read_acl_filter(maps: Maps, which: str, version: int) -> bytes:
+    """The filter of a list and family as the data path reads it."""
+    return _acl_filter(maps).lookup(_acl_slot(which, version))
 
 
-def _write_acl4_filter(maps: Maps, which: str, bits: bytes) -> None:
-    _acl4_filter(maps, which).update(LISTS.index(which), bytes(bits))
+def _write_acl_filter(maps: Maps, which: str, version: int, bits: bytes | bytearray) -> None:
+    _acl_filter(maps).update(_acl_slot(which, version), bytes(bits))
 
 
 def _or_bits(a: bytes, b: bytes | bytearray) -> bytes:
@@ -391,12 +429,19 @@ def add_entries(
     for v in (4, 6):
         # An empty tier takes the new entries' own most common lengths.
         lens[v] = sel.tier_lens(which, v) or _tier_order(entries, v)
-    if sel.acl4_filt & ACL4_FILT[which]:
-        # The filter first: an entry it does not cover would never be read.
-        cur = read_acl4_filter(maps, which)
-        bits = _or_bits(cur, acl4_bits(entries))
+    # The filters first: an entry they do not cover would never be read.
+    for v in (4, 6):
+        if not sel.acl_filt & acl_filt(which, v):
+            continue
+        more = acl_bits(entries, v)
+        if more is None:  # too wide for a filter: none from now on
+            sel = replace(sel, acl_filt=sel.acl_filt & ~acl_filt(which, v))
+            _write_selector(maps, sel)
+            continue
+        cur = read_acl_filter(maps, which, v)
+        bits = _or_bits(cur, more)
         if bits != cur:
-            _write_acl4_filter(maps, which, bits)
+            _write_acl_filter(maps, which, v, bits)
     _, counts, in_trie = _place(
         maps, which, entries, lambda ttl: (_expiry(ttl, now), flags), sel.gen(which), lens
     )
@@ -525,12 +570,13 @@ def init_policy(maps: Maps) -> None:
     no hash tier: a zeroed selector would look up length 0 four times)."""
     write_hygiene(maps, Hygiene(), 0)
     filt = 0
-    if "xs_acl4_bits" in maps:  # not in objects from before it
-        empty = bytes(ACL4_FILTER_BYTES)
+    if "xs_acl_bits" in maps:  # not in objects from before it
+        empty = bytes(ACL_FILTER_BYTES)
         for which in LISTS:
-            _write_acl4_filter(maps, which, empty)
-            filt |= ACL4_FILT[which]
-    _write_selector(maps, Selector(acl4_filt=filt))
+            for v in (4, 6):
+                _write_acl_filter(maps, which, v, empty)
+                filt |= acl_filt(which, v)
+    _write_selector(maps, Selector(acl_filt=filt))
 
 
 def refl_key(peer: str, peer_port: int, local_port: int) -> bytes:
@@ -542,7 +588,7 @@ def refl_key(peer: str, peer_port: int, local_port: int) -> bytes:
 
 
 #: The hints in front of xs_refl and xs_frag (consts.h XS_HINT_SLOTS, XS_HINT_SHIFT).
-HINT_SLOTS, _HINT_SHIFT = 1 << 16, 20
+HINT_SLOTS, _HINT_SHIFT = 1 << 14, 20
 _M64 = (1 << 64) - 1
 
 
@@ -769,7 +815,7 @@ def _apply(
     changed = [t for t in digests if digests[t] != prev_digests.get(t)]
     written: Keys = []  # undone on failure
     stale: Keys = []  # the old generations
-    exact: dict[str, tuple[bytes, bool]] = {}  # IPv4 filters to write after the switch
+    exact: dict[tuple[str, int], bytes] = {}  # filters to write again after the switch
     kept_live = 0
     try:
         for which in LISTS:
@@ -789,9 +835,9 @@ def _apply(
                         items[p] = (exp, flags)
                         kept_live += 1
             lens = {v: _tier_order(items, v) for v in (4, 6)}
-            if "xs_acl4_bits" in maps:
-                exact[which] = _stage_acl4_filter(maps, which, sel, items)
-                new = replace(new, acl4_filt=new.acl4_filt | ACL4_FILT[which])
+            if "xs_acl_bits" in maps:
+                for v in (4, 6):
+                    new = _stage_acl_filter(maps, which, v, sel, new, items, exact)
             placed, counts, in_trie = _place(maps, which, items, lambda v: v, gen, lens)
             written += placed
             for v in (4, 6):
@@ -831,12 +877,11 @@ def _apply(
     # Packets that read the old selector may still be using the old
     # generation (and its filter bits): give them an RCU grace period's
     # worth of time.
-    if stale or any(widened for _, widened in exact.values()):
+    if stale or exact:
         time.sleep(0.01)
         _delete_keys(stale)
-    for which, (bits, widened) in exact.items():
-        if widened:
-            _write_acl4_filter(maps, which, bits)
+    for (which, v), bits in exact.items():
+        _write_acl_filter(maps, which, v, bits)
     return ApplyResult(
         changed=tuple(changed),
         digests=digests,
@@ -851,20 +896,31 @@ def _apply(
     )
 
 
-def _stage_acl4_filter(
-    maps: Maps, which: str, sel: Selector, items: Mapping[Prefix, Any]
-) -> tuple[bytes, bool]:
-    """Before the switch: the filter of the new generation of a list,
-    written with the live one's bits kept (packets that read the old
-    selector still look in the old generation). Returns the new
-    generation's own bits, and whether the written ones are wider (then
-    they are written again after the switch)."""
-    bits = bytes(acl4_bits(items))
-    cur = read_acl4_filter(maps, which) if sel.acl4_filt & ACL4_FILT[which] else None
-    union = bits if cur is None else _or_bits(cur, bits)
+def _stage_acl_filter(
+    maps: Maps,
+    which: str,
+    version: int,
+    sel: Selector,
+    new: Selector,
+    items: Mapping[Prefix, Any],
+    exact: dict[tuple[str, int], bytes],
+) -> Selector:
+    """Before the switch: the filter of the new generation of a list and
+    family, written with the live one's bits kept (packets that read the
+    old selector still look in the old generation); its own bits go in
+    ``exact`` when they are narrower, to be written after the switch.
+    Returns ``new`` with the filter kept, or not (None from acl_bits)."""
+    bit = acl_filt(which, version)
+    bits = acl_bits(items, version)
+    if bits is None:
+        return replace(new, acl_filt=new.acl_filt & ~bit)
+    cur = read_acl_filter(maps, which, version) if sel.acl_filt & bit else None
+    union = bytes(bits) if cur is None else _or_bits(cur, bits)
     if union != cur:
-        _write_acl4_filter(maps, which, union)
-    return bits, union != bits
+        _write_acl_filter(maps, which, version, union)
+    if union != bits:
+        exact[which, version] = bytes(bits)
+    return replace(new, acl_filt=new.acl_filt | bit)
 
 
 def _gens(sel: Selector) -> dict[str, int]:
