@@ -231,46 +231,56 @@ def acl6_n(addr: bytes) -> int:
     return ((int.from_bytes(addr[:4], "big") * 0x9E3779B1) & 0xFFFFFFFF) >> 8
 
 
-def acl_bits(prefixes: Iterable[Prefix], version: int) -> bytearray | None:
-    """The filter of a list holding ``prefixes``, for one family (the
-    other's prefixes are skipped): IPv4, the bit of every /24 a prefix holds
-    part of; IPv6, the bit of every /32 (:func:`acl6_n`). Bit n is byte
-    n >> 3's bit n & 7 (the data path's little-endian words). None: no
-    IPv6 filter can be kept (a prefix shorter than :data:`ACL6_MIN_PLEN`)."""
-    out = bytearray(ACL_FILTER_BYTES)
-    budget = _ACL6_MAX_BITS
-    word = int.from_bytes  # a million prefixes: every lookup saved counts
-    for v, addr, plen in prefixes:
-        if v != version:
-            continue
-        if v == 6:
-            if plen >= 32:  # the common case first: one /32
-                n = ((word(addr[:4], "big") * 0x9E3779B1) & 0xFFFFFFFF) >> 8
-                out[n >> 3] |= 1 << (n & 7)
-                continue
+class _Bits:
+    """A filter being built, per family: ``out[version]`` (None: that
+    family keeps no filter). :meth:`add` marks one prefix; ``_place`` marks
+    the common shapes (IPv4 /24 and longer, IPv6 /32 and longer) inline, in
+    the loop that packs the keys (a million prefixes: a second pass over
+    them cost 0.4 s of a 3 s budget)."""
+
+    def __init__(self, versions: Iterable[int]) -> None:
+        self.out: dict[int, bytearray | None] = {v: bytearray(ACL_FILTER_BYTES) for v in versions}
+        self.budget = _ACL6_MAX_BITS
+
+    def add(self, version: int, addr: bytes, plen: int) -> None:
+        out = self.out.get(version)
+        if out is None:
+            return
+        if version == 6:
             if plen < ACL6_MIN_PLEN:
-                return None
-            span = 1 << (32 - plen)
-            budget -= span
-            if budget < 0:
-                return None
-            first = word(addr[:4], "big") & ~(span - 1)
+                self.out[6] = None
+                return
+            span = 1 << max(0, 32 - plen)
+            self.budget -= span
+            if self.budget < 0:
+                self.out[6] = None
+                return
+            first = int.from_bytes(addr[:4], "big") & ~(span - 1)
             for a0 in range(first, first + span):
                 n = ((a0 * 0x9E3779B1) & 0xFFFFFFFF) >> 8
                 out[n >> 3] |= 1 << (n & 7)
-            continue
-        n = word(addr[:3], "big")
-        if plen >= 24:
-            out[n >> 3] |= 1 << (n & 7)
-            continue
-        span = 1 << (24 - plen)
+            return
+        n = int.from_bytes(addr[:3], "big")
+        span = 1 << max(0, 24 - plen)
         n &= ~(span - 1)
         if span >= 8:  # whole bytes (n is a multiple of span)
             out[n >> 3 : (n + span) >> 3] = b"\xff" * (span >> 3)
         else:
             for i in range(n, n + span):
                 out[i >> 3] |= 1 << (i & 7)
-    return out
+
+
+def acl_bits(prefixes: Iterable[Prefix], version: int) -> bytearray | None:
+    """The filter of a list holding ``prefixes``, for one family (the
+    other's prefixes are skipped): IPv4, the bit of every /24 a prefix holds
+    part of; IPv6, the bit of every /32 (:func:`acl6_n`). Bit n is byte
+    n >> 3's bit n & 7 (the data path's little-endian words). None: no
+    IPv6 filter can be kept (a prefix shorter than :data:`ACL6_MIN_PLEN`)."""
+    bits = _Bits([version])
+    for v, addr, plen in prefixes:
+        if v == version:
+            bits.add(v, addr, plen)
+    return bits.out[version]
 
 
 def _acl_filter(maps: Maps) -> Map[int, bytes]:
@@ -354,16 +364,23 @@ def _place(
     value_of: Callable[[Any], tuple[int, int]],
     gen: int,
     lens: dict[int, list[int]],
+    bits: _Bits | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> tuple[Keys, dict[int, int], dict[int, int]]:
     """Write ``entries`` into generation ``gen`` of a list, both families:
     ``value_of(v)`` gives an entry's (expires_ns, flags) from its mapping
     value; the hash tier takes the lengths in ``lens[version]`` (extended,
     up to TIERS, by new lengths), the trie the rest. Returns what was
     written and, per family, how many entries and how many went to the trie.
+    ``bits``: the entries' filter bits are marked there; ``ready``: called
+    once they are, before any entry is written.
 
     The path of a million-prefix list: one pass, keys packed here and
     written raw, values encoded once per distinct value, the collector off.
     """
+    b4 = bits.out.get(4) if bits is not None else None
+    b6 = bits.out.get(6) if bits is not None else None
+    word = int.from_bytes
     g = gen & 0xFFFFFFFF
     head = struct.Struct("=II")
     encoded: dict[Any, bytes] = {}
@@ -375,6 +392,16 @@ def _place(
     with gc_paused():
         for p, raw in entries.items():
             version, addr, plen = p
+            # The filter's common cases inline (see _Bits).
+            if version == 4 and plen >= 24 and b4 is not None:
+                n = word(addr[:3], "big")
+                b4[n >> 3] |= 1 << (n & 7)
+            elif version == 6 and plen >= 32 and b6 is not None:
+                n = ((word(addr[:4], "big") * 0x9E3779B1) & 0xFFFFFFFF) >> 8
+                b6[n >> 3] |= 1 << (n & 7)
+            elif bits is not None:
+                bits.add(version, addr, plen)
+                b6 = bits.out.get(6)
             ls = lens[version]
             value = encoded.get(raw)
             if value is None:
@@ -389,6 +416,8 @@ def _place(
             else:
                 tk.append(head.pack(32 + plen, g) + addr)
                 tv.append(value)
+    if ready is not None:
+        ready()
     written: Keys = []
     for version, (hk, hv, tk, tv) in out.items():
         for m, keys, vals in (
@@ -430,20 +459,31 @@ def add_entries(
         # An empty tier takes the new entries' own most common lengths.
         lens[v] = sel.tier_lens(which, v) or _tier_order(entries, v)
     # The filters first: an entry they do not cover would never be read.
-    for v in (4, 6):
-        if not sel.acl_filt & acl_filt(which, v):
-            continue
-        more = acl_bits(entries, v)
-        if more is None:  # too wide for a filter: none from now on
-            sel = replace(sel, acl_filt=sel.acl_filt & ~acl_filt(which, v))
-            _write_selector(maps, sel)
-            continue
-        cur = read_acl_filter(maps, which, v)
-        bits = _or_bits(cur, more)
-        if bits != cur:
-            _write_acl_filter(maps, which, v, bits)
+    kept = [v for v in (4, 6) if sel.acl_filt & acl_filt(which, v)]
+    bits = _Bits(kept)
+
+    def write_filters() -> None:
+        nonlocal sel
+        for v in kept:
+            more = bits.out[v]
+            if more is None:  # too wide for a filter: none from now on
+                sel = replace(sel, acl_filt=sel.acl_filt & ~acl_filt(which, v))
+                _write_selector(maps, sel)
+                continue
+            cur = read_acl_filter(maps, which, v)
+            new = _or_bits(cur, more)
+            if new != cur:
+                _write_acl_filter(maps, which, v, new)
+
     _, counts, in_trie = _place(
-        maps, which, entries, lambda ttl: (_expiry(ttl, now), flags), sel.gen(which), lens
+        maps,
+        which,
+        entries,
+        lambda ttl: (_expiry(ttl, now), flags),
+        sel.gen(which),
+        lens,
+        bits,
+        write_filters,
     )
     new = sel
     for v in (4, 6):
@@ -835,11 +875,12 @@ def _apply(
                         items[p] = (exp, flags)
                         kept_live += 1
             lens = {v: _tier_order(items, v) for v in (4, 6)}
-            if "xs_acl_bits" in maps:
-                for v in (4, 6):
-                    new = _stage_acl_filter(maps, which, v, sel, new, items, exact)
-            placed, counts, in_trie = _place(maps, which, items, lambda v: v, gen, lens)
+            bits = _Bits((4, 6)) if "xs_acl_bits" in maps else None
+            placed, counts, in_trie = _place(maps, which, items, lambda v: v, gen, lens, bits)
             written += placed
+            if bits is not None:  # the new generation is not live yet: any order
+                for v in (4, 6):
+                    new = _stage_acl_filter(maps, which, v, sel, new, bits.out[v], exact)
             for v in (4, 6):
                 new = new.with_tiers(which, v, lens[v]).with_counts(
                     **{f"n_{which}{v}": counts[v], f"lpm_{which}{v}": in_trie[v]}
@@ -880,8 +921,8 @@ def _apply(
     if stale or exact:
         time.sleep(0.01)
         _delete_keys(stale)
-    for (which, v), bits in exact.items():
-        _write_acl_filter(maps, which, v, bits)
+    for (which, v), narrow in exact.items():
+        _write_acl_filter(maps, which, v, narrow)
     return ApplyResult(
         changed=tuple(changed),
         digests=digests,
@@ -902,16 +943,15 @@ def _stage_acl_filter(
     version: int,
     sel: Selector,
     new: Selector,
-    items: Mapping[Prefix, Any],
+    bits: bytearray | None,
     exact: dict[tuple[str, int], bytes],
 ) -> Selector:
     """Before the switch: the filter of the new generation of a list and
     family, written with the live one's bits kept (packets that read the
     old selector still look in the old generation); its own bits go in
     ``exact`` when they are narrower, to be written after the switch.
-    Returns ``new`` with the filter kept, or not (None from acl_bits)."""
+    Returns ``new`` with the filter kept, or not (``bits`` None: too wide)."""
     bit = acl_filt(which, version)
-    bits = acl_bits(items, version)
     if bits is None:
         return replace(new, acl_filt=new.acl_filt & ~bit)
     cur = read_acl_filter(maps, which, version) if sel.acl_filt & bit else None
