@@ -15,6 +15,13 @@ Live edits (:func:`add_entries`, :func:`del_entries`) change the live
 generation's entries in place (each entry update is atomic on its own);
 entries added live carry ``ACL_LIVE`` and are carried into every later
 generation, so a config apply keeps them.
+
+In front of each list and family, a filter (``struct xs_acl_bits``, see
+:func:`acl_bits`) spares the data path the lookups of a source no entry can
+hold. It is kept a superset of every generation a packet may read: an
+apply writes the union of the live and the new bits before its switch and
+the new ones alone after it; a live add sets its bits before its entries;
+a delete leaves them until the list's next apply.
 """
 
 from __future__ import annotations
