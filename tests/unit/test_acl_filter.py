@@ -93,3 +93,37 @@ def test_every_ipv6_address_a_prefix_holds_has_its_bit(
     assert ones(bits) == slash32s
     o = ipaddress.ip_address(other).packed
     assert bit(bits, acl6_n(o)) == (acl6_n(o) in slash32s)
+
+
+class _OldPsel:
+    """xs_psel as a shield loaded before the filter has it (88 bytes: no
+    acl_filt), for what an upgrade reads of the running shield."""
+
+    value_size = 88
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def typed(self, key: object, value: object) -> _OldPsel:
+        return self
+
+    def lookup(self, key: int) -> bytes:
+        return self.raw
+
+
+def test_an_older_selector_reads_with_no_filter() -> None:
+    """The upgrade carries the running shield's live list entries over by
+    reading its lists through its own (shorter) selector: it must decode,
+    with no filter kept."""
+    from xdpshield.shield import policy
+
+    sel = policy.Selector(deny_gen=7, n_deny4=3, n_deny6=1, lim_on=1, acl_filt=15)
+    full = policy._PSEL.encode(
+        (sel.allow_gen, sel.deny_gen, sel.rules_gen, sel.hyg_gen, sel.n_allow4, sel.n_allow6,
+         sel.n_deny4, sel.n_deny6, sel.n_rules, sel.n_ttl, sel.lpm_allow4, sel.lpm_allow6,
+         sel.lpm_deny4, sel.lpm_deny6, sel.tiers, sel.rule_tiers, sel.lpm_rules, sel.lim_gen,
+         sel.lim_on, sel.acl_filt)
+    )  # fmt: skip
+    old = full[: _OldPsel.value_size]
+    got = policy.selector({"xs_psel": _OldPsel(old)})  # type: ignore[dict-item]
+    assert got == policy.Selector(deny_gen=7, n_deny4=3, n_deny6=1, lim_on=1, acl_filt=0)

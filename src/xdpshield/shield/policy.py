@@ -153,7 +153,11 @@ class Selector:
 
 
 def selector(maps: Maps) -> Selector:
-    return Selector(*maps["xs_psel"].typed(UInt(4), _PSEL).lookup(0))
+    m = maps["xs_psel"]
+    raw = m.typed(UInt(4), Raw(m.value_size)).lookup(0)
+    # A shield from before the last fields (an upgrade reads its live list
+    # entries through this): they read as 0, what they mean when absent.
+    return Selector(*_PSEL.decode(raw.ljust(_PSEL.size, b"\0")))
 
 
 def _write_selector(maps: Maps, sel: Selector) -> None:
