@@ -237,9 +237,15 @@ def _acl_slot(which: str, version: int) -> int:
     return LISTS.index(which) + (2 if version == 6 else 0)
 
 
+def _acl6_bit(a0: int) -> int:
+    """acl.h xs_acl6_n() of a /32 given as its first 32 bits (``_place``
+    inlines it for the common case)."""
+    return ((a0 * 0x9E3779B1) & 0xFFFFFFFF) >> 8
+
+
 def acl6_n(addr: bytes) -> int:
     """acl.h xs_acl6_n(): the IPv6 filter's bit of an address (its /32, hashed)."""
-    return ((int.from_bytes(addr[:4], "big") * 0x9E3779B1) & 0xFFFFFFFF) >> 8
+    return _acl6_bit(int.from_bytes(addr[:4], "big"))
 
 
 class _Bits:
@@ -268,7 +274,7 @@ class _Bits:
                 return
             first = int.from_bytes(addr[:4], "big") & ~(span - 1)
             for a0 in range(first, first + span):
-                n = ((a0 * 0x9E3779B1) & 0xFFFFFFFF) >> 8
+                n = _acl6_bit(a0)
                 out[n >> 3] |= 1 << (n & 7)
             return
         n = int.from_bytes(addr[:3], "big")
@@ -407,7 +413,7 @@ def _place(
             if version == 4 and plen >= 24 and b4 is not None:
                 n = word(addr[:3], "big")
                 b4[n >> 3] |= 1 << (n & 7)
-            elif version == 6 and plen >= 32 and b6 is not None:
+            elif version == 6 and plen >= 32 and b6 is not None:  # _acl6_bit(), inlined
                 n = ((word(addr[:4], "big") * 0x9E3779B1) & 0xFFFFFFFF) >> 8
                 b6[n >> 3] |= 1 << (n & 7)
             elif bits is not None:
