@@ -127,10 +127,11 @@ def test_what_the_mux_does_not_take(link: Link) -> None:
     # Frames built before the clock is set, with their MACs given: scapy
     # resolving a MAC can take longer than the mux's 100 ms "generator runs"
     # window, and the frames would then be passed as idle, not as not taken.
-    macs = {"src": CLIENT_MAC, "dst": ACCESS_MAC}
-    other = bytes(Ether(**macs) / IP(src=CLIENT[4], dst="198.18.1.1") / TCP())
+    other = bytes(
+        Ether(src=CLIENT_MAC, dst=ACCESS_MAC) / IP(src=CLIENT[4], dst="198.18.1.1") / TCP()
+    )
     last_hop = client_frame(4)[:22] + b"\x01" + client_frame(4)[23:]
-    arp = bytes(Ether(type=0x0806, **macs) / Raw(bytes(28)))
+    arp = bytes(Ether(src=CLIENT_MAC, dst=ACCESS_MAC, type=0x0806) / Raw(bytes(28)))
     too_long = client_frame(4, payload=bytes(600))
     for frame in (other, last_hop, arp):
         link.generator_runs()
