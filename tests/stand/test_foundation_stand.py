@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -190,6 +191,44 @@ def test_loading_twice_is_a_clear_error(veth: VethPair) -> None:
         assert "already loaded" in r.stderr
     finally:
         cli(veth, "unload", veth.inner, "--purge")
+    nothing_left(veth)
+
+
+def test_a_host_without_bpffs_keeps_the_pins_of_ip_netns_exec(
+    veth: VethPair, tmp_path: Path
+) -> None:
+    """On a host whose init mounts no bpffs, ``ip netns exec ... load`` mounts
+    one where the next command finds it, not in the private mount namespace
+    ``ip`` made (the pins would die with the command and the shield could not
+    be seen or unloaded)."""
+    xs = f"ip netns exec {veth.ns_inner} {sys.executable} -m xdpshield"
+    out, rc = tmp_path / "out", tmp_path / "rc"
+    # The "host": a private mount namespace with no bpffs at all, its shell
+    # a child of init (no ancestor of it has a bpffs to find).
+    script = f"""
+        while umount /sys/fs/bpf 2>/dev/null; do :; done
+        run() {{
+            {xs} load {veth.inner} --protect 80 >/dev/null || return 11
+            grep -c " /sys/fs/bpf .* - bpf " /proc/self/mountinfo
+            {xs} status --json || return 12
+            {xs} unload {veth.inner} --purge >/dev/null || return 13
+        }}
+        run >{out} 2>&1
+        echo $? >{rc}.new && mv {rc}.new {rc}
+    """
+    subprocess.run(
+        ["setsid", "-f", "unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        check=True,
+        timeout=10,
+    )
+    end = time.monotonic() + 60
+    while not rc.exists() and time.monotonic() < end:
+        time.sleep(0.1)
+    assert rc.read_text() == "0\n", out.read_text()
+    mounted, _, status = out.read_text().partition("\n")
+    assert mounted == "1"
+    st = json.loads(status)
+    assert [(s["iface"], s["attached"], s["ports"]) for s in st] == [(veth.inner, True, [80])]
     nothing_left(veth)
 
 

@@ -329,16 +329,47 @@ def bpffs_root() -> Path:
     """
     if _bpffs_mounted(Path("/proc/self/mountinfo"), str(BPFFS_ROOT)):
         return BPFFS_ROOT
+    outer: int | None = None  # the nearest ancestor in another mount namespace
+    own = _mount_ns("self")
     for pid in _ancestors():
-        host = Path(f"/proc/{pid}/root") / BPFFS_ROOT.relative_to("/")
+        host = _host_path(pid)
         if _bpffs_mounted(Path(f"/proc/{pid}/mountinfo"), str(BPFFS_ROOT)) and os.access(
             host, os.W_OK
         ):
             return host
+        if outer is None and _mount_ns(str(pid)) not in (None, own):
+            outer = pid
+    # None anywhere (a host whose init does not mount one). Under `ip netns
+    # exec`, one mounted here would die with this process and its pins: it
+    # goes into the namespace `ip` was run from, where the next command looks.
+    if outer is not None and _mount(["nsenter", f"--mount=/proc/{outer}/ns/mnt", "--"]) is None:
+        return _host_path(outer)
     BPFFS_ROOT.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        ["mount", "-t", "bpf", "bpf", str(BPFFS_ROOT)], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise BpfError(f"cannot mount bpffs at {BPFFS_ROOT}: {proc.stderr.strip()}")
+    error = _mount([])
+    if error is not None:
+        raise BpfError(f"cannot mount bpffs at {BPFFS_ROOT}: {error}")
     return BPFFS_ROOT
+
+
+def _host_path(pid: int) -> Path:
+    """BPFFS_ROOT as process ``pid`` sees it."""
+    return Path(f"/proc/{pid}/root") / BPFFS_ROOT.relative_to("/")
+
+
+def _mount_ns(pid: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def _mount(prefix: list[str]) -> str | None:
+    """Mount a bpffs at BPFFS_ROOT (in the mount namespace ``prefix`` enters);
+    the error, or None."""
+    proc = subprocess.run(
+        [*prefix, "mount", "-t", "bpf", "bpf", str(BPFFS_ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return None if proc.returncode == 0 else proc.stderr.strip() or f"exit {proc.returncode}"
