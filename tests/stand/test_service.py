@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,21 +110,28 @@ class Fetcher:
         self.ns = stand.ns("client")
         self.ok = 0
         self.failures: list[str] = []
+        #: What happened when (seconds from the start), for a failure's message.
+        self.marks: list[str] = []
+        self.t0 = time.monotonic()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run)
         self.thread.start()
 
+    def mark(self, what: str) -> None:
+        self.marks.append(f"{time.monotonic() - self.t0:.2f}s {what}")
+
     def _run(self) -> None:
         with netns.enter(self.ns):
             while not self.stop.wait(0.05):
+                start = time.monotonic() - self.t0
                 try:
                     with urllib.request.urlopen(self.url, timeout=7) as r:
                         if len(r.read()) == 4096:
                             self.ok += 1
                             continue
-                    self.failures.append("short body")
+                    self.failures.append(f"fetch from {start:.2f}s: short body")
                 except OSError as exc:
-                    self.failures.append(str(exc))
+                    self.failures.append(f"fetch from {start:.2f}s: {exc}")
 
     def finish(self) -> None:
         self.stop.set()
@@ -204,6 +212,7 @@ def test_one_run_two_shields_through_sigkill_and_reloads(stand: Stand, tmp_path:
                 )
             )
             wait_for(lambda: cookies_sent(s0, ns) > 1000, 10, "the flood answered")
+            fetcher.mark("flood answered; SIGKILL")
             run1.send_signal(signal.SIGKILL)
             run1.wait(10)
         # No process: XDP answers on, the same programs attached.
@@ -212,6 +221,7 @@ def test_one_run_two_shields_through_sigkill_and_reloads(stand: Stand, tmp_path:
         assert {i: prog_id(i, ns) for i in (s0, s1)} == ids
         echo_all(b"orphaned")
         with running(stand, cfg, tmp_path / "run2.log") as run2:
+            fetcher.mark("run 2 started")
             log2 = tmp_path / "run2.log"
             adopted = {e["iface"]: e for e in named(log2, "adopted")}
             assert {i: adopted[i]["prog_id"] for i in (s0, s1)} == ids
@@ -222,13 +232,16 @@ def test_one_run_two_shields_through_sigkill_and_reloads(stand: Stand, tmp_path:
             # connections go on, the new deny list is live.
             assert syn.is_alive(), "the flood ended before the reload"
             cfg.write_text(GOOD.format(s0=s0, s1=s1, deny='"198.51.100.0/24"', port=METRICS_PORT))
+            fetcher.mark("SIGHUP")
             run2.send_signal(signal.SIGHUP)
             wait_for(lambda: named(log2, "reloaded"), 20, "reloaded")
+            fetcher.mark("reloaded")
             assert deny_list(s0, ns) == ["198.51.100.0/24"]
             echo_all(b"reloaded")
             # A broken file: 'reload' says why (exit 2), nothing changes.
             cfg.write_text(cfg.read_text().replace('"198.51.100.0/24"', '"198.51.100.1/24"'))
             r = xdpshield(stand, "reload", "--config", str(cfg))
+            fetcher.mark("broken reload refused")
             assert r.returncode == 2, (r.stdout, r.stderr)
             line = cfg.read_text().splitlines().index('prefixes = ["198.51.100.1/24"]') + 1
             assert f"{cfg}:{line}: deny.prefixes: " in r.stderr, r.stderr
@@ -239,6 +252,7 @@ def test_one_run_two_shields_through_sigkill_and_reloads(stand: Stand, tmp_path:
             assert {i: prog_id(i, ns) for i in (s0, s1)} == ids
             echo_all(b"kept")
             syn.join(30)
+            fetcher.mark("flood ended")
             assert fl and fl[0].sent > 100_000
             fetcher.finish()
             # A file without the second interface: its shield goes.
@@ -261,7 +275,11 @@ def test_one_run_two_shields_through_sigkill_and_reloads(stand: Stand, tmp_path:
             Shield.open(s0, netns=ns)
         assert not any(p.exists() for p in service.record_paths(str(cfg)))
         # Every fetch completed, across the kill, the restart and the reloads.
-        assert fetcher.failures == [] and fetcher.ok > 50, (fetcher.ok, fetcher.failures[:5])
+        assert fetcher.failures == [] and fetcher.ok > 50, (
+            fetcher.ok,
+            fetcher.failures[:5],
+            fetcher.marks,
+        )
     finally:
         if fetcher is not None:
             fetcher.finish()
