@@ -44,6 +44,16 @@ static __always_inline int xs_acl_filtered_out(const struct xs_psel *sel,
 	return !((f->w[(n >> 6) & (XS_ACL_WORDS - 1)] >> (n & 63)) & 1);
 }
 
+/* 1 when the deny list surely holds the IPv4 /24 of bit @n (xs_acl_sure). */
+static __always_inline int xs_deny_sure(__u32 n)
+{
+	const struct xs_acl_bits *f;
+	__u32 zero = 0;
+
+	f = bpf_map_lookup_elem(&xs_acl_sure, &zero);
+	return f && ((f->w[(n >> 6) & (XS_ACL_WORDS - 1)] >> (n & 63)) & 1);
+}
+
 /* 1 when a live entry of the list contains the source of @l3. @which: 0
  * allow, 1 deny; @h4/@h6 and @t4/@t6 its hash tiers and tries.
  *
@@ -98,6 +108,8 @@ static __always_inline int xs_acl_match(const struct xs_psel *sel, int which,
 
 		if (xs_acl_filtered_out(sel, which, 0, bpf_ntohl(a) >> 8))
 			return 0;
+		if (which && xs_deny_sure(bpf_ntohl(a) >> 8))
+			return 1;
 		tiers = sel->tiers[which * 2];
 #pragma unroll
 		for (i = 0; i < XS_ACL_TIERS; i++) {

@@ -170,6 +170,20 @@ struct {
 	__type(value, struct xs_acl_bits);
 } xs_acl_bits SEC(".maps");
 
+/* The deny list's sure bits: a bit per IPv4 /24 that a permanent entry of
+ * the live generation holds whole (a /24 or shorter). Set, the source is
+ * denied without its tier lookup. Always a subset (shield/policy.py): an
+ * apply writes the intersection of both generations' before its switch, a
+ * live add clears the bits of what it adds with an expiry first and sets
+ * its permanent entries' after, a delete clears before.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xs_acl_bits);
+} xs_acl_sure SEC(".maps");
+
 /* Hygiene settings, two slots (one live, one being written). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

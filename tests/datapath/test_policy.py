@@ -30,6 +30,7 @@ from scapy.layers.l2 import GRE, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
 from xdpshield.ebpf import UInt
+from xdpshield.errors import ConfigError
 from xdpshield.policy.model import (
     Action,
     Hygiene,
@@ -327,6 +328,67 @@ def test_the_filter_spares_lookups_and_hides_no_entry(pg: PolicyGuard, which: st
     )
     pg.expect(pkt(), *miss)
     pg.expect(pkt(FILTER_CASES[v][7]), *hit)
+
+
+def sure_bit(pg: PolicyGuard, addr: str) -> bool:
+    n = int(ipaddress.ip_address(addr)) >> 8
+    return bool(policy.read_deny_sure(pg.maps)[n >> 3] >> (n & 7) & 1)
+
+
+def test_the_deny_lists_sure_bits_never_outlive_what_they_say(pg: PolicyGuard) -> None:
+    """A /24 that permanent deny entries hold whole is denied on its sure
+    bit, without a tier lookup; whatever could make that untrue clears the
+    bit before it is made: a denied source never passes, an undenied one
+    is never dropped."""
+
+    def pkt(src: str) -> Packet:
+        return ip("ipv4", src=src) / UDP(sport=5000, dport=9999)
+
+    own = "198.18.0.0/24"  # CLIENT4's
+    denied, passed = (XDP_DROP, Reason.DENY), (XDP_PASS, Reason.PASS_UNPROTECTED)
+    pg.apply(deny=plist(own, "203.0.113.0/26", "10.0.0.0/16"))
+    assert sure_bit(pg, CLIENT4) and sure_bit(pg, "10.0.200.1")
+    assert not sure_bit(pg, "203.0.113.9")  # a /26 is not its whole /24
+    pg.expect(pkt(CLIENT4), *denied)
+    pg.expect(pkt("203.0.113.9"), *denied)
+    # The data path reads it: a sure bit denies with no entry to look up.
+    filt = bytearray(policy.read_acl_filter(pg.maps, "deny", 4))
+    sure = bytearray(policy.read_deny_sure(pg.maps))
+    n = int(ipaddress.ip_address(OTHER4)) >> 8
+    for b in (filt, sure):
+        b[n >> 3] |= 1 << (n & 7)
+    policy._write_acl_filter(pg.maps, "deny", 4, filt)
+    policy._write_deny_sure(pg.maps, bytes(sure))
+    pg.expect(pkt(OTHER4), *denied)
+    pg.apply(deny=plist(own, "203.0.113.0/27", "10.0.0.0/16"))  # exact again
+    pg.expect(pkt(OTHER4), *passed)
+    # A live add with an expiry (it replaces the permanent entry): not sure,
+    # still denied by its entry; permanent again: sure again.
+    policy.add_entries(pg.maps, "deny", plist(own, ttl=60), now_ns=NOW)
+    assert not sure_bit(pg, CLIENT4)
+    pg.expect(pkt(CLIENT4), *denied)
+    policy.add_entries(pg.maps, "deny", plist(own), now_ns=NOW)
+    assert sure_bit(pg, CLIENT4)
+    # A longer entry inside a sure /24 leaves it sure only where it was.
+    policy.add_entries(pg.maps, "deny", plist("10.0.7.1/32"), now_ns=NOW)
+    assert not sure_bit(pg, "10.0.7.9") and sure_bit(pg, "10.0.8.9")
+    pg.expect(pkt("10.0.7.9"), *denied)
+    # A delete that fails changes nothing; one that succeeds clears first.
+    with pytest.raises(ConfigError):
+        policy.del_entries(pg.maps, "deny", [P(own), P("198.51.100.0/24")])
+    assert sure_bit(pg, CLIENT4)
+    policy.del_entries(pg.maps, "deny", [P(own), P("10.0.0.0/16")])
+    assert not sure_bit(pg, CLIENT4) and not sure_bit(pg, "10.0.8.9")
+    pg.expect(pkt(CLIENT4), *passed)
+    pg.expect(pkt("10.0.8.9"), *passed)
+    pg.expect(pkt("10.0.7.1"), *denied)
+    # An apply that drops a /24 of the config: not sure after it, passed.
+    pg.apply(deny=plist(own, "10.1.0.0/24"))
+    assert sure_bit(pg, CLIENT4) and sure_bit(pg, "10.1.0.1")
+    pg.apply(deny=plist("10.1.0.0/24"))
+    assert not sure_bit(pg, CLIENT4)
+    pg.expect(pkt(CLIENT4), *passed)
+    assert policy.read_deny_sure(pg.maps) == policy.deny_sure(plist("10.1.0.0/24"))
 
 
 def test_a_wide_ipv6_prefix_turns_its_filter_off(pg: PolicyGuard) -> None:

@@ -1,7 +1,8 @@
 """The lists' filters as Python builds them (struct xs_acl_bits): IPv4, a
 bit per /24, set exactly where some prefix of the list holds part of that
-/24; IPv6, a bit per /32's hash, set for every /32 a prefix meets. The
-data path's reading of them is tested in tests/datapath/test_policy.py."""
+/24; IPv6, a bit per /32's hash, set for every /32 a prefix meets. And the
+deny list's sure bits: a /24 only permanent /24-or-shorter entries touch.
+The data path's reading of them is tested in tests/datapath/test_policy.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xdpshield.policy.model import Prefix
-from xdpshield.shield.policy import ACL_FILTER_BYTES, acl6_n, acl_bits
+from xdpshield.shield.policy import ACL_FILTER_BYTES, acl6_n, acl_bits, deny_sure
 
 
 def prefix(text: str) -> Prefix:
@@ -127,3 +128,45 @@ def test_an_older_selector_reads_with_no_filter() -> None:
     old = full[: _OldPsel.value_size]
     got = policy.selector({"xs_psel": _OldPsel(old)})  # type: ignore[dict-item]
     assert got == policy.Selector(deny_gen=7, n_deny4=3, n_deny6=1, lim_on=1, acl_filt=0)
+
+
+def test_sure_shapes() -> None:
+    sure = deny_sure(
+        {
+            prefix("10.0.0.0/23"): None,  # two /24s, whole and for good
+            prefix("10.1.0.0/24"): 60.0,  # an expiry: not sure
+            prefix("10.2.0.0/16"): None,  # sure but where ...
+            prefix("10.2.7.1/32"): None,  # ... a longer entry touches it
+            prefix("10.3.0.0/25"): None,  # half a /24
+            prefix("2001:db8::/32"): None,  # IPv6: no sure bits
+        }
+    )
+    assert len(sure) == ACL_FILTER_BYTES
+    assert ones(sure) == {0x0A0000, 0x0A0001} | set(range(0x0A0200, 0x0A0300)) - {0x0A0207}
+
+
+@settings(deadline=None)
+@given(
+    st.lists(st.tuples(prefixes, st.sampled_from([None, 5.0])), max_size=6),
+    st.lists(st.integers(0, 2**32 - 1), max_size=20),
+)
+def test_a_sure_bit_means_a_permanent_entry_holds_the_whole_24(
+    entries: list[tuple[ipaddress.IPv4Network, float | None]], addrs: list[int]
+) -> None:
+    lst = {prefix(str(n)): ttl for n, ttl in entries}
+    sure = deny_sure(lst)
+
+    def net(p: Prefix) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network((int.from_bytes(p.addr, "big"), p.plen))
+
+    held = [net(p) for p, ttl in lst.items() if ttl is None and p.plen <= 24]
+    others = [net(p) for p, ttl in lst.items() if ttl is not None or p.plen > 24]
+    for n, _ in entries:
+        addrs += [int(n.network_address), int(n.broadcast_address)]
+    for a in addrs:
+        slash24 = ipaddress.IPv4Network((a & ~0xFF, 24))
+        if bit(sure, a >> 8):
+            assert any(slash24.subnet_of(n) for n in held), (a, lst)
+        elif not any(n.overlaps(slash24) for n in others):
+            # Touched by nothing else: a permanent entry holding it makes it sure.
+            assert not any(slash24.subnet_of(n) for n in held), (a, lst)

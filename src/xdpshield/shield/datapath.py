@@ -134,6 +134,7 @@ POLICY_MAPS = (
     "xs_deny4h",
     "xs_deny6h",
     "xs_acl_bits",
+    "xs_acl_sure",
     "xs_hyg",
     "xs_refl",
     "xs_refl_hint",

@@ -22,6 +22,14 @@ hold. It is kept a superset of every generation a packet may read: an
 apply writes the union of the live and the new bits before its switch and
 the new ones alone after it; a live add sets its bits before its entries;
 a delete leaves them until the list's next apply.
+
+Beside the deny list's IPv4 filter, its sure bits (``xs_acl_sure``, see
+:func:`deny_sure`): a /24 that permanent entries hold whole is denied
+without a tier lookup. They are kept a subset of every generation a packet
+may read: an apply writes the intersection of the live and the new bits
+before its switch and the new ones after it; a live add clears the bits its
+other entries touch (one with an expiry may replace a permanent one) before
+its entries and sets its own after them; a delete clears before.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ __all__ = [
     "age_lists",
     "apply_policy",
     "del_entries",
+    "deny_sure",
     "hint_slot",
     "hygiene_bytes",
     "init_policy",
@@ -69,6 +78,7 @@ __all__ = [
     "list_entries",
     "note_request",
     "read_acl_filter",
+    "read_deny_sure",
     "refl_key",
     "rule_stats",
     "selector",
@@ -253,13 +263,25 @@ class _Bits:
     family keeps no filter). :meth:`add` marks one prefix; ``_place`` marks
     the common shapes (IPv4 /24 and longer, IPv6 /32 and longer) inline, in
     the loop that packs the keys (a million prefixes: a second pass over
-    them cost 0.4 s of a 3 s budget)."""
+    them cost 0.4 s of a 3 s budget).
 
-    def __init__(self, versions: Iterable[int]) -> None:
+    ``sure``: also the IPv4 /24s touched by an entry that is not permanent
+    or is longer than /24 (``unsure``); :meth:`sure_bits` is then the /24s
+    only permanent /24-or-shorter entries touch, which they hold whole."""
+
+    def __init__(self, versions: Iterable[int], *, sure: bool = False) -> None:
         self.out: dict[int, bytearray | None] = {v: bytearray(ACL_FILTER_BYTES) for v in versions}
+        self.unsure = bytearray(ACL_FILTER_BYTES) if sure and 4 in self.out else None
         self.budget = _ACL6_MAX_BITS
 
-    def add(self, version: int, addr: bytes, plen: int) -> None:
+    def sure_bits(self) -> bytes | None:
+        out = self.out.get(4)
+        if out is None or self.unsure is None:
+            return None
+        touched, unsure = int.from_bytes(out, "little"), int.from_bytes(self.unsure, "little")
+        return (touched & ~unsure).to_bytes(ACL_FILTER_BYTES, "little")
+
+    def add(self, version: int, addr: bytes, plen: int, perm: bool = True) -> None:
         out = self.out.get(version)
         if out is None:
             return
@@ -280,11 +302,20 @@ class _Bits:
         n = int.from_bytes(addr[:3], "big")
         span = 1 << max(0, 24 - plen)
         n &= ~(span - 1)
-        if span >= 8:  # whole bytes (n is a multiple of span)
-            out[n >> 3 : (n + span) >> 3] = b"\xff" * (span >> 3)
-        else:
-            for i in range(n, n + span):
-                out[i >> 3] |= 1 << (i & 7)
+        marks = [out]
+        if self.unsure is not None and (plen > 24 or not perm):
+            marks.append(self.unsure)
+        for b in marks:
+            _mark_range(b, n, span)
+
+
+def _mark_range(b: bytearray, n: int, span: int) -> None:
+    """Set bits n .. n + span - 1 (span a power of two, n a multiple of it)."""
+    if span >= 8:  # whole bytes
+        b[n >> 3 : (n + span) >> 3] = b"\xff" * (span >> 3)
+    else:
+        for i in range(n, n + span):
+            b[i >> 3] |= 1 << (i & 7)
 
 
 def acl_bits(prefixes: Iterable[Prefix], version: int) -> bytearray | None:
@@ -316,6 +347,36 @@ def _write_acl_filter(maps: Maps, which: str, version: int, bits: bytes | bytear
 def _or_bits(a: bytes, b: bytes | bytearray) -> bytes:
     n = len(a)
     return (int.from_bytes(a, "little") | int.from_bytes(b, "little")).to_bytes(n, "little")
+
+
+def _and_bits(a: bytes, b: bytes | bytearray, *, invert: bool = False) -> bytes:
+    """a & b (``invert``: a & ~b)."""
+    x, y = int.from_bytes(a, "little"), int.from_bytes(b, "little")
+    return (x & ~y if invert else x & y).to_bytes(len(a), "little")
+
+
+def deny_sure(prefixes: Mapping[Prefix, float | None]) -> bytes:
+    """The deny list's sure bits for entries ``prefixes`` (prefix -> TTL,
+    None: permanent): the IPv4 /24s only permanent entries of /24 or
+    shorter touch. Bit n as in :func:`acl_bits`."""
+    bits = _Bits([4], sure=True)
+    for (v, addr, plen), ttl in prefixes.items():
+        if v == 4:
+            bits.add(4, addr, plen, ttl is None)
+    return cast(bytes, bits.sure_bits())
+
+
+def _sure_map(maps: Maps) -> Map[int, bytes]:
+    return maps["xs_acl_sure"].typed(UInt(4), Raw(ACL_FILTER_BYTES))
+
+
+def read_deny_sure(maps: Maps) -> bytes:
+    """The deny list's sure bits as the data path reads them."""
+    return _sure_map(maps).lookup(0)
+
+
+def _write_deny_sure(maps: Maps, bits: bytes) -> None:
+    _sure_map(maps).update(0, bits)
 
 
 @dataclass(frozen=True)
@@ -397,10 +458,11 @@ def _place(
     """
     b4 = bits.out.get(4) if bits is not None else None
     b6 = bits.out.get(6) if bits is not None else None
+    u4 = bits.unsure if bits is not None else None
     word = int.from_bytes
     g = gen & 0xFFFFFFFF
     head = struct.Struct("=II")
-    encoded: dict[Any, bytes] = {}
+    encoded: dict[Any, tuple[bytes, bool]] = {}  # raw -> (value, permanent)
     # version -> (hash keys, hash values, trie keys, trie values)
     out: dict[int, tuple[list[bytes], list[bytes], list[bytes], list[bytes]]] = {
         4: ([], [], [], []),
@@ -409,21 +471,24 @@ def _place(
     with gc_paused():
         for p, raw in entries.items():
             version, addr, plen = p
+            hit = encoded.get(raw)
+            if hit is None:
+                exp, flags = value_of(raw)
+                hit = encoded[raw] = (_ACL.encode((exp, flags, 0)), not exp)
+            value, perm = hit
             # The filter's common cases inline (see _Bits).
             if version == 4 and plen >= 24 and b4 is not None:
                 n = word(addr[:3], "big")
                 b4[n >> 3] |= 1 << (n & 7)
+                if u4 is not None and (plen > 24 or not perm):
+                    u4[n >> 3] |= 1 << (n & 7)
             elif version == 6 and plen >= 32 and b6 is not None:  # _acl6_bit(), inlined
                 n = ((word(addr[:4], "big") * 0x9E3779B1) & 0xFFFFFFFF) >> 8
                 b6[n >> 3] |= 1 << (n & 7)
             elif bits is not None:
-                bits.add(version, addr, plen)
+                bits.add(version, addr, plen, perm)
                 b6 = bits.out.get(6)
             ls = lens[version]
-            value = encoded.get(raw)
-            if value is None:
-                exp, flags = value_of(raw)
-                value = encoded[raw] = _ACL.encode((exp, flags, 0))
             hk, hv, tk, tv = out[version]
             if plen not in ls and len(ls) < TIERS:
                 ls.append(plen)
@@ -477,10 +542,19 @@ def add_entries(
         lens[v] = sel.tier_lens(which, v) or _tier_order(entries, v)
     # The filters first: an entry they do not cover would never be read.
     kept = [v for v in (4, 6) if sel.acl_filt & acl_filt(which, v)]
-    bits = _Bits(kept)
+    sure = which == "deny" and "xs_acl_sure" in maps
+    bits = _Bits([*kept, 4] if sure and 4 not in kept else kept, sure=sure)
 
     def write_filters() -> None:
         nonlocal sel
+        if bits.unsure is not None:
+            # An entry with an expiry may replace a permanent one: its /24s
+            # are not sure from now on (nor, for simplicity, any other /24
+            # this add touches otherwise than whole and for good).
+            cur = read_deny_sure(maps)
+            fewer = _and_bits(cur, bits.unsure, invert=True)
+            if fewer != cur:
+                _write_deny_sure(maps, fewer)
         for v in kept:
             more = bits.out[v]
             if more is None:  # too wide for a filter: none from now on
@@ -514,6 +588,12 @@ def add_entries(
         )
     ttls = sum(t is not None for t in entries.values())
     _write_selector(maps, new.with_counts(n_ttl=new.n_ttl + ttls))
+    more = bits.sure_bits()
+    if more is not None:  # its permanent entries are in: their /24s are sure
+        cur = read_deny_sure(maps)
+        now_sure = _or_bits(cur, more)
+        if now_sure != cur:
+            _write_deny_sure(maps, now_sure)
     return len(entries)
 
 
@@ -521,12 +601,22 @@ def del_entries(maps: Maps, which: str, prefixes: Iterable[Prefix]) -> int:
     """Remove exact prefixes from the live generation. All or nothing: a
     prefix that is not in the list is an error and nothing is removed."""
     _check_list(which)
+    prefixes = list(dict.fromkeys(prefixes))
     sel = selector(maps)
     gen = sel.gen(which)
+    # Sure bits first: a /24 an entry to go holds is not sure from now on.
+    old_sure: bytes | None = None
+    wide = [p for p in prefixes if p.version == 4 and p.plen <= 24]
+    if which == "deny" and wide and "xs_acl_sure" in maps:
+        old_sure = read_deny_sure(maps)
+        gone = _Bits([4])
+        for p in wide:
+            gone.add(4, p.addr, p.plen)
+        _write_deny_sure(maps, _and_bits(old_sure, cast(bytearray, gone.out[4]), invert=True))
     done: list[tuple[AclMap, bytes, tuple[int, int, int], Prefix, bool]] = []
     missing: list[Prefix] = []
     views: dict[tuple[int, bool], AclMap] = {}  # one fd per table, not per prefix
-    for p in dict.fromkeys(prefixes):
+    for p in prefixes:
         hashed = p.plen in sel.tier_lens(which, p.version)
         m = views.get((p.version, hashed))
         if m is None:
@@ -543,6 +633,8 @@ def del_entries(maps: Maps, which: str, prefixes: Iterable[Prefix]) -> int:
     if missing:
         for m, key, value, _, _ in done:  # put back what went: nothing changed
             m.update(key, value)
+        if old_sure is not None:
+            _write_deny_sure(maps, old_sure)
         raise ConfigError(f"not in the {which} list: {', '.join(map(str, missing))}", key=which)
     new = sel
     for _, _, _, p, hashed in done:
@@ -633,6 +725,8 @@ def init_policy(maps: Maps) -> None:
             for v in (4, 6):
                 _write_acl_filter(maps, which, v, empty)
                 filt |= acl_filt(which, v)
+    if "xs_acl_sure" in maps:
+        _write_deny_sure(maps, bytes(ACL_FILTER_BYTES))
     _write_selector(maps, Selector(acl_filt=filt))
 
 
@@ -873,6 +967,7 @@ def _apply(
     written: Keys = []  # undone on failure
     stale: Keys = []  # the old generations
     exact: dict[tuple[str, int], bytes] = {}  # filters to write again after the switch
+    sure_after: bytes | None = None  # the deny list's sure bits, after the switch
     kept_live = 0
     try:
         for which in LISTS:
@@ -892,12 +987,20 @@ def _apply(
                         items[p] = (exp, flags)
                         kept_live += 1
             lens = {v: _tier_order(items, v) for v in (4, 6)}
-            bits = _Bits((4, 6)) if "xs_acl_bits" in maps else None
+            sure = which == "deny" and "xs_acl_sure" in maps
+            bits = _Bits((4, 6), sure=sure) if "xs_acl_bits" in maps else None
             placed, counts, in_trie = _place(maps, which, items, lambda v: v, gen, lens, bits)
             written += placed
             if bits is not None:  # the new generation is not live yet: any order
                 for v in (4, 6):
                     new = _stage_acl_filter(maps, which, v, sel, new, bits.out[v], exact)
+                if bits.unsure is not None:
+                    # Sure of both generations until the switch is behind us.
+                    sure_after = bits.sure_bits()
+                    cur = read_deny_sure(maps)
+                    both = _and_bits(cur, cast(bytes, sure_after))
+                    if both != cur:
+                        _write_deny_sure(maps, both)
             for v in (4, 6):
                 new = new.with_tiers(which, v, lens[v]).with_counts(
                     **{f"n_{which}{v}": counts[v], f"lpm_{which}{v}": in_trie[v]}
@@ -935,11 +1038,13 @@ def _apply(
     # Packets that read the old selector may still be using the old
     # generation (and its filter bits): give them an RCU grace period's
     # worth of time.
-    if stale or exact:
+    if stale or exact or sure_after is not None:
         time.sleep(0.01)
         _delete_keys(stale)
     for (which, v), narrow in exact.items():
         _write_acl_filter(maps, which, v, narrow)
+    if sure_after is not None:
+        _write_deny_sure(maps, sure_after)
     return ApplyResult(
         changed=tuple(changed),
         digests=digests,
