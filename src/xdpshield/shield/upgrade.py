@@ -234,13 +234,22 @@ def _unstage(staged: dict[str, Path]) -> None:
 
 def _live_entries(shield: Shield) -> dict[str, dict[Any, float | None]]:
     """The entries added live to the running shield's lists (kept across
-    applies; carried into new tables)."""
+    applies; carried into new tables). A shield from before the lists has
+    none; one whose lists this version cannot read refuses the upgrade:
+    carrying nothing would quietly drop what operators added."""
     out: dict[str, dict[Any, float | None]] = {}
+    if "xs_psel" not in shield.maps:
+        return out
     for which in ("allow", "deny"):
         try:
             out[which] = {e.prefix: e.ttl_s() for e in shield.list_entries(which) if e.live}
-        except (XdpShieldError, ValueError, KeyError):
-            out[which] = {}  # the old layout is not readable here: those go
+        except (XdpShieldError, ValueError, KeyError) as exc:
+            raise UpgradeRefused(
+                f"{shield.iface}: cannot read the running shield's {which} list ({exc}): "
+                "the new tables would lose the entries added to it live, so the "
+                "running shield is left as it is",
+                ["xs_psel"],
+            ) from None
     return out
 
 
@@ -320,6 +329,9 @@ def _fill(
 ) -> None:
     """Give the new maps their content, before any packet meets them."""
     new = coll.maps
+    # Read first: a refusal must come before anything is written (kept maps are live).
+    refill_policy = any(n in datapath.POLICY_MAPS for n in report.refilled)
+    live = _live_entries(shield) if refill_policy else {}
     for name in report.migrated:
         _copy(shield.maps[name], new[name])
     datapath.init_maps(new, ports)  # a kept key stays: rotated only when none is live
@@ -335,8 +347,7 @@ def _fill(
     refresh_host_view(new, shield.iface)
     if "xs_seen" in new and "xs_seen" not in report.kept:
         datapath.mark_seen(new, socket_peers())
-    if any(n in datapath.POLICY_MAPS for n in report.refilled):
-        live = _live_entries(shield)
+    if refill_policy:
         _policy.init_policy(new)
         if pol is not None:
             # The rule ids of the running shield's record: the apply that
