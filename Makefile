@@ -68,8 +68,12 @@ $(OBJDIR):
 
 build: bootstrap $(SHIELD_OBJS) $(VARIANT_OBJS) $(TEST_OBJS) $(EXTRA_OBJS) $(LAB_OBJS)
 
+# The unit and in-kernel datapath tests on every CPU (each test loads its own
+# object: the verifier's time is most of theirs); the stand's tests one at a
+# time (floods and timings share the machine).
 test: build
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra -n auto --ignore=tests/stand
+	$(PY) -m pytest -q -ra tests/stand
 
 check: build
 	$(VENV)/bin/ruff check .
