@@ -545,6 +545,24 @@ def test_fragment_hint_is_read_before_the_table(pg: PolicyGuard) -> None:
     pg.expect(frag4(False, 41), XDP_DROP, Reason.FRAGMENT_UNKNOWN)
 
 
+def test_what_the_host_asked_is_carried_into_new_tables(pg: PolicyGuard) -> None:
+    """An upgrade that makes new policy tables carries the requests and first
+    fragments the running shield remembers (entries and hints): the replies
+    and the rest of the datagram still pass in the new ones; nothing else does."""
+    reply = ip("ipv4") / UDP(sport=53, dport=40000)
+    policy.note_request(pg.maps, policy.refl_key(CLIENT4, 53, 40000), NOW + 10**9)
+    policy.note_request(pg.maps, policy.refl_key(OTHER4, 53, 40000), NOW)  # expired
+    pg.expect(frag4(True, 41), XDP_PASS, Reason.PASS_UNPROTECTED)
+    with load() as coll:
+        new = PolicyGuard(coll)
+        new.expect(reply, XDP_DROP, Reason.REFLECTION)
+        assert policy.carry_remembered(pg.maps, new.maps, now_ns=NOW) == 2
+        new.expect(reply, XDP_PASS, Reason.PASS_UNPROTECTED)
+        new.expect(frag4(False, 41), XDP_PASS, Reason.PASS_FRAGMENT)
+        new.expect(ip("ipv4", src=OTHER4) / UDP(sport=53, dport=40000), XDP_DROP, Reason.REFLECTION)
+        new.expect(frag4(False, 42), XDP_DROP, Reason.FRAGMENT_UNKNOWN)
+
+
 def test_a_dropped_first_fragment_opens_nothing(pg: PolicyGuard) -> None:
     pg.apply(
         rules=(Rule("no-9999", Action.DROP, protocols=frozenset({17}), dports=((9999, 9999),)),)

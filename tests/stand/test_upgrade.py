@@ -35,7 +35,7 @@ from xdpshield.lab.stand import Stand
 from xdpshield.lab.traffic import flood
 from xdpshield.objects import object_digest
 from xdpshield.ops import service
-from xdpshield.shield import datapath
+from xdpshield.shield import datapath, policy
 from xdpshield.shield.core import Shield
 from xdpshield.shield.datapath import Reason
 
@@ -272,6 +272,11 @@ def test_upgrade_refills_changed_policy_tables_and_keeps_live_blocks(
         r = xdpshield(stand, "deny", iface, "add", "198.18.1.0/24")  # the client's network
         assert r.returncode == 0, r.stderr
         assert not ping(stand, 4)
+        # A request the host just sent (as tc egress notes it): its reply
+        # must still pass in the new tables.
+        asked = policy.refl_key(stand.addr("client", 4), 53, 40000)
+        with Shield.open(iface, netns=ns) as s:
+            policy.note_request(s.maps, asked, time.monotonic_ns() + 600 * 10**9)
         farm.install("xdpshield_test_lists_small.o")
         log = tmp_path / "run2.log"
         with running(stand, cfg, log):
@@ -282,6 +287,7 @@ def test_upgrade_refills_changed_policy_tables_and_keeps_live_blocks(
             with Shield.open(iface, netns=ns) as s:
                 assert s.maps["xs_deny4"].max_entries == 65536
                 entries = {str(e.prefix): e.live for e in s.list_entries("deny")}
+                assert asked in set(s.maps["xs_refl"].keys())
             assert entries == {"203.0.113.0/24": False, "198.18.1.0/24": True}, entries
             assert not ping(stand, 4)  # the live block holds through the upgrade
             assert stat(iface, ns, Reason.DENY) > 0

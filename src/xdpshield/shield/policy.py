@@ -69,6 +69,7 @@ __all__ = [
     "add_entries",
     "age_lists",
     "apply_policy",
+    "carry_remembered",
     "del_entries",
     "deny_sure",
     "hint_slot",
@@ -753,16 +754,58 @@ def hint_slot(addr16: bytes, extra: int = 0) -> int:
     return (h ^ (h >> 33)) & (HINT_SLOTS - 1)
 
 
+def _mark_hints(hints: Map[Any, Any], expiries: Mapping[int, int]) -> None:
+    """hygiene.h xs_hint_mark() of many entries: slot -> the latest expiry of
+    its entries (ns); a slot keeps the later of that and what it holds."""
+    m = hints.typed(UInt(4), UInt(4))
+    for slot, exp in expiries.items():
+        tick = ((exp >> _HINT_SHIFT) + 1) & 0xFFFFFFFF
+        cur = m.lookup(slot)
+        if not cur or 0 < (tick - cur) & 0xFFFFFFFF < 1 << 31:
+            m.update(slot, tick)
+
+
 def note_request(maps: Maps, key: bytes, expires_ns: int) -> None:
     """What the tc egress program writes for a request (``key``: :func:`refl_key`):
     its entry in xs_refl, and its hint (kept at the latest expiry)."""
-    hints = maps["xs_refl_hint"].typed(UInt(4), UInt(4))
-    slot = hint_slot(key[:16])
-    tick = ((expires_ns >> _HINT_SHIFT) + 1) & 0xFFFFFFFF
-    cur = hints.lookup(slot)
-    if not cur or 0 < (tick - cur) & 0xFFFFFFFF < 1 << 31:
-        hints.update(slot, tick)
+    _mark_hints(maps["xs_refl_hint"], {hint_slot(key[:16]): expires_ns})
     maps["xs_refl"].typed(Raw(len(key)), UInt(8)).update(key, expires_ns)
+
+
+#: The tables of what this host asked and let in (hygiene.h), their hints, and
+#: a key's hint slot: a request's peer; a datagram's source and id.
+_REMEMBERED: tuple[tuple[str, str, Callable[[bytes], int]], ...] = (
+    ("xs_refl", "xs_refl_hint", lambda k: hint_slot(k[:16])),
+    ("xs_frag", "xs_frag_hint", lambda k: hint_slot(k[:16], struct.unpack_from("=I", k, 32)[0])),
+)
+
+
+def carry_remembered(old: Maps, new: Maps, now_ns: int | None = None) -> int:
+    """Copy the requests and first fragments ``old`` still remembers (xs_refl,
+    xs_frag, unexpired) into ``new``'s tables and hints, where both have the
+    table with one layout: replies to requests sent just before an upgrade
+    that makes new policy tables then still pass. Returns how many."""
+    now = time.monotonic_ns() if now_ns is None else now_ns
+    n = 0
+    for table, hints, slot_of in _REMEMBERED:
+        if table not in old or table not in new or hints not in new:
+            continue
+        src, dst = old[table], new[table]
+        if (src.key_size, src.value_size) != (dst.key_size, dst.value_size):
+            continue  # another layout: nothing this version can read
+        table_rows = src.typed(Raw(src.key_size), UInt(8)).items()
+        rows = [(k, exp) for k, v in table_rows if (exp := cast(int, v)) > now]
+        rows = rows[: dst.max_entries]
+        expiries: dict[int, int] = {}
+        for k, exp in rows:
+            slot = slot_of(k)
+            expiries[slot] = max(exp, expiries.get(slot, 0))
+        _mark_hints(new[hints], expiries)  # before the entries, as the data path does
+        out = dst.typed(Raw(dst.key_size), UInt(8))
+        for k, exp in rows:
+            out.update(k, exp)
+        n += len(rows)
+    return n
 
 
 def _hyg(maps: Maps) -> Map[int, bytes]:

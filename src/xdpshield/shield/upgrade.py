@@ -357,6 +357,8 @@ def _fill(
         for which, entries in live.items():
             if entries:
                 _policy.add_entries(new, which, entries)
+        # What the host asked just before: its replies still pass.
+        _policy.carry_remembered(shield.maps, new)
 
 
 def _tc_progs(shield: Shield) -> dict[bool, Program | None]:
