@@ -26,7 +26,10 @@ def test_limits_rows_are_produced_and_sane() -> None:
     not_run = [(r.name, r.skipped) for r in rows if r.skipped is not None]
     assert not not_run, not_run
     for r in rows:
-        assert r.value is not None and r.value > 0, r.name
+        assert r.value is not None, r.name
+        # A block may come on the very tick block-after ends (the data path's
+        # clock counts jiffies): a delay of 0 is a measurement, not a failure.
+        assert r.value >= 0 if r.group == GROUP_BLOCK else r.value > 0, r.name
         assert r.baseline is None or r.baseline in by_name, r.name
     # Cost: per kind the floor, limits off and on with 1 and with random sources.
     cost = [r for r in rows if r.group == GROUP_COST]
