@@ -26,6 +26,12 @@ static __always_inline __u32 xs_acl6_n(__u32 a0)
 	return (bpf_ntohl(a0) * 0x9e3779b1U) >> 8;
 }
 
+/* Bit @n of a filter (or of the sure bits). */
+static __always_inline int xs_acl_bit(const struct xs_acl_bits *f, __u32 n)
+{
+	return (f->w[(n >> 6) & (XS_ACL_WORDS - 1)] >> (n & 63)) & 1;
+}
+
 /* 1 when the filter of list @which and family @v6 says no entry holds an
  * address of bit @n: one inlined array read where the tiers cost a hash
  * lookup each (a call, and a cache miss for random sources).
@@ -39,9 +45,7 @@ static __always_inline int xs_acl_filtered_out(const struct xs_psel *sel,
 	if (!(sel->acl_filt & (1U << slot)))
 		return 0;
 	f = bpf_map_lookup_elem(&xs_acl_bits, &slot);
-	if (!f)
-		return 0;
-	return !((f->w[(n >> 6) & (XS_ACL_WORDS - 1)] >> (n & 63)) & 1);
+	return f && !xs_acl_bit(f, n);
 }
 
 /* 1 when the deny list surely holds the IPv4 /24 of bit @n (xs_acl_sure). */
@@ -51,7 +55,7 @@ static __always_inline int xs_deny_sure(__u32 n)
 	__u32 zero = 0;
 
 	f = bpf_map_lookup_elem(&xs_acl_sure, &zero);
-	return f && ((f->w[(n >> 6) & (XS_ACL_WORDS - 1)] >> (n & 63)) & 1);
+	return f && xs_acl_bit(f, n);
 }
 
 /* 1 when a live entry of the list contains the source of @l3. @which: 0

@@ -345,15 +345,17 @@ def _write_acl_filter(maps: Maps, which: str, version: int, bits: bytes | bytear
     _acl_filter(maps).update(_acl_slot(which, version), bytes(bits))
 
 
-def _or_bits(a: bytes, b: bytes | bytearray) -> bytes:
-    n = len(a)
-    return (int.from_bytes(a, "little") | int.from_bytes(b, "little")).to_bytes(n, "little")
+_BITOPS: dict[str, Callable[[int, int], int]] = {
+    "or": lambda x, y: x | y,
+    "and": lambda x, y: x & y,
+    "andnot": lambda x, y: x & ~y,
+}
 
 
-def _and_bits(a: bytes, b: bytes | bytearray, *, invert: bool = False) -> bytes:
-    """a & b (``invert``: a & ~b)."""
+def _bitop(a: bytes, b: bytes | bytearray, how: str) -> bytes:
+    """Two bit sets of one size combined (``how``: a key of _BITOPS)."""
     x, y = int.from_bytes(a, "little"), int.from_bytes(b, "little")
-    return (x & ~y if invert else x & y).to_bytes(len(a), "little")
+    return _BITOPS[how](x, y).to_bytes(len(a), "little")
 
 
 def deny_sure(prefixes: Mapping[Prefix, float | None]) -> bytes:
@@ -378,6 +380,16 @@ def read_deny_sure(maps: Maps) -> bytes:
 
 def _write_deny_sure(maps: Maps, bits: bytes) -> None:
     _sure_map(maps).update(0, bits)
+
+
+def _change_deny_sure(maps: Maps, bits: bytes | bytearray, how: str) -> bytes:
+    """The sure bits combined with ``bits`` (:func:`_bitop`), written if that
+    changes them; returns what they were."""
+    cur = read_deny_sure(maps)
+    new = _bitop(cur, bits, how)
+    if new != cur:
+        _write_deny_sure(maps, new)
+    return cur
 
 
 @dataclass(frozen=True)
@@ -552,10 +564,7 @@ def add_entries(
             # An entry with an expiry may replace a permanent one: its /24s
             # are not sure from now on (nor, for simplicity, any other /24
             # this add touches otherwise than whole and for good).
-            cur = read_deny_sure(maps)
-            fewer = _and_bits(cur, bits.unsure, invert=True)
-            if fewer != cur:
-                _write_deny_sure(maps, fewer)
+            _change_deny_sure(maps, bits.unsure, "andnot")
         for v in kept:
             more = bits.out[v]
             if more is None:  # too wide for a filter: none from now on
@@ -563,7 +572,7 @@ def add_entries(
                 _write_selector(maps, sel)
                 continue
             cur = read_acl_filter(maps, which, v)
-            new = _or_bits(cur, more)
+            new = _bitop(cur, more, "or")
             if new != cur:
                 _write_acl_filter(maps, which, v, new)
 
@@ -591,10 +600,7 @@ def add_entries(
     _write_selector(maps, new.with_counts(n_ttl=new.n_ttl + ttls))
     more = bits.sure_bits()
     if more is not None:  # its permanent entries are in: their /24s are sure
-        cur = read_deny_sure(maps)
-        now_sure = _or_bits(cur, more)
-        if now_sure != cur:
-            _write_deny_sure(maps, now_sure)
+        _change_deny_sure(maps, more, "or")
     return len(entries)
 
 
@@ -609,11 +615,7 @@ def del_entries(maps: Maps, which: str, prefixes: Iterable[Prefix]) -> int:
     old_sure: bytes | None = None
     wide = [p for p in prefixes if p.version == 4 and p.plen <= 24]
     if which == "deny" and wide and "xs_acl_sure" in maps:
-        old_sure = read_deny_sure(maps)
-        gone = _Bits([4])
-        for p in wide:
-            gone.add(4, p.addr, p.plen)
-        _write_deny_sure(maps, _and_bits(old_sure, cast(bytearray, gone.out[4]), invert=True))
+        old_sure = _change_deny_sure(maps, cast(bytearray, acl_bits(wide, 4)), "andnot")
     done: list[tuple[AclMap, bytes, tuple[int, int, int], Prefix, bool]] = []
     missing: list[Prefix] = []
     views: dict[tuple[int, bool], AclMap] = {}  # one fd per table, not per prefix
@@ -1040,10 +1042,7 @@ def _apply(
                 if bits.unsure is not None:
                     # Sure of both generations until the switch is behind us.
                     sure_after = bits.sure_bits()
-                    cur = read_deny_sure(maps)
-                    both = _and_bits(cur, cast(bytes, sure_after))
-                    if both != cur:
-                        _write_deny_sure(maps, both)
+                    _change_deny_sure(maps, cast(bytes, sure_after), "and")
             for v in (4, 6):
                 new = new.with_tiers(which, v, lens[v]).with_counts(
                     **{f"n_{which}{v}": counts[v], f"lpm_{which}{v}": in_trie[v]}
@@ -1120,7 +1119,7 @@ def _stage_acl_filter(
     if bits is None:
         return replace(new, acl_filt=new.acl_filt & ~bit)
     cur = read_acl_filter(maps, which, version) if sel.acl_filt & bit else None
-    union = bytes(bits) if cur is None else _or_bits(cur, bits)
+    union = bytes(bits) if cur is None else _bitop(cur, bits, "or")
     if union != cur:
         _write_acl_filter(maps, which, version, union)
     if union != bits:
