@@ -218,7 +218,12 @@ def test_random_spoofed_sources_leave_a_real_client_alone(stand: Stand) -> None:
     for reason in limits.REASONS[:-1]:  # every limit but the UDP ceiling
         assert stats[reason][0] == 0, reason
     assert legit.attempted > 50, legit
-    assert legit.failed <= legit.attempted // 1000, legit.failures
+    # What the shield does to the client is checked exactly above (no drop,
+    # no limit verdict). A fetch may still fail for the stand: at 800 kpps its
+    # shared ring refuses frames, whoever's, and a SYN lost twice outlasts the
+    # connect timeout (8 of 7,602 once; 1 in 1,000 was too tight for that). A
+    # client the shield limited would fail most fetches, not 1 in 100.
+    assert legit.failed <= legit.attempted // 100, legit.failures
     client = Prefix(4, client_ip.packed, 32)
     assert any(src.prefix == client for src in tracked)
     # Spoofed sources got no state (a few fingerprint collisions at most) ...
