@@ -46,14 +46,19 @@ static __always_inline __u32 xs_hint_slot(const __u32 *a, __u32 extra)
 	return (h ^ (h >> 33)) & (XS_HINT_SLOTS - 1);
 }
 
-/* 0 when no entry that hashes to @slot can be live at @now: nothing to
- * look up. A slot never written (0) is as old as can be.
+/* 0 when no entry that hashes to @slot can be live now: nothing to look
+ * up. The clock is read (into *@now) only for a slot once written: a
+ * flood's random sources mostly meet slots never written (0), and those
+ * then cost no clock.
  */
-static __always_inline int xs_hint_live(void *hints, __u32 slot, __u64 now)
+static __always_inline int xs_hint_live(void *hints, __u32 slot, __u64 *now)
 {
 	__u32 *t = bpf_map_lookup_elem(hints, &slot);
 
-	return !t || (*t && (__s32)(*t - (__u32)(now >> XS_HINT_SHIFT)) >= 0);
+	if (t && !*t)
+		return 0;
+	*now = xs_now();
+	return !t || (__s32)(*t - (__u32)(*now >> XS_HINT_SHIFT)) >= 0;
 }
 
 /* An entry at @slot lives until @exp: the slot keeps the latest expiry
@@ -82,8 +87,7 @@ static __always_inline int xs_reflected(const struct xs_hygiene *h,
 	    !xs_portset_has(&h->refl, uh->source))
 		return 0;
 	xs_addr16(k.peer, xs_saddr(l3), l3->v6);
-	now = xs_now();
-	if (!xs_hint_live(&xs_refl_hint, xs_hint_slot(k.peer, 0), now))
+	if (!xs_hint_live(&xs_refl_hint, xs_hint_slot(k.peer, 0), &now))
 		return 1;
 	k.peer_port = uh->source;
 	k.local_port = uh->dest;
@@ -131,8 +135,7 @@ static __always_inline int xs_frag_known(const struct xs_hygiene *h,
 	if (!(h->flags & XS_HYG_FRAGMENTS))
 		return 1;
 	xs_frag_key_of(&k, l3);
-	now = xs_now();
-	if (!xs_hint_live(&xs_frag_hint, xs_hint_slot(k.src, k.id), now))
+	if (!xs_hint_live(&xs_frag_hint, xs_hint_slot(k.src, k.id), &now))
 		return 0;
 	exp = bpf_map_lookup_elem(&xs_frag, &k);
 	return exp && *exp > now;

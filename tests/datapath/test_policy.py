@@ -484,9 +484,16 @@ def test_reflection_hint_is_read_before_the_table(pg_tc: PolicyGuard) -> None:
     pg.expect(reply, XDP_PASS, Reason.PASS_UNPROTECTED)
     hints = pg.maps["xs_refl_hint"].typed(UInt(4), UInt(4))
     slot = policy.hint_slot(policy.refl_key(CLIENT4, 53, 40000)[:16])
-    assert hints.lookup(slot) != 0
+    live = hints.lookup(slot)
+    assert live != 0
     hints.update(slot, 0)
     pg.expect(reply, XDP_DROP, Reason.REFLECTION)
+    # A slot once written is held against the clock: past its tick, the
+    # reply is dropped without a lookup; back within it, the table passes it.
+    hints.update(slot, ((NOW >> policy._HINT_SHIFT) - 2) & 0xFFFFFFFF)
+    pg.expect(reply, XDP_DROP, Reason.REFLECTION)
+    hints.update(slot, live)
+    pg.expect(reply, XDP_PASS, Reason.PASS_UNPROTECTED)
 
 
 def test_reflection_window_and_switch(pg: PolicyGuard) -> None:
