@@ -6,14 +6,15 @@ The data path's reading of them is tested in tests/datapath/test_policy.py."""
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import re
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from xdpshield.policy.model import Prefix
-from xdpshield.shield.policy import ACL_FILTER_BYTES, acl6_n, acl_bits, deny_sure
+from xdpshield.shield.policy import ACL_FILTER_BYTES, _Bits, _place, acl6_n, acl_bits, deny_sure
 
 
 def prefix(text: str) -> Prefix:
@@ -170,3 +171,57 @@ def test_a_sure_bit_means_a_permanent_entry_holds_the_whole_24(
         elif not any(n.overlaps(slash24) for n in others):
             # Touched by nothing else: a permanent entry holding it makes it sure.
             assert not any(slash24.subnet_of(n) for n in held), (a, lst)
+
+
+class _Sink:
+    """A list map that takes every batch: only the bits are compared here."""
+
+    key_size = 0
+
+    def typed(self, *_codecs: object) -> _Sink:
+        return self
+
+    def update_batch_bytes(self, keys: bytes, values: bytes, batch: int) -> None:
+        pass
+
+
+any_prefix = st.one_of(
+    st.builds(lambda n: prefix(str(n)), prefixes),
+    st.builds(
+        lambda a, n: prefix(str(ipaddress.IPv6Network((a, n), strict=False))),
+        st.integers(0, 2**128 - 1),
+        st.sampled_from([12, 24, 30, 32, 48, 64, 128]),
+    ),
+)
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(st.tuples(any_prefix, st.sampled_from([0, 5 * 10**9])), max_size=8))
+@example(  # each side of the inline shapes' edges (IPv4 /24, IPv6 /32), either kind
+    [
+        (prefix("2001:db8::/48"), 0),
+        (prefix("2001:db9::/32"), 0),
+        (prefix("2001:dc0::/31"), 0),
+        (prefix("10.0.0.0/25"), 0),
+        (prefix("10.0.1.0/24"), 5 * 10**9),
+        (prefix("10.0.2.0/24"), 0),
+        (prefix("10.0.4.0/23"), 0),
+        (prefix("10.0.8.0/23"), 5 * 10**9),
+        (prefix("10.1.0.0/16"), 0),
+    ]
+)
+def test_a_list_load_marks_the_bits_one_add_at_a_time_would(
+    entries: list[tuple[Prefix, int]],
+) -> None:
+    """The million-prefix load (_place) marks the common shapes inline, for
+    speed: its filters and sure bits must be what _Bits.add gives, entry by
+    entry (which acl_bits and deny_sure use)."""
+    lst = dict(entries)  # prefix -> expiry (0: permanent)
+    placed = _Bits([4, 6], sure=True)
+    sinks = collections.defaultdict(_Sink)
+    _place(sinks, "deny", lst, lambda exp: (exp, 0), 1, {4: [], 6: []}, placed)  # type: ignore[arg-type]
+    one = _Bits([4, 6], sure=True)
+    for (version, addr, plen), exp in lst.items():
+        one.add(version, addr, plen, not exp)
+    assert placed.out == one.out
+    assert placed.sure_bits() == one.sure_bits()
