@@ -144,9 +144,11 @@ def test_a_cookie_from_one_node_is_taken_by_another(fleet: Fleet, mode: str) -> 
     n1, n2, n3 = (fleet.node(i) for i in (1, 2, 3))
     fleet.handshake_across(n1, n2, mode)
     fleet.handshake_across(n3, n1, mode)
-    # Every node holds the same keys in the same slots (read one node after
-    # the other: a switch may fall between two reads, so within a round).
-    wait_for(lambda: fleet.keys_of(n1) == fleet.keys_of(n2) == fleet.keys_of(n3), 1, "keys agree")
+    # Every node holds the same keys in the same slots. Read one node after
+    # the other (each read opens the node's pins): a staging or a
+    # switch, every 5 s, may fall between two reads of one poll, so give it
+    # a few polls (once, 1 s was not enough).
+    wait_for(lambda: fleet.keys_of(n1) == fleet.keys_of(n2) == fleet.keys_of(n3), 3, "keys agree")
 
 
 def test_a_deny_on_one_node_drops_on_another_within_a_second(fleet: Fleet) -> None:
