@@ -63,20 +63,30 @@ def _holds(n: Node, kind: str, prefix: str) -> bool:
     return any(str(e.prefix) == prefix for e in sh.list_entries("deny"))
 
 
-def _wait_all(nodes: list[Node], kind: str, prefix: str, timeout: float = 10.0) -> float | None:
-    """Monotonic seconds when the last of ``nodes`` held it (None: not in time)."""
+_WAIT_S = 10.0
+
+
+def _wait_all(nodes: list[Node], kind: str, prefix: str, failed: list[str]) -> float:
+    """Monotonic seconds when the last of ``nodes`` held it; inf, and why in
+    ``failed``, when some did not within _WAIT_S."""
     left = set(range(len(nodes)))
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + _WAIT_S
     while left and time.monotonic() < deadline:
         for i in list(left):
             if _holds(nodes[i], kind, prefix):
                 left.discard(i)
         if left:
             time.sleep(0.005)
-    return None if left else time.monotonic()
+    if not left:
+        return time.monotonic()
+    missing = ", ".join(f"node {nodes[i].index}" for i in sorted(left))
+    failed.append(f"{kind} {prefix} not on {missing} within {_WAIT_S:g} s")
+    return float("inf")
 
 
-def _deny_trials(lab: FleetLab, nodes: list[Node], n: int, progress: Progress) -> list[float]:
+def _deny_trials(
+    lab: FleetLab, nodes: list[Node], n: int, progress: Progress, failed: list[str]
+) -> list[float]:
     out: list[float] = []
     for t in range(n):
         origin = nodes[t % len(nodes)]
@@ -84,13 +94,14 @@ def _deny_trials(lab: FleetLab, nodes: list[Node], n: int, progress: Progress) -
         prefix = f"198.19.{t // 250}.{t % 250 + 1}/32"
         t0 = time.monotonic()
         _shield(origin).add_entries("deny", {parse_prefix(prefix): 300.0})
-        done = _wait_all(rest, "deny", prefix)
-        out.append(float("inf") if done is None else done - t0)
+        out.append(_wait_all(rest, "deny", prefix, failed) - t0)
         progress("fleet: deny propagation", 0.3 * (t + 1) / n)
     return out
 
 
-def _block_trials(lab: FleetLab, nodes: list[Node], n: int, progress: Progress) -> list[float]:
+def _block_trials(
+    lab: FleetLab, nodes: list[Node], n: int, progress: Progress, failed: list[str]
+) -> list[float]:
     out: list[float] = []
     for t in range(n):
         origin = nodes[t % len(nodes)]
@@ -104,10 +115,10 @@ def _block_trials(lab: FleetLab, nodes: list[Node], n: int, progress: Progress) 
             blocks = _shield(origin).blocks()
             since = next((b.since_ns for b in blocks if str(b.prefix) == prefix), None)
         if since is None:
+            failed.append(f"node {origin.index} made no block of {prefix} in 5 s of its flood")
             out.append(float("inf"))
             continue
-        done = _wait_all(rest, "block", prefix)
-        out.append(float("inf") if done is None else done - since / 1e9)
+        out.append(_wait_all(rest, "block", prefix, failed) - since / 1e9)
         progress("fleet: block propagation", 0.3 + 0.3 * (t + 1) / n)
     return out
 
@@ -181,8 +192,9 @@ def run_fleet(quick: bool, progress: Progress | None = None, *, nodes: int = 3) 
                     lab.start(n)
                 ns = list(lab.nodes.values())
                 rtt = _store_rtt_ms(lab)
-                deny = _deny_trials(lab, ns, n_deny, report)
-                block = _block_trials(lab, ns, n_block, report)
+                failed: dict[str, list[str]] = {"deny": [], "block": []}
+                deny = _deny_trials(lab, ns, n_deny, report, failed["deny"])
+                block = _block_trials(lab, ns, n_block, report, failed["block"])
                 ok, total, failures = _rotation_trials(lab, ns, listeners, report)
             finally:
                 for ls in listeners.values():
@@ -201,7 +213,8 @@ def run_fleet(quick: bool, progress: Progress | None = None, *, nodes: int = 3) 
                 samples=(_p99(xs),),
                 goal=GOAL_PROPAGATION,
                 note=f"{note}; {len(xs)} trials, median {sorted(xs)[len(xs) // 2]:.3f} s, "
-                f"max {max(xs):.3f} s",
+                f"max {max(xs):.3f} s"
+                + (f"; failed: {'; '.join(failed[name][:5])}" if failed[name] else ""),
                 extra={"trials": xs},
             )
         )
