@@ -143,7 +143,8 @@ def test_live_rows_hold_each_flood_against_its_bare_drop() -> None:
     for fl in POLICY_FLOODS:
         data.drop[(fl.name, "xdpshield")] = [1.9e6, 2.0e6]
         data.drop[(fl.name, "xdp-drop")] = [2.0e6, 2.0e6]
-        data.extra[f"{fl.name} xdpshield"] = {"reason_share": [0.999, 1.0], "prog_ns": [70.0]}
+        data.extra[f"{fl.name} xdpshield"] = {"reason_share": [0.999, 1.0]}
+        data.prog_ns[f"{fl.name} xdpshield"] = [70.0]
     data.unavailable["tcp-flags-flood xdp-drop"] = "TrafficError: no"
     rows = {r.name: r for r in live_rows("1 queue", data)}
     assert len(rows) == 2 * len(POLICY_FLOODS)

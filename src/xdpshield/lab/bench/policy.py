@@ -718,13 +718,15 @@ def _rx_policy_shield(stand: Stand) -> Iterator[Shield]:
 @dataclass
 class PolicyLiveSamples:
     """What the policy floods on one stand measured: drops/s by (flood,
-    receiver), and by "FLOOD RECEIVER" the offered pps and details; why a
+    receiver), and by "FLOOD RECEIVER" the offered pps, the program's own ns
+    per packet (bpf_stats, as ``LiveSamples.prog_ns``) and details; why a
     receiver ("RECEIVER") or one flood at it ("FLOOD RECEIVER") did not run."""
 
     drop: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     offered: dict[str, list[float]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    prog_ns: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _verdicts(before: dict[Reason, tuple[int, int]], after: dict[Reason, tuple[int, int]],
@@ -759,7 +761,7 @@ def _receiver_round(
         key = f"{fl.name} {rx}"
         step(key)
 
-        def measure() -> tuple[float, float, dict[str, Any]]:
+        def measure() -> tuple[float, float, dict[str, Any], float | None]:
             if shield is not None and setup is not None:
                 setup(fl, shield)
             before = shield.stats() if shield else {}
@@ -769,23 +771,21 @@ def _receiver_round(
             ns = prog_cost(
                 stand, cfg, rx, lambda c: _drop_flood_once(stand, c, q, count, fl.kind, **fl.frame)
             )
-            if ns is not None:
-                got[2]["prog_ns"] = ns
             if shield is not None and reset is not None:
                 reset(shield)
-            return got
+            return *got, ns
 
         got = _attempt(data.unavailable, key, measure)
         if got is None:
             return
-        rate, sent_pps, info = got
+        rate, sent_pps, info, ns = got
         data.drop.setdefault((fl.name, rx), []).append(rate)
         data.offered.setdefault(key, []).append(sent_pps)
+        if ns is not None:
+            data.prog_ns.setdefault(key, []).append(ns)
         ex = data.extra.setdefault(key, {})
         if "reason_share" in info:
             ex.setdefault("reason_share", []).append(round(info.pop("reason_share"), 4))
-        if "prog_ns" in info:
-            ex.setdefault("prog_ns", []).append(round(info.pop("prog_ns"), 1))
         ex.update(info)
 
     def run_all() -> None:
@@ -823,10 +823,11 @@ def live_rows(
         base_key = _live_key(data, fl, "xdp-drop")
         for rx in LIVE_RECEIVERS:
             key = _live_key(data, fl, rx)
-            sent = median(data.offered.get(f"{fl.name} {rx}", []))
-            ex = data.extra.get(f"{fl.name} {rx}", {})
+            here = f"{fl.name} {rx}"
+            sent = median(data.offered.get(here, []))
+            ex = data.extra.get(here, {})
             note = f"{fl.note}; generator sent {fmt_num(sent)} pkt/s"
-            note += cost_note(ex.get("prog_ns", []))
+            note += cost_note(data.prog_ns.get(here, []))
             samples = data.drop.get((fl.name, rx), [])
             if rx == "xdp-drop":
                 out.append(
