@@ -65,7 +65,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,10 +149,16 @@ def forget_records(config: str) -> None:
     if _live_run(pid_path, wait_s=0) is not None:
         return
     stem = pid_path.with_suffix("")
-    for p in stem.parent.glob(f"{stem.name}.*"):
-        p.unlink(missing_ok=True)
+    _remove_records(stem.parent.glob(f"{stem.name}.*"))
+
+
+def _remove_records(paths: Iterable[Path]) -> None:
+    """Remove these files of a run, then RUNS_DIR if no other run's are left."""
+    for p in paths:
+        with contextlib.suppress(OSError):
+            p.unlink()
     with contextlib.suppress(OSError):
-        RUNS_DIR.rmdir()  # only when no other run's record is left
+        RUNS_DIR.rmdir()  # only when empty
 
 
 @dataclass(frozen=True)
@@ -397,12 +403,10 @@ def stop_run(
         targets = [(ic.netns, ic.name) for ic in load_config(path).interfaces]
     done = [_unload(iface, ns, purge) for ns, iface in targets]
     pid_path, state_path = record_paths(path)
-    with contextlib.suppress(OSError):
-        state_path.unlink()
-        if _live_run(pid_path, wait_s=0) is None:  # a killed run's record: nothing holds it
-            pid_path.unlink()
-    with contextlib.suppress(OSError):
-        RUNS_DIR.rmdir()  # only when no other run's record is left
+    # The events stay (what happened is still worth reading); a killed run's
+    # record goes too: nothing holds it.
+    live = _live_run(pid_path, wait_s=0) is not None
+    _remove_records([state_path] if live else [state_path, pid_path])
     return run, done
 
 

@@ -774,11 +774,21 @@ def note_request(maps: Maps, key: bytes, expires_ns: int) -> None:
     maps["xs_refl"].typed(Raw(len(key)), UInt(8)).update(key, expires_ns)
 
 
+#: struct xs_frag_key (shared.h): source, destination (as struct xs_vkey), id, protocol.
+_FRAG_KEY = struct.Struct("=16s16sII")
+
+
+def _frag_hint_slot(key: bytes) -> int:
+    """The hint slot of an xs_frag key: its datagram's source and id."""
+    src, _dst, ident, _proto = _FRAG_KEY.unpack(key)
+    return hint_slot(src, ident)
+
+
 #: The tables of what this host asked and let in (hygiene.h), their hints, and
-#: a key's hint slot: a request's peer; a datagram's source and id.
+#: a key's hint slot: a request's peer (struct xs_refl_key starts with it).
 _REMEMBERED: tuple[tuple[str, str, Callable[[bytes], int]], ...] = (
     ("xs_refl", "xs_refl_hint", lambda k: hint_slot(k[:16])),
-    ("xs_frag", "xs_frag_hint", lambda k: hint_slot(k[:16], struct.unpack_from("=I", k, 32)[0])),
+    ("xs_frag", "xs_frag_hint", _frag_hint_slot),
 )
 
 
