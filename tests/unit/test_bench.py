@@ -168,6 +168,7 @@ def test_live_rows_carry_goals_baselines_and_why_a_receiver_did_not_run() -> Non
     why = {"nftables-synproxy": "nft: no synproxy", "ack xdp-filter": "xdp-filter: EPERM"}
     prog_ns = {"syn xdpshield": [151.0, 149.0], "ack xdpshield": [90.0]}
     samples = LiveSamples(syn, legit, drop, {}, why, {}, prog_ns)
+    samples.legit_failures = {"xdpshield": {"connect timeout": 1}}
     rows = {r.name: r for r in _live_results(LiveConfig(), 2, samples)}
     vs_tx = rows["syn-flood xdpshield vs xdp-reflect (2 queues)"]
     assert vs_tx.goal is not None and vs_tx.goal.ratio == 0.85 and vs_tx.goal_met is True
@@ -191,6 +192,9 @@ def test_live_rows_carry_goals_baselines_and_why_a_receiver_did_not_run() -> Non
     assert legit_row.value == 99.5
     # Every receiver's clients face the same flood, and the row says which.
     assert "SYN flood held at 400.0 k/s" in legit_row.note
+    # A fetch that failed says why, so the stand's losses and the shield's can be told apart.
+    assert legit_row.note.endswith("; failed: connect timeout 1")
+    assert "failed" not in rows["legit during SYN flood: linux-syncookies (2 queues)"].note
     assert all(r.higher_is_better for r in rows.values())
 
 

@@ -115,6 +115,8 @@ class LiveSamples:
     unavailable: dict[str, str] = field(default_factory=dict)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
     prog_ns: dict[str, list[float]] = field(default_factory=dict)  # by row key, bpf_stats
+    #: Why the legit fetches that failed did (traffic.LegitResult.failures), summed per receiver.
+    legit_failures: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 # -- counters -------------------------------------------------------------------------
@@ -139,8 +141,9 @@ def _syn_flood_once(
     q: int,
     count: int,
     rate_pps: float | None = None,
-) -> tuple[float, float, tuple[int, int]]:
-    """(replies to spoofed sources per s at the attacker, generator pps, legit (tried, done)).
+) -> tuple[float, float, tuple[int, int], dict[str, int]]:
+    """(replies to spoofed sources per s at the attacker, generator pps, legit
+    (tried, done), why the legit fetches that failed did).
 
     A flood at full speed (``rate_pps`` None) measures replies only; one held
     at ``rate_pps`` has the legit clients (``traffic.legit_load``, HTTP with
@@ -184,8 +187,11 @@ def _syn_flood_once(
             t.join(timeout=cfg.duration_s + 40)
     replies = _sum_suffix(after, "_xdp_drops") - _sum_suffix(before, "_xdp_drops")
     res = got[0] if got else None
-    legit = (res.attempted, res.completed) if isinstance(res, LegitResult) else (0, 0)
-    return replies / fr.seconds if fr.seconds else 0.0, fr.pps, legit
+    if isinstance(res, LegitResult):
+        legit, why = (res.attempted, res.completed), dict(res.failures)
+    else:  # the clients did not run (or not held: no clients asked)
+        legit, why = (0, 0), ({f"clients: {type(res).__name__}": 1} if res else {})
+    return replies / fr.seconds if fr.seconds else 0.0, fr.pps, legit, why
 
 
 def _drop_flood_once(
@@ -254,17 +260,22 @@ def _syn_round(
 ) -> None:
     """SYN floods at ``rx``: one at full rate, one held while the legit clients run."""
 
-    def measure() -> tuple[float, float, float, tuple[int, int], float | None]:
+    def measure() -> tuple[float, float, float, tuple[int, int], dict[str, int], float | None]:
         with receiver(rx, stand, "syn"):
-            rate, sent_pps, _ = _syn_flood_once(stand, cfg, q, count)
-            _, legit_pps, lg = _syn_flood_once(stand, cfg, q, count, rate_pps=cfg.legit_flood_pps)
+            rate, sent_pps, _, _ = _syn_flood_once(stand, cfg, q, count)
+            _, legit_pps, lg, why = _syn_flood_once(
+                stand, cfg, q, count, rate_pps=cfg.legit_flood_pps
+            )
             ns = prog_cost(stand, cfg, rx, lambda c: _syn_flood_once(stand, c, q, count))
-        return rate, sent_pps, legit_pps, lg, ns
+        return rate, sent_pps, legit_pps, lg, why, ns
 
     got = _attempt(data.unavailable, rx, measure)
     if got is None:
         return
-    rate, sent_pps, legit_pps, lg, ns = got
+    rate, sent_pps, legit_pps, lg, why, ns = got
+    failed = data.legit_failures.setdefault(rx, {})
+    for reason, n in why.items():
+        failed[reason] = failed.get(reason, 0) + n
     if ns is not None:
         data.prog_ns.setdefault(f"syn {rx}", []).append(ns)
     data.syn[rx].append(rate)
@@ -486,6 +497,9 @@ def _legit_rows(cfg: LiveConfig, ql: str, data: LiveSamples) -> list[Result]:
                 + ", ".join(f"{done}/{tried}" for tried, done in lg)
                 + (" — a bare reflector serves no connection" if rx == "xdp-reflect" else "")
             )
+            why = data.legit_failures.get(rx, {})
+            if why:
+                note += "; failed: " + ", ".join(f"{k} {n}" for k, n in sorted(why.items()))
         done_ = [float(done) for _, done in lg]
         out.append(
             rows.row(
