@@ -498,8 +498,16 @@ static __always_inline __u32 xs_guard_tcp(struct xdp_md *ctx, struct xs_l3 *l3,
 		 * would give the client (window scale and SACK without
 		 * timestamps above all), as if the shield were not here.
 		 */
-		if (!xs_flood_count(now))
+		if (!xs_flood_count(now)) {
+			/* The kernel makes a request socket: the handshake's
+			 * ACK and what follows must find it by a lookup even
+			 * if a flood is on when they come (by then, or on the
+			 * CPU they reach), and the daemon's rebuild may have
+			 * cleared the source's bit since its last connection.
+			 */
+			xs_seen_mark(l3);
 			return XS_V(XDP_PASS, XS_R_SYN_UNDER_THRESHOLD);
+		}
 		if (xs_socket_exists(ctx, l3, th))
 			return XS_V(XDP_PASS, XS_R_SYN_EXISTING_SOCKET);
 		return xs_syn_answer(ctx, l3, th, l4off, frame_len, 1, now);

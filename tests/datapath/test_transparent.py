@@ -239,6 +239,20 @@ def test_handed_off_handshake_marks_its_source(guard: Guard) -> None:
     assert marked(guard.coll, CLIENT4)
 
 
+def test_a_syn_the_kernel_answers_marks_its_source() -> None:
+    """With no flood on, the kernel answers a SYN and makes a request socket.
+    Its handshake ACK may meet a flood (by then, or on another CPU): marked,
+    the source's segments are looked up and find that socket, where unmarked
+    they were judged as forged ACKs and dropped (the client, connected, then
+    waited out its timeout)."""
+    with load(syn_flood_pps=10**6) as coll:  # far from a flood
+        g = Guard(coll)
+        syn = eth() / _ip4() / TCP(sport=40000, dport=PORT, seq=1000, flags="S")
+        assert not marked(coll, CLIENT4)
+        assert g.run(syn).reason.label == "syn-under-threshold"
+        assert marked(coll, CLIENT4)
+
+
 @contextlib.contextmanager
 def time_wait(host: str, client: str) -> Iterator[tuple[int, int]]:
     """A listener on ``host`` whose side of one closed connection (from
