@@ -533,6 +533,11 @@ def test_auto_is_transparent_and_syncookies_zero_is_refused(stand: Stand) -> Non
         st = status(stand, sh)
         assert (st.handshake, st.tc_attached) == ("transparent", True)
         assert "bpf_sk_assign_tcp_reqsk" in st.handshake_why
+        # The lab's stand runs tcp_syncookies=2: the shield says what it costs.
+        assert "tcp_syncookies is 2" in st.handshake_why
+    stand.exec("server", ["sysctl", "-qw", "net.ipv4.tcp_syncookies=1"], check=True)
+    with shielded(stand, handshake="auto") as sh:
+        assert "tcp_syncookies" not in status(stand, sh).handshake_why
     # Unload removed the tc filter along with XDP.
     with netns.enter(stand.ns("server")):
         assert (
