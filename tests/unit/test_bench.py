@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -168,7 +169,7 @@ def test_live_rows_carry_goals_baselines_and_why_a_receiver_did_not_run() -> Non
     why = {"nftables-synproxy": "nft: no synproxy", "ack xdp-filter": "xdp-filter: EPERM"}
     prog_ns = {"syn xdpshield": [151.0, 149.0], "ack xdpshield": [90.0]}
     samples = LiveSamples(syn, legit, drop, {}, why, {}, prog_ns)
-    samples.legit_failures = {"xdpshield": {"connect timeout": 1}}
+    samples.legit_failures = {"xdpshield": Counter({"connect timeout": 1})}
     rows = {r.name: r for r in _live_results(LiveConfig(), 2, samples)}
     vs_tx = rows["syn-flood xdpshield vs xdp-reflect (2 queues)"]
     assert vs_tx.goal is not None and vs_tx.goal.ratio == 0.85 and vs_tx.goal_met is True

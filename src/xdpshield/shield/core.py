@@ -179,11 +179,12 @@ def resolve_handshake(requested: Handshake | str) -> tuple[Handshake, str]:
     if want is Handshake.RESET:
         return Handshake.RESET, "requested"
     problem = probe_handoff()
-    if problem is None and syncookies_setting() == 0:
+    cookies = syncookies_setting()
+    if problem is None and cookies == 0:
         problem = _SYNCOOKIES_OFF
     if problem is None:
         why = f"{want}: the kernel has bpf_sk_assign_tcp_reqsk"
-        if syncookies_setting() == 2:
+        if cookies == 2:
             why += f"; {_SYNCOOKIES_ALWAYS}"
         return Handshake.TRANSPARENT, why
     if want is Handshake.TRANSPARENT:

@@ -813,9 +813,7 @@ def carry_remembered(old: Maps, new: Maps, now_ns: int | None = None) -> int:
             slot = slot_of(k)
             expiries[slot] = max(exp, expiries.get(slot, 0))
         _mark_hints(new[hints], expiries)  # before the entries, as the data path does
-        out = dst.typed(Raw(dst.key_size), UInt(8))
-        for k, exp in rows:
-            out.update(k, exp)
+        dst.typed(Raw(dst.key_size), UInt(8)).update_batch(rows)
         n += len(rows)
     return n
 

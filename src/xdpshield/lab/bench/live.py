@@ -14,6 +14,7 @@ import dataclasses
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -116,7 +117,7 @@ class LiveSamples:
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
     prog_ns: dict[str, list[float]] = field(default_factory=dict)  # by row key, bpf_stats
     #: Why the legit fetches that failed did (traffic.LegitResult.failures), summed per receiver.
-    legit_failures: dict[str, dict[str, int]] = field(default_factory=dict)
+    legit_failures: dict[str, Counter[str]] = field(default_factory=dict)
 
 
 # -- counters -------------------------------------------------------------------------
@@ -273,9 +274,7 @@ def _syn_round(
     if got is None:
         return
     rate, sent_pps, legit_pps, lg, why, ns = got
-    failed = data.legit_failures.setdefault(rx, {})
-    for reason, n in why.items():
-        failed[reason] = failed.get(reason, 0) + n
+    data.legit_failures.setdefault(rx, Counter()).update(why)
     if ns is not None:
         data.prog_ns.setdefault(f"syn {rx}", []).append(ns)
     data.syn[rx].append(rate)
@@ -497,7 +496,7 @@ def _legit_rows(cfg: LiveConfig, ql: str, data: LiveSamples) -> list[Result]:
                 + ", ".join(f"{done}/{tried}" for tried, done in lg)
                 + (" — a bare reflector serves no connection" if rx == "xdp-reflect" else "")
             )
-            why = data.legit_failures.get(rx, {})
+            why = data.legit_failures.get(rx, Counter())
             if why:
                 note += "; failed: " + ", ".join(f"{k} {n}" for k, n in sorted(why.items()))
         done_ = [float(done) for _, done in lg]
