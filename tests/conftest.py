@@ -6,10 +6,12 @@ and are removed in a ``finally`` even when the test fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,12 +74,20 @@ def veth() -> Iterator[VethPair]:
             shield.forget_namespace(ns)
 
 
-@pytest.fixture
-def stand() -> Iterator[Stand]:
-    """A stand (client, attacker, server) that is up, with a unique prefix; always removed."""
-    s = Stand(prefix=netns.unique_prefix("xs"))
+@contextlib.contextmanager
+def stand_up(prefix: str = "xs", **kw: Any) -> Iterator[Stand]:
+    """A stand (client, attacker, server) that is up, with a unique prefix
+    and ``kw`` (Stand's fields); always removed."""
+    s = Stand(prefix=netns.unique_prefix(prefix), **kw)
     try:
         s.up()
         yield s
     finally:
         s.down()
+
+
+@pytest.fixture
+def stand() -> Iterator[Stand]:
+    """The lab's stand, up; always removed."""
+    with stand_up() as s:
+        yield s

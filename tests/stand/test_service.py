@@ -42,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, VethPair, obj_path
+from tests.conftest import ROOT, VethPair, obj_path, stand_up
 from xdpshield import netns
 from xdpshield.ebpf import ObjectSpec, attach_xdp, bpffs_root, query_xdp
 from xdpshield.errors import NotAttached, XdpShieldError
@@ -176,12 +176,8 @@ def stand() -> Iterator[Stand]:
     under the flood. With 2 the kernel keeps no socket, only a cookie of its
     own, and such an ACK meeting the flood is dropped as forged (README, "Do
     no harm"): the fetch that once in ~200 waited out its timeout here."""
-    s = Stand(prefix=netns.unique_prefix("xs"), syncookies=1)
-    try:
-        s.up()
+    with stand_up(syncookies=1) as s:
         yield s
-    finally:
-        s.down()
 
 
 def test_one_run_two_shields_through_sigkill_and_reloads(stand: Stand, tmp_path: Path) -> None:

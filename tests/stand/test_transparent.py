@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import stand_up
 from xdpshield import netns
 from xdpshield.ebpf import UInt, query_tc
 from xdpshield.errors import ConfigError
@@ -395,10 +396,8 @@ def test_a_handshake_the_kernel_answered_completes_once_a_flood_is_on() -> None:
     )
     # Linux's default: cookies only when its own SYN queue overflows, a
     # request socket for every SYN it answers.
-    stand = Stand(prefix=netns.unique_prefix("xsk"), syncookies=1)
     with contextlib.ExitStack() as undo:
-        undo.callback(stand.down)
-        stand.up()
+        stand = undo.enter_context(stand_up("xsk", syncookies=1))
         sh = undo.enter_context(
             shielded(stand, handshake="transparent", options=GuardOptions(syn_flood_pps=1000))
         )
