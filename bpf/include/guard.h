@@ -391,8 +391,6 @@ static __always_inline __u32 xs_syn_answer(struct xdp_md *ctx,
  * lookup found a socket for (all of them while no flood is on), and every
  * handshake handed off. A forged-ACK flood's sources are not, and cost one
  * SipHash and no lookup (the lookup was a third of their cost).
- * XXX: an ACK to a cookie the kernel sent just before a flood began is
- * dropped once flood mode is on; its client retries the connection.
  */
 static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 						    const struct xs_l3 *l3,
@@ -400,10 +398,13 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 						    __u64 l4off, __u64 now)
 {
 	__u8 flags = XS_TCP_FLAGS(th);
+	int ack = (flags & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) == XS_TCP_ACK;
+	int looked = (flags & XS_TCP_SYN) || !xs_flood_is_on();
+	int seen = !looked && xs_seen_test(l3);
 	struct bpf_sock_tuple t;
 	__u32 tlen, state;
 
-	if ((flags & XS_TCP_SYN) || !xs_flood_is_on() || xs_seen_test(l3)) {
+	if (looked || seen) {
 		tlen = xs_sock_tuple(&t, l3, th);
 		state = xs_sock_state(ctx, &t, tlen);
 		/* Established, closing, time-wait or a request socket: the
@@ -414,15 +415,21 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 			return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
 		}
 	}
-	if ((flags & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) == XS_TCP_ACK &&
-	    xs_ack_cookie_ok(l3, th, now)) {
+	if (ack && xs_ack_cookie_ok(l3, th, now)) {
 		/* Its connection's later segments must find the lookup. */
 		xs_seen_mark(l3);
 		return xs_ack_pass_meta(ctx, l3, th, l4off);
 	}
 	if (!xs_flood_count(now))
 		return XS_V(XDP_PASS, XS_R_STRAY_UNDER_THRESHOLD);
-	if ((flags & (XS_TCP_SYN | XS_TCP_ACK | XS_TCP_RST)) != XS_TCP_ACK)
+	/* A source marked here (its SYN went to the kernel, or it had a
+	 * socket) may hold a cookie of the kernel's own (net.ipv4.
+	 * tcp_syncookies=2, or its SYN queue overflowed): only the kernel can
+	 * check it. A forged-ACK flood must know such a source to get here.
+	 */
+	if (ack && (seen || (looked && xs_seen_test(l3))))
+		return XS_V(XDP_PASS, XS_R_ACK_SEEN_PASS);
+	if (!ack)
 		return XS_V(XDP_DROP, XS_R_NOT_VERIFIED);
 	return XS_V(XDP_DROP, XS_R_ACK_INVALID);
 }

@@ -72,6 +72,10 @@ enum xs_reason {
 	XS_R_CEILING,		/* the protocol's global ceiling reached */
 	XS_R_GUARD_MISSING,	/* the guard's program could not be reached
 				 * (its program array emptied): passed */
+	XS_R_ACK_SEEN_PASS,	/* transparent, flood on: an ACK neither a
+				 * socket's nor ours from a source marked in
+				 * xs_seen goes to the kernel (its own cookie,
+				 * or its RST) */
 	XS_R__MAX,
 };
 

@@ -205,10 +205,34 @@ def test_established_socket_passes_without_a_cookie() -> None:
         g = Guard(coll)
         verdict, meta, reason = run_ack(g, _data_segment(cport, lport))
         assert (verdict, meta, reason) == (XDP_PASS, None, "established-pass")
-        # The same segment from a port with no socket: forged, dropped.
+        # The same segment from a port with no socket: not ours, but its
+        # source is marked, so only the kernel can tell (its own cookie?).
         other = cport + 1 if cport < 65535 else cport - 1
         verdict, _, reason = run_ack(g, _data_segment(other, lport))
-        assert (verdict, reason) == (XDP_DROP, "ack-invalid")
+        assert (verdict, reason) == (XDP_PASS, "ack-seen-pass")
+
+
+def test_a_marked_sources_ack_goes_to_the_kernel_under_a_flood() -> None:
+    """Under a flood, an ACK that is neither a socket's nor ours passes to
+    the kernel when its source is marked: its SYN went to the kernel, which
+    may have answered with a cookie of its own (net.ipv4.tcp_syncookies=2,
+    or its SYN queue full) and kept no socket. Before, it was dropped as
+    forged and the client, connected, waited out its timeout. Unmarked
+    sources' ACKs, and what is not a handshake ACK, are still dropped."""
+    with load() as coll:  # no threshold: a flood, always
+        g = Guard(coll)
+
+        def seg(src: str, flags: str) -> Packet:
+            ip = IP(src=src, dst=SERVER4)
+            return eth() / ip / TCP(sport=40000, dport=PORT, seq=7, ack=0x5EED, flags=flags)
+
+        assert run_ack(g, seg(CLIENT4, "A"))[::2] == (XDP_DROP, "ack-invalid")
+        assert datapath.mark_seen(coll.maps, [CLIENT4]) == 1
+        assert run_ack(g, seg(CLIENT4, "A"))[::2] == (XDP_PASS, "ack-seen-pass")
+        assert run_ack(g, seg(CLIENT4, "PA") / b"GET")[::2] == (XDP_PASS, "ack-seen-pass")
+        assert run_ack(g, seg(CLIENT4, "RA"))[::2] == (XDP_DROP, "not-verified")
+        assert run_ack(g, seg(CLIENT4, "F"))[::2] == (XDP_DROP, "not-verified")
+        assert run_ack(g, seg("198.18.7.7", "A"))[::2] == (XDP_DROP, "ack-invalid")
 
 
 def test_flood_looks_up_only_sources_seen_with_a_socket() -> None:

@@ -170,12 +170,8 @@ def running(stand: Stand, cfg: Path, log: Path) -> Iterator[subprocess.Popen[str
 
 @pytest.fixture
 def stand() -> Iterator[Stand]:
-    """The stand with Linux's default net.ipv4.tcp_syncookies=1 (the lab's
-    is 2, for its baselines): a SYN the kernel answers before the flood is
-    detected gets a request socket, which the handshake's ACK then finds
-    under the flood. With 2 the kernel keeps no socket, only a cookie of its
-    own, and such an ACK meeting the flood is dropped as forged (README, "Do
-    no harm"): the fetch that once in ~200 waited out its timeout here."""
+    """The stand with Linux's default net.ipv4.tcp_syncookies=1, what a
+    service runs beside (the lab's is 2, for its Linux baselines)."""
     with stand_up(syncookies=1) as s:
         yield s
 

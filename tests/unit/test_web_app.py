@@ -76,7 +76,7 @@ def test_every_reason_is_classified_on_purpose() -> None:
         "pass-non-ip", "pass-unprotected", "ack-valid", "verified-pass", "pass-fragment",
         "established-pass", "handoff", "handoff-no-listener", "syn-existing-socket",
         "syn-under-threshold", "stray-under-threshold", "allow-pass", "rule-pass",
-        "guard-missing",
+        "guard-missing", "ack-seen-pass",
     )  # fmt: skip
     assert sorted(r.label for r in PASS_REASONS) == sorted(passing)
     assert not (DROP_REASONS & ANSWER_REASONS)

@@ -156,11 +156,6 @@ _SYNCOOKIES_OFF = (
     "net.ipv4.tcp_syncookies is 0 in this namespace: the kernel would answer every "
     "handed-over connection with an RST (set it to 1)"
 )
-_SYNCOOKIES_ALWAYS = (
-    "but net.ipv4.tcp_syncookies is 2 in this namespace: a SYN the kernel answers "
-    "before a flood is detected gets the kernel's own cookie and no socket, and its "
-    "handshake's ACK is dropped if a flood comes on first (set it to 1)"
-)
 
 
 def resolve_handshake(requested: Handshake | str) -> tuple[Handshake, str]:
@@ -179,14 +174,10 @@ def resolve_handshake(requested: Handshake | str) -> tuple[Handshake, str]:
     if want is Handshake.RESET:
         return Handshake.RESET, "requested"
     problem = probe_handoff()
-    cookies = syncookies_setting()
-    if problem is None and cookies == 0:
+    if problem is None and syncookies_setting() == 0:
         problem = _SYNCOOKIES_OFF
     if problem is None:
-        why = f"{want}: the kernel has bpf_sk_assign_tcp_reqsk"
-        if cookies == 2:
-            why += f"; {_SYNCOOKIES_ALWAYS}"
-        return Handshake.TRANSPARENT, why
+        return Handshake.TRANSPARENT, f"{want}: the kernel has bpf_sk_assign_tcp_reqsk"
     if want is Handshake.TRANSPARENT:
         raise ConfigError(f"transparent handshake unavailable: {problem}", key="mode")
     return Handshake.RESET, f"auto: fell back to reset ({problem})"

@@ -116,6 +116,7 @@ class Reason(IntEnum):
     RULE_LIMIT = 38
     CEILING = 39
     GUARD_MISSING = 40
+    ACK_SEEN_PASS = 41
 
     @property
     def label(self) -> str:
