@@ -88,6 +88,10 @@ enum xs_prog {
 #define XS_SEEN_BITS		20
 #define XS_SEEN_WORDS		(1U << (XS_SEEN_BITS - 6))
 
+/* The cookies-offered filter (maps.h xs_offered): 2^19 tick bytes, 8 a word. */
+#define XS_OFFERED_BITS		19
+#define XS_OFFERED_WORDS	(1U << (XS_OFFERED_BITS - 3))
+
 /* Cookie key slots: the current and the previous key. */
 #define XS_KEY_SLOTS		2
 

@@ -93,6 +93,51 @@ static __always_inline void xs_synack_options(struct xs_reply *r,
 	r->optlen = opts & XS_OPT_HAS_WS ? XS_OPTLEN_TS_WS : XS_OPTLEN_TS;
 }
 
+/* A source address folded to 32 bits, for the filters indexed by a
+ * Fibonacci hash of it (xs_seen, xs_offered).
+ */
+static __always_inline __u32 xs_src_fold(const struct xs_l3 *l3)
+{
+	if (l3->v6) {
+		const struct ipv6hdr *ip6 = l3->iph;
+
+		return ip6->saddr.in6_u.u6_addr32[0] ^ ip6->saddr.in6_u.u6_addr32[1] ^
+		       ip6->saddr.in6_u.u6_addr32[2] ^ ip6->saddr.in6_u.u6_addr32[3];
+	}
+	return ((const struct iphdr *)l3->iph)->saddr;
+}
+
+/* xs_offered's tick byte for the segment's source. */
+static __always_inline __u8 *xs_offered_slot(const struct xs_l3 *l3)
+{
+	__u32 h = (xs_src_fold(l3) * 0x9E3779B1U) >> (32 - XS_OFFERED_BITS);
+	__u32 idx = h >> 3;
+	__u8 *w = bpf_map_lookup_elem(&xs_offered, &idx);
+
+	return w ? w + (h & 7) : NULL;
+}
+
+/* Could this shield have sent @l3's source a cookie that is still valid
+ * under @key? Only a key no other shield mints with, once xs_offered holds
+ * every cookie that can still be valid, says no (one byte read).
+ */
+static __always_inline int xs_offered_maybe(const struct xs_l3 *l3,
+					    const struct xs_key *key,
+					    __u32 now_tick)
+{
+	__u32 from_idx = XS_OFFERED_WORDS;
+	__u64 *from;
+	__u8 *o;
+
+	if (key->live != XS_KEY_RECORDED)
+		return 1;
+	from = bpf_map_lookup_elem(&xs_offered, &from_idx);
+	if (!from || !*from || (__s32)(now_tick - (__u32)*from) < 0)
+		return 1;
+	o = xs_offered_slot(l3);
+	return !o || (__u8)(now_tick - *o) <= 1;
+}
+
 /* A SYN to a protected port: answer with a cookie SYN-ACK (XDP_TX). */
 static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 					   const struct xs_l3 *l3,
@@ -136,6 +181,15 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 	r.mss = link;
 	r.sport = th->source;
 	r.dport = th->dest;
+	{
+		/* Written only when it changes: under a SYN flood, once a
+		 * tick per slot, so the CPUs do not bounce its lines.
+		 */
+		__u8 *o = xs_offered_slot(l3);
+
+		if (o && *o != (__u8)tick)
+			*o = tick;
+	}
 	r.seq = bpf_htonl(xs_cookie_pack(hash, key->epoch & 1, tick, mss_idx));
 	r.ack = bpf_htonl(bpf_ntohl(th->seq) + 1);
 	r.l3off = l3->l3off;
@@ -150,7 +204,8 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 }
 
 /* Does this ACK acknowledge one of our cookies (ack - 1, under the key its
- * slot bit names, made in this cookie tick or the one before)? One SipHash.
+ * slot bit names, made in this cookie tick or the one before)? One SipHash,
+ * unless xs_offered says no cookie went to its source.
  */
 static __always_inline int xs_ack_cookie_ok(const struct xs_l3 *l3,
 					    struct tcphdr *th, __u64 now)
@@ -160,11 +215,11 @@ static __always_inline int xs_ack_cookie_ok(const struct xs_l3 *l3,
 	__u32 isn_be = bpf_htonl(bpf_ntohl(th->seq) - 1);
 	__u32 ports = (__u32)th->source | (__u32)th->dest << 16;
 	__u32 mss_idx = cookie & XS_COOKIE_MSS_MASK;
-	__u32 hash, tick;
+	__u32 hash, tick, now_tick = xs_cookie_tick(now);
 
-	if (!key)
+	if (!key || !xs_offered_maybe(l3, key, now_tick))
 		return 0;
-	tick = xs_cookie_made_tick(cookie, xs_cookie_tick(now));
+	tick = xs_cookie_made_tick(cookie, now_tick);
 	if (l3->v6) {
 		struct ipv6hdr *ip6 = l3->iph;
 
@@ -261,17 +316,9 @@ static __always_inline __u32 xs_ack_pass_meta(struct xdp_md *ctx,
 /* xs_seen's word and bit for the segment's source address. */
 static __always_inline __u64 *xs_seen_word(const struct xs_l3 *l3, __u64 *bit)
 {
-	__u32 a, h, idx;
+	__u32 h, idx;
 
-	if (l3->v6) {
-		const struct ipv6hdr *ip6 = l3->iph;
-
-		a = ip6->saddr.in6_u.u6_addr32[0] ^ ip6->saddr.in6_u.u6_addr32[1] ^
-		    ip6->saddr.in6_u.u6_addr32[2] ^ ip6->saddr.in6_u.u6_addr32[3];
-	} else {
-		a = ((const struct iphdr *)l3->iph)->saddr;
-	}
-	h = (a * 0x9E3779B1U) >> (32 - XS_SEEN_BITS);	/* Fibonacci hashing */
+	h = (xs_src_fold(l3) * 0x9E3779B1U) >> (32 - XS_SEEN_BITS);
 	idx = h >> 6;
 	*bit = 1ULL << (h & 63);
 	return bpf_map_lookup_elem(&xs_seen, &idx);

@@ -61,6 +61,22 @@ struct {
 	__type(value, __u64);
 } xs_seen SEC(".maps");
 
+/* Cookies offered: per hash of a source address, the low byte of the
+ * cookie tick in which this shield last sent that source a cookie (8 to a
+ * word). A forged ACK whose source got none in the last two ticks is not
+ * ours, with no SipHash: a pure ACK flood meets an empty filter. Entry
+ * XS_OFFERED_WORDS holds the tick from which the filter holds every cookie
+ * that can still be valid (0: not yet; userspace writes it at load, past
+ * every cookie an earlier object minted); only keys marked
+ * XS_KEY_RECORDED (never a fleet's) are checked against it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XS_OFFERED_WORDS + 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} xs_offered SEC(".maps");
+
 /* Ports something listens on in this namespace (transparent mode, or a
  * local destination): userspace marks them at load, XDP marks a port when a
  * socket lookup finds its listener, the daemon cuts back to what listens.

@@ -93,10 +93,14 @@ struct xs_portset {
  * overwrites only the slot of the key that is two epochs old. The epoch is
  * the cookie's time counter: userspace bumps it on every rotation.
  */
+#define XS_KEY_RECORDED	2
+
 struct xs_key {
 	__u64 k[2];		/* SipHash-2-4 key: bytes 0..7 and 8..15 */
 	__u32 epoch;		/* rotation counter this key was made for */
-	__u32 live;		/* 0 until userspace has written a key */
+	__u32 live;		/* 0 until userspace has written a key; 1 live;
+				 * XS_KEY_RECORDED: live, and no shield but
+				 * this one mints with it (xs_offered) */
 	__u64 born_s;		/* CLOCK_REALTIME seconds it was written (for
 				 * status: the key's age); unused by BPF */
 };
@@ -442,6 +446,9 @@ enum xs_abi {
 	XS_ABI_META_MAGIC = XS_META_MAGIC,
 	/* datapath.SEEN_BITS, datapath.WIN_NS (1 << XS_WIN_SHIFT) */
 	XS_ABI_SEEN_BITS = XS_SEEN_BITS,
+	/* datapath.OFFERED_BITS, datapath.KEY_RECORDED */
+	XS_ABI_OFFERED_BITS = XS_OFFERED_BITS,
+	XS_ABI_KEY_RECORDED = XS_KEY_RECORDED,
 	XS_ABI_WIN_SHIFT = XS_WIN_SHIFT,
 	/* datapath.LOCAL_*: xs_local values */
 	XS_ABI_LOCAL_UNICAST = XS_LOCAL_UNICAST,

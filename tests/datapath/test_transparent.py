@@ -168,6 +168,97 @@ def test_forged_segments_are_dropped(guard: Guard, name: str) -> None:
     assert reason == want
 
 
+# -- the cookies offered (xs_offered) --------------------------------------------------
+TICK = cookie.tick(NOW)  # the frozen clock's cookie tick (xs_clock's offset is 0)
+
+
+def _recorded_keys(coll: Collection) -> tuple[bytes, int]:
+    """Both key slots written by rotations (KEY_RECORDED); the current (key, epoch)."""
+    datapath.rotate_keys(coll.maps)
+    datapath.rotate_keys(coll.maps)
+    slots = datapath.key_slots(coll.maps)
+    epoch = datapath.current_epoch(coll.maps)
+    assert epoch is not None and slots[epoch & 1][1] == epoch
+    return slots[epoch & 1][0], epoch
+
+
+def _set_offered(coll: Collection, addr: str, tick_byte: int) -> None:
+    slot = datapath.offered_slot(addr)
+    m = coll.maps["xs_offered"].typed(UInt(4), UInt(8))
+    word = m.lookup(slot >> 3)
+    shift = (slot & 7) * 8
+    m.update(slot >> 3, word & ~(0xFF << shift) | (tick_byte & 0xFF) << shift)
+
+
+def _offered(coll: Collection, addr: str) -> int:
+    slot = datapath.offered_slot(addr)
+    word = coll.maps["xs_offered"].typed(UInt(4), UInt(8)).lookup(slot >> 3)
+    return int(word) >> (slot & 7) * 8 & 0xFF
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_an_ack_to_no_cookie_offered_is_not_ours(family: str) -> None:
+    """Once the filter of cookies offered is trusted, an ACK from a source
+    the shield sent no cookie in the last two ticks is dropped before the
+    SipHash, even with a cookie the hash would pass (only a shield minting
+    with the same key could have sent it, and a rotated key is this
+    shield's alone). Untrusted, or under a key written from outside (a
+    fleet's), the hash decides. A SYN answered records its source."""
+    client, server = (CLIENT4, SERVER4) if family == "ipv4" else (CLIENT6, SERVER6)
+    with load(keys=False) as coll:
+        key, epoch = _recorded_keys(coll)
+        assert datapath.key_slots(coll.maps).keys() == {0, 1}
+        g = Guard(coll)
+        ck = cookie.make_cookie(key, epoch, client, server, 40000, PORT, 1000, 2, now_ns=NOW)
+        ack = eth() / L3[family]() / TCP(sport=40000, dport=PORT, seq=1001, ack=ck + 1, flags="A")
+
+        def check(frame: Packet) -> tuple[int, str]:
+            # A source that passed is marked (xs_seen): its next ACKs would go
+            # to the kernel; forgotten, each check is a stranger's.
+            datapath.rebuild_seen(coll.maps, lambda: [])
+            return run_ack(g, frame)[::2]
+
+        datapath.trust_offered(coll.maps, TICK)
+        assert check(ack) == (XDP_DROP, "ack-invalid")
+        datapath.trust_offered(coll.maps, TICK + 1)  # from the next tick on
+        assert check(ack) == (XDP_PASS, "ack-valid")
+        datapath.trust_offered(coll.maps, 0)  # never
+        assert check(ack) == (XDP_PASS, "ack-valid")
+        datapath.trust_offered(coll.maps, TICK)
+        # Its SYN answered, the source is recorded in this tick: checked, passed.
+        sent, _ = handshake(g, L3[family](), [("MSS", 1460)])
+        assert _offered(coll, client) == TICK & 0xFF
+        ok = eth() / L3[family]() / TCP(sport=40000, dport=PORT, seq=1001, ack=sent + 1, flags="A")
+        assert check(ok) == (XDP_PASS, "ack-valid")
+        # A cookie is valid in its tick and the next: recorded two ticks ago is too old.
+        _set_offered(coll, client, TICK - 1)
+        assert check(ok) == (XDP_PASS, "ack-valid")
+        _set_offered(coll, client, TICK - 2)
+        assert check(ok) == (XDP_DROP, "ack-invalid")
+        # A key written from outside (the fleet's: other shields mint with it).
+        datapath.write_key_slot(coll.maps, epoch & 1, key, epoch)
+        assert check(ok) == (XDP_PASS, "ack-valid")
+
+
+def test_a_load_trusts_the_filter_once_older_cookies_expired() -> None:
+    """start_offered (every load and upgrade) trusts the filter from three
+    ticks on: a cookie minted before the load (same keys, kept across a
+    reload) is valid for two, and was not recorded by this object."""
+    with load(keys=False) as coll:
+        key, epoch = _recorded_keys(coll)
+        g = Guard(coll)
+        ck = cookie.make_cookie(key, epoch, CLIENT4, SERVER4, 40000, PORT, 1000, 2, now_ns=NOW)
+        ack = eth() / _ip4() / TCP(sport=40000, dport=PORT, seq=1001, ack=ck + 1, flags="A")
+        tick_ns = 1 << cookie.TICK_SHIFT
+        datapath.start_offered(coll.maps, now_ns=NOW - 3 * tick_ns)
+        assert run_ack(g, ack)[::2] == (XDP_DROP, "ack-invalid")
+        datapath.start_offered(coll.maps, now_ns=NOW - 2 * tick_ns)
+        assert run_ack(g, ack)[::2] == (XDP_PASS, "ack-valid")
+        datapath.rebuild_seen(coll.maps, lambda: [])
+        assert datapath.start_offered(coll.maps, now_ns=NOW) == TICK + 3
+        assert run_ack(g, ack)[::2] == (XDP_PASS, "ack-valid")
+
+
 @contextlib.contextmanager
 def loopback_connection() -> Iterator[tuple[int, int]]:
     """An established connection over this namespace's loopback (test-run

@@ -11,7 +11,10 @@ Layouts mirror bpf/include/shared.h and maps.h:
 - ``xs_ports``: one 8 KiB bitmap, bit ``port`` set = protected.
 - ``xs_keys``: array of 2 ``struct xs_key`` (16-byte SipHash key, epoch,
   live), slot = epoch & 1. The highest live epoch is the current key, the
-  other live slot the previous one.
+  other live slot the previous one. ``live`` is KEY_RECORDED for a key only
+  this shield mints with (its rotation's), 1 for one written from outside.
+- ``xs_offered``: the cookies offered, a tick byte per hash of a source
+  address, and after them the tick from which they are complete.
 - ``xs_verified``: LRU hash, source address (IPv4 as ::ffff:a.b.c.d) ->
   (expires_ns on CLOCK_MONOTONIC, budget of new connections).
 """
@@ -33,6 +36,7 @@ from typing import Any, cast
 
 from xdpshield.ebpf import Map, Raw, StructCodec, UInt, sum_percpu
 from xdpshield.errors import ConfigError
+from xdpshield.shield import cookie
 
 __all__ = [
     "DEFAULT_KEY_ROTATION_S",
@@ -175,6 +179,7 @@ PIN_MAPS = (
     "xs_ifinfo",
     "xs_cpu",
     "xs_clock",
+    "xs_offered",
     *POLICY_MAPS,
     *LIMIT_MAPS,
     *SAMPLE_MAPS,
@@ -189,6 +194,7 @@ OPTIONAL_PINS = frozenset(
         "xs_ifinfo",
         "xs_clock",
         "xs_cpu",
+        "xs_offered",
         *POLICY_MAPS,
         *LIMIT_MAPS,
         *SAMPLE_MAPS,
@@ -445,6 +451,10 @@ def set_ports(maps: Maps, ports: Iterable[int]) -> None:
 
 
 # -- cookie keys ------------------------------------------------------------------
+#: ``struct xs_key``'s live for a key no other shield mints with (shared.h).
+KEY_RECORDED = 2
+
+
 def _keys(maps: Maps) -> Map[int, tuple[bytes, int, int, int]]:
     return maps["xs_keys"].typed(UInt(4), _KEY)
 
@@ -488,11 +498,14 @@ def rotate_keys(maps: Maps) -> None:
     old, so cookies issued under the current key stay valid for one more
     period. The key is written before its epoch in the value, so a data path
     reading the slot mid-update still sees the old epoch and picks the other
-    slot. Keys are never returned, printed or logged.
+    slot. Only this shield mints with it: it is marked so (KEY_RECORDED),
+    and forged ACKs under it are checked against the cookies offered first.
+    Keys are never returned, printed or logged.
     """
     epoch = current_epoch(maps)
     new = 0 if epoch is None else (epoch + 1) & 0xFFFFFFFF
-    _keys(maps).update(new & 1, (os.urandom(16), new, 1, int(time.time())))
+    live = KEY_RECORDED if "xs_offered" in maps else 1
+    _keys(maps).update(new & 1, (os.urandom(16), new, live, int(time.time())))
 
 
 def set_keys(maps: Maps, current: bytes, previous: bytes | None = None, epoch: int = 1) -> None:
@@ -592,12 +605,19 @@ def age_verified(maps: Maps, now_ns: int) -> int:
     return removed
 
 
-# -- sources seen with a socket (transparent mode) -------------------------------------
+# -- sources seen with a socket, cookies offered ---------------------------------------
 SEEN_BITS = 20  # consts.h XS_SEEN_BITS
+OFFERED_BITS = 19  # consts.h XS_OFFERED_BITS
+#: Cookie ticks after a load before its filter of cookies offered is
+#: trusted: by then every cookie an earlier object (same keys, kept across a
+#: reload or an upgrade) minted has expired (two ticks), with one to spare
+#: for the time between the load and the attach or the swap.
+OFFERED_AFTER_TICKS = 3
 
 
-def seen_bit(addr: str) -> int:
-    """The bit of ``xs_seen`` for a source address, hashed as guard.h's xs_seen_word().
+def _fib_hash(addr: str, bits: int) -> int:
+    """A source address hashed as guard.h's xs_src_fold() and a Fibonacci
+    hash to ``bits`` bits.
 
     The data path loads address words raw (network order, read little-endian)
     and XORs an IPv6 address's four; an IPv4-mapped address is the IPv4 one,
@@ -610,7 +630,37 @@ def seen_bit(addr: str) -> int:
     a = 0
     for i in range(0, len(raw), 4):
         a ^= int.from_bytes(raw[i : i + 4], "little")
-    return ((a * 0x9E3779B1) & 0xFFFFFFFF) >> (32 - SEEN_BITS)
+    return ((a * 0x9E3779B1) & 0xFFFFFFFF) >> (32 - bits)
+
+
+def seen_bit(addr: str) -> int:
+    """The bit of ``xs_seen`` for a source address (guard.h xs_seen_word())."""
+    return _fib_hash(addr, SEEN_BITS)
+
+
+def offered_slot(addr: str) -> int:
+    """The tick byte of ``xs_offered`` for a source address (guard.h
+    xs_offered_slot()): word ``slot >> 3``, byte ``slot & 7``."""
+    return _fib_hash(addr, OFFERED_BITS)
+
+
+def start_offered(maps: Maps, now_ns: int | None = None) -> int | None:
+    """Trust a freshly loaded object's filter of cookies offered only from
+    OFFERED_AFTER_TICKS cookie ticks on (``now_ns`` on the cookie clock,
+    CLOCK_TAI, default now); returns that tick (None: no such filter)."""
+    if "xs_offered" not in maps:
+        return None
+    now = time.clock_gettime_ns(time.CLOCK_TAI) if now_ns is None else now_ns
+    start = (cookie.tick(now) + OFFERED_AFTER_TICKS) & 0xFFFFFFFF or 1
+    trust_offered(maps, start)
+    return start
+
+
+def trust_offered(maps: Maps, from_tick: int) -> None:
+    """Trust the filter of cookies offered from cookie tick ``from_tick``
+    on (0: never; then every forged ACK pays the SipHash)."""
+    m = maps["xs_offered"]
+    m.typed(UInt(4), UInt(8)).update(m.max_entries - 1, from_tick & 0xFFFFFFFF)
 
 
 def mark_seen(maps: Maps, addrs: Iterable[str]) -> int:
@@ -749,6 +799,7 @@ def cpu_states(maps: Maps) -> list[CpuState]:
 def init_maps(maps: Maps, ports: Iterable[int]) -> None:
     """Fill a freshly loaded shield's maps: ports, and a first cookie key."""
     set_ports(maps, ports)
+    start_offered(maps)
     if current_epoch(maps) is None:
         rotate_keys(maps)
 

@@ -444,7 +444,7 @@ _SYN_NOTE = {
     "nftables-synproxy": "nftables synproxy (notrack + synproxy) in front of the listener",
 }
 _DROP_NOTE = {
-    "xdpshield": "the shield's own verdict (forged ACK: invalid cookie)",
+    "xdpshield": "the shield's own verdict (forged ACK: no cookie offered to its source)",
     "xdp-drop": "bare XDP_DROP baseline",
     "xdp-filter": "xdp-filter (xdp-tools) denying the flood's destination port",
 }

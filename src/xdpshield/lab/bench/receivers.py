@@ -15,6 +15,7 @@ from xdpshield.ebpf import ObjectSpec, attach_xdp, detach_xdp, query_xdp
 from xdpshield.errors import Unavailable
 from xdpshield.lab.bench.harness import BASELINE_OBJ, OBJ_DIR
 from xdpshield.lab.stand import Stand
+from xdpshield.shield import datapath
 from xdpshield.shield.core import Shield
 
 __all__ = ["DROP_RECEIVERS", "LEGIT_PORT", "SYN_RECEIVERS", "receiver"]
@@ -48,6 +49,12 @@ def _rx_shield(stand: Stand) -> Iterator[None]:
         # The default handshake, as a user gets it (transparent where the kernel can).
         shield = Shield.load(stand.server_if, ports=[LEGIT_PORT], xdp_mode="native")
     try:
+        # As a shield runs past its first minutes: its daemon rotated the
+        # keys (both slots live, so a forged ACK always names a live key),
+        # and the filter of cookies offered is trusted (three cookie ticks
+        # after the load).
+        datapath.rotate_keys(shield.maps)
+        datapath.trust_offered(shield.maps, 1)
         yield
     finally:
         with netns.enter(stand.ns("server")):
