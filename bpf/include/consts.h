@@ -91,6 +91,8 @@ enum xs_prog {
 /* The cookies-offered filter (maps.h xs_offered): 2^19 tick bytes, 8 a word. */
 #define XS_OFFERED_BITS		19
 #define XS_OFFERED_WORDS	(1U << (XS_OFFERED_BITS - 3))
+#define XS_OFFERED_SET		0x80	/* a slot's byte: written */
+#define XS_OFFERED_TICK_MASK	0x7f	/* a slot's byte: the tick's low bits */
 
 /* Cookie key slots: the current and the previous key. */
 #define XS_KEY_SLOTS		2

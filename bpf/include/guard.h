@@ -117,6 +117,26 @@ static __always_inline __u8 *xs_offered_slot(const struct xs_l3 *l3)
 	return w ? w + (h & 7) : NULL;
 }
 
+/* A slot's byte for cookie tick @tick: the top bit set (a slot never
+ * written is 0, offered in no tick), the tick's low 7 bits.
+ */
+static __always_inline __u8 xs_offered_byte(__u32 tick)
+{
+	return XS_OFFERED_SET | (tick & XS_OFFERED_TICK_MASK);
+}
+
+/* Did the shield send @l3's source (or a source sharing its slot) a cookie
+ * in cookie tick @now_tick or the one before?
+ */
+static __always_inline int xs_offered_recently(const struct xs_l3 *l3,
+					       __u32 now_tick)
+{
+	__u8 *o = xs_offered_slot(l3);
+
+	return o && (*o & XS_OFFERED_SET) &&
+	       ((now_tick - *o) & XS_OFFERED_TICK_MASK) <= 1;
+}
+
 /* Could this shield have sent @l3's source a cookie that is still valid
  * under @key? Only a key no other shield mints with, once xs_offered holds
  * every cookie that can still be valid, says no (one byte read).
@@ -127,15 +147,13 @@ static __always_inline int xs_offered_maybe(const struct xs_l3 *l3,
 {
 	__u32 from_idx = XS_OFFERED_WORDS;
 	__u64 *from;
-	__u8 *o;
 
 	if (key->live != XS_KEY_RECORDED)
 		return 1;
 	from = bpf_map_lookup_elem(&xs_offered, &from_idx);
 	if (!from || !*from || (__s32)(now_tick - (__u32)*from) < 0)
 		return 1;
-	o = xs_offered_slot(l3);
-	return !o || (__u8)(now_tick - *o) <= 1;
+	return xs_offered_recently(l3, now_tick);
 }
 
 /* A SYN to a protected port: answer with a cookie SYN-ACK (XDP_TX). */
@@ -185,10 +203,10 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 		/* Written only when it changes: under a SYN flood, once a
 		 * tick per slot, so the CPUs do not bounce its lines.
 		 */
-		__u8 *o = xs_offered_slot(l3);
+		__u8 *o = xs_offered_slot(l3), b = xs_offered_byte(tick);
 
-		if (o && *o != (__u8)tick)
-			*o = tick;
+		if (o && *o != b)
+			*o = b;
 	}
 	r.seq = bpf_htonl(xs_cookie_pack(hash, key->epoch & 1, tick, mss_idx));
 	r.ack = bpf_htonl(bpf_ntohl(th->seq) + 1);
@@ -472,9 +490,14 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 	/* A source marked here (its SYN went to the kernel, or it had a
 	 * socket) may hold a cookie of the kernel's own (net.ipv4.
 	 * tcp_syncookies=2, or its SYN queue overflowed): only the kernel can
-	 * check it. A forged-ACK flood must know such a source to get here.
+	 * check it. Not when the shield sent it a cookie lately: then this is
+	 * rather a segment of our handshake overtaking its ACK (a FIN, more
+	 * data), which the kernel would answer with an RST; dropped, it is
+	 * sent again once the connection exists. A forged-ACK flood must know
+	 * such a source to get here.
 	 */
-	if (ack && (seen || (looked && xs_seen_test(l3))))
+	if (ack && (seen || (looked && xs_seen_test(l3))) &&
+	    !xs_offered_recently(l3, xs_cookie_tick(now)))
 		return XS_V(XDP_PASS, XS_R_ACK_SEEN_PASS);
 	if (!ack)
 		return XS_V(XDP_DROP, XS_R_NOT_VERIFIED);

@@ -61,9 +61,9 @@ struct {
 	__type(value, __u64);
 } xs_seen SEC(".maps");
 
-/* Cookies offered: per hash of a source address, the low byte of the
- * cookie tick in which this shield last sent that source a cookie (8 to a
- * word). A forged ACK whose source got none in the last two ticks is not
+/* Cookies offered: per hash of a source address, the low 7 bits of the
+ * cookie tick in which this shield last sent that source a cookie, and a
+ * top bit set (8 to a word). A forged ACK whose source got none in the last two ticks is not
  * ours, with no SipHash: a pure ACK flood meets an empty filter. Entry
  * XS_OFFERED_WORDS holds the tick from which the filter holds every cookie
  * that can still be valid (0: not yet; userspace writes it at load, past

@@ -608,6 +608,7 @@ def age_verified(maps: Maps, now_ns: int) -> int:
 # -- sources seen with a socket, cookies offered ---------------------------------------
 SEEN_BITS = 20  # consts.h XS_SEEN_BITS
 OFFERED_BITS = 19  # consts.h XS_OFFERED_BITS
+OFFERED_SET = 0x80  # consts.h XS_OFFERED_SET: a slot's byte once written
 #: Cookie ticks after a load before its filter of cookies offered is
 #: trusted: by then every cookie an earlier object (same keys, kept across a
 #: reload or an upgrade) minted has expired (two ticks), with one to spare
@@ -642,6 +643,11 @@ def offered_slot(addr: str) -> int:
     """The tick byte of ``xs_offered`` for a source address (guard.h
     xs_offered_slot()): word ``slot >> 3``, byte ``slot & 7``."""
     return _fib_hash(addr, OFFERED_BITS)
+
+
+def offered_byte(tick: int) -> int:
+    """A slot's byte for cookie tick ``tick`` (guard.h xs_offered_byte())."""
+    return OFFERED_SET | tick & (OFFERED_SET - 1)
 
 
 def start_offered(maps: Maps, now_ns: int | None = None) -> int | None:

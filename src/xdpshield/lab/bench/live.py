@@ -136,15 +136,24 @@ def _sum_suffix(stats: Mapping[str, int], suffix: str) -> int:
 
 
 # -- one flood ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _SynFlood:
+    """What one SYN flood measured."""
+
+    replies_per_s: float  # replies to the spoofed sources, seen at the attacker
+    sent_pps: float  # the generator's rate
+    legit: tuple[int, int] = (0, 0)  # legit fetches (tried, done) while it lasted
+    failures: dict[str, int] = field(default_factory=dict)  # why those that failed did
+
+
 def _syn_flood_once(
     stand: Stand,
     cfg: LiveConfig,
     q: int,
     count: int,
     rate_pps: float | None = None,
-) -> tuple[float, float, tuple[int, int], dict[str, int]]:
-    """(replies to spoofed sources per s at the attacker, generator pps, legit
-    (tried, done), why the legit fetches that failed did).
+) -> _SynFlood:
+    """A SYN flood from the attacker, its replies counted there.
 
     A flood at full speed (``rate_pps`` None) measures replies only; one held
     at ``rate_pps`` has the legit clients (``traffic.legit_load``, HTTP with
@@ -192,7 +201,7 @@ def _syn_flood_once(
         legit, why = (res.attempted, res.completed), dict(res.failures)
     else:  # the clients did not run (or not held: no clients asked)
         legit, why = (0, 0), ({f"clients: {type(res).__name__}": 1} if res else {})
-    return replies / fr.seconds if fr.seconds else 0.0, fr.pps, legit, why
+    return _SynFlood(replies / fr.seconds if fr.seconds else 0.0, fr.pps, legit, why)
 
 
 def _drop_flood_once(
@@ -261,26 +270,24 @@ def _syn_round(
 ) -> None:
     """SYN floods at ``rx``: one at full rate, one held while the legit clients run."""
 
-    def measure() -> tuple[float, float, float, tuple[int, int], dict[str, int], float | None]:
+    def measure() -> tuple[_SynFlood, _SynFlood, float | None]:
         with receiver(rx, stand, "syn"):
-            rate, sent_pps, _, _ = _syn_flood_once(stand, cfg, q, count)
-            _, legit_pps, lg, why = _syn_flood_once(
-                stand, cfg, q, count, rate_pps=cfg.legit_flood_pps
-            )
+            full = _syn_flood_once(stand, cfg, q, count)
+            held = _syn_flood_once(stand, cfg, q, count, rate_pps=cfg.legit_flood_pps)
             ns = prog_cost(stand, cfg, rx, lambda c: _syn_flood_once(stand, c, q, count))
-        return rate, sent_pps, legit_pps, lg, why, ns
+        return full, held, ns
 
     got = _attempt(data.unavailable, rx, measure)
     if got is None:
         return
-    rate, sent_pps, legit_pps, lg, why, ns = got
-    data.legit_failures.setdefault(rx, Counter()).update(why)
+    full, held, ns = got
+    data.legit_failures.setdefault(rx, Counter()).update(held.failures)
     if ns is not None:
         data.prog_ns.setdefault(f"syn {rx}", []).append(ns)
-    data.syn[rx].append(rate)
-    data.legit[rx].append(lg)
-    data.offered.setdefault(f"syn {rx}", []).append(sent_pps)
-    data.offered.setdefault(f"legit {rx}", []).append(legit_pps)
+    data.syn[rx].append(full.replies_per_s)
+    data.legit[rx].append(held.legit)
+    data.offered.setdefault(f"syn {rx}", []).append(full.sent_pps)
+    data.offered.setdefault(f"legit {rx}", []).append(held.sent_pps)
 
 
 def _drop_round(
