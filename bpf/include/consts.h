@@ -91,6 +91,9 @@ enum xs_prog {
 /* The cookies-offered filter (maps.h xs_offered): 2^19 tick bytes, 8 a word. */
 #define XS_OFFERED_BITS		19
 #define XS_OFFERED_WORDS	(1U << (XS_OFFERED_BITS - 3))
+/* SYNs the kernel answered (maps.h xs_kern_syn): 2^16 tick bytes, 8 a word. */
+#define XS_KERN_SYN_BITS	16
+#define XS_KERN_SYN_WORDS	(1U << (XS_KERN_SYN_BITS - 3))
 #define XS_OFFERED_SET		0x80	/* a slot's byte: written */
 #define XS_OFFERED_TICK_MASK	0x7f	/* a slot's byte: the tick's low bits */
 

@@ -107,22 +107,36 @@ static __always_inline __u32 xs_src_fold(const struct xs_l3 *l3)
 	return ((const struct iphdr *)l3->iph)->saddr;
 }
 
-/* xs_offered's tick byte for the segment's source. */
-static __always_inline __u8 *xs_offered_slot(const struct xs_l3 *l3)
+/* The tick byte of @l3's source in @map, an array of 2^@bits bytes (8 to
+ * a u64 value): xs_offered, xs_kern_syn.
+ */
+static __always_inline __u8 *xs_tick_slot(void *map, __u32 bits,
+					  const struct xs_l3 *l3)
 {
-	__u32 h = (xs_src_fold(l3) * 0x9E3779B1U) >> (32 - XS_OFFERED_BITS);
+	__u32 h = (xs_src_fold(l3) * 0x9E3779B1U) >> (32 - bits);
 	__u32 idx = h >> 3;
-	__u8 *w = bpf_map_lookup_elem(&xs_offered, &idx);
+	__u8 *w = bpf_map_lookup_elem(map, &idx);
 
 	return w ? w + (h & 7) : NULL;
 }
 
-/* A slot's byte for cookie tick @tick: the top bit set (a slot never
- * written is 0, offered in no tick), the tick's low 7 bits.
+/* Note cookie tick @tick in a slot: the top bit set (a slot never written
+ * is 0, no tick), the tick's low 7 bits. Written only when it changes:
+ * under a flood, once a tick per slot, so the CPUs do not bounce its lines.
  */
-static __always_inline __u8 xs_offered_byte(__u32 tick)
+static __always_inline void xs_tick_note(__u8 *o, __u32 tick)
 {
-	return XS_OFFERED_SET | (tick & XS_OFFERED_TICK_MASK);
+	__u8 b = XS_OFFERED_SET | (tick & XS_OFFERED_TICK_MASK);
+
+	if (o && *o != b)
+		*o = b;
+}
+
+/* Does a slot hold cookie tick @now_tick or the one before? */
+static __always_inline int xs_tick_recent(const __u8 *o, __u32 now_tick)
+{
+	return o && (*o & XS_OFFERED_SET) &&
+	       ((now_tick - *o) & XS_OFFERED_TICK_MASK) <= 1;
 }
 
 /* Did the shield send @l3's source (or a source sharing its slot) a cookie
@@ -131,10 +145,8 @@ static __always_inline __u8 xs_offered_byte(__u32 tick)
 static __always_inline int xs_offered_recently(const struct xs_l3 *l3,
 					       __u32 now_tick)
 {
-	__u8 *o = xs_offered_slot(l3);
-
-	return o && (*o & XS_OFFERED_SET) &&
-	       ((now_tick - *o) & XS_OFFERED_TICK_MASK) <= 1;
+	return xs_tick_recent(xs_tick_slot(&xs_offered, XS_OFFERED_BITS, l3),
+			      now_tick);
 }
 
 /* Could this shield have sent @l3's source a cookie that is still valid
@@ -199,15 +211,7 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 	r.mss = link;
 	r.sport = th->source;
 	r.dport = th->dest;
-	{
-		/* Written only when it changes: under a SYN flood, once a
-		 * tick per slot, so the CPUs do not bounce its lines.
-		 */
-		__u8 *o = xs_offered_slot(l3), b = xs_offered_byte(tick);
-
-		if (o && *o != b)
-			*o = b;
-	}
+	xs_tick_note(xs_tick_slot(&xs_offered, XS_OFFERED_BITS, l3), tick);
 	r.seq = bpf_htonl(xs_cookie_pack(hash, key->epoch & 1, tick, mss_idx));
 	r.ack = bpf_htonl(bpf_ntohl(th->seq) + 1);
 	r.l3off = l3->l3off;
@@ -487,18 +491,23 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 	}
 	if (!xs_flood_count(now))
 		return XS_V(XDP_PASS, XS_R_STRAY_UNDER_THRESHOLD);
-	/* A source marked here (its SYN went to the kernel, or it had a
-	 * socket) may hold a cookie of the kernel's own (net.ipv4.
+	/* A source whose SYN the kernel answered lately (marked in xs_seen
+	 * then too) may hold a cookie of the kernel's own (net.ipv4.
 	 * tcp_syncookies=2, or its SYN queue overflowed): only the kernel can
 	 * check it. Not when the shield sent it a cookie lately: then this is
 	 * rather a segment of our handshake overtaking its ACK (a FIN, more
 	 * data), which the kernel would answer with an RST; dropped, it is
-	 * sent again once the connection exists. A forged-ACK flood must know
-	 * such a source to get here.
+	 * sent again once the connection exists. A forged-ACK flood gets here
+	 * only from such sources.
 	 */
-	if (ack && (seen || (looked && xs_seen_test(l3))) &&
-	    !xs_offered_recently(l3, xs_cookie_tick(now)))
-		return XS_V(XDP_PASS, XS_R_ACK_SEEN_PASS);
+	if (ack && (seen || (looked && xs_seen_test(l3)))) {
+		__u32 now_tick = xs_cookie_tick(now);
+
+		if (xs_tick_recent(xs_tick_slot(&xs_kern_syn, XS_KERN_SYN_BITS,
+						l3), now_tick) &&
+		    !xs_offered_recently(l3, now_tick))
+			return XS_V(XDP_PASS, XS_R_ACK_SEEN_PASS);
+	}
 	if (!ack)
 		return XS_V(XDP_DROP, XS_R_NOT_VERIFIED);
 	return XS_V(XDP_DROP, XS_R_ACK_INVALID);
@@ -583,6 +592,9 @@ static __always_inline __u32 xs_guard_tcp(struct xdp_md *ctx, struct xs_l3 *l3,
 			 * cleared the source's bit since its last connection.
 			 */
 			xs_seen_mark(l3);
+			/* Its ACK may carry the kernel's own cookie. */
+			xs_tick_note(xs_tick_slot(&xs_kern_syn, XS_KERN_SYN_BITS,
+						  l3), xs_cookie_tick(now));
 			return XS_V(XDP_PASS, XS_R_SYN_UNDER_THRESHOLD);
 		}
 		if (xs_socket_exists(ctx, l3, th))

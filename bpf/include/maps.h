@@ -77,6 +77,18 @@ struct {
 	__type(value, __u64);
 } xs_offered SEC(".maps");
 
+/* SYNs passed to the kernel to answer (no flood on): per hash of a source,
+ * the tick byte (as xs_offered's) of the last. Under a flood an ACK that
+ * is neither a socket's nor ours goes to the kernel only from such a
+ * source: the kernel may have answered with a cookie of its own.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XS_KERN_SYN_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} xs_kern_syn SEC(".maps");
+
 /* Ports something listens on in this namespace (transparent mode, or a
  * local destination): userspace marks them at load, XDP marks a port when a
  * socket lookup finds its listener, the daemon cuts back to what listens.

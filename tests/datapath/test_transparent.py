@@ -25,6 +25,7 @@ from xdpshield.shield.datapath import META, Meta
 
 from .hostns import scratch_host
 from .model import XDP_DROP, XDP_PASS, XDP_TX
+from .test_do_no_harm import flood_pps
 from .test_guard import CLIENT4, CLIENT6, EPOCH, K1, K2, NOW, PORT, SERVER4, SERVER6, Guard, eth
 from .test_guard import load as load_guard
 
@@ -252,6 +253,7 @@ def test_a_segment_overtaking_our_handshakes_ack_is_not_the_kernels() -> None:
         g = Guard(coll)
         fin = eth() / _ip4() / TCP(sport=40000, dport=PORT, seq=7000, ack=0x5EED, flags="FA")
         assert datapath.mark_seen(coll.maps, [CLIENT4]) == 1
+        _kernel_answered(coll, CLIENT4, TICK)
         assert run_ack(g, fin)[::2] == (XDP_PASS, "ack-seen-pass")
         _set_offered(coll, CLIENT4, TICK - 1)
         assert run_ack(g, fin)[::2] == (XDP_DROP, "ack-invalid")
@@ -315,34 +317,55 @@ def test_established_socket_passes_without_a_cookie() -> None:
         g = Guard(coll)
         verdict, meta, reason = run_ack(g, _data_segment(cport, lport))
         assert (verdict, meta, reason) == (XDP_PASS, None, "established-pass")
-        # The same segment from a port with no socket: not ours, but its
-        # source is marked, so only the kernel can tell (its own cookie?).
+        # The same segment from a port with no socket: forged, dropped (its
+        # source had a socket, but no SYN of it went to the kernel lately).
         other = cport + 1 if cport < 65535 else cport - 1
         verdict, _, reason = run_ack(g, _data_segment(other, lport))
-        assert (verdict, reason) == (XDP_PASS, "ack-seen-pass")
+        assert (verdict, reason) == (XDP_DROP, "ack-invalid")
 
 
-def test_a_marked_sources_ack_goes_to_the_kernel_under_a_flood() -> None:
-    """Under a flood, an ACK that is neither a socket's nor ours passes to
-    the kernel when its source is marked: its SYN went to the kernel, which
-    may have answered with a cookie of its own (net.ipv4.tcp_syncookies=2,
-    or its SYN queue full) and kept no socket. Before, it was dropped as
-    forged and the client, connected, waited out its timeout. Unmarked
-    sources' ACKs, and what is not a handshake ACK, are still dropped."""
-    with load() as coll:  # no threshold: a flood, always
+def _kernel_answered(coll: Collection, addr: str, tick: int) -> None:
+    """Record ``addr``'s SYN as passed to the kernel in ``tick`` (what a SYN
+    under the threshold writes)."""
+    slot = datapath.kern_syn_slot(addr)
+    m = coll.maps["xs_kern_syn"].typed(UInt(4), UInt(8))
+    shift = (slot & 7) * 8
+    word = m.lookup(slot >> 3)
+    m.update(slot >> 3, word & ~(0xFF << shift) | datapath.offered_byte(tick) << shift)
+
+
+def test_an_ack_after_a_syn_the_kernel_answered_goes_to_the_kernel() -> None:
+    """With no flood on, a SYN goes to the kernel, which may answer with a
+    cookie of its own (net.ipv4.tcp_syncookies=2, or its SYN queue full)
+    and keep no socket. Once a flood is on, that handshake's ACK is neither
+    a socket's nor ours: it passes to the kernel (``ack-seen-pass``), where
+    it was dropped as forged and the client, connected, waited out its
+    timeout. Only for a source whose SYN the kernel answered in the last
+    two ticks; other sources' ACKs, and what is not a handshake ACK, are
+    still dropped."""
+    with load(syn_flood_pps=flood_pps(2)) as coll:  # the second SYN a flood
         g = Guard(coll)
 
         def seg(src: str, flags: str) -> Packet:
             ip = IP(src=src, dst=SERVER4)
             return eth() / ip / TCP(sport=40000, dport=PORT, seq=7, ack=0x5EED, flags=flags)
 
-        assert run_ack(g, seg(CLIENT4, "A"))[::2] == (XDP_DROP, "ack-invalid")
-        assert datapath.mark_seen(coll.maps, [CLIENT4]) == 1
+        syn = eth() / _ip4() / TCP(sport=40000, dport=PORT, seq=6, flags="S")
+        assert g.run(syn).reason.label == "syn-under-threshold"
+        other = eth() / IP(src="198.18.7.7", dst=SERVER4) / TCP(dport=PORT, flags="S")
+        assert g.run(other).reason.label == "syn-cookie-sent"  # a flood now
         assert run_ack(g, seg(CLIENT4, "A"))[::2] == (XDP_PASS, "ack-seen-pass")
         assert run_ack(g, seg(CLIENT4, "PA") / b"GET")[::2] == (XDP_PASS, "ack-seen-pass")
         assert run_ack(g, seg(CLIENT4, "RA"))[::2] == (XDP_DROP, "not-verified")
         assert run_ack(g, seg(CLIENT4, "F"))[::2] == (XDP_DROP, "not-verified")
-        assert run_ack(g, seg("198.18.7.7", "A"))[::2] == (XDP_DROP, "ack-invalid")
+        # Marked as having had a socket, but its SYN was not the kernel's.
+        assert datapath.mark_seen(coll.maps, ["198.18.7.8"]) == 1
+        assert run_ack(g, seg("198.18.7.8", "A"))[::2] == (XDP_DROP, "ack-invalid")
+        # Two ticks after the kernel's answer: its cookie (if any) is too old.
+        _kernel_answered(coll, CLIENT4, TICK - 2)
+        assert run_ack(g, seg(CLIENT4, "A"))[::2] == (XDP_DROP, "ack-invalid")
+        _kernel_answered(coll, CLIENT4, TICK - 1)
+        assert run_ack(g, seg(CLIENT4, "A"))[::2] == (XDP_PASS, "ack-seen-pass")
 
 
 def test_flood_looks_up_only_sources_seen_with_a_socket() -> None:

@@ -124,6 +124,7 @@ SHIELD_PAIRS = [
     Pair("XS_ABI_SEEN_BITS", "datapath.SEEN_BITS", datapath.SEEN_BITS),
     Pair("XS_ABI_OFFERED_BITS", "datapath.OFFERED_BITS", datapath.OFFERED_BITS),
     Pair("XS_ABI_OFFERED_SET", "datapath.OFFERED_SET", datapath.OFFERED_SET),
+    Pair("XS_ABI_KERN_SYN_BITS", "datapath.KERN_SYN_BITS", datapath.KERN_SYN_BITS),
     Pair("XS_ABI_KEY_RECORDED", "datapath.KEY_RECORDED", datapath.KEY_RECORDED),
     # WIN_NS is 1 << XS_WIN_SHIFT; a WIN_NS that is no power of two fails too.
     Pair("XS_ABI_WIN_SHIFT", "log2(datapath.WIN_NS)", datapath.WIN_NS.bit_length() - 1),

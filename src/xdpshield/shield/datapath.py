@@ -180,6 +180,7 @@ PIN_MAPS = (
     "xs_cpu",
     "xs_clock",
     "xs_offered",
+    "xs_kern_syn",
     *POLICY_MAPS,
     *LIMIT_MAPS,
     *SAMPLE_MAPS,
@@ -195,6 +196,7 @@ OPTIONAL_PINS = frozenset(
         "xs_clock",
         "xs_cpu",
         "xs_offered",
+        "xs_kern_syn",
         *POLICY_MAPS,
         *LIMIT_MAPS,
         *SAMPLE_MAPS,
@@ -608,6 +610,7 @@ def age_verified(maps: Maps, now_ns: int) -> int:
 # -- sources seen with a socket, cookies offered ---------------------------------------
 SEEN_BITS = 20  # consts.h XS_SEEN_BITS
 OFFERED_BITS = 19  # consts.h XS_OFFERED_BITS
+KERN_SYN_BITS = 16  # consts.h XS_KERN_SYN_BITS
 OFFERED_SET = 0x80  # consts.h XS_OFFERED_SET: a slot's byte once written
 #: Cookie ticks after a load before its filter of cookies offered is
 #: trusted: by then every cookie an earlier object (same keys, kept across a
@@ -641,12 +644,18 @@ def seen_bit(addr: str) -> int:
 
 def offered_slot(addr: str) -> int:
     """The tick byte of ``xs_offered`` for a source address (guard.h
-    xs_offered_slot()): word ``slot >> 3``, byte ``slot & 7``."""
+    xs_tick_slot()): word ``slot >> 3``, byte ``slot & 7``."""
     return _fib_hash(addr, OFFERED_BITS)
 
 
+def kern_syn_slot(addr: str) -> int:
+    """The tick byte of ``xs_kern_syn`` (SYNs the kernel answered) for a
+    source address: word ``slot >> 3``, byte ``slot & 7``."""
+    return _fib_hash(addr, KERN_SYN_BITS)
+
+
 def offered_byte(tick: int) -> int:
-    """A slot's byte for cookie tick ``tick`` (guard.h xs_offered_byte())."""
+    """A tick slot's byte for cookie tick ``tick`` (guard.h xs_tick_note())."""
     return OFFERED_SET | tick & (OFFERED_SET - 1)
 
 
