@@ -94,8 +94,11 @@ enum xs_prog {
 /* SYNs the kernel answered (maps.h xs_kern_syn): 2^16 tick bytes, 8 a word. */
 #define XS_KERN_SYN_BITS	16
 #define XS_KERN_SYN_WORDS	(1U << (XS_KERN_SYN_BITS - 3))
-#define XS_OFFERED_SET		0x80	/* a slot's byte: written */
-#define XS_OFFERED_TICK_MASK	0x7f	/* a slot's byte: the tick's low bits */
+/* A tick byte of either: written (a slot never written is 0), and the
+ * cookie tick's low bits.
+ */
+#define XS_OFFERED_SET		0x80
+#define XS_OFFERED_TICK_MASK	0x7f
 
 /* Cookie key slots: the current and the previous key. */
 #define XS_KEY_SLOTS		2

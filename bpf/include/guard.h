@@ -94,7 +94,7 @@ static __always_inline void xs_synack_options(struct xs_reply *r,
 }
 
 /* A source address folded to 32 bits, for the filters indexed by a
- * Fibonacci hash of it (xs_seen, xs_offered).
+ * Fibonacci hash of it (xs_seen, xs_offered, xs_kern_syn).
  */
 static __always_inline __u32 xs_src_fold(const struct xs_l3 *l3)
 {

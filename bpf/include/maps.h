@@ -63,8 +63,9 @@ struct {
 
 /* Cookies offered: per hash of a source address, the low 7 bits of the
  * cookie tick in which this shield last sent that source a cookie, and a
- * top bit set (8 to a word). A forged ACK whose source got none in the last two ticks is not
- * ours, with no SipHash: a pure ACK flood meets an empty filter. Entry
+ * top bit set (8 to a word). A forged ACK whose source got none in the
+ * last two ticks is not ours, with no SipHash: a pure ACK flood meets an
+ * empty filter. Entry
  * XS_OFFERED_WORDS holds the tick from which the filter holds every cookie
  * that can still be valid (0: not yet; userspace writes it at load, past
  * every cookie an earlier object minted); only keys marked

@@ -73,9 +73,9 @@ enum xs_reason {
 	XS_R_GUARD_MISSING,	/* the guard's program could not be reached
 				 * (its program array emptied): passed */
 	XS_R_ACK_SEEN_PASS,	/* transparent, flood on: an ACK neither a
-				 * socket's nor ours from a source marked in
-				 * xs_seen goes to the kernel (its own cookie,
-				 * or its RST) */
+				 * socket's nor ours, from a source whose SYN
+				 * the kernel answered lately, goes to the
+				 * kernel (its own cookie, or its RST) */
 	XS_R__MAX,
 };
 
@@ -446,12 +446,12 @@ enum xs_abi {
 	XS_ABI_META_MAGIC = XS_META_MAGIC,
 	/* datapath.SEEN_BITS, datapath.WIN_NS (1 << XS_WIN_SHIFT) */
 	XS_ABI_SEEN_BITS = XS_SEEN_BITS,
+	XS_ABI_WIN_SHIFT = XS_WIN_SHIFT,
 	/* datapath.OFFERED_BITS, OFFERED_SET, KERN_SYN_BITS, KEY_RECORDED */
 	XS_ABI_OFFERED_BITS = XS_OFFERED_BITS,
 	XS_ABI_OFFERED_SET = XS_OFFERED_SET,
 	XS_ABI_KERN_SYN_BITS = XS_KERN_SYN_BITS,
 	XS_ABI_KEY_RECORDED = XS_KEY_RECORDED,
-	XS_ABI_WIN_SHIFT = XS_WIN_SHIFT,
 	/* datapath.LOCAL_*: xs_local values */
 	XS_ABI_LOCAL_UNICAST = XS_LOCAL_UNICAST,
 	XS_ABI_LOCAL_BROADCAST = XS_LOCAL_BROADCAST,

@@ -14,7 +14,8 @@ Layouts mirror bpf/include/shared.h and maps.h:
   other live slot the previous one. ``live`` is KEY_RECORDED for a key only
   this shield mints with (its rotation's), 1 for one written from outside.
 - ``xs_offered``: the cookies offered, a tick byte per hash of a source
-  address, and after them the tick from which they are complete.
+  address, and after them the tick from which they are complete;
+  ``xs_kern_syn`` the same bytes for the SYNs passed to the kernel.
 - ``xs_verified``: LRU hash, source address (IPv4 as ::ffff:a.b.c.d) ->
   (expires_ns on CLOCK_MONOTONIC, budget of new connections).
 """
