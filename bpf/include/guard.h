@@ -107,13 +107,16 @@ static __always_inline __u32 xs_src_fold(const struct xs_l3 *l3)
 	return ((const struct iphdr *)l3->iph)->saddr;
 }
 
-/* The tick byte of @l3's source in @map, an array of 2^@bits bytes (8 to
- * a u64 value): xs_offered, xs_kern_syn.
+/* The tick byte of a segment's source address and ports (@th) in @map, an
+ * array of 2^@bits bytes (8 to a u64 value): xs_offered, xs_kern_syn. By
+ * the ports too: a client's connections (a NAT's) each have their own.
  */
 static __always_inline __u8 *xs_tick_slot(void *map, __u32 bits,
-					  const struct xs_l3 *l3)
+					  const struct xs_l3 *l3,
+					  const struct tcphdr *th)
 {
-	__u32 h = (xs_src_fold(l3) * 0x9E3779B1U) >> (32 - bits);
+	__u32 ports = (__u32)th->source | (__u32)th->dest << 16;
+	__u32 h = ((xs_src_fold(l3) ^ ports) * 0x9E3779B1U) >> (32 - bits);
 	__u32 idx = h >> 3;
 	__u8 *w = bpf_map_lookup_elem(map, &idx);
 
@@ -139,21 +142,12 @@ static __always_inline int xs_tick_recent(const __u8 *o, __u32 now_tick)
 	       ((now_tick - *o) & XS_OFFERED_TICK_MASK) <= 1;
 }
 
-/* Did the shield send @l3's source (or a source sharing its slot) a cookie
- * in cookie tick @now_tick or the one before?
- */
-static __always_inline int xs_offered_recently(const struct xs_l3 *l3,
-					       __u32 now_tick)
-{
-	return xs_tick_recent(xs_tick_slot(&xs_offered, XS_OFFERED_BITS, l3),
-			      now_tick);
-}
-
 /* Could this shield have sent @l3's source a cookie that is still valid
  * under @key? Only a key no other shield mints with, once xs_offered holds
  * every cookie that can still be valid, says no (one byte read).
  */
 static __always_inline int xs_offered_maybe(const struct xs_l3 *l3,
+					    const struct tcphdr *th,
 					    const struct xs_key *key,
 					    __u32 now_tick)
 {
@@ -165,7 +159,8 @@ static __always_inline int xs_offered_maybe(const struct xs_l3 *l3,
 	from = bpf_map_lookup_elem(&xs_offered, &from_idx);
 	if (!from || !*from || (__s32)(now_tick - (__u32)*from) < 0)
 		return 1;
-	return xs_offered_recently(l3, now_tick);
+	return xs_tick_recent(xs_tick_slot(&xs_offered, XS_OFFERED_BITS, l3, th),
+			      now_tick);
 }
 
 /* A SYN to a protected port: answer with a cookie SYN-ACK (XDP_TX). */
@@ -211,7 +206,7 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 	r.mss = link;
 	r.sport = th->source;
 	r.dport = th->dest;
-	xs_tick_note(xs_tick_slot(&xs_offered, XS_OFFERED_BITS, l3), tick);
+	xs_tick_note(xs_tick_slot(&xs_offered, XS_OFFERED_BITS, l3, th), tick);
 	r.seq = bpf_htonl(xs_cookie_pack(hash, key->epoch & 1, tick, mss_idx));
 	r.ack = bpf_htonl(bpf_ntohl(th->seq) + 1);
 	r.l3off = l3->l3off;
@@ -239,7 +234,7 @@ static __always_inline int xs_ack_cookie_ok(const struct xs_l3 *l3,
 	__u32 mss_idx = cookie & XS_COOKIE_MSS_MASK;
 	__u32 hash, tick, now_tick = xs_cookie_tick(now);
 
-	if (!key || !xs_offered_maybe(l3, key, now_tick))
+	if (!key || !xs_offered_maybe(l3, th, key, now_tick))
 		return 0;
 	tick = xs_cookie_made_tick(cookie, now_tick);
 	if (l3->v6) {
@@ -491,23 +486,19 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 	}
 	if (!xs_flood_count(now))
 		return XS_V(XDP_PASS, XS_R_STRAY_UNDER_THRESHOLD);
-	/* A source whose SYN the kernel answered lately (marked in xs_seen
-	 * then too) may hold a cookie of the kernel's own (net.ipv4.
-	 * tcp_syncookies=2, or its SYN queue overflowed): only the kernel can
-	 * check it. Not when the shield sent it a cookie lately: then this is
-	 * rather a segment of our handshake overtaking its ACK (a FIN, more
-	 * data), which the kernel would answer with an RST; dropped, it is
-	 * sent again once the connection exists. A forged-ACK flood gets here
-	 * only from such sources.
+	/* A connection whose SYN the kernel answered lately (its source
+	 * marked in xs_seen then too) may hold a cookie of the kernel's own
+	 * (net.ipv4.tcp_syncookies=2, or its SYN queue overflowed): only the
+	 * kernel can check it. By source and ports: a segment of a handshake
+	 * the shield answered that overtook its ACK (a FIN, more data) is not
+	 * sent on, where the kernel would answer it with an RST; dropped, it
+	 * is sent again once the connection exists. A forged-ACK flood gets
+	 * here only with such a connection's source and ports.
 	 */
-	if (ack && (seen || (looked && xs_seen_test(l3)))) {
-		__u32 now_tick = xs_cookie_tick(now);
-
-		if (xs_tick_recent(xs_tick_slot(&xs_kern_syn, XS_KERN_SYN_BITS,
-						l3), now_tick) &&
-		    !xs_offered_recently(l3, now_tick))
-			return XS_V(XDP_PASS, XS_R_ACK_SEEN_PASS);
-	}
+	if (ack && (seen || (looked && xs_seen_test(l3))) &&
+	    xs_tick_recent(xs_tick_slot(&xs_kern_syn, XS_KERN_SYN_BITS, l3, th),
+			   xs_cookie_tick(now)))
+		return XS_V(XDP_PASS, XS_R_ACK_SEEN_PASS);
 	if (!ack)
 		return XS_V(XDP_DROP, XS_R_NOT_VERIFIED);
 	return XS_V(XDP_DROP, XS_R_ACK_INVALID);
@@ -594,7 +585,7 @@ static __always_inline __u32 xs_guard_tcp(struct xdp_md *ctx, struct xs_l3 *l3,
 			xs_seen_mark(l3);
 			/* Its ACK may carry the kernel's own cookie. */
 			xs_tick_note(xs_tick_slot(&xs_kern_syn, XS_KERN_SYN_BITS,
-						  l3), xs_cookie_tick(now));
+						  l3, th), xs_cookie_tick(now));
 			return XS_V(XDP_PASS, XS_R_SYN_UNDER_THRESHOLD);
 		}
 		if (xs_socket_exists(ctx, l3, th))

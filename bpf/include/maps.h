@@ -61,15 +61,15 @@ struct {
 	__type(value, __u64);
 } xs_seen SEC(".maps");
 
-/* Cookies offered: per hash of a source address, the low 7 bits of the
- * cookie tick in which this shield last sent that source a cookie, and a
- * top bit set (8 to a word). A forged ACK whose source got none in the
- * last two ticks is not ours, with no SipHash: a pure ACK flood meets an
- * empty filter. Entry
- * XS_OFFERED_WORDS holds the tick from which the filter holds every cookie
- * that can still be valid (0: not yet; userspace writes it at load, past
- * every cookie an earlier object minted); only keys marked
- * XS_KEY_RECORDED (never a fleet's) are checked against it.
+/* Cookies offered: per hash of a source address and ports, the low 7 bits
+ * of the cookie tick in which this shield last sent them a cookie, and a
+ * top bit set (8 to a word). A forged ACK whose source and ports got none
+ * in the last two ticks is not ours, with no SipHash: a pure ACK flood
+ * meets an empty filter. Entry XS_OFFERED_WORDS holds the tick from
+ * which the filter holds every cookie that can still be valid (0: not
+ * yet; userspace writes it at load, past every cookie an earlier object
+ * minted); only keys marked XS_KEY_RECORDED (never a fleet's) are checked
+ * against it.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -78,10 +78,11 @@ struct {
 	__type(value, __u64);
 } xs_offered SEC(".maps");
 
-/* SYNs passed to the kernel to answer (no flood on): per hash of a source,
- * the tick byte (as xs_offered's) of the last. Under a flood an ACK that
- * is neither a socket's nor ours goes to the kernel only from such a
- * source: the kernel may have answered with a cookie of its own.
+/* SYNs passed to the kernel to answer (no flood on): per hash of a source
+ * address and ports, the tick byte (as xs_offered's) of the last. Under a
+ * flood an ACK that is neither a socket's nor ours goes to the kernel only
+ * for such a connection: the kernel may have answered with a cookie of its
+ * own.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -14,7 +14,7 @@ Layouts mirror bpf/include/shared.h and maps.h:
   other live slot the previous one. ``live`` is KEY_RECORDED for a key only
   this shield mints with (its rotation's), 1 for one written from outside.
 - ``xs_offered``: the cookies offered, a tick byte per hash of a source
-  address, and after them the tick from which they are complete;
+  address and ports, and after them the tick from which they are complete;
   ``xs_kern_syn`` the same bytes for the SYNs passed to the kernel.
 - ``xs_verified``: LRU hash, source address (IPv4 as ::ffff:a.b.c.d) ->
   (expires_ns on CLOCK_MONOTONIC, budget of new connections).
@@ -620,9 +620,10 @@ OFFERED_SET = 0x80  # consts.h XS_OFFERED_SET: a slot's byte once written
 OFFERED_AFTER_TICKS = 3
 
 
-def _fib_hash(addr: str, bits: int) -> int:
-    """A source address hashed as guard.h's xs_src_fold() and a Fibonacci
-    hash to ``bits`` bits.
+def _fib_hash(addr: str, bits: int, ports: tuple[int, int] | None = None) -> int:
+    """A source address hashed as guard.h's xs_src_fold() (XORed with the
+    TCP ports' word, as xs_tick_slot() does) and a Fibonacci hash to ``bits``
+    bits.
 
     The data path loads address words raw (network order, read little-endian)
     and XORs an IPv6 address's four; an IPv4-mapped address is the IPv4 one,
@@ -635,6 +636,8 @@ def _fib_hash(addr: str, bits: int) -> int:
     a = 0
     for i in range(0, len(raw), 4):
         a ^= int.from_bytes(raw[i : i + 4], "little")
+    if ports is not None:
+        a ^= int.from_bytes(ports[0].to_bytes(2, "big") + ports[1].to_bytes(2, "big"), "little")
     return ((a * 0x9E3779B1) & 0xFFFFFFFF) >> (32 - bits)
 
 
@@ -643,16 +646,16 @@ def seen_bit(addr: str) -> int:
     return _fib_hash(addr, SEEN_BITS)
 
 
-def offered_slot(addr: str) -> int:
-    """The tick byte of ``xs_offered`` for a source address (guard.h
-    xs_tick_slot()): word ``slot >> 3``, byte ``slot & 7``."""
-    return _fib_hash(addr, OFFERED_BITS)
+def offered_slot(addr: str, sport: int, dport: int) -> int:
+    """The tick byte of ``xs_offered`` for a segment's source address and
+    ports (guard.h xs_tick_slot()): word ``slot >> 3``, byte ``slot & 7``."""
+    return _fib_hash(addr, OFFERED_BITS, (sport, dport))
 
 
-def kern_syn_slot(addr: str) -> int:
+def kern_syn_slot(addr: str, sport: int, dport: int) -> int:
     """The tick byte of ``xs_kern_syn`` (SYNs the kernel answered) for a
-    source address: word ``slot >> 3``, byte ``slot & 7``."""
-    return _fib_hash(addr, KERN_SYN_BITS)
+    segment's source address and ports: word ``slot >> 3``, byte ``slot & 7``."""
+    return _fib_hash(addr, KERN_SYN_BITS, (sport, dport))
 
 
 def offered_byte(tick: int) -> int:
