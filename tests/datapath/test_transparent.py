@@ -183,13 +183,17 @@ def _recorded_keys(coll: Collection) -> tuple[bytes, int]:
     return slots[epoch & 1][0], epoch
 
 
-def _set_offered(coll: Collection, addr: str, tick: int, sport: int = 40000) -> None:
-    """Record ``addr``:``sport`` as sent a cookie in ``tick`` (the SYN path's byte)."""
-    slot = datapath.offered_slot(addr, sport, PORT)
-    m = coll.maps["xs_offered"].typed(UInt(4), UInt(8))
+def _write_tick(coll: Collection, name: str, slot: int, tick: int) -> None:
+    """Write cookie tick ``tick``'s byte into ``slot`` of the tick map ``name``."""
+    m = coll.maps[name].typed(UInt(4), UInt(8))
     word = m.lookup(slot >> 3)
     shift = (slot & 7) * 8
     m.update(slot >> 3, word & ~(0xFF << shift) | datapath.offered_byte(tick) << shift)
+
+
+def _set_offered(coll: Collection, addr: str, tick: int, sport: int = 40000) -> None:
+    """Record ``addr``:``sport`` as sent a cookie in ``tick`` (the SYN path's byte)."""
+    _write_tick(coll, "xs_offered", datapath.offered_slot(addr, sport, PORT), tick)
 
 
 def _offered(coll: Collection, addr: str, sport: int = 40000) -> int:
@@ -328,11 +332,7 @@ def test_established_socket_passes_without_a_cookie() -> None:
 def _kernel_answered(coll: Collection, addr: str, tick: int, sport: int = 40000) -> None:
     """Record ``addr``:``sport``'s SYN as passed to the kernel in ``tick``
     (what a SYN under the threshold writes)."""
-    slot = datapath.kern_syn_slot(addr, sport, PORT)
-    m = coll.maps["xs_kern_syn"].typed(UInt(4), UInt(8))
-    shift = (slot & 7) * 8
-    word = m.lookup(slot >> 3)
-    m.update(slot >> 3, word & ~(0xFF << shift) | datapath.offered_byte(tick) << shift)
+    _write_tick(coll, "xs_kern_syn", datapath.kern_syn_slot(addr, sport, PORT), tick)
 
 
 def test_an_ack_after_a_syn_the_kernel_answered_goes_to_the_kernel() -> None:
