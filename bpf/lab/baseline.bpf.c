@@ -21,6 +21,11 @@
  *                 number, then tail-calls bench_target[0]: the forge rate,
  *                 and the ACK path as a flood's cache misses make it. Its
  *                 own cost is measured into bench_drop, as bench_restore's.
+ * bench_synforge  test-run harness for a random SYN flood: bench_restore's
+ *                 frame (an IPv4 TCP SYN, no IP options), then a random
+ *                 source address (its first byte kept) and source port,
+ *                 checksums mended, then bench_target[0]: the SYN path as a
+ *                 flood's cache misses make it.
  * bench_mark      test-run semantics probe: counts the frame's kind like
  *                 bench_sink, then turns a SYN into a SYN-ACK (sets ACK) and
  *                 drops it; the counts tell whether a run saw a fresh copy
@@ -162,8 +167,8 @@ int bench_pass(struct xdp_md *ctx)
 	return XDP_PASS;
 }
 
-SEC("xdp")
-int bench_restore(struct xdp_md *ctx)
+/* Write bench_frame back over the frame. Returns 0, or -1 (XDP_ABORTED). */
+static __always_inline int restore_frame(struct xdp_md *ctx)
 {
 	__u32 key = 0;
 	struct bench_frame *f;
@@ -172,17 +177,23 @@ int bench_restore(struct xdp_md *ctx)
 
 	f = bpf_map_lookup_elem(&bench_frame, &key);
 	if (!f)
-		return XDP_ABORTED;
+		return -1;
 	/* Undo a length change of the previous run (e.g. options rewritten). */
 	len = (long)ctx->data_end - (long)ctx->data;
 	if (len != f->len && bpf_xdp_adjust_tail(ctx, (int)f->len - len))
-		return XDP_ABORTED;
+		return -1;
 	/* The helper needs a length in [1, MAX]. Computed, not branched on:
 	 * clang 14 range-checks a sign-extended copy and passes the unchecked
 	 * register on. Python guarantees 1 <= len <= MAX, so this is len.
 	 */
 	n = ((f->len - 1) & (BENCH_FRAME_MAX - 1)) + 1;
-	if (bpf_xdp_store_bytes(ctx, 0, f->data, n))
+	return bpf_xdp_store_bytes(ctx, 0, f->data, n) ? -1 : 0;
+}
+
+SEC("xdp")
+int bench_restore(struct xdp_md *ctx)
+{
+	if (restore_frame(ctx))
 		return XDP_ABORTED;
 	bpf_tail_call(ctx, &bench_target, 0);
 	return XDP_ABORTED;	/* no target installed */
@@ -201,6 +212,50 @@ int bench_forge(struct xdp_md *ctx)
 	ip->saddr = bpf_get_prandom_u32();
 	th->source = (__u16)bpf_get_prandom_u32();
 	th->ack_seq = bpf_get_prandom_u32();
+	bpf_tail_call(ctx, &bench_target, 0);
+	return XDP_ABORTED;	/* no target installed */
+}
+
+/* RFC 1624: a ones' complement checksum (as stored) after a 32-bit word it
+ * covers changed from @from to @to (both as stored in the frame).
+ */
+static __always_inline __u16 csum_replace4(__u16 check, __u32 from, __u32 to)
+{
+	__u32 s = (__u16)~check;
+
+	s += (__u16)~from + (__u16)~(from >> 16) + (to & 0xffff) + (to >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+SEC("xdp")
+int bench_synforge(struct xdp_md *ctx)
+{
+	void *data, *data_end;
+	struct iphdr *ip;
+	struct tcphdr *th;
+	__u32 saddr, ports, r;
+
+	if (restore_frame(ctx))
+		return XDP_ABORTED;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	ip = data + sizeof(struct ethhdr);
+	th = (void *)(ip + 1);
+	if ((void *)(th + 1) > data_end)
+		return XDP_ABORTED;
+	/* The low 24 bits of the source and the source port: the first byte
+	 * stays what the frame had, so no source is a martian.
+	 */
+	r = bpf_get_prandom_u32();
+	saddr = (ip->saddr & bpf_htonl(0xff000000)) | (r & bpf_htonl(0x00ffffff));
+	ports = *(__u32 *)th;
+	*(__u16 *)th = (__u16)bpf_get_prandom_u32();
+	ip->check = csum_replace4(ip->check, ip->saddr, saddr);
+	th->check = csum_replace4(th->check, ip->saddr, saddr);
+	th->check = csum_replace4(th->check, ports, *(__u32 *)th);
+	ip->saddr = saddr;
 	bpf_tail_call(ctx, &bench_target, 0);
 	return XDP_ABORTED;	/* no target installed */
 }

@@ -61,6 +61,30 @@ def test_restore_harness_gives_every_iteration_the_original_frame() -> None:
         assert read_sink(stats)[SinkKind.SYN] == 100
 
 
+def test_synforge_gives_every_syn_its_own_source_with_right_checksums() -> None:
+    """The random SYN flood's harness: the restored SYN from a new source and
+    port each time, in the frame's own /8 (no martian), checksums mended."""
+    frame = syn_frame()
+    sent = Ether(frame)
+    with ObjectSpec(OBJ_DIR / "baseline.o").load() as coll:
+        h = Harness(coll, None)
+        h.arm(frame, coll.program("bench_tx"))
+        forge = coll.program("bench_synforge")
+        seen = set()
+        for _ in range(8):
+            out = forge.run(frame, 1)
+            assert out.verdict == XDP_TX
+            got = Ether(out.frame)
+            assert got[TCP].flags == "S" and got[TCP].seq == sent[TCP].seq
+            assert got[IP].dst == sent[IP].dst and got[TCP].dport == sent[TCP].dport
+            assert got[IP].src.split(".")[0] == sent[IP].src.split(".")[0]
+            seen.add((got[IP].src, got[TCP].sport))
+            for layer in (IP, TCP):
+                del got[layer].chksum
+            assert bytes(got) == out.frame  # scapy computes them afresh
+        assert len(seen) == 8
+
+
 def test_sink_counts_by_kind() -> None:
     synack = Ether(syn_frame())
     synack[TCP].flags = "SA"
