@@ -312,6 +312,21 @@ def test_bad_checksum_syn_is_dropped(guard: Guard, frame: Packet, layer: type[Pa
     assert (ran.verdict, ran.reason) == (XDP_TX, Reason.SYN_COOKIE_SENT)
 
 
+@pytest.mark.parametrize("l3", [IP4, IP6], ids=["ipv4", "ipv6"])
+@pytest.mark.parametrize("optlen", range(0, 44, 4))
+def test_every_word_of_a_syn_header_is_summed(guard: Guard, l3: Packet, optlen: int) -> None:
+    """A SYN's TCP header is summed at constant offsets, one case per length:
+    a bit flipped in its last word (the checksum left as it was) is caught."""
+    opts: list[tuple[str, Any]] = [("MSS", 1460)] if optlen else []
+    opts += [("NOP", None)] * (optlen - 4)
+    frame = bytes(syn(eth() / l3, opts))
+    assert len(Ether(frame)[TCP]) == 20 + optlen
+    assert guard.run(frame).reason == Reason.SYN_COOKIE_SENT
+    bad = bytearray(frame)
+    bad[-1] ^= 1  # the header's last byte: a NOP, the MSS or the urgent pointer
+    assert guard.run(bytes(bad)).reason == Reason.BAD_CHECKSUM
+
+
 def test_offloaded_checksum_is_taken_as_the_kernel_takes_it(guard: Guard) -> None:
     """Over veth a local stack's SYN carries only the pseudo-header sum
     (CHECKSUM_PARTIAL, completed by no one before XDP): the kernel accepts
