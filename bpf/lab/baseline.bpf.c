@@ -209,8 +209,10 @@ int bench_forge(struct xdp_md *ctx)
 
 	if ((void *)(th + 1) > data_end)
 		return XDP_ABORTED;
+	/* Whole words, as bench_synforge writes them (see there). */
 	ip->saddr = bpf_get_prandom_u32();
-	th->source = (__u16)bpf_get_prandom_u32();
+	*(__u32 *)th = (*(__u32 *)th & bpf_htonl(0x0000ffff)) |
+		       (bpf_get_prandom_u32() & bpf_htonl(0xffff0000));
 	th->ack_seq = bpf_get_prandom_u32();
 	bpf_tail_call(ctx, &bench_target, 0);
 	return XDP_ABORTED;	/* no target installed */
@@ -235,7 +237,7 @@ int bench_synforge(struct xdp_md *ctx)
 	void *data, *data_end;
 	struct iphdr *ip;
 	struct tcphdr *th;
-	__u32 saddr, ports, r;
+	__u32 saddr, ports, nports, r, *w;
 
 	if (restore_frame(ctx))
 		return XDP_ABORTED;
@@ -246,16 +248,23 @@ int bench_synforge(struct xdp_md *ctx)
 	if ((void *)(th + 1) > data_end)
 		return XDP_ABORTED;
 	/* The low 24 bits of the source and the source port: the first byte
-	 * stays what the frame had, so no source is a martian.
+	 * stays what the frame had, so no source is a martian. Whole words
+	 * written, each a word the program under test loads: a load that
+	 * spans narrower stores cannot be forwarded from them, and would wait
+	 * for them to retire as no frame off a link makes it.
 	 */
 	r = bpf_get_prandom_u32();
 	saddr = (ip->saddr & bpf_htonl(0xff000000)) | (r & bpf_htonl(0x00ffffff));
 	ports = *(__u32 *)th;
-	*(__u16 *)th = (__u16)bpf_get_prandom_u32();
-	ip->check = csum_replace4(ip->check, ip->saddr, saddr);
-	th->check = csum_replace4(th->check, ip->saddr, saddr);
-	th->check = csum_replace4(th->check, ports, *(__u32 *)th);
+	nports = (ports & bpf_htonl(0x0000ffff)) | (bpf_get_prandom_u32() & bpf_htonl(0xffff0000));
+	w = (__u32 *)ip + 2;	/* ttl, protocol, check */
+	*w = (*w & 0xffff) |
+	     (__u32)csum_replace4(*w >> 16, ip->saddr, saddr) << 16;
+	w = (__u32 *)th + 4;	/* check, urg_ptr */
+	*w = (*w & 0xffff0000) |
+	     csum_replace4(csum_replace4(*w & 0xffff, ip->saddr, saddr), ports, nports);
 	ip->saddr = saddr;
+	*(__u32 *)th = nports;
 	bpf_tail_call(ctx, &bench_target, 0);
 	return XDP_ABORTED;	/* no target installed */
 }
