@@ -301,11 +301,17 @@ static __always_inline __u32 xs_limit(const struct xs_lim_q *q,
 	}
 	if (reason) {
 		if (lim->block_after_ns) {
+			/* Signed: another CPU's clock may be a tick ahead of
+			 * this one's (each learns its offset), and a time it
+			 * wrote then lies in this CPU's future.
+			 */
 			if (!st->over_since ||
-			    now - st->over_last > XS_EXCESS_GAP_NS)
+			    (__s64)(now - st->over_last) >
+				    (__s64)XS_EXCESS_GAP_NS)
 				st->over_since = now;
 			st->over_last = now;
-			if (now - st->over_since >= lim->block_after_ns) {
+			if ((__s64)(now - st->over_since) >=
+			    (__s64)lim->block_after_ns) {
 				xs_block(lim, &k, now);
 				st->over_since = 0;
 			}

@@ -373,6 +373,32 @@ def test_sustained_excess_blocks_then_expires_then_doubles(lg: LimitGuard) -> No
     lg.apply(limits=Limits())
 
 
+def test_an_excess_spread_over_cpus_blocks_on_time(lg: LimitGuard) -> None:
+    """The CPUs' clocks may differ by a tick (each learns its offset from
+    the coarse clock): a packet judged on a CPU a tick behind the one that
+    judged the one before must not restart the excess (a source spread over
+    CPUs was then never blocked), nor one a tick ahead block it at once."""
+    tick = 4 * NS // 1000  # HZ=250
+    lg.apply(limits=Limits(pps=10, burst=1, block_after=1.0, block_ttl=5.0))
+    lg.advance(10 * NS)
+    for skew in (-tick, tick):
+        src = fresh4()
+        t0, blocked_at = lg.now, None
+        while blocked_at is None and lg.now - t0 < 2 * NS:
+            # One packet on this CPU, the next (1 ms later) on one whose
+            # clock is a tick behind or ahead.
+            got = [lg.send(udp(src))]
+            lg.advance(NS // 1000 + skew)
+            got.append(lg.send(udp(src)))
+            lg.advance(-skew + 9 * NS // 1000)
+            if Reason.BLOCKED in got:
+                blocked_at = lg.now - t0
+        assert blocked_at is not None, f"skew {skew}: no block in 2 s"
+        # Over the limit from the 2nd packet on; blocked 1 s after that.
+        assert NS <= blocked_at <= NS + 30 * NS // 1000, (skew, blocked_at)
+    lg.apply(limits=Limits())
+
+
 def test_manual_blocks_any_prefix_and_del(lg: LimitGuard) -> None:
     lg.apply(limits=Limits())
     net, host6 = P("198.19.77.0/24"), P("fd00:53::7/128")
