@@ -97,8 +97,8 @@ enum xs_prog {
 /* A tick byte of either: written (a slot never written is 0), and the
  * cookie tick's low bits.
  */
-#define XS_OFFERED_SET		0x80
-#define XS_OFFERED_TICK_MASK	0x7f
+#define XS_TICK_SET		0x80
+#define XS_TICK_MASK		0x7f
 
 /* Cookie key slots: the current and the previous key. */
 #define XS_KEY_SLOTS		2

@@ -129,7 +129,7 @@ static __always_inline __u8 *xs_tick_slot(void *map, __u32 bits,
  */
 static __always_inline void xs_tick_note(__u8 *o, __u32 tick)
 {
-	__u8 b = XS_OFFERED_SET | (tick & XS_OFFERED_TICK_MASK);
+	__u8 b = XS_TICK_SET | (tick & XS_TICK_MASK);
 
 	if (o && *o != b)
 		*o = b;
@@ -138,8 +138,8 @@ static __always_inline void xs_tick_note(__u8 *o, __u32 tick)
 /* Does a slot hold cookie tick @now_tick or the one before? */
 static __always_inline int xs_tick_recent(const __u8 *o, __u32 now_tick)
 {
-	return o && (*o & XS_OFFERED_SET) &&
-	       ((now_tick - *o) & XS_OFFERED_TICK_MASK) <= 1;
+	return o && (*o & XS_TICK_SET) &&
+	       ((now_tick - *o) & XS_TICK_MASK) <= 1;
 }
 
 /* Could this shield have sent @l3's source a cookie that is still valid
@@ -221,18 +221,18 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 }
 
 /* Does this ACK acknowledge one of our cookies (ack - 1, under the key its
- * slot bit names, made in this cookie tick or the one before)? One SipHash,
- * unless xs_offered says no cookie went to its source.
+ * slot bit names, made in cookie tick @now_tick or the one before)? One
+ * SipHash, unless xs_offered says no cookie went to its source.
  */
 static __always_inline int xs_ack_cookie_ok(const struct xs_l3 *l3,
-					    struct tcphdr *th, __u64 now)
+					    struct tcphdr *th, __u32 now_tick)
 {
 	__u32 cookie = bpf_ntohl(th->ack_seq) - 1;
 	const struct xs_key *key = xs_slot_key(cookie);
 	__u32 isn_be = bpf_htonl(bpf_ntohl(th->seq) - 1);
 	__u32 ports = (__u32)th->source | (__u32)th->dest << 16;
 	__u32 mss_idx = cookie & XS_COOKIE_MSS_MASK;
-	__u32 hash, tick, now_tick = xs_cookie_tick(now);
+	__u32 hash, tick;
 
 	if (!key || !xs_offered_maybe(l3, th, key, now_tick))
 		return 0;
@@ -466,7 +466,7 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 	int looked = (flags & XS_TCP_SYN) || !xs_flood_is_on();
 	int seen = !looked && xs_seen_test(l3);
 	struct bpf_sock_tuple t;
-	__u32 tlen, state;
+	__u32 tlen, state, now_tick;
 
 	if (looked || seen) {
 		tlen = xs_sock_tuple(&t, l3, th);
@@ -479,7 +479,8 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 			return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
 		}
 	}
-	if (ack && xs_ack_cookie_ok(l3, th, now)) {
+	now_tick = xs_cookie_tick(now);
+	if (ack && xs_ack_cookie_ok(l3, th, now_tick)) {
 		/* Its connection's later segments must find the lookup. */
 		xs_seen_mark(l3);
 		return xs_ack_pass_meta(ctx, l3, th, l4off);
@@ -497,7 +498,7 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 	 */
 	if (ack && (seen || (looked && xs_seen_test(l3))) &&
 	    xs_tick_recent(xs_tick_slot(&xs_kern_syn, XS_KERN_SYN_BITS, l3, th),
-			   xs_cookie_tick(now)))
+			   now_tick))
 		return XS_V(XDP_PASS, XS_R_ACK_SEEN_PASS);
 	if (!ack)
 		return XS_V(XDP_DROP, XS_R_NOT_VERIFIED);
@@ -535,7 +536,7 @@ static __always_inline __u32 xs_reset_unverified(struct xdp_md *ctx,
 		}
 	}
 	if ((flags & XS_HANDSHAKE_MASK) == XS_TCP_ACK &&
-	    xs_ack_cookie_ok(l3, th, now)) {
+	    xs_ack_cookie_ok(l3, th, xs_cookie_tick(now))) {
 		xs_verified_add(vk, now);
 		xs_seen_mark(l3);
 		return xs_send_rst(ctx, l3, th, frame_len, XS_R_ACK_VALID);

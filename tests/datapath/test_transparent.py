@@ -188,7 +188,7 @@ def _write_tick(coll: Collection, name: str, slot: int, tick: int) -> None:
     m = coll.maps[name].typed(UInt(4), UInt(8))
     word = m.lookup(slot >> 3)
     shift = (slot & 7) * 8
-    m.update(slot >> 3, word & ~(0xFF << shift) | datapath.offered_byte(tick) << shift)
+    m.update(slot >> 3, word & ~(0xFF << shift) | datapath.tick_byte(tick) << shift)
 
 
 def _set_offered(coll: Collection, addr: str, tick: int, sport: int = 40000) -> None:
@@ -233,7 +233,7 @@ def test_an_ack_to_no_cookie_offered_is_not_ours(family: str) -> None:
         datapath.trust_offered(coll.maps, TICK)
         # Its SYN answered, the source is recorded in this tick: checked, passed.
         sent, _ = handshake(g, L3[family](), [("MSS", 1460)])
-        assert _offered(coll, client) == datapath.offered_byte(TICK)
+        assert _offered(coll, client) == datapath.tick_byte(TICK)
         ok = eth() / L3[family]() / TCP(sport=40000, dport=PORT, seq=1001, ack=sent + 1, flags="A")
         assert check(ok) == (XDP_PASS, "ack-valid")
         # A cookie is valid in its tick and the next: recorded two ticks ago is too old.

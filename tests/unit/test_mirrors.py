@@ -123,7 +123,7 @@ SHIELD_PAIRS = [
     Pair("XS_ABI_META_MAGIC", "datapath.META_MAGIC", datapath.META_MAGIC),
     Pair("XS_ABI_SEEN_BITS", "datapath.SEEN_BITS", datapath.SEEN_BITS),
     Pair("XS_ABI_OFFERED_BITS", "datapath.OFFERED_BITS", datapath.OFFERED_BITS),
-    Pair("XS_ABI_OFFERED_SET", "datapath.OFFERED_SET", datapath.OFFERED_SET),
+    Pair("XS_ABI_TICK_SET", "datapath.TICK_SET", datapath.TICK_SET),
     Pair("XS_ABI_KERN_SYN_BITS", "datapath.KERN_SYN_BITS", datapath.KERN_SYN_BITS),
     Pair("XS_ABI_KEY_RECORDED", "datapath.KEY_RECORDED", datapath.KEY_RECORDED),
     # WIN_NS is 1 << XS_WIN_SHIFT; a WIN_NS that is no power of two fails too.

@@ -612,7 +612,7 @@ def age_verified(maps: Maps, now_ns: int) -> int:
 SEEN_BITS = 20  # consts.h XS_SEEN_BITS
 OFFERED_BITS = 19  # consts.h XS_OFFERED_BITS
 KERN_SYN_BITS = 16  # consts.h XS_KERN_SYN_BITS
-OFFERED_SET = 0x80  # consts.h XS_OFFERED_SET: a slot's byte once written
+TICK_SET = 0x80  # consts.h XS_TICK_SET: a tick byte once written (both filters)
 #: Cookie ticks after a load before its filter of cookies offered is
 #: trusted: by then every cookie an earlier object (same keys, kept across a
 #: reload or an upgrade) minted has expired (two ticks), with one to spare
@@ -658,9 +658,10 @@ def kern_syn_slot(addr: str, sport: int, dport: int) -> int:
     return _fib_hash(addr, KERN_SYN_BITS, (sport, dport))
 
 
-def offered_byte(tick: int) -> int:
-    """A tick slot's byte for cookie tick ``tick`` (guard.h xs_tick_note())."""
-    return OFFERED_SET | tick & (OFFERED_SET - 1)
+def tick_byte(tick: int) -> int:
+    """A tick slot's byte (``xs_offered``, ``xs_kern_syn``) for cookie tick
+    ``tick`` (guard.h xs_tick_note())."""
+    return TICK_SET | tick & (TICK_SET - 1)
 
 
 def start_offered(maps: Maps, now_ns: int | None = None) -> int | None:
