@@ -116,6 +116,13 @@ enum xs_prog {
  * (or never) userspace rotates the keys (Linux: up to about 2 minutes).
  */
 #define XS_COOKIE_TICK_NS_SHIFT	36
+/* A cookie minted by a clock a little ahead of the checker's (another CPU's,
+ * whose offset it learnt at another moment; another node's wall clock) can
+ * carry the next tick's parity while the checker is still in the tick
+ * before: within this much of the next tick, such a cookie is also tried as
+ * the next tick's (268 ms: NTP keeps a fleet's clocks far closer).
+ */
+#define XS_COOKIE_AHEAD_NS	(1U << 28)
 
 /* TSval low bits, as Linux's cookie_init_timestamp() lays them out. */
 #define XS_TS_BITS		6

@@ -31,19 +31,31 @@ static __always_inline __u64 xs_sip_tail(__u32 tick, __u32 mss_idx, __u64 len)
 	return (__u64)tick | (__u64)mss_idx << 32 | len << 56;
 }
 
-/* The cookie clock's tick at @now_ns (xs_now()). The cookie clock is the
- * wall clock (xs_now() + xs_clock's offset): machines do not share their
- * monotonic clocks, and a fleet's nodes must agree on a cookie's tick. An
- * array lookup: inlined, no call.
+/* The cookie clock at @now_ns (xs_now()): the wall clock (xs_now() +
+ * xs_clock's offset), since machines do not share their monotonic clocks
+ * and a fleet's nodes must agree on a cookie's tick. An array lookup:
+ * inlined, no call.
  */
-static __always_inline __u32 xs_cookie_tick(__u64 now_ns)
+static __always_inline __u64 xs_cookie_ns(__u64 now_ns)
 {
 	__u32 zero = 0;
 	__u64 *off = bpf_map_lookup_elem(&xs_clock, &zero);
 
-	if (off)
-		now_ns += *off;
-	return (__u32)(now_ns >> XS_COOKIE_TICK_NS_SHIFT);
+	return off ? now_ns + *off : now_ns;
+}
+
+/* The cookie clock's tick at @now_ns (xs_now()). */
+static __always_inline __u32 xs_cookie_tick(__u64 now_ns)
+{
+	return (__u32)(xs_cookie_ns(now_ns) >> XS_COOKIE_TICK_NS_SHIFT);
+}
+
+/* Is cookie-clock time @cns within XS_COOKIE_AHEAD_NS of the next tick? */
+static __always_inline int xs_cookie_tick_ending(__u64 cns)
+{
+	__u64 in_tick = cns & ((1ULL << XS_COOKIE_TICK_NS_SHIFT) - 1);
+
+	return in_tick >= (1ULL << XS_COOKIE_TICK_NS_SHIFT) - XS_COOKIE_AHEAD_NS;
 }
 
 /* The tick a cookie was made in, from its parity bit: this tick or the one

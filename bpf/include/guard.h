@@ -135,11 +135,13 @@ static __always_inline void xs_tick_note(__u8 *o, __u32 tick)
 		*o = b;
 }
 
-/* Does a slot hold cookie tick @now_tick or the one before? */
+/* Does a slot hold cookie tick @now_tick, the one before, or the next (a
+ * note by a CPU whose clock runs a little ahead of this one's)?
+ */
 static __always_inline int xs_tick_recent(const __u8 *o, __u32 now_tick)
 {
 	return o && (*o & XS_TICK_SET) &&
-	       ((now_tick - *o) & XS_TICK_MASK) <= 1;
+	       ((now_tick + 1 - *o) & XS_TICK_MASK) <= 2;
 }
 
 /* Could this shield have sent @l3's source a cookie that is still valid
@@ -220,23 +222,17 @@ static __always_inline __u32 xs_syn_cookie(struct xdp_md *ctx,
 	return XS_V(XDP_TX, XS_R_SYN_COOKIE_SENT);
 }
 
-/* Does this ACK acknowledge one of our cookies (ack - 1, under the key its
- * slot bit names, made in cookie tick @now_tick or the one before)? One
- * SipHash, unless xs_offered says no cookie went to its source.
- */
-static __always_inline int xs_ack_cookie_ok(const struct xs_l3 *l3,
-					    struct tcphdr *th, __u32 now_tick)
+/* Is @cookie the one @key makes in cookie tick @tick for this ACK's SYN? */
+static __always_inline int xs_ack_cookie_is(const struct xs_l3 *l3,
+					    const struct tcphdr *th,
+					    const struct xs_key *key,
+					    __u32 cookie, __u32 tick)
 {
-	__u32 cookie = bpf_ntohl(th->ack_seq) - 1;
-	const struct xs_key *key = xs_slot_key(cookie);
 	__u32 isn_be = bpf_htonl(bpf_ntohl(th->seq) - 1);
 	__u32 ports = (__u32)th->source | (__u32)th->dest << 16;
 	__u32 mss_idx = cookie & XS_COOKIE_MSS_MASK;
-	__u32 hash, tick;
+	__u32 hash;
 
-	if (!key || !xs_offered_maybe(l3, th, key, now_tick))
-		return 0;
-	tick = xs_cookie_made_tick(cookie, now_tick);
 	if (l3->v6) {
 		struct ipv6hdr *ip6 = l3->iph;
 
@@ -250,6 +246,28 @@ static __always_inline int xs_ack_cookie_ok(const struct xs_l3 *l3,
 				mss_idx, tick);
 	}
 	return ((hash ^ cookie) & XS_COOKIE_HASH_MASK) == 0;
+}
+
+/* Does this ACK acknowledge one of our cookies (ack - 1, under the key its
+ * slot bit names, made in the cookie tick of @cns, cookie-clock ns, or the
+ * one before)? One SipHash, unless xs_offered says no cookie went to its
+ * source. In the tick's last XS_COOKIE_AHEAD_NS, a cookie with the next
+ * tick's parity is tried as the next tick's too (a clock ahead minted it).
+ */
+static __always_inline int xs_ack_cookie_ok(const struct xs_l3 *l3,
+					    struct tcphdr *th, __u64 cns)
+{
+	__u32 cookie = bpf_ntohl(th->ack_seq) - 1;
+	const struct xs_key *key = xs_slot_key(cookie);
+	__u32 now_tick = cns >> XS_COOKIE_TICK_NS_SHIFT, tick;
+
+	if (!key || !xs_offered_maybe(l3, th, key, now_tick))
+		return 0;
+	tick = xs_cookie_made_tick(cookie, now_tick);
+	if (xs_ack_cookie_is(l3, th, key, cookie, tick))
+		return 1;
+	return tick != now_tick && xs_cookie_tick_ending(cns) &&
+	       xs_ack_cookie_is(l3, th, key, cookie, now_tick + 1);
 }
 
 /* An RST in answer to a segment (RFC 9293 3.10.7.1): seq from its ACK
@@ -466,7 +484,8 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 	int looked = (flags & XS_TCP_SYN) || !xs_flood_is_on();
 	int seen = !looked && xs_seen_test(l3);
 	struct bpf_sock_tuple t;
-	__u32 tlen, state, now_tick;
+	__u32 tlen, state;
+	__u64 cns;
 
 	if (looked || seen) {
 		tlen = xs_sock_tuple(&t, l3, th);
@@ -479,8 +498,8 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 			return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
 		}
 	}
-	now_tick = xs_cookie_tick(now);
-	if (ack && xs_ack_cookie_ok(l3, th, now_tick)) {
+	cns = xs_cookie_ns(now);
+	if (ack && xs_ack_cookie_ok(l3, th, cns)) {
 		/* Its connection's later segments must find the lookup. */
 		xs_seen_mark(l3);
 		return xs_ack_pass_meta(ctx, l3, th, l4off);
@@ -498,7 +517,7 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 	 */
 	if (ack && (seen || (looked && xs_seen_test(l3))) &&
 	    xs_tick_recent(xs_tick_slot(&xs_kern_syn, XS_KERN_SYN_BITS, l3, th),
-			   now_tick))
+			   cns >> XS_COOKIE_TICK_NS_SHIFT))
 		return XS_V(XDP_PASS, XS_R_ACK_SEEN_PASS);
 	if (!ack)
 		return XS_V(XDP_DROP, XS_R_NOT_VERIFIED);
@@ -536,7 +555,7 @@ static __always_inline __u32 xs_reset_unverified(struct xdp_md *ctx,
 		}
 	}
 	if ((flags & XS_HANDSHAKE_MASK) == XS_TCP_ACK &&
-	    xs_ack_cookie_ok(l3, th, xs_cookie_tick(now))) {
+	    xs_ack_cookie_ok(l3, th, xs_cookie_ns(now))) {
 		xs_verified_add(vk, now);
 		xs_seen_mark(l3);
 		return xs_send_rst(ctx, l3, th, frame_len, XS_R_ACK_VALID);

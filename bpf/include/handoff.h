@@ -91,7 +91,7 @@ __attribute__((noinline)) int xs_tc_recheck(struct __sk_buff *skb,
 	barrier_var(th);
 	if ((void *)(th + 1) > data_end)
 		return -1;
-	if (!xs_ack_cookie_ok(&l3, th, xs_cookie_tick(xs_now())) ||
+	if (!xs_ack_cookie_ok(&l3, th, xs_cookie_ns(xs_now())) ||
 	    xs_tc_decode(skb, th, data_end, &l3, m))
 		return -1;
 	return 0;

@@ -47,6 +47,21 @@ def test_nodes_with_their_offsets_agree_on_the_tick() -> None:
     assert handshake(WALL - NOW, WALL - (NOW - SKEW)) == Reason.ACK_VALID
 
 
+def test_a_node_a_little_ahead_across_a_tick_boundary() -> None:
+    """Node A's wall clock 3 ms ahead of B's, the SYN just after a tick
+    began on A's clock, its ACK on B's a moment later, still in the tick
+    before: taken (within XS_COOKIE_AHEAD_NS of the tick's end). The same
+    cookie 10 s before the boundary on B's clock is two ticks old to B."""
+    boundary = (WALL // TICK_NS + 1) * TICK_NS
+    a_wall = boundary + 10**6
+    assert handshake(a_wall - NOW, a_wall - 3 * 10**6 - (NOW - SKEW)) == Reason.ACK_VALID
+    assert handshake(a_wall - NOW, a_wall - 10 * 10**9 - (NOW - SKEW)) == Reason.ACK_INVALID
+    # A cookie of the tick before, near the boundary, is still taken (its
+    # own tick is tried first).
+    a_wall = boundary - TICK_NS - TICK_NS // 2
+    assert handshake(a_wall - NOW, boundary - 10**6 - (NOW - SKEW)) == Reason.ACK_VALID
+
+
 def test_without_the_offset_the_ticks_differ() -> None:
     """What the offset fixes: on monotonic clocks alone, B counts the cookie
     as made two ticks ago and refuses it."""

@@ -110,6 +110,23 @@ def test_cookie_lives_for_two_ticks_at_most() -> None:
             assert cookie.cookie_valid(keys, *args, 1000, c + 1, now_ns=later) is ok, (made, later)
 
 
+def test_a_cookie_from_a_clock_a_little_ahead_is_taken_as_a_tick_ends() -> None:
+    """Minted just after a tick began by a clock ahead (another CPU's, another
+    node's), checked just before by one behind: taken within AHEAD_NS of the
+    tick's end, not before (its parity then says two ticks old)."""
+    keys = {1: (KEY, 9)}
+    args = ("198.18.0.1", "198.18.0.2", 40000, 80)
+    boundary = ((NOW >> cookie.TICK_SHIFT) + 1) << cookie.TICK_SHIFT
+    c = cookie.make_cookie(KEY, 9, *args, 999, 3, now_ns=boundary + 10**6)
+    for later, ok in (
+        (boundary - 3 * 10**6, True),
+        (boundary - cookie.AHEAD_NS, True),
+        (boundary - cookie.AHEAD_NS - 1, False),
+        (boundary - TICK_NS // 2, False),
+    ):
+        assert cookie.cookie_valid(keys, *args, 1000, c + 1, now_ns=later) is ok, later
+
+
 @pytest.mark.parametrize(
     ("mss", "v6", "mtu", "idx"),
     [

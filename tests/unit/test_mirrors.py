@@ -135,6 +135,7 @@ SHIELD_PAIRS = [
     Pair("XS_ABI_COOKIE_TICK_SHIFT", "cookie.TICK_BIT_SHIFT", cookie.TICK_BIT_SHIFT),
     Pair("XS_ABI_COOKIE_HASH_MASK", "cookie.HASH_MASK", cookie.HASH_MASK),
     Pair("XS_ABI_COOKIE_TICK_NS_SHIFT", "cookie.TICK_SHIFT", cookie.TICK_SHIFT),
+    Pair("XS_ABI_COOKIE_AHEAD_NS", "cookie.AHEAD_NS", cookie.AHEAD_NS),
     Pair("XS_ABI_TS_BITS", "cookie.TS_BITS", cookie.TS_BITS),
     Pair("XS_ABI_TS_WSCALE_MASK", "cookie.TS_WSCALE_NONE", cookie.TS_WSCALE_NONE),
     Pair("XS_ABI_TS_SACK", "cookie.TS_SACK", cookie.TS_SACK),

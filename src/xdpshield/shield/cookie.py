@@ -56,6 +56,10 @@ SLOT_SHIFT = 2
 MSS_MASK = 0x3
 #: The cookie clock: ns >> 36, a tick of 68.7 s.
 TICK_SHIFT = 36
+#: In a tick's last AHEAD_NS, a cookie with the next tick's parity is also
+#: tried as the next tick's: a clock a little ahead (another CPU's, another
+#: node's) minted it.
+AHEAD_NS = 1 << 28
 
 #: Low TSval bits that carry options, and their layout.
 TS_BITS = 6
@@ -211,7 +215,8 @@ def cookie_valid(
 
     ``keys`` maps a live slot (0, 1) to its (key, epoch); the ACK carries
     ``seq`` = ISN + 1 and ``ack`` = cookie + 1. The cookie must be of this
-    tick or the one before (the one whose parity its bit 3 gives).
+    tick or the one before (the one whose parity its bit 3 gives), or, in
+    this tick's last AHEAD_NS, of the next.
     """
     cookie = (ack - 1) & 0xFFFFFFFF
     slot, mss_idx = split_cookie(cookie)
@@ -220,9 +225,16 @@ def cookie_valid(
     key, _ = keys[slot]
     now_tick = tick(now_ns)
     made = (now_tick - ((now_tick ^ (cookie >> TICK_BIT_SHIFT)) & 1)) & 0xFFFFFFFF
+    tries = [made]
+    if made != now_tick and tick(now_ns + AHEAD_NS) != now_tick:
+        tries.append((now_tick + 1) & 0xFFFFFFFF)
     isn = (seq - 1) & 0xFFFFFFFF
-    h = siphash24(key, cookie_message(saddr, daddr, sport, dport, isn, made, mss_idx))
-    return (h ^ cookie) & HASH_MASK == 0
+    return any(
+        (siphash24(key, cookie_message(saddr, daddr, sport, dport, isn, t, mss_idx)) ^ cookie)
+        & HASH_MASK
+        == 0
+        for t in tries
+    )
 
 
 @dataclass(frozen=True)
