@@ -44,10 +44,16 @@ static __always_inline __u64 xs_cookie_ns(__u64 now_ns)
 	return off ? now_ns + *off : now_ns;
 }
 
+/* The tick of cookie-clock time @cns. */
+static __always_inline __u32 xs_tick_of(__u64 cns)
+{
+	return (__u32)(cns >> XS_COOKIE_TICK_NS_SHIFT);
+}
+
 /* The cookie clock's tick at @now_ns (xs_now()). */
 static __always_inline __u32 xs_cookie_tick(__u64 now_ns)
 {
-	return (__u32)(xs_cookie_ns(now_ns) >> XS_COOKIE_TICK_NS_SHIFT);
+	return xs_tick_of(xs_cookie_ns(now_ns));
 }
 
 /* Is cookie-clock time @cns within XS_COOKIE_AHEAD_NS of the next tick? */

@@ -259,7 +259,7 @@ static __always_inline int xs_ack_cookie_ok(const struct xs_l3 *l3,
 {
 	__u32 cookie = bpf_ntohl(th->ack_seq) - 1;
 	const struct xs_key *key = xs_slot_key(cookie);
-	__u32 now_tick = cns >> XS_COOKIE_TICK_NS_SHIFT, tick;
+	__u32 now_tick = xs_tick_of(cns), tick;
 
 	if (!key || !xs_offered_maybe(l3, th, key, now_tick))
 		return 0;
@@ -485,7 +485,7 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 	int seen = !looked && xs_seen_test(l3);
 	struct bpf_sock_tuple t;
 	__u32 tlen, state;
-	__u64 cns;
+	__u64 cns = 0;
 
 	if (looked || seen) {
 		tlen = xs_sock_tuple(&t, l3, th);
@@ -498,14 +498,20 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 			return XS_V(XDP_PASS, XS_R_ESTABLISHED_PASS);
 		}
 	}
-	cns = xs_cookie_ns(now);
-	if (ack && xs_ack_cookie_ok(l3, th, cns)) {
-		/* Its connection's later segments must find the lookup. */
-		xs_seen_mark(l3);
-		return xs_ack_pass_meta(ctx, l3, th, l4off);
+	if (ack) {
+		cns = xs_cookie_ns(now);
+		if (xs_ack_cookie_ok(l3, th, cns)) {
+			/* Its connection's later segments must find the
+			 * lookup.
+			 */
+			xs_seen_mark(l3);
+			return xs_ack_pass_meta(ctx, l3, th, l4off);
+		}
 	}
 	if (!xs_flood_count(now))
 		return XS_V(XDP_PASS, XS_R_STRAY_UNDER_THRESHOLD);
+	if (!ack)
+		return XS_V(XDP_DROP, XS_R_NOT_VERIFIED);
 	/* A connection whose SYN the kernel answered lately (its source
 	 * marked in xs_seen then too) may hold a cookie of the kernel's own
 	 * (net.ipv4.tcp_syncookies=2, or its SYN queue overflowed): only the
@@ -515,12 +521,10 @@ static __always_inline __u32 xs_transparent_segment(struct xdp_md *ctx,
 	 * is sent again once the connection exists. A forged-ACK flood gets
 	 * here only with such a connection's source and ports.
 	 */
-	if (ack && (seen || (looked && xs_seen_test(l3))) &&
+	if ((seen || (looked && xs_seen_test(l3))) &&
 	    xs_tick_recent(xs_tick_slot(&xs_kern_syn, XS_KERN_SYN_BITS, l3, th),
-			   cns >> XS_COOKIE_TICK_NS_SHIFT))
+			   xs_tick_of(cns)))
 		return XS_V(XDP_PASS, XS_R_ACK_SEEN_PASS);
-	if (!ack)
-		return XS_V(XDP_DROP, XS_R_NOT_VERIFIED);
 	return XS_V(XDP_DROP, XS_R_ACK_INVALID);
 }
 

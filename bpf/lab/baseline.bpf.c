@@ -199,6 +199,17 @@ int bench_restore(struct xdp_md *ctx)
 	return XDP_ABORTED;	/* no target installed */
 }
 
+/* A TCP header's first word (@ports, as stored) with a random source port.
+ * Whole words written, each a word the program under test loads: a load
+ * that spans narrower stores cannot be forwarded from them, and would wait
+ * for them to retire as no frame off a link makes it.
+ */
+static __always_inline __u32 random_sport(__u32 ports)
+{
+	return (ports & bpf_htonl(0x0000ffff)) |
+	       (bpf_get_prandom_u32() & bpf_htonl(0xffff0000));
+}
+
 SEC("xdp")
 int bench_forge(struct xdp_md *ctx)
 {
@@ -209,10 +220,8 @@ int bench_forge(struct xdp_md *ctx)
 
 	if ((void *)(th + 1) > data_end)
 		return XDP_ABORTED;
-	/* Whole words, as bench_synforge writes them (see there). */
 	ip->saddr = bpf_get_prandom_u32();
-	*(__u32 *)th = (*(__u32 *)th & bpf_htonl(0x0000ffff)) |
-		       (bpf_get_prandom_u32() & bpf_htonl(0xffff0000));
+	*(__u32 *)th = random_sport(*(__u32 *)th);
 	th->ack_seq = bpf_get_prandom_u32();
 	bpf_tail_call(ctx, &bench_target, 0);
 	return XDP_ABORTED;	/* no target installed */
@@ -249,14 +258,12 @@ int bench_synforge(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	/* The low 24 bits of the source and the source port: the first byte
 	 * stays what the frame had, so no source is a martian. Whole words
-	 * written, each a word the program under test loads: a load that
-	 * spans narrower stores cannot be forwarded from them, and would wait
-	 * for them to retire as no frame off a link makes it.
+	 * written (see random_sport()).
 	 */
 	r = bpf_get_prandom_u32();
 	saddr = (ip->saddr & bpf_htonl(0xff000000)) | (r & bpf_htonl(0x00ffffff));
 	ports = *(__u32 *)th;
-	nports = (ports & bpf_htonl(0x0000ffff)) | (bpf_get_prandom_u32() & bpf_htonl(0xffff0000));
+	nports = random_sport(ports);
 	w = (__u32 *)ip + 2;	/* ttl, protocol, check */
 	*w = (*w & 0xffff) |
 	     (__u32)csum_replace4(*w >> 16, ip->saddr, saddr) << 16;
