@@ -79,8 +79,8 @@ enum xs_prog {
 #define XS_VERIFIED_MAX		65536
 #endif
 
-/* xs_now() learns its jiffies offset from the coarse clock again every this
- * many reads per CPU (a power of two).
+/* xs_now() reads the coarse clock for its jiffies offset every this many
+ * reads per CPU (a power of two).
  */
 #define XS_JCLOCK_EVERY		1024
 
@@ -116,8 +116,8 @@ enum xs_prog {
  * (or never) userspace rotates the keys (Linux: up to about 2 minutes).
  */
 #define XS_COOKIE_TICK_NS_SHIFT	36
-/* A cookie minted by a clock a little ahead of the checker's (another CPU's,
- * whose offset it learnt at another moment; another node's wall clock) can
+/* A cookie minted by a clock a little ahead of the checker's (another node's
+ * wall clock; another CPU's, just after the offset they share grew) can
  * carry the next tick's parity while the checker is still in the tick
  * before: within this much of the next tick, such a cookie is also tried as
  * the next tick's (268 ms: NTP keeps a fleet's clocks far closer).

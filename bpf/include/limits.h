@@ -301,9 +301,9 @@ static __always_inline __u32 xs_limit(const struct xs_lim_q *q,
 	}
 	if (reason) {
 		if (lim->block_after_ns) {
-			/* Signed: another CPU's clock may be a tick ahead of
-			 * this one's (each learns its offset), and a time it
-			 * wrote then lies in this CPU's future.
+			/* Signed: a time another CPU wrote may lie in this
+			 * one's future (it read the clock just after the
+			 * offset they share grew by up to a tick, clock.h).
 			 */
 			if (!st->over_since ||
 			    (__s64)(now - st->over_last) >

@@ -128,6 +128,18 @@ struct {
 	__type(value, struct xs_cpu_state);
 } xs_cpu SEC(".maps");
 
+/* xs_now()'s offset, CLOCK_MONOTONIC less jiffies * xs_jiffy_ns: the
+ * largest any CPU has read (clock.h), one for all CPUs, so that they keep
+ * one clock. Stored with its sign bit flipped (signed order becomes the
+ * unsigned one; 0: nothing read yet).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} xs_jclock SEC(".maps");
+
 /* Transparent mode, tc: the tuple this CPU last handed to the kernel, and
  * when (handoff.h, xs_tc_same_tuple()).
  */

@@ -136,12 +136,10 @@ struct xs_cpu_state {
 	__u32 dst[4];		/* as struct xs_vkey */
 	__u32 dst_kind;		/* enum xs_local_kind, or 0 */
 	__u32 dst_valid;	/* dst and dst_kind are filled */
-	/* xs_now(): CLOCK_MONOTONIC less jiffies * xs_jiffy_ns, learnt from
-	 * the coarse clock (the largest of its readings).
-	 */
-	__s64 joff;
-	__u32 jreads;		/* clock reads since the last time learnt */
-	__u32 jvalid;		/* joff is learnt */
+	__u32 jreads;		/* xs_now() calls: it reads the coarse clock
+				 * every XS_JCLOCK_EVERY of them
+				 */
+	__u32 pad;
 };
 
 /* Where the shield's own interface stands (userspace keeps it current). */

@@ -14,7 +14,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from xdpshield.ebpf import Collection, ObjectSpec
+from xdpshield.ebpf import Collection, ObjectSpec, Raw, UInt
 from xdpshield.shield import datapath
 from xdpshield.shield.datapath import GuardOptions, Reason
 
@@ -82,3 +82,74 @@ def _times(jiffies: bool, tick: int) -> None:
             time.sleep(0.003)
         assert seen == sorted(seen), "never backwards on one CPU"
         assert seen[-1] > seen[0], "it moves"
+
+
+FLIP = 1 << 63  # clock.h XS_JOFF_FLIP
+JREADS = 80  # struct xs_cpu_state's jreads (test_mirrors checks the layout)
+
+
+def _offset(coll: Collection) -> int:
+    """xs_jclock's offset, signed."""
+    w = int(coll.maps["xs_jclock"].typed(UInt(4), UInt(8)).lookup(0))
+    assert w, "no CPU has read the coarse clock"
+    return (w ^ FLIP) - (1 << 64 if w ^ FLIP >= FLIP else 0)
+
+
+def _set_offset(coll: Collection, off: int) -> None:
+    coll.maps["xs_jclock"].typed(UInt(4), UInt(8)).update(0, (off & (1 << 64) - 1) ^ FLIP)
+
+
+def _set_jreads(coll: Collection, per_cpu: dict[int, int]) -> None:
+    """Each CPU's count of clock calls (0: its next one reads the coarse clock)."""
+    m = coll.maps["xs_cpu"]
+    raw = m.typed(UInt(4), Raw(m.value_size))
+    vals = [bytearray(v) for v in raw.lookup_percpu(0)]
+    for cpu, n in per_cpu.items():
+        vals[cpu][JREADS : JREADS + 4] = n.to_bytes(4, "little")
+    raw.update(0, [bytes(v) for v in vals])
+
+
+def test_every_cpu_tells_the_time_by_one_offset() -> None:
+    """The jiffies clock's offset is one for all CPUs, the largest any has
+    read: a CPU that has not read the coarse clock since tells the time by
+    another's reading, and a smaller reading never lowers it."""
+    if not TICK_NS:
+        pytest.skip("CONFIG_HZ unknown: the data path reads its clock through the helper")
+    cpus = os.sched_getaffinity(0)
+    a, b = min(cpus), max(cpus)  # one CPU only: both steps on it
+    ttl = int(TTL_S * 1e9)
+
+    def now_on(cpu: int, g: Guard, client: str) -> tuple[int, int, int]:
+        os.sched_setaffinity(0, {cpu})
+        t0 = time.monotonic_ns()
+        _verify(g, client)
+        t1 = time.monotonic_ns()
+        entry = datapath.verified_sources(g.maps)[ipaddress.ip_address(client)]
+        return t0, entry.expires_ns - ttl, t1
+
+    try:
+        with _load(jiffies=True) as coll:
+            g = Guard(coll)
+            t0, now, t1 = now_on(a, g, "198.18.2.1")
+            assert t0 - 2 * TICK_NS <= now <= t1 + TICK_NS
+            good = _offset(coll)
+            # A reading three ticks short, as if taken while jiffies ran ahead
+            # of the timekeeper; no CPU reads the coarse clock in the next
+            # calls but CPU a's next.
+            _set_offset(coll, good - 3 * TICK_NS)
+            _set_jreads(coll, {a: 1, b: 1} if a != b else {a: 1})
+            t0, now, t1 = now_on(b, g, "198.18.2.2")
+            assert now <= t1 - 2 * TICK_NS, "CPU b tells the time by the shared offset"
+            _set_jreads(coll, {a: 0})
+            t0, now, t1 = now_on(a, g, "198.18.2.3")
+            assert t0 - 2 * TICK_NS <= now <= t1 + TICK_NS, "CPU a read the coarse clock"
+            assert _offset(coll) >= good
+            t0, now, t1 = now_on(b, g, "198.18.2.4")
+            assert t0 - 2 * TICK_NS <= now <= t1 + TICK_NS, "CPU b has CPU a's reading at once"
+            # A reading smaller than the offset kept leaves it as it is.
+            _set_offset(coll, good + 5 * TICK_NS)
+            _set_jreads(coll, {a: 0})
+            t0, now, t1 = now_on(a, g, "198.18.2.5")
+            assert now >= t0 + 3 * TICK_NS and _offset(coll) == good + 5 * TICK_NS
+    finally:
+        os.sched_setaffinity(0, cpus)

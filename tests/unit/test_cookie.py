@@ -111,8 +111,8 @@ def test_cookie_lives_for_two_ticks_at_most() -> None:
 
 
 def test_a_cookie_from_a_clock_a_little_ahead_is_taken_as_a_tick_ends() -> None:
-    """Minted just after a tick began by a clock ahead (another CPU's, another
-    node's), checked just before by one behind: taken within AHEAD_NS of the
+    """Minted just after a tick began by a clock ahead (another node's),
+    checked just before by one behind: taken within AHEAD_NS of the
     tick's end, not before (its parity then says two ticks old)."""
     keys = {1: (KEY, 9)}
     args = ("198.18.0.1", "198.18.0.2", 40000, 80)

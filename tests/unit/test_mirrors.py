@@ -278,9 +278,8 @@ CPU_MEMBERS: list[str | None] = [
     "dst",
     "dst_kind",
     "dst_valid",
-    "joff",
     "jreads",
-    "jvalid",
+    "pad",
 ]
 META_MEMBERS: list[str | None] = ["tsval", "tsecr", "mss", "opts", "snd_wscale", "magic"]
 
@@ -501,5 +500,8 @@ def test_the_flood_state_is_read_from_the_head_of_every_cpu_state_layout() -> No
     loaded before a field was added (still running until an upgrade) reads too."""
     head, full = datapath._CPU_FLOOD.struct.format, datapath._CPU.struct.format
     assert full.startswith(head) and datapath._CPU_FLOOD.size < datapath._CPU.size
-    old = bytes(range(80))  # the layout before the jiffies clock's three fields
-    assert datapath._CPU_FLOOD.decode(old) == datapath._CPU.struct.unpack_from(old + bytes(16))[:7]
+    # The layouts before the jiffies clock (80 bytes) and before its offset
+    # was one for all CPUs (96).
+    for old in (bytes(range(80)), bytes(range(96))):
+        padded = old.ljust(datapath._CPU.size, b"\0")
+        assert datapath._CPU_FLOOD.decode(old) == datapath._CPU.struct.unpack_from(padded)[:7]

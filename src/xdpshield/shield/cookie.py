@@ -57,8 +57,8 @@ MSS_MASK = 0x3
 #: The cookie clock: ns >> 36, a tick of 68.7 s.
 TICK_SHIFT = 36
 #: In a tick's last AHEAD_NS, a cookie with the next tick's parity is also
-#: tried as the next tick's: a clock a little ahead (another CPU's, another
-#: node's) minted it.
+#: tried as the next tick's: a clock a little ahead (another node's) minted
+#: it.
 AHEAD_NS = 1 << 28
 
 #: Low TSval bits that carry options, and their layout.

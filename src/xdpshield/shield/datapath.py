@@ -802,9 +802,9 @@ class CpuState:
     last_change_ns: int
 
 
-_CPU = StructCodec("=QIIIIQQQII16sIIqII")  # struct xs_cpu_state (and its caches)
+_CPU = StructCodec("=QIIIIQQQII16sIIII")  # struct xs_cpu_state (and its caches)
 #: Its flood state, at the head of every layout it has had (objects from
-#: before the jiffies clock, still running until an upgrade, had no joff).
+#: before the jiffies clock, still running until an upgrade, had no jreads).
 _CPU_FLOOD = StructCodec("=QIIIIQQ")
 
 
