@@ -30,6 +30,11 @@
  *                 bench_sink, then turns a SYN into a SYN-ACK (sets ACK) and
  *                 drops it; the counts tell whether a run saw a fresh copy
  *                 of the input or what an earlier run left behind.
+ * bench_parse_drop  live floor of a verdict that reads the headers: the
+ *                 shield's own parse (parse.h: Ethernet, VLAN, IPv4 or IPv6
+ *                 and its extension headers, TCP), a per-CPU count of the
+ *                 packets and bytes by what the parse found, XDP_DROP. What
+ *                 any check of a flood's packet pays before it decides.
  * bench_sink      live receiver at the attacker side: counts frames by kind
  *                 (bench_sink_stats) and drops them; a native XDP program on
  *                 the peer is also what makes XDP_TX on veth deliver at all.
@@ -37,6 +42,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "parse.h"
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -92,6 +98,21 @@ struct {
  */
 const volatile __u8 sink_pass_all = 0;
 
+/* bench_parse_drop's counts: by what the parse found (0 not TCP, 1 TCP,
+ * 2 malformed), so that the parse is not compiled away.
+ */
+struct bench_count {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 3);
+	__type(key, __u32);
+	__type(value, struct bench_count);
+} bench_parse_stats SEC(".maps");
+
 SEC("xdp")
 int bench_drop(struct xdp_md *ctx)
 {
@@ -102,6 +123,33 @@ SEC("xdp")
 int bench_tx(struct xdp_md *ctx)
 {
 	return XDP_TX;
+}
+
+SEC("xdp")
+int bench_parse_drop(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct xs_cursor c = { .pos = data, .end = data_end };
+	struct xs_l3 l3 = {};
+	struct bench_count *n;
+	struct tcphdr *th;
+	__u32 kind = 0;
+	int proto;
+
+	proto = xs_parse_l3(&c, &l3, data);
+	if (proto == IPPROTO_TCP && !l3.nonfirst)
+		proto = xs_parse_tcp(&c, &l3, &th);
+	if (proto < 0 && proto != XS_L3_NOT_IP)
+		kind = 2;
+	else if (proto == IPPROTO_TCP)
+		kind = 1;
+	n = bpf_map_lookup_elem(&bench_parse_stats, &kind);
+	if (n) {
+		n->packets++;
+		n->bytes += data_end - data;
+	}
+	return XDP_DROP;
 }
 
 static __always_inline void swap_bytes(__u8 *a, __u8 *b, int n)

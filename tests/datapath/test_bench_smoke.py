@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from xdpshield.ebpf import ObjectSpec, StructCodec, UInt
@@ -42,6 +42,21 @@ def test_baselines_do_what_they_say() -> None:
         for layer in (IP, TCP):
             del got[layer].chksum
         assert bytes(got) == back.frame
+
+
+def test_the_parse_floor_reads_the_headers_counts_and_drops() -> None:
+    """bench_parse_drop (the live floor beside the bare drop): every frame
+    dropped, counted by what the shield's parse found in it."""
+    tcp = syn_frame()
+    udp = bytes(Ether() / IP(src="198.18.0.1", dst="198.18.0.2") / UDP(dport=53) / (b"x" * 8))
+    short = tcp[:30]  # the IPv4 header cut off: malformed
+    with ObjectSpec(OBJ_DIR / "baseline.o").load() as coll:
+        prog = coll.program("bench_parse_drop")
+        for frame, n in ((tcp, 3), (udp, 2), (short, 1)):
+            assert prog.run(frame, n).verdict == XDP_DROP
+        stats = coll.map("bench_parse_stats").typed(UInt(4), StructCodec("=QQ"))
+        got = [tuple(map(sum, zip(*stats.lookup_percpu(k), strict=True))) for k in range(3)]
+    assert got == [(2, 2 * len(udp)), (3, 3 * len(tcp)), (1, len(short))]
 
 
 def test_restore_harness_gives_every_iteration_the_original_frame() -> None:

@@ -187,6 +187,11 @@ def test_live_rows_carry_goals_baselines_and_why_a_receiver_did_not_run() -> Non
         "nft: no synproxy"
     )
     assert rows["ack-flood xdp-filter (2 queues)"].skipped == "xdp-filter: EPERM"
+    # The floor of reading the headers, against the bare drop; the shield against it.
+    floor = rows["ack-flood xdp-parse-drop (2 queues)"]
+    assert floor.baseline == "ack-flood xdp-drop (2 queues)" and floor.goal is None
+    vs_floor = rows["ack-flood xdpshield vs xdp-parse-drop (2 queues)"]
+    assert vs_floor.baseline == "ack-flood xdp-parse-drop (2 queues)" and vs_floor.skipped is None
     ack = rows["ack-flood xdpshield (2 queues)"]
     assert ack.baseline == "ack-flood xdp-drop (2 queues)" and ack.ratio == pytest.approx(1.0)
     legit_row = rows["legit during SYN flood: xdpshield (2 queues)"]

@@ -87,7 +87,7 @@ GOAL_LIVE_10X = Goal(">=", 10.0, "issue 6: SYN flood answered >= 10x Linux / nft
 GOAL_LIVE_DROP = Goal(">=", 0.85, "issue 17: forged ACKs dropped >= 0.85x bare XDP_DROP")
 GOAL_LIVE_FILTER = Goal(">=", 1.0, "issue 17: forged ACKs dropped faster than xdp-filter")
 #: Receivers that are an XDP program, whose own cost bpf_stats gives.
-XDP_RECEIVERS = frozenset({"xdpshield", "xdp-reflect", "xdp-drop", "xdp-filter"})
+XDP_RECEIVERS = frozenset({"xdpshield", "xdp-reflect", "xdp-drop", "xdp-parse-drop", "xdp-filter"})
 DROP_KINDS: tuple[FloodKind, ...] = ("ack", "udp")
 
 _T = TypeVar("_T")
@@ -453,6 +453,10 @@ _SYN_NOTE = {
 _DROP_NOTE = {
     "xdpshield": "the shield's own verdict (forged ACK: no cookie offered to its source)",
     "xdp-drop": "bare XDP_DROP baseline",
+    "xdp-parse-drop": (
+        "the floor of any verdict that reads the headers: the shield's own parse to "
+        "L4, a per-CPU count, XDP_DROP (baseline.o bench_parse_drop)"
+    ),
     "xdp-filter": "xdp-filter (xdp-tools) denying the flood's destination port",
 }
 
@@ -521,7 +525,8 @@ def _legit_rows(cfg: LiveConfig, ql: str, data: LiveSamples) -> list[Result]:
 
 
 def _drop_rows(ql: str, data: LiveSamples) -> list[Result]:
-    """Drops per receiver and flood kind; the shield's and xdp-filter's against xdp-drop."""
+    """Drops per receiver and flood kind; the shield's, the parse floor's and
+    xdp-filter's against xdp-drop; the shield's against xdp-filter's and the floor's."""
     rows = _Rows(data.unavailable)
     out: list[Result] = []
     for kind in DROP_KINDS:
@@ -544,7 +549,7 @@ def _drop_rows(ql: str, data: LiveSamples) -> list[Result]:
                 r = rows.row(
                     name, GROUP_DROP, "drops/s", samples, key, base_name, base, goal, note, ex
                 )
-            elif rx == "xdp-filter":
+            elif rx in ("xdp-filter", "xdp-parse-drop"):
                 r = rows.row(
                     name, GROUP_DROP, "drops/s", samples, key, base_name, base, note=note, ex=ex
                 )
@@ -560,6 +565,15 @@ def _drop_rows(ql: str, data: LiveSamples) -> list[Result]:
                     data.drop[(kind, "xdpshield")], key,
                     f"{kind}-flood xdp-filter ({ql})", data.drop[(kind, "xdp-filter")],
                     GOAL_LIVE_FILTER,
+                )
+            )  # fmt: skip
+            # What the shield's checks cost beyond reading the headers.
+            key = shield_key if shield_key in data.unavailable else f"{kind} xdp-parse-drop"
+            out.append(
+                rows.row(
+                    f"ack-flood xdpshield vs xdp-parse-drop ({ql})", GROUP_DROP, "drops/s",
+                    data.drop[(kind, "xdpshield")], key,
+                    f"{kind}-flood xdp-parse-drop ({ql})", data.drop[(kind, "xdp-parse-drop")],
                 )
             )  # fmt: skip
     return out

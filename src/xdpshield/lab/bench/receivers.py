@@ -21,7 +21,7 @@ from xdpshield.shield.core import Shield
 __all__ = ["DROP_RECEIVERS", "LEGIT_PORT", "SYN_RECEIVERS", "receiver"]
 
 SYN_RECEIVERS = ("xdpshield", "xdp-reflect", "linux-syncookies", "nftables-synproxy")
-DROP_RECEIVERS = ("xdpshield", "xdp-drop", "xdp-filter")
+DROP_RECEIVERS = ("xdpshield", "xdp-drop", "xdp-parse-drop", "xdp-filter")
 LEGIT_PORT = 80
 
 
@@ -136,6 +136,8 @@ def receiver(name: str, stand: Stand, kind: str) -> contextlib.AbstractContextMa
         return _rx_xdp(stand, "bench_reflect")
     if name == "xdp-drop":
         return _rx_xdp(stand, "bench_drop")
+    if name == "xdp-parse-drop":
+        return _rx_xdp(stand, "bench_parse_drop")
     if name == "xdp-filter":
         return _rx_xdp_filter(stand, kind)
     if name == "nftables-synproxy":
