@@ -183,6 +183,12 @@ def _recorded_keys(coll: Collection) -> tuple[bytes, int]:
     return slots[epoch & 1][0], epoch
 
 
+def _read_tick(coll: Collection, name: str, slot: int) -> int:
+    """The byte in ``slot`` of the tick map ``name`` (8 to a word, guard.h)."""
+    word = coll.maps[name].typed(UInt(4), UInt(8)).lookup(slot >> 3)
+    return int(word) >> (slot & 7) * 8 & 0xFF
+
+
 def _write_tick(coll: Collection, name: str, slot: int, tick: int) -> None:
     """Write cookie tick ``tick``'s byte into ``slot`` of the tick map ``name``."""
     m = coll.maps[name].typed(UInt(4), UInt(8))
@@ -197,9 +203,7 @@ def _set_offered(coll: Collection, addr: str, tick: int, sport: int = 40000) -> 
 
 
 def _offered(coll: Collection, addr: str, sport: int = 40000) -> int:
-    slot = datapath.offered_slot(addr, sport, PORT)
-    word = coll.maps["xs_offered"].typed(UInt(4), UInt(8)).lookup(slot >> 3)
-    return int(word) >> (slot & 7) * 8 & 0xFF
+    return _read_tick(coll, "xs_offered", datapath.offered_slot(addr, sport, PORT))
 
 
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
