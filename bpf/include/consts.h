@@ -80,7 +80,7 @@ enum xs_prog {
 #endif
 
 /* xs_now() reads the coarse clock for its jiffies offset every this many
- * reads per CPU (a power of two).
+ * calls per CPU (a power of two).
  */
 #define XS_JCLOCK_EVERY		1024
 
