@@ -136,7 +136,8 @@ static __always_inline void xs_tick_note(__u8 *o, __u32 tick)
 }
 
 /* Does a slot hold cookie tick @now_tick, the one before, or the next (a
- * note by a CPU whose clock runs a little ahead of this one's)?
+ * note by a clock a moment ahead: the CPUs' shared offset grew just after
+ * this CPU read it, clock.h, or the daemon moved the cookie clock back)?
  */
 static __always_inline int xs_tick_recent(const __u8 *o, __u32 now_tick)
 {

@@ -18,6 +18,7 @@ from xdpshield.ebpf import Collection, ObjectSpec, Raw, UInt
 from xdpshield.shield import datapath
 from xdpshield.shield.datapath import GuardOptions, Reason
 
+from ..unit.test_mirrors import btf_struct
 from .model import OBJ, TEST_OPTIONS, XDP_TX, xdp_only
 from .test_guard import EPOCH, K1, K2, OPTION_SETS, PORT, SERVER4, TTL_S, Guard, eth, syn
 
@@ -85,7 +86,6 @@ def _times(jiffies: bool, tick: int) -> None:
 
 
 FLIP = 1 << 63  # clock.h XS_JOFF_FLIP
-JREADS = 80  # struct xs_cpu_state's jreads (test_mirrors checks the layout)
 
 
 def _offset(coll: Collection) -> int:
@@ -101,11 +101,12 @@ def _set_offset(coll: Collection, off: int) -> None:
 
 def _set_jreads(coll: Collection, per_cpu: dict[int, int]) -> None:
     """Each CPU's count of clock calls (0: its next one reads the coarse clock)."""
+    at = btf_struct("xdpshield.o", "xs_cpu_state").members["jreads"]
     m = coll.maps["xs_cpu"]
     raw = m.typed(UInt(4), Raw(m.value_size))
     vals = [bytearray(v) for v in raw.lookup_percpu(0)]
     for cpu, n in per_cpu.items():
-        vals[cpu][JREADS : JREADS + 4] = n.to_bytes(4, "little")
+        vals[cpu][at : at + 4] = n.to_bytes(4, "little")
     raw.update(0, [bytes(v) for v in vals])
 
 

@@ -245,7 +245,7 @@ def test_an_ack_to_no_cookie_offered_is_not_ours(family: str) -> None:
         assert check(ok) == (XDP_PASS, "ack-valid")
         _set_offered(coll, client, TICK - 2)
         assert check(ok) == (XDP_DROP, "ack-invalid")
-        # Noted by a CPU whose clock runs a little ahead (the next tick): still ours.
+        # Noted by a clock a moment ahead (the next tick): still ours.
         _set_offered(coll, client, TICK + 1)
         assert check(ok) == (XDP_PASS, "ack-valid")
         _set_offered(coll, client, TICK + 2)

@@ -89,6 +89,10 @@ GOAL_LIVE_FILTER = Goal(">=", 1.0, "issue 17: forged ACKs dropped faster than xd
 #: Receivers that are an XDP program, whose own cost bpf_stats gives.
 XDP_RECEIVERS = frozenset({"xdpshield", "xdp-reflect", "xdp-drop", "xdp-parse-drop", "xdp-filter"})
 DROP_KINDS: tuple[FloodKind, ...] = ("ack", "udp")
+#: Drop receivers set against the bare drop, and the shield against them on
+#: the ACK flood (with the goal, if any): xdp-filter, and the floor of
+#: reading the headers (what the shield's checks cost beyond it).
+DROP_PEERS: dict[str, Goal | None] = {"xdp-filter": GOAL_LIVE_FILTER, "xdp-parse-drop": None}
 
 _T = TypeVar("_T")
 
@@ -549,7 +553,7 @@ def _drop_rows(ql: str, data: LiveSamples) -> list[Result]:
                 r = rows.row(
                     name, GROUP_DROP, "drops/s", samples, key, base_name, base, goal, note, ex
                 )
-            elif rx in ("xdp-filter", "xdp-parse-drop"):
+            elif rx in DROP_PEERS:
                 r = rows.row(
                     name, GROUP_DROP, "drops/s", samples, key, base_name, base, note=note, ex=ex
                 )
@@ -559,9 +563,7 @@ def _drop_rows(ql: str, data: LiveSamples) -> list[Result]:
         if kind != "ack":
             continue
         shield_key = f"{kind} xdpshield"
-        # Against xdp-filter (a goal), and against the floor of reading the
-        # headers: what the shield's checks cost beyond it.
-        for other, goal in (("xdp-filter", GOAL_LIVE_FILTER), ("xdp-parse-drop", None)):
+        for other, goal in DROP_PEERS.items():
             key = shield_key if shield_key in data.unavailable else f"{kind} {other}"
             out.append(
                 rows.row(
